@@ -1,0 +1,119 @@
+"""Numba primitives of the margin engine, shared by the margin and normalization kernels.
+
+All are pure functions over scalars and tier arrays. Prices enter through the *margin
+variable* ``v``: ``v = price`` for linear contracts and ``v = 1 / price`` for inverse ones. In
+that variable a position's notional is ``Q · v`` and its PnL is linear, so margin balance minus
+maintenance margin is piecewise linear and every liquidation price has a closed form per tier.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+_REL_TOL = 1e-12
+
+
+@njit(cache=True, inline="always")
+def tier_index(cap: FloatArray, notional: float) -> int:
+    """Index of the tier holding ``|notional|`` (``[floor, cap)``; past the last cap: last)."""
+    n = abs(notional)
+    last = cap.shape[0] - 1
+    for i in range(last):
+        if n < cap[i]:
+            return i
+    return last
+
+
+@njit(cache=True, inline="always")
+def maintenance_margin(cap: FloatArray, mmr: FloatArray, cum: FloatArray, notional: float) -> float:
+    """``|N| · mmr_k − cum_k`` for the tier ``k`` holding ``N``."""
+    k = tier_index(cap, notional)
+    return abs(notional) * mmr[k] - cum[k]
+
+
+@njit(cache=True)
+def liquidation_price_one_leg(
+    balance: float,
+    side: float,
+    qty: float,
+    ref_price: float,
+    linear: bool,
+    floor: FloatArray,
+    cap: FloatArray,
+    mmr: FloatArray,
+    cum: FloatArray,
+) -> float:
+    """Liquidation price of one position whose margin balance is ``balance`` at ``ref_price``.
+
+    Solves ``balance + PnL(x) = MM(x)`` tier by tier and keeps the root whose notional lies in
+    the tier used, which is DESIGN §3's "recompute with that tier" done exhaustively. With
+    ``c = s·Q`` (linear) or ``c = −s·Q`` (inverse), ``r`` the reference in the margin variable:
+
+    ``v_k = (balance + cum_k − c·r) / (Q·mmr_k − c)``
+
+    For linear contracts with ``balance`` the isolated margin and ``ref_price`` the entry price
+    this is Binance's one-way formula; with ``ref_price`` the mark and ``balance`` the margin
+    balance at the mark it is Hyperliquid's. Returns NaN when no price liquidates the position
+    (a fully collateralized long, or an inverse short).
+    """
+    if qty <= 0.0:
+        return math.nan
+    if linear:
+        c = side * qty
+        r = ref_price
+    else:
+        c = -side * qty
+        r = 1.0 / ref_price
+    last = cap.shape[0] - 1
+    for k in range(last + 1):
+        denom = qty * mmr[k] - c
+        if denom == 0.0:
+            continue
+        v = (balance + cum[k] - c * r) / denom
+        if v <= 0.0:
+            continue
+        n = qty * v
+        lo = floor[k] * (1.0 - _REL_TOL)
+        if n >= lo and (k == last or n <= cap[k] * (1.0 + _REL_TOL)):
+            return v if linear else 1.0 / v
+    return math.nan
+
+
+@njit(cache=True, parallel=True)
+def liquidation_prices(
+    balance: FloatArray,
+    side: FloatArray,
+    qty: FloatArray,
+    ref_price: FloatArray,
+    linear: bool,
+    floor: FloatArray,
+    cap: FloatArray,
+    mmr: FloatArray,
+    cum: FloatArray,
+) -> FloatArray:
+    """Vectorized :func:`liquidation_price_one_leg` over many positions of one market."""
+    n = balance.shape[0]
+    out = np.empty(n)
+    for i in prange(n):
+        out[i] = liquidation_price_one_leg(
+            balance[i], side[i], qty[i], ref_price[i], linear, floor, cap, mmr, cum
+        )
+    return out
+
+
+@njit(cache=True, parallel=True)
+def maintenance_margins(
+    notional: FloatArray, cap: FloatArray, mmr: FloatArray, cum: FloatArray
+) -> FloatArray:
+    """Vectorized :func:`maintenance_margin`."""
+    n = notional.shape[0]
+    out = np.empty(n)
+    for i in prange(n):
+        out[i] = maintenance_margin(cap, mmr, cum, notional[i])
+    return out

@@ -1,0 +1,507 @@
+"""The cohort kernel: one lead event, every follower, the whole DESIGN §4 pipeline.
+
+Pure function over column arrays (numba, parallel over followers). Expected outcomes are reason
+bits, never exceptions. The event arrives pre-digested by :mod:`levalign.normalize` as a
+small float vector (``EV_*`` indices) so the kernel signature stays stable as events grow.
+
+Units inside: quantities in *base units* (contracts × contract size, linear contracts), money
+in the settle currency. Amounts leave as whole lots.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+from numpy.typing import NDArray
+
+from levalign._margin_kernels import liquidation_price_one_leg, tier_index
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int8]
+
+# ---- event kinds
+EV_NONE, EV_OPEN, EV_INCREASE, EV_REDUCE, EV_CLOSE, EV_FLIP, EV_MARGIN = range(7)
+
+# ---- event vector layout
+(
+    E_KIND,  # one of EV_*
+    E_SIDE,  # lead side after an open/increase/flip; before a reduce/close; +1 / -1
+    E_PRICE,
+    E_UNITS,  # lead's opened base quantity per unit of lead equity (proportional sizing)
+    E_OPEN_FRAC,  # opened quantity / lead position after (fixed_notional, follower flat)
+    E_GROWTH,  # opened quantity / lead position before (fixed_notional, follower holds)
+    E_LEV_TOTAL,  # lead effective leverage over all symbols, after
+    E_SHARE,  # this symbol's share of the lead's total notional, after
+    E_PHI,  # fraction of the position the lead cut (reduce)
+    E_MARGIN_RATIO,  # lead isolated margin after / before (margin event)
+    E_STOP,  # lead stop price or NaN
+    E_SIGMA,  # event volatility (annualized) or NaN
+    E_LEAD_DIST,  # lead's liquidation distance after the event (default follower buffer)
+    E_SIZE,
+) = range(14)
+
+# ---- mode, margin mode and policy codes (match normalize.MODES / POLICIES)
+M_PROPORTIONAL, M_FIXED, M_TARGET_LEV, M_RISK, M_VOL, M_OPTIMAL = range(6)
+MM_ISOLATED, MM_CROSS = 0, 1
+P_SKIP, P_ROUND_UP, P_ACCUMULATE = 0, 1, 2
+
+# ---- reason bits (match normalize.Reason)
+R_INVALID_ROW = 1 << 0
+R_SYMBOL_NOT_ALLOWED = 1 << 1
+R_MISSING_PARAMETER = 1 << 2
+R_RISK_MODEL_REQUIRED = 1 << 3
+R_POSITION_LEVERAGE = 1 << 4
+R_TIER_LIMIT = 1 << 5
+R_ACCOUNT_LEVERAGE = 1 << 6
+R_LIQ_BUFFER = 1 << 7
+R_AVAILABLE_MARGIN = 1 << 8
+R_MAX_NOTIONAL = 1 << 9
+R_LOT_ROUNDING = 1 << 10
+R_BELOW_MIN_AMOUNT = 1 << 11
+R_BELOW_MIN_COST = 1 << 12
+R_SKIPPED = 1 << 13
+R_ROUNDED_UP = 1 << 14
+R_ACCUMULATED = 1 << 15
+R_NOTHING_TO_CLOSE = 1 << 16
+R_AT_TARGET = 1 << 17
+R_MARGIN_TOPUP = 1 << 18
+R_FLIPPED = 1 << 19
+R_NO_LEAD_CHANGE = 1 << 20
+
+_HOURS_PER_YEAR = 8760.0
+_EPS = 1e-9
+
+
+@njit(cache=True, inline="always")
+def _required_balance(
+    qty: float, price: float, side: float, dist: float, cap: FloatArray, mmr: FloatArray, cum: FloatArray
+) -> float:
+    """Margin balance at ``price`` needed so that liquidation is ``dist`` (fraction) away.
+
+    At the liquidation price ``x = price·(1 − s·dist)`` the balance has lost ``qty·price·dist``
+    and must still equal the maintenance margin of the notional there.
+    """
+    x_notional = qty * price * (1.0 - side * dist)
+    k = tier_index(cap, x_notional)
+    return qty * price * dist + x_notional * mmr[k] - cum[k]
+
+
+@njit(cache=True)
+def _max_qty_for_balance(
+    budget: float,
+    price: float,
+    side: float,
+    dist: float,
+    floor: FloatArray,
+    cap: FloatArray,
+    mmr: FloatArray,
+    cum: FloatArray,
+) -> float:
+    """Largest quantity whose :func:`_required_balance` is at most ``budget``.
+
+    The requirement is continuous and increasing in the quantity and linear inside each tier
+    of the liquidation notional, so the root lies in exactly one tier.
+    """
+    if budget <= 0.0:
+        return 0.0
+    factor = 1.0 - side * dist
+    last = cap.shape[0] - 1
+    for k in range(last + 1):
+        slope = price * dist + price * factor * mmr[k]
+        q = (budget + cum[k]) / slope
+        n = q * price * factor
+        if n <= cap[k] * (1.0 + 1e-12) or k == last:
+            if n >= floor[k] * (1.0 - 1e-12):
+                return q
+    return 0.0
+
+
+@njit(cache=True)
+def _max_qty_for_initial_margin(
+    margin: float, held: float, price: float, cap_arr: FloatArray, floor: FloatArray, max_lev: FloatArray
+) -> float:
+    """Largest total quantity ``Q`` with ``(Q − held)·price / maxLev(Q·price) ≤ margin``.
+
+    Leverage allowed falls with the tier, so scanning tiers from the top, the first tier in
+    which the bound is reachable holds the largest feasible quantity.
+    """
+    if margin < 0.0:
+        return held
+    for k in range(cap_arr.shape[0] - 1, -1, -1):
+        top = min(cap_arr[k], held * price + margin * max_lev[k]) / price
+        if top * price >= floor[k] * (1.0 - 1e-12):
+            return top
+    return held
+
+
+@njit(cache=True, inline="always")
+def _initial_margin(qty: float, price: float, cap: FloatArray, max_lev: FloatArray) -> float:
+    n = qty * price
+    return n / max_lev[tier_index(cap, n)]
+
+
+@njit(cache=True, parallel=True)
+def normalize_kernel(
+    ev: FloatArray,
+    # market
+    contract_size: float,
+    amount_step: float,
+    min_amount: float,
+    min_cost: float,
+    t_floor: FloatArray,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+    t_max_lev: FloatArray,
+    # cohort columns
+    equity: FloatArray,
+    available: FloatArray,
+    position: FloatArray,
+    entry_price: FloatArray,
+    collateral: FloatArray,
+    other_notional: FloatArray,
+    other_mm: FloatArray,
+    mode: IntArray,
+    scale: FloatArray,
+    fixed_notional: FloatArray,
+    risk_fraction: FloatArray,
+    vol_target: FloatArray,
+    sigma: FloatArray,
+    stop_sigmas: FloatArray,
+    max_leverage: FloatArray,
+    max_position_leverage: FloatArray,
+    min_liq_distance: FloatArray,
+    max_liq_probability: FloatArray,
+    horizon_hours: FloatArray,
+    max_notional: FloatArray,
+    margin_mode: IntArray,
+    policy: IntArray,
+    residual: FloatArray,
+    allowed: NDArray[np.bool_],
+    # outputs
+    o_side: IntArray,
+    o_amount: FloatArray,
+    o_close_amount: FloatArray,
+    o_reduce_only: NDArray[np.bool_],
+    o_leverage: FloatArray,
+    o_collateral: FloatArray,
+    o_target: FloatArray,
+    o_raw: FloatArray,
+    o_reasons: NDArray[np.uint32],
+    o_eff_lev: FloatArray,
+    o_liq: FloatArray,
+    o_liq_dist: FloatArray,
+    o_residual: FloatArray,
+) -> None:
+    """Fill the output columns for every follower (see :func:`levalign.normalize.normalize`)."""
+    kind = int(ev[E_KIND])
+    s_lead = ev[E_SIDE]
+    p = ev[E_PRICE]
+    cs = contract_size
+    lot = amount_step * cs  # base units per lot
+    last_cap = t_cap[t_cap.shape[0] - 1]
+    n = equity.shape[0]
+    for i in prange(n):
+        reasons = np.uint32(0)
+        eq = equity[i]
+        pos_c = position[i]
+        ep0 = entry_price[i]
+        c0 = collateral[i]
+        isolated = margin_mode[i] == MM_ISOLATED
+        dist = min_liq_distance[i]
+        if math.isnan(dist):  # unset: survive whatever the lead survives
+            dist = ev[E_LEAD_DIST] if ev[E_LEAD_DIST] == ev[E_LEAD_DIST] else 0.0
+        # defaults: no order, state unchanged
+        side_out = 0
+        amount = 0.0
+        close_amt = 0.0
+        reduce_only = False
+        lev_out = math.nan
+        coll_out = 0.0
+        raw = 0.0
+        res_out = residual[i] if policy[i] == P_ACCUMULATE else 0.0
+        valid = (
+            math.isfinite(eq)
+            and eq > 0.0
+            and math.isfinite(pos_c)
+            and (pos_c == 0.0 or (math.isfinite(ep0) and ep0 > 0.0))
+            and math.isfinite(c0)
+            and c0 >= 0.0
+            and math.isfinite(scale[i])
+            and scale[i] >= 0.0
+            and not math.isnan(available[i])
+            and available[i] >= 0.0
+            and math.isfinite(other_notional[i])
+            and other_notional[i] >= 0.0
+            and math.isfinite(other_mm[i])
+            and other_mm[i] >= 0.0
+            and math.isfinite(dist)
+            and dist >= 0.0
+            and dist < 1.0
+            and math.isfinite(res_out)
+            and mode[i] >= 0
+            and margin_mode[i] >= 0
+            and policy[i] >= 0
+            and not (max_leverage[i] <= 0.0)
+            and not (max_position_leverage[i] <= 0.0)
+            and not (max_notional[i] < 0.0)
+        )
+        q = pos_c * cs  # signed base quantity held
+        if not valid:
+            o_side[i] = 0
+            o_amount[i] = 0.0
+            o_close_amount[i] = 0.0
+            o_reduce_only[i] = False
+            o_leverage[i] = math.nan
+            o_collateral[i] = 0.0
+            o_target[i] = pos_c if math.isfinite(pos_c) else math.nan
+            o_raw[i] = 0.0
+            o_reasons[i] = R_INVALID_ROW
+            o_eff_lev[i] = math.nan
+            o_liq[i] = math.nan
+            o_liq_dist[i] = math.nan
+            o_residual[i] = 0.0
+            continue
+        s_f = 1.0 if q > 0.0 else (-1.0 if q < 0.0 else 0.0)
+        avail = available[i]
+        if not allowed[i]:
+            reasons |= R_SYMBOL_NOT_ALLOWED
+        elif kind == EV_NONE:
+            reasons |= R_NO_LEAD_CHANGE
+        elif kind == EV_MARGIN:
+            if isolated and q != 0.0 and s_f == s_lead and ev[E_MARGIN_RATIO] > 1.0:
+                add = min(c0 * (ev[E_MARGIN_RATIO] - 1.0), avail)
+                if add > 0.0:
+                    coll_out = add
+                    reasons |= R_MARGIN_TOPUP
+                    if add < c0 * (ev[E_MARGIN_RATIO] - 1.0):
+                        reasons |= R_AVAILABLE_MARGIN
+            else:
+                reasons |= R_NO_LEAD_CHANGE
+        elif kind == EV_CLOSE or kind == EV_REDUCE:
+            if q == 0.0 or s_f != s_lead:
+                reasons |= R_NOTHING_TO_CLOSE
+            else:
+                held = abs(pos_c)
+                if kind == EV_CLOSE:
+                    amt = held
+                else:
+                    amt = math.floor(ev[E_PHI] * held / amount_step + 0.5) * amount_step
+                    if amt >= held - 0.5 * amount_step:
+                        amt = held
+                    elif amt < min_amount - _EPS * amount_step:
+                        reasons |= R_BELOW_MIN_AMOUNT
+                        if policy[i] == P_ROUND_UP:
+                            amt = min(math.ceil(min_amount / amount_step - _EPS) * amount_step, held)
+                            reasons |= R_ROUNDED_UP
+                        else:
+                            amt = 0.0
+                            reasons |= R_SKIPPED
+                    res_out = res_out * (1.0 - ev[E_PHI])
+                if amt > 0.0:
+                    side_out = int(-s_f)
+                    amount = amt
+                    close_amt = amt
+                    reduce_only = True
+                    if isolated and held > 0.0:
+                        c0 = c0 * (1.0 - amt / held)  # margin released pro rata
+                    q = s_f * (held - amt) * cs
+                if kind == EV_CLOSE:
+                    res_out = 0.0
+        else:  # open, increase, flip
+            s = s_lead
+            if q != 0.0 and s_f != s:
+                # follower holds the other side: close it first (flip for this follower)
+                close_amt = abs(pos_c)
+                reasons |= R_FLIPPED
+                if isolated:
+                    avail += c0 + s_f * abs(q) * (p - ep0)
+                c0 = 0.0
+                q = 0.0
+                res_out = 0.0
+            cur = abs(q)
+            sig = sigma[i] if math.isfinite(sigma[i]) else ev[E_SIGMA]
+            m = mode[i]
+            d = math.nan
+            if max_liq_probability[i] == max_liq_probability[i] or m == M_OPTIMAL:
+                reasons |= R_RISK_MODEL_REQUIRED
+            elif m == M_PROPORTIONAL:
+                d = scale[i] * ev[E_UNITS] * eq
+            elif m == M_FIXED:
+                if fixed_notional[i] >= 0.0:
+                    d = fixed_notional[i] / p * ev[E_OPEN_FRAC] if cur == 0.0 else cur * ev[E_GROWTH]
+            elif m == M_TARGET_LEV:
+                lev = min(scale[i] * ev[E_LEV_TOTAL], max_leverage[i])
+                d = lev * eq * ev[E_SHARE] / p - cur
+            elif m == M_RISK:
+                stop_dist = math.nan
+                if ev[E_STOP] == ev[E_STOP]:
+                    stop_dist = abs(p - ev[E_STOP])
+                elif sig > 0.0 and horizon_hours[i] > 0.0:
+                    stop_dist = p * stop_sigmas[i] * sig * math.sqrt(horizon_hours[i] / _HOURS_PER_YEAR)
+                if risk_fraction[i] >= 0.0 and stop_dist > 0.0:
+                    d = risk_fraction[i] * eq / stop_dist - cur
+            elif m == M_VOL:
+                if vol_target[i] >= 0.0 and sig > 0.0:
+                    d = vol_target[i] / sig * eq / p - cur
+            if math.isnan(d) and (reasons & R_RISK_MODEL_REQUIRED) == 0:
+                reasons |= R_MISSING_PARAMETER
+            if not math.isnan(d):
+                if policy[i] == P_ACCUMULATE:
+                    d += res_out * cs
+                raw = d
+                if d <= 0.0:
+                    reasons |= R_AT_TARGET
+                    res_out = 0.0
+                else:
+                    target = cur + d
+                    upnl0 = s * cur * (p - ep0) if cur > 0.0 else 0.0
+                    # -- constraints in DESIGN order; each flags when it binds
+                    cap_q = max_position_leverage[i] * eq / p
+                    if cap_q < target:
+                        target = cap_q
+                        reasons |= R_POSITION_LEVERAGE
+                    cap_q = last_cap / p
+                    if cap_q < target:
+                        target = cap_q
+                        reasons |= R_TIER_LIMIT
+                    cap_q = (max_leverage[i] * eq - other_notional[i]) / p
+                    if cap_q < target:
+                        target = cap_q
+                        reasons |= R_ACCOUNT_LEVERAGE
+                    budget = (c0 + avail + upnl0) if isolated else (eq - other_mm[i])
+                    if _required_balance(target, p, s, dist, t_cap, t_mmr, t_cum) > budget:
+                        cap_q = _max_qty_for_balance(budget, p, s, dist, t_floor, t_cap, t_mmr, t_cum)
+                        if cap_q < target:
+                            target = cap_q
+                            reasons |= R_LIQ_BUFFER if dist > 0.0 else R_AVAILABLE_MARGIN
+                    if isolated:
+                        im_need = _initial_margin(target, p, t_cap, t_max_lev) - c0
+                    else:
+                        im_need = _initial_margin(target, p, t_cap, t_max_lev) - _initial_margin(cur, p, t_cap, t_max_lev)
+                    if im_need > avail:
+                        cap_q = _max_qty_for_initial_margin(
+                            avail + (c0 if isolated else 0.0), 0.0 if isolated else cur, p, t_cap, t_floor, t_max_lev
+                        )
+                        if cap_q < target:
+                            target = cap_q
+                            reasons |= R_AVAILABLE_MARGIN
+                    cap_q = max_notional[i] / p
+                    if cap_q < target:
+                        target = cap_q
+                        reasons |= R_MAX_NOTIONAL
+                    d_ok = max(target - cur, 0.0)
+                    # -- lots, exchange minimums, min-size policy
+                    exact = d_ok / lot
+                    lots = math.floor(exact + _EPS)
+                    if exact - lots > _EPS:
+                        reasons |= R_LOT_ROUNDING
+                    amt = lots * amount_step
+                    small = False
+                    if lots == 0 or amt < min_amount - _EPS * amount_step:
+                        reasons |= R_BELOW_MIN_AMOUNT
+                        small = True
+                    if amt * cs * p < min_cost * (1.0 - 1e-12):
+                        reasons |= R_BELOW_MIN_COST
+                        small = True
+                    if small:
+                        pol = policy[i]
+                        if pol == P_ROUND_UP and d_ok > 0.0:
+                            lots_up = max(
+                                1.0,
+                                math.ceil(min_amount / amount_step - _EPS),
+                                math.ceil(min_cost / (p * cs * amount_step) - _EPS),
+                            )
+                            q_up = cur + lots_up * lot
+                            ok = (
+                                q_up <= max_position_leverage[i] * eq / p * (1.0 + 1e-12)
+                                and q_up * p <= last_cap
+                                and q_up * p + other_notional[i] <= max_leverage[i] * eq * (1.0 + 1e-12)
+                                and _required_balance(q_up, p, s, dist, t_cap, t_mmr, t_cum) <= budget
+                                and q_up * p <= max_notional[i] * (1.0 + 1e-12)
+                            )
+                            if ok:
+                                if isolated:
+                                    ok = _initial_margin(q_up, p, t_cap, t_max_lev) - c0 <= avail
+                                else:
+                                    ok = (
+                                        _initial_margin(q_up, p, t_cap, t_max_lev)
+                                        - _initial_margin(cur, p, t_cap, t_max_lev)
+                                        <= avail
+                                    )
+                            if ok:
+                                amt = lots_up * amount_step
+                                reasons |= R_ROUNDED_UP
+                            else:
+                                amt = 0.0
+                                reasons |= R_SKIPPED
+                        elif pol == P_ACCUMULATE:
+                            amt = 0.0
+                            reasons |= R_ACCUMULATED
+                        else:
+                            amt = 0.0
+                            reasons |= R_SKIPPED
+                    if amt > 0.0:
+                        res_out = (d_ok - amt * cs) / cs if policy[i] == P_ACCUMULATE else 0.0
+                    else:
+                        res_out = d_ok / cs  # carried (accumulate) or recorded (skip)
+                    if policy[i] == P_ACCUMULATE and res_out < 0.0:
+                        res_out = 0.0
+                    if amt > 0.0:
+                        side_out = int(s)
+                        amount = amt + close_amt
+                        new_q = cur + amt * cs
+                        n_new = new_q * p
+                        tier_lev = t_max_lev[tier_index(t_cap, n_new)]
+                        if isolated:
+                            need = max(
+                                _required_balance(new_q, p, s, dist, t_cap, t_mmr, t_cum) - upnl0,
+                                n_new / tier_lev,
+                                c0,
+                            )
+                            coll_out = need - c0
+                            lev_out = min(tier_lev, max(1.0, math.ceil(n_new / need - 1e-9)))
+                            c0 = need
+                        else:
+                            cap_set = max_position_leverage[i]
+                            lev_out = tier_lev if not (cap_set < tier_lev) else max(1.0, math.ceil(cap_set))
+                        if cur > 0.0:
+                            ep0 = (cur * ep0 + amt * cs * p) / new_q
+                        else:
+                            ep0 = p
+                        q = s * new_q
+            if close_amt > 0.0 and amount == 0.0:
+                # the follower's opposite position is closed even when no new leg follows
+                side_out = int(-s_f)
+                amount = close_amt
+                reduce_only = True
+        # -- state after the order
+        held_q = abs(q)
+        o_side[i] = side_out
+        o_amount[i] = amount
+        o_close_amount[i] = close_amt
+        o_reduce_only[i] = reduce_only
+        o_leverage[i] = lev_out
+        o_collateral[i] = coll_out
+        o_target[i] = q / cs
+        o_raw[i] = raw / cs
+        o_reasons[i] = reasons
+        o_residual[i] = res_out
+        o_eff_lev[i] = (held_q * p + other_notional[i]) / eq
+        if held_q > 0.0:
+            sq = 1.0 if q > 0.0 else -1.0
+            if isolated:
+                lp = liquidation_price_one_leg(
+                    c0, sq, held_q, ep0, True, t_floor, t_cap, t_mmr, t_cum
+                )
+            else:
+                lp = liquidation_price_one_leg(
+                    eq - other_mm[i], sq, held_q, p, True, t_floor, t_cap, t_mmr, t_cum
+                )
+            o_liq[i] = lp
+            o_liq_dist[i] = abs(p - lp) / p if lp == lp else math.nan
+        else:
+            o_liq[i] = math.nan
+            o_liq_dist[i] = math.nan

@@ -1,0 +1,1 @@
+"""Bundled market data; see PROVENANCE.md."""

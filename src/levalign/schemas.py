@@ -1,0 +1,272 @@
+"""Request and result models shared by the Python API, the CLI and (later) the HTTP API.
+
+Field names are ccxt's unified names in snake_case; ccxt's camelCase is accepted on input, so
+``exchange.fetch_positions()`` output can be passed straight in.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, TypeVar
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from levalign.errors import InvalidInput
+
+__all__ = [
+    "Account",
+    "AccountReport",
+    "FollowerProfile",
+    "LeadEvent",
+    "NormalizeRequest",
+    "Position",
+    "PositionReport",
+    "parse",
+]
+
+Side = Literal["long", "short"]
+MarginMode = Literal["isolated", "cross"]
+SizingMode = Literal[
+    "proportional", "fixed_notional", "target_leverage", "risk_constant", "vol_target", "optimal"
+]
+MinSizePolicy = Literal["skip", "round_up", "accumulate"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=True,  # checked per field below, to name the field in the error
+    )
+
+
+def _finite(name: str, value: float | None, *, positive: bool = False, non_negative: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    if non_negative and value < 0:
+        raise ValueError(f"{name} must not be negative, got {value}")
+
+
+class Position(_Model):
+    """An open position, as ccxt's ``fetch_positions`` reports it.
+
+    ``contracts`` is positive with ``side``; a signed ``contracts`` without ``side`` is also
+    accepted (negative is short). ``collateral`` is the isolated margin.
+    """
+
+    model_config = ConfigDict(extra="ignore")  # ccxt positions carry many more fields
+
+    symbol: str
+    side: Side | None = None
+    contracts: float
+    entry_price: float
+    mark_price: float
+    margin_mode: MarginMode = "cross"
+    collateral: float | None = None
+    leverage: float | None = None
+    hedged: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Position:
+        _finite("contracts", self.contracts)
+        _finite("entry_price", self.entry_price, positive=True)
+        _finite("mark_price", self.mark_price, positive=True)
+        _finite("collateral", self.collateral, non_negative=True)
+        _finite("leverage", self.leverage, positive=True)
+        if self.side is None:
+            if self.contracts == 0:
+                raise ValueError("contracts is 0: leave closed positions out")
+            object.__setattr__(self, "side", "long" if self.contracts > 0 else "short")
+            object.__setattr__(self, "contracts", abs(self.contracts))
+        elif self.contracts <= 0:
+            raise ValueError(f"contracts must be positive when side is given, got {self.contracts}")
+        if self.margin_mode == "isolated" and self.collateral is None:
+            raise ValueError("an isolated position needs its collateral (isolated margin)")
+        return self
+
+    @property
+    def sign(self) -> float:
+        """+1 for long, −1 for short."""
+        return 1.0 if self.side == "long" else -1.0
+
+
+class Account(_Model):
+    """One trading account: ``levalign margin ACCOUNT.json`` reads this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exchange: str = "binance"
+    markets: str | None = None
+    tiers: str | None = None
+    wallet_balance: float = Field(validation_alias=AliasChoices("wallet_balance", "walletBalance", "balance"))
+    position_mode: Literal["one_way", "hedge"] = "one_way"
+    positions: list[Position] = Field(default_factory=list)
+
+    @field_validator("wallet_balance")
+    @classmethod
+    def _balance(cls, v: float) -> float:
+        _finite("wallet_balance", v)
+        return v
+
+
+class PositionReport(_Model):
+    """Margin figures of one position (all amounts in the settle currency)."""
+
+    symbol: str
+    side: Side
+    contracts: float
+    notional: float
+    initial_margin: float
+    maintenance_margin: float
+    unrealized_pnl: float
+    liquidation_price: float | None
+    liquidation_distance: float | None
+    effective_leverage: float
+    margin_mode: MarginMode
+    leverage: float
+
+
+class AccountReport(_Model):
+    """Margin figures of an account: ``levalign margin`` prints this."""
+
+    exchange: str
+    settle: str
+    wallet_balance: float
+    equity: float
+    initial_margin: float
+    maintenance_margin: float
+    effective_leverage: float
+    margin_ratio: float
+    positions: list[PositionReport]
+
+
+class LeadEvent(_Model):
+    """A change in the lead trader's position (DESIGN §4).
+
+    Positions are signed contracts of the lead's market. ``sigma`` (annualized volatility of
+    the symbol) feeds ``vol_target`` and ``risk_constant`` sizing until the risk engine does.
+    """
+
+    event_id: str
+    timestamp: float | str | None = None
+    symbol: str
+    price: float
+    lead_equity: float
+    lead_position_before: float
+    lead_position_after: float
+    lead_stop_price: float | None = None
+    lead_collateral_before: float | None = None
+    lead_collateral_after: float | None = None
+    lead_leverage_setting: float | None = None
+    lead_total_notional: float | None = None
+    sigma: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> LeadEvent:
+        _finite("price", self.price, positive=True)
+        _finite("lead_equity", self.lead_equity, positive=True)
+        _finite("lead_position_before", self.lead_position_before)
+        _finite("lead_position_after", self.lead_position_after)
+        _finite("lead_stop_price", self.lead_stop_price, positive=True)
+        _finite("lead_collateral_before", self.lead_collateral_before, non_negative=True)
+        _finite("lead_collateral_after", self.lead_collateral_after, non_negative=True)
+        _finite("lead_leverage_setting", self.lead_leverage_setting, positive=True)
+        _finite("lead_total_notional", self.lead_total_notional, non_negative=True)
+        _finite("sigma", self.sigma, positive=True)
+        if self.lead_stop_price is not None and self.lead_position_after != 0:
+            long = self.lead_position_after > 0
+            if (long and self.lead_stop_price >= self.price) or (
+                not long and self.lead_stop_price <= self.price
+            ):
+                side = "below" if long else "above"
+                raise ValueError(
+                    f"lead_stop_price {self.lead_stop_price} must be {side} price {self.price} "
+                    f"for a {'long' if long else 'short'} position"
+                )
+        return self
+
+
+class FollowerProfile(_Model):
+    """One cohort row given as JSON (small requests); large cohorts come as Arrow tables."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=True)
+
+    id: str | int
+    equity: float
+    available_balance: float | None = None
+    position: float = 0.0
+    entry_price: float | None = None
+    collateral: float = 0.0
+    other_notional: float = 0.0
+    other_maintenance_margin: float = 0.0
+    mode: SizingMode = "proportional"
+    scale: float = 1.0
+    fixed_notional: float | None = None
+    risk_fraction: float | None = None
+    vol_target: float | None = None
+    sigma: float | None = None
+    stop_sigmas: float = 2.0
+    max_leverage: float | None = None
+    max_position_leverage: float | None = None
+    min_liq_distance: float = 0.0
+    max_liq_probability: float | None = None
+    horizon_hours: float = 24.0
+    max_notional: float | None = None
+    margin_mode: MarginMode = "isolated"
+    min_size_policy: MinSizePolicy = "skip"
+    residual: float = 0.0
+    allowed: bool = True
+
+
+class NormalizeRequest(_Model):
+    """``levalign normalize REQUEST.json`` reads this."""
+
+    exchange: str = "binance"
+    markets: str | None = None
+    tiers: str | None = None
+    lead_exchange: str | None = None
+    symbol_map: dict[str, str] | None = None
+    event: LeadEvent
+    followers: list[FollowerProfile] | None = None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: Any, *, root: str = "") -> M:
+    """Validate ``data`` as ``model``; on failure raise :class:`InvalidInput` naming the field.
+
+    Raises
+    ------
+    InvalidInput
+        With ``field`` set to the dotted path of the first bad field (``event.price``).
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(
+            f"[{p}]" if isinstance(p, int) else str(p) for p in ((root,) if root else ()) + tuple(err["loc"])
+        ).replace(".[", "[")
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        where = loc or root or model.__name__
+        raise InvalidInput(
+            f"{where}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err.get("input"), dict | list) else ""),
+            field=where,
+            value=err.get("input") if not isinstance(err.get("input"), dict | list) else None,
+        ) from None
