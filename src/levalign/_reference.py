@@ -1,0 +1,255 @@
+"""Plain-Python reference for the normalization kernel, written independently of it.
+
+Where the kernel inverts closed forms per tier, this file states each constraint as a
+predicate on the follower's resulting position and finds its boundary by bisection; the
+liquidation buffer is checked with the exact scalar solver of :mod:`levalign.margin`. Tests
+require both to give the same orders. It is slow on purpose: clarity over speed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from levalign import _normalize_kernel as nk
+from levalign.margin import Leg, _solve_liquidation
+from levalign.markets import MarketSpec
+
+_MODES = ("proportional", "fixed_notional", "target_leverage", "risk_constant", "vol_target", "optimal")
+
+
+def _largest(ok: Callable[[float], bool], lo: float, hi: float) -> float:
+    """Largest x in [lo, hi] with ok(x), for ok monotone (true then false); lo if none."""
+    if ok(hi):
+        return hi
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _liq_distance(spec: MarketSpec, side: float, qty: float, entry: float, balance: float, price: float) -> float:
+    """Liquidation distance (fraction of price) of one leg with ``balance`` behind it."""
+    legs = [Leg(side, qty / spec.contract_size, entry)]
+    lp = _solve_liquidation(spec, legs, balance, price)
+    return math.inf if lp is None else (price - lp) * side / price
+
+
+def reference_normalize_one(ev: list[float], spec: MarketSpec, row: dict[str, Any]) -> dict[str, Any]:
+    """Normalize one follower (row of cohort fields, codes as names) for a digested event."""
+    kind, s, p = int(ev[nk.E_KIND]), ev[nk.E_SIDE], ev[nk.E_PRICE]
+    step = float(spec.amount_step or 0.0)
+    cs = spec.contract_size
+    lot = step * cs
+    tiers = spec.tiers
+    min_amount, min_cost = float(spec.min_amount or 0.0), float(spec.min_cost or 0.0)
+    eq, pos, ep = row["equity"], row["position"], row["entry_price"]
+    c0, avail = row["collateral"], row["available_balance"]
+    isolated = row["margin_mode"] == "isolated"
+    policy = row["min_size_policy"]
+    dist = row["min_liq_distance"]
+    if math.isnan(dist):
+        dist = 0.0 if math.isnan(ev[nk.E_LEAD_DIST]) else ev[nk.E_LEAD_DIST]
+    out = {
+        "side": 0, "amount": 0.0, "close_amount": 0.0, "reduce_only": False, "leverage": math.nan,
+        "collateral": 0.0, "raw_amount": 0.0, "reasons": 0,
+        "residual": row["residual"] if policy == "accumulate" else 0.0,
+    }
+    ok_row = (
+        math.isfinite(eq) and eq > 0 and math.isfinite(pos) and (pos == 0 or (math.isfinite(ep) and ep > 0))
+        and c0 >= 0 and row["scale"] >= 0 and avail >= 0 and 0 <= dist < 1
+        and row["other_notional"] >= 0 and row["other_maintenance_margin"] >= 0
+        and row["mode"] in _MODES and row["margin_mode"] in ("isolated", "cross")
+        and policy in ("skip", "round_up", "accumulate")
+    )
+    if not ok_row:
+        return {**out, "reasons": nk.R_INVALID_ROW, "target_position": pos, "residual": 0.0,
+                "effective_leverage": math.nan, "liquidation_price": math.nan, "liquidation_distance": math.nan}
+    q = pos * cs
+    s_f = (q > 0) - (q < 0)
+    reasons = 0
+    if not row["allowed"]:
+        reasons |= nk.R_SYMBOL_NOT_ALLOWED
+    elif kind == nk.EV_NONE:
+        reasons |= nk.R_NO_LEAD_CHANGE
+    elif kind == nk.EV_MARGIN:
+        ratio = ev[nk.E_MARGIN_RATIO]
+        if isolated and q != 0 and s_f == s and ratio > 1:
+            wanted = c0 * (ratio - 1)
+            out["collateral"] = min(wanted, avail)
+            if out["collateral"] > 0:
+                reasons |= nk.R_MARGIN_TOPUP | (nk.R_AVAILABLE_MARGIN if avail < wanted else 0)
+        else:
+            reasons |= nk.R_NO_LEAD_CHANGE
+    elif kind in (nk.EV_REDUCE, nk.EV_CLOSE):
+        if q == 0 or s_f != s:
+            reasons |= nk.R_NOTHING_TO_CLOSE
+        else:
+            held = abs(pos)
+            amt = held
+            if kind == nk.EV_REDUCE:
+                amt = round(ev[nk.E_PHI] * held / step) * step
+                if amt >= held - step / 2:
+                    amt = held
+                elif amt < min_amount - 1e-9 * step:
+                    reasons |= nk.R_BELOW_MIN_AMOUNT
+                    if policy == "round_up":
+                        amt, reasons = min(math.ceil(min_amount / step - 1e-9) * step, held), reasons | nk.R_ROUNDED_UP
+                    else:
+                        amt, reasons = 0.0, reasons | nk.R_SKIPPED
+                out["residual"] *= 1 - ev[nk.E_PHI]
+            else:
+                out["residual"] = 0.0
+            if amt > 0:
+                out.update(side=-s_f, amount=amt, close_amount=amt, reduce_only=True)
+                if isolated:
+                    c0 *= 1 - amt / held
+                q = s_f * (held - amt) * cs
+    else:
+        if q != 0 and s_f != s:
+            out["close_amount"] = abs(pos)
+            reasons |= nk.R_FLIPPED
+            if isolated:
+                avail += c0 + s_f * abs(q) * (p - ep)
+            c0, q, out["residual"] = 0.0, 0.0, 0.0
+        cur = abs(q)
+        sigma = row["sigma"] if math.isfinite(row["sigma"]) else ev[nk.E_SIGMA]
+        mode = row["mode"]
+        d = math.nan
+        if not math.isnan(row["max_liq_probability"]) or mode == "optimal":
+            reasons |= nk.R_RISK_MODEL_REQUIRED
+        elif mode == "proportional":
+            d = row["scale"] * ev[nk.E_UNITS] * eq
+        elif mode == "fixed_notional" and row["fixed_notional"] >= 0:
+            d = row["fixed_notional"] / p * ev[nk.E_OPEN_FRAC] if cur == 0 else cur * ev[nk.E_GROWTH]
+        elif mode == "target_leverage":
+            d = min(row["scale"] * ev[nk.E_LEV_TOTAL], row["max_leverage"]) * eq * ev[nk.E_SHARE] / p - cur
+        elif mode == "risk_constant" and row["risk_fraction"] >= 0:
+            if not math.isnan(ev[nk.E_STOP]):
+                stop_dist = abs(p - ev[nk.E_STOP])
+            elif sigma > 0:
+                stop_dist = p * row["stop_sigmas"] * sigma * math.sqrt(row["horizon_hours"] / 8760)
+            else:
+                stop_dist = math.nan
+            if stop_dist > 0:
+                d = row["risk_fraction"] * eq / stop_dist - cur
+        elif mode == "vol_target" and row["vol_target"] >= 0 and sigma > 0:
+            d = row["vol_target"] / sigma * eq / p - cur
+        if math.isnan(d) and not reasons & nk.R_RISK_MODEL_REQUIRED:
+            reasons |= nk.R_MISSING_PARAMETER
+        if not math.isnan(d):
+            if policy == "accumulate":
+                d += out["residual"] * cs
+            out["raw_amount"] = d / cs
+            if d <= 0:
+                reasons |= nk.R_AT_TARGET
+                out["residual"] = 0.0
+            else:
+                upnl0 = s * cur * (p - ep) if cur > 0 else 0.0
+
+                def entry_after(qty: float) -> float:
+                    return (cur * ep + (qty - cur) * p) / qty if cur > 0 else p
+
+                def im(qty: float) -> float:
+                    return qty * p / tiers.max_leverage_at(qty * p) if qty > 0 else 0.0
+
+                budget = c0 + avail + upnl0 if isolated else eq - row["other_maintenance_margin"]
+
+                def buffer_ok(qty: float) -> bool:
+                    if qty <= 0:
+                        return True
+                    if isolated:  # all of the budget posted as isolated margin
+                        return _liq_distance(spec, s, qty, entry_after(qty), budget - upnl0, p) >= dist - 1e-12
+                    return _liq_distance(spec, s, qty, p, budget, p) >= dist - 1e-12
+
+                def im_ok(qty: float) -> bool:
+                    need = im(qty) - c0 if isolated else im(qty) - im(cur)
+                    return need <= avail * (1 + 1e-12) + 1e-12
+
+                checks: list[tuple[int, Callable[[float], bool]]] = [
+                    (nk.R_POSITION_LEVERAGE, lambda x: x * p <= row["max_position_leverage"] * eq),
+                    (nk.R_TIER_LIMIT, lambda x: x * p <= tiers.max_notional),
+                    (nk.R_ACCOUNT_LEVERAGE, lambda x: x * p + row["other_notional"] <= row["max_leverage"] * eq),
+                    (nk.R_LIQ_BUFFER if dist > 0 else nk.R_AVAILABLE_MARGIN, buffer_ok),
+                    (nk.R_AVAILABLE_MARGIN, im_ok),
+                    (nk.R_MAX_NOTIONAL, lambda x: x * p <= row["max_notional"]),
+                ]
+                target = cur + d
+                for flag, ok in checks:
+                    if not ok(target):
+                        target = _largest(ok, 0.0, target)
+                        if target < cur + d:
+                            reasons |= flag
+                d_ok = max(target - cur, 0.0)
+                lots = math.floor(d_ok / lot + 1e-9)
+                if d_ok / lot - lots > 1e-9:
+                    reasons |= nk.R_LOT_ROUNDING
+                amt = lots * step
+                small = False
+                if lots == 0 or amt < min_amount - 1e-9 * step:
+                    reasons, small = reasons | nk.R_BELOW_MIN_AMOUNT, True
+                if amt * cs * p < min_cost * (1 - 1e-12):
+                    reasons, small = reasons | nk.R_BELOW_MIN_COST, True
+                if small:
+                    amt = 0.0
+                    if policy == "round_up":
+                        up = max(1, math.ceil(min_amount / step - 1e-9), math.ceil(min_cost / (p * cs * step) - 1e-9))
+                        q_up = cur + up * lot
+                        if all(ok(q_up) for _, ok in checks):
+                            amt, reasons = up * step, reasons | nk.R_ROUNDED_UP
+                        else:
+                            reasons |= nk.R_SKIPPED
+                    else:
+                        reasons |= nk.R_ACCUMULATED if policy == "accumulate" else nk.R_SKIPPED
+                if amt > 0:
+                    out["residual"] = max((d_ok - amt * cs) / cs, 0.0) if policy == "accumulate" else 0.0
+                    new_q = cur + amt * cs
+                    n_new = new_q * p
+                    tier_lev = tiers.max_leverage_at(n_new)
+                    if isolated:
+                        # smallest collateral keeping liquidation `dist` away, by bisection
+                        def far_enough(c: float, qty: float = new_q) -> bool:
+                            return _liq_distance(spec, s, qty, entry_after(qty), c, p) >= dist - 1e-12
+
+                        hi = n_new * 2 + abs(upnl0) + 1
+                        lo, need = 0.0, hi
+                        for _ in range(200):
+                            mid = (lo + need) / 2
+                            if far_enough(mid):
+                                need = mid
+                            else:
+                                lo = mid
+                        need = max(need, n_new / tier_lev, c0)
+                        out["collateral"] = need - c0
+                        out["leverage"] = min(tier_lev, max(1.0, math.ceil(n_new / need - 1e-9)))
+                        c0 = need
+                    else:
+                        cap = row["max_position_leverage"]
+                        out["leverage"] = tier_lev if not cap < tier_lev else max(1.0, math.ceil(cap))
+                    ep = entry_after(new_q)
+                    q = s * new_q
+                    out.update(side=int(s), amount=amt + out["close_amount"])
+                else:
+                    out["residual"] = d_ok / cs
+        if out["close_amount"] > 0 and out["amount"] == 0:
+            out.update(side=-s_f, amount=out["close_amount"], reduce_only=True)
+    out["reasons"] = reasons
+    out["target_position"] = q / cs
+    out["effective_leverage"] = (abs(q) * p + row["other_notional"]) / eq
+    if q != 0:
+        side = 1.0 if q > 0 else -1.0
+        if isolated:
+            lp = _solve_liquidation(spec, [Leg(side, abs(q) / cs, ep)], c0, p)
+        else:
+            lp = _solve_liquidation(spec, [Leg(side, abs(q) / cs, p)], eq - row["other_maintenance_margin"], p)
+        out["liquidation_price"] = math.nan if lp is None else lp
+        out["liquidation_distance"] = math.nan if lp is None else abs(p - lp) / p
+    else:
+        out["liquidation_price"] = out["liquidation_distance"] = math.nan
+    return out

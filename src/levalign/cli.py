@@ -1,0 +1,205 @@
+"""Command line: JSON in, JSON out; errors on stderr with a non-zero exit.
+
+``levalign margin ACCOUNT.json``, ``levalign normalize REQUEST.json``, ``levalign demo``.
+Exit codes: 0 ok, 2 invalid input, 3 rejected, 4 configuration, 5 retryable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from levalign.errors import ConfigurationError, InvalidInput, LevalignError, Rejected, Retryable
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="levalign: leverage normalization for copy trading, and liquidation-aware leverage.",
+)
+
+_EXIT_CODES: dict[type[LevalignError], int] = {
+    InvalidInput: 2,
+    Rejected: 3,
+    ConfigurationError: 4,
+    Retryable: 5,
+}
+
+
+def _fail(err: LevalignError) -> typer.Exit:
+    typer.echo(f"error: {err.message}", err=True)
+    typer.echo(json.dumps({"error": err.to_dict()}), err=True)
+    return typer.Exit(code=_EXIT_CODES.get(type(err), 1))
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {what} {str(path)!r}: {exc.strerror}", field=what) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{what} {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            field=what,
+        ) from exc
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def _clean(value: Any) -> Any:
+    """Replace non-finite floats by None: JSON has no NaN or infinity."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(_clean(data), indent=2, default=_json_default) + "\n")
+
+
+def _relative_to(base: Path, value: str | None) -> str | None:
+    """Resolve a file reference inside a request relative to the request's folder."""
+    if value is None:
+        return None
+    candidate = base / value
+    return str(candidate) if candidate.exists() else value
+
+
+@app.command()
+def margin(
+    account_file: Annotated[Path, typer.Argument(metavar="ACCOUNT.json", help="Account: exchange, wallet_balance, positions.")],
+) -> None:
+    """Margin, effective leverage and liquidation price of every position in an account."""
+    from levalign.margin import margin_report
+    from levalign.markets import load_markets
+    from levalign.schemas import Account, parse
+
+    try:
+        acct = parse(Account, _read_json(account_file, "account"), root="account")
+        base = account_file.parent
+        markets = load_markets(
+            acct.exchange,
+            markets=_relative_to(base, acct.markets),
+            tiers=_relative_to(base, acct.tiers),
+        )
+        report = margin_report(acct, markets)
+    except LevalignError as err:
+        raise _fail(err) from None
+    _print_json(report.model_dump())
+
+
+@app.command()
+def normalize(
+    request_file: Annotated[Path, typer.Argument(metavar="REQUEST.json", help="exchange, markets/tiers, event, followers.")],
+    followers: Annotated[
+        Path | None, typer.Option(help="Cohort as Parquet or CSV (instead of the request's followers).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write orders here (.parquet, .csv or .json); stdout then has the summary.")
+    ] = None,
+) -> None:
+    """Size one lead event for every follower; prints {orders, summary}."""
+    from levalign.markets import load_markets
+    from levalign.normalize import normalize as run
+    from levalign.schemas import NormalizeRequest, parse
+
+    try:
+        req = parse(NormalizeRequest, _read_json(request_file, "request"), root="request")
+        base = request_file.parent
+        markets = load_markets(
+            req.exchange,
+            markets=_relative_to(base, req.markets),
+            tiers=_relative_to(base, req.tiers),
+            symbol_map=req.symbol_map,
+        )
+        lead_markets = load_markets(req.lead_exchange) if req.lead_exchange else None
+        if followers is not None:
+            cohort: Any = read_table(followers)
+        elif req.followers is not None:
+            cohort = list(req.followers)
+        else:
+            raise InvalidInput(
+                "no followers: put a 'followers' list in the request or pass --followers FILE",
+                field="request.followers",
+            )
+        result = run(req.event, cohort, markets, lead_markets=lead_markets)
+    except LevalignError as err:
+        raise _fail(err) from None
+    if out is not None:
+        write_table(result.to_arrow(), out)
+        _print_json({"summary": result.summary(), "out": str(out)})
+    else:
+        _print_json({"orders": result.orders(), "summary": result.summary()})
+
+
+@app.command()
+def demo(
+    followers: Annotated[int, typer.Option(help="Cohort size (bundled cohort has 10,000).")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed for a generated cohort when not 10,000.")] = 7,
+) -> None:
+    """Normalize a lead's 12x long before the March 2023 crash across a 10,000-follower cohort."""
+    from levalign.demo import run_demo
+
+    try:
+        run_demo(followers=followers, seed=seed)
+    except LevalignError as err:
+        raise _fail(err) from None
+
+
+def read_table(path: Path) -> Any:
+    """Read a Parquet or CSV file as a pyarrow Table.
+
+    Raises
+    ------
+    InvalidInput
+        Unreadable file or unknown extension.
+    """
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path)
+        if suffix in (".csv", ".gz"):
+            import pyarrow.csv as pcsv
+
+            return pcsv.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot read followers file {str(path)!r}: {exc}", field="followers") from exc
+    raise InvalidInput(f"followers file must be .parquet or .csv, got {path.name!r}", field="followers")
+
+
+def write_table(table: Any, path: Path) -> None:
+    """Write a pyarrow Table as Parquet, CSV or JSON rows, by extension."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, path)
+    elif suffix == ".csv":
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(table, path)
+    elif suffix == ".json":
+        path.write_text(json.dumps(_clean(table.to_pylist()), default=_json_default), encoding="utf-8")
+    else:
+        raise InvalidInput(f"--out must end in .parquet, .csv or .json, got {path.name!r}", field="out")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
