@@ -72,6 +72,7 @@ R_NO_LEAD_CHANGE = 1 << 20
 
 _HOURS_PER_YEAR = 8760.0
 _EPS = 1e-9
+_TIE = 1.0 - 1e-12  # a cap within this of the target is a tie, not a binding constraint
 
 
 @njit(cache=True, inline="always")
@@ -120,20 +121,30 @@ def _max_qty_for_balance(
 
 @njit(cache=True)
 def _max_qty_for_initial_margin(
-    margin: float, held: float, price: float, cap_arr: FloatArray, floor: FloatArray, max_lev: FloatArray
+    margin: float, price: float, cap_arr: FloatArray, floor: FloatArray, max_lev: FloatArray
 ) -> float:
-    """Largest total quantity ``Q`` with ``(Q − held)·price / maxLev(Q·price) ≤ margin``.
+    """Largest quantity ``Q`` with ``Q·price / maxLev(Q·price) ≤ margin``.
 
     Leverage allowed falls with the tier, so scanning tiers from the top, the first tier in
     which the bound is reachable holds the largest feasible quantity.
     """
-    if margin < 0.0:
-        return held
+    if margin <= 0.0:
+        return 0.0
     for k in range(cap_arr.shape[0] - 1, -1, -1):
-        top = min(cap_arr[k], held * price + margin * max_lev[k]) / price
+        top = min(cap_arr[k], margin * max_lev[k]) / price
         if top * price >= floor[k] * (1.0 - 1e-12):
             return top
-    return held
+    return 0.0
+
+
+@njit(cache=True, inline="always")
+def _bind(target: float, cap_q: float, flag: int, reasons: np.uint32) -> tuple[float, np.uint32]:
+    """Apply one constraint: lower the target to ``cap_q`` and flag it if that binds."""
+    if cap_q < target:
+        if cap_q < target * _TIE:
+            reasons |= flag
+        return cap_q, reasons
+    return target, reasons
 
 
 @njit(cache=True, inline="always")
@@ -272,11 +283,13 @@ def normalize_kernel(
             reasons |= R_NO_LEAD_CHANGE
         elif kind == EV_MARGIN:
             if isolated and q != 0.0 and s_f == s_lead and ev[E_MARGIN_RATIO] > 1.0:
-                add = min(c0 * (ev[E_MARGIN_RATIO] - 1.0), avail)
+                wanted = c0 * (ev[E_MARGIN_RATIO] - 1.0)
+                add = min(wanted, avail)
                 if add > 0.0:
                     coll_out = add
+                    c0 += add
                     reasons |= R_MARGIN_TOPUP
-                    if add < c0 * (ev[E_MARGIN_RATIO] - 1.0):
+                    if add < wanted:
                         reasons |= R_AVAILABLE_MARGIN
             else:
                 reasons |= R_NO_LEAD_CHANGE
@@ -360,38 +373,23 @@ def normalize_kernel(
                     upnl0 = s * cur * (p - ep0) if cur > 0.0 else 0.0
                     # -- constraints in DESIGN order; each flags when it binds
                     cap_q = max_position_leverage[i] * eq / p
-                    if cap_q < target:
-                        target = cap_q
-                        reasons |= R_POSITION_LEVERAGE
+                    target, reasons = _bind(target, cap_q, R_POSITION_LEVERAGE, reasons)
                     cap_q = last_cap / p
-                    if cap_q < target:
-                        target = cap_q
-                        reasons |= R_TIER_LIMIT
+                    target, reasons = _bind(target, cap_q, R_TIER_LIMIT, reasons)
                     cap_q = (max_leverage[i] * eq - other_notional[i]) / p
-                    if cap_q < target:
-                        target = cap_q
-                        reasons |= R_ACCOUNT_LEVERAGE
+                    target, reasons = _bind(target, cap_q, R_ACCOUNT_LEVERAGE, reasons)
                     budget = (c0 + avail + upnl0) if isolated else (eq - other_mm[i])
                     if _required_balance(target, p, s, dist, t_cap, t_mmr, t_cum) > budget:
                         cap_q = _max_qty_for_balance(budget, p, s, dist, t_floor, t_cap, t_mmr, t_cum)
-                        if cap_q < target:
-                            target = cap_q
-                            reasons |= R_LIQ_BUFFER if dist > 0.0 else R_AVAILABLE_MARGIN
-                    if isolated:
-                        im_need = _initial_margin(target, p, t_cap, t_max_lev) - c0
-                    else:
-                        im_need = _initial_margin(target, p, t_cap, t_max_lev) - _initial_margin(cur, p, t_cap, t_max_lev)
-                    if im_need > avail:
-                        cap_q = _max_qty_for_initial_margin(
-                            avail + (c0 if isolated else 0.0), 0.0 if isolated else cur, p, t_cap, t_floor, t_max_lev
-                        )
-                        if cap_q < target:
-                            target = cap_q
-                            reasons |= R_AVAILABLE_MARGIN
+                        target, reasons = _bind(target, cap_q, R_LIQ_BUFFER if dist > 0.0 else R_AVAILABLE_MARGIN, reasons)
+                    # initial margin: isolated posts it all (existing collateral counts);
+                    # cross needs only the increase over what the position already locks
+                    im_budget = avail + (c0 if isolated else _initial_margin(cur, p, t_cap, t_max_lev))
+                    if _initial_margin(target, p, t_cap, t_max_lev) > im_budget:
+                        cap_q = _max_qty_for_initial_margin(im_budget, p, t_cap, t_floor, t_max_lev)
+                        target, reasons = _bind(target, cap_q, R_AVAILABLE_MARGIN, reasons)
                     cap_q = max_notional[i] / p
-                    if cap_q < target:
-                        target = cap_q
-                        reasons |= R_MAX_NOTIONAL
+                    target, reasons = _bind(target, cap_q, R_MAX_NOTIONAL, reasons)
                     d_ok = max(target - cur, 0.0)
                     # -- lots, exchange minimums, min-size policy
                     exact = d_ok / lot
@@ -421,16 +419,8 @@ def normalize_kernel(
                                 and q_up * p + other_notional[i] <= max_leverage[i] * eq * (1.0 + 1e-12)
                                 and _required_balance(q_up, p, s, dist, t_cap, t_mmr, t_cum) <= budget
                                 and q_up * p <= max_notional[i] * (1.0 + 1e-12)
+                                and _initial_margin(q_up, p, t_cap, t_max_lev) <= im_budget
                             )
-                            if ok:
-                                if isolated:
-                                    ok = _initial_margin(q_up, p, t_cap, t_max_lev) - c0 <= avail
-                                else:
-                                    ok = (
-                                        _initial_margin(q_up, p, t_cap, t_max_lev)
-                                        - _initial_margin(cur, p, t_cap, t_max_lev)
-                                        <= avail
-                                    )
                             if ok:
                                 amt = lots_up * amount_step
                                 reasons |= R_ROUNDED_UP

@@ -83,6 +83,7 @@ def reference_normalize_one(ev: list[float], spec: MarketSpec, row: dict[str, An
         if isolated and q != 0 and s_f == s and ratio > 1:
             wanted = c0 * (ratio - 1)
             out["collateral"] = min(wanted, avail)
+            c0 += out["collateral"]
             if out["collateral"] > 0:
                 reasons |= nk.R_MARGIN_TOPUP | (nk.R_AVAILABLE_MARGIN if avail < wanted else 0)
         else:
@@ -181,11 +182,12 @@ def reference_normalize_one(ev: list[float], spec: MarketSpec, row: dict[str, An
                     (nk.R_MAX_NOTIONAL, lambda x: x * p <= row["max_notional"]),
                 ]
                 target = cur + d
-                for flag, ok in checks:
+                for flag, ok in checks:  # a constraint binds when it lowers the target
                     if not ok(target):
-                        target = _largest(ok, 0.0, target)
-                        if target < cur + d:
+                        lowered = _largest(ok, 0.0, target)
+                        if lowered < target * (1 - 1e-12):
                             reasons |= flag
+                        target = lowered
                 d_ok = max(target - cur, 0.0)
                 lots = math.floor(d_ok / lot + 1e-9)
                 if d_ok / lot - lots > 1e-9:

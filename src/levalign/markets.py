@@ -346,7 +346,7 @@ class Markets(Mapping[str, MarketSpec]):
             If no market matches; the message suggests close symbols.
         """
         mapped = self.symbol_map.get(symbol, symbol)
-        foreign = from_venue is not None and from_venue != self.exchange and mapped == symbol
+        foreign = from_venue not in (None, self.exchange) and symbol not in self.symbol_map
         if mapped in self._specs and not foreign:
             return mapped
         if mapped in self._by_id and not foreign:

@@ -499,7 +499,8 @@ def normalize(
     """
     ev_model = event if isinstance(event, LeadEvent) else parse(LeadEvent, event, root="event")
     cohort = Cohort.from_table(followers)
-    lead_spec = (lead_markets or markets)[ev_model.symbol]
+    lead_venue = lead_markets or markets
+    lead_spec = lead_venue[lead_venue.resolve(ev_model.symbol, field="event.symbol")]
     venue = lead_markets.exchange if lead_markets is not None else None
     spec = markets[markets.resolve(ev_model.symbol, field="event.symbol", from_venue=venue)]
     if spec.amount_step is None:

@@ -7,15 +7,15 @@ Field names are ccxt's unified names in snake_case; ccxt's camelCase is accepted
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -51,15 +51,27 @@ class _Model(BaseModel):
     )
 
 
-def _finite(name: str, value: float | None, *, positive: bool = False, non_negative: bool = False) -> None:
-    if value is None:
-        return
+def _finite(value: float) -> float:
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    if non_negative and value < 0:
-        raise ValueError(f"{name} must not be negative, got {value}")
+        raise ValueError(f"must be a finite number, got {value}")
+    return value
+
+
+def _positive(value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"must be a positive finite number, got {value}")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"must be a non-negative finite number, got {value}")
+    return value
+
+
+Finite = Annotated[float, AfterValidator(_finite)]
+Positive = Annotated[float, AfterValidator(_positive)]
+NonNegative = Annotated[float, AfterValidator(_non_negative)]
 
 
 class Position(_Model):
@@ -73,21 +85,16 @@ class Position(_Model):
 
     symbol: str
     side: Side | None = None
-    contracts: float
-    entry_price: float
-    mark_price: float
+    contracts: Finite
+    entry_price: Positive
+    mark_price: Positive
     margin_mode: MarginMode = "cross"
-    collateral: float | None = None
-    leverage: float | None = None
+    collateral: NonNegative | None = None
+    leverage: Positive | None = None
     hedged: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> Position:
-        _finite("contracts", self.contracts)
-        _finite("entry_price", self.entry_price, positive=True)
-        _finite("mark_price", self.mark_price, positive=True)
-        _finite("collateral", self.collateral, non_negative=True)
-        _finite("leverage", self.leverage, positive=True)
         if self.side is None:
             if self.contracts == 0:
                 raise ValueError("contracts is 0: leave closed positions out")
@@ -113,15 +120,9 @@ class Account(_Model):
     exchange: str = "binance"
     markets: str | None = None
     tiers: str | None = None
-    wallet_balance: float = Field(validation_alias=AliasChoices("wallet_balance", "walletBalance", "balance"))
+    wallet_balance: Finite = Field(validation_alias=AliasChoices("wallet_balance", "walletBalance", "balance"))
     position_mode: Literal["one_way", "hedge"] = "one_way"
     positions: list[Position] = Field(default_factory=list)
-
-    @field_validator("wallet_balance")
-    @classmethod
-    def _balance(cls, v: float) -> float:
-        _finite("wallet_balance", v)
-        return v
 
 
 class PositionReport(_Model):
@@ -165,29 +166,19 @@ class LeadEvent(_Model):
     event_id: str
     timestamp: float | str | None = None
     symbol: str
-    price: float
-    lead_equity: float
-    lead_position_before: float
-    lead_position_after: float
-    lead_stop_price: float | None = None
-    lead_collateral_before: float | None = None
-    lead_collateral_after: float | None = None
-    lead_leverage_setting: float | None = None
-    lead_total_notional: float | None = None
-    sigma: float | None = None
+    price: Positive
+    lead_equity: Positive
+    lead_position_before: Finite
+    lead_position_after: Finite
+    lead_stop_price: Positive | None = None
+    lead_collateral_before: NonNegative | None = None
+    lead_collateral_after: NonNegative | None = None
+    lead_leverage_setting: Positive | None = None
+    lead_total_notional: NonNegative | None = None
+    sigma: Positive | None = None
 
     @model_validator(mode="after")
     def _check(self) -> LeadEvent:
-        _finite("price", self.price, positive=True)
-        _finite("lead_equity", self.lead_equity, positive=True)
-        _finite("lead_position_before", self.lead_position_before)
-        _finite("lead_position_after", self.lead_position_after)
-        _finite("lead_stop_price", self.lead_stop_price, positive=True)
-        _finite("lead_collateral_before", self.lead_collateral_before, non_negative=True)
-        _finite("lead_collateral_after", self.lead_collateral_after, non_negative=True)
-        _finite("lead_leverage_setting", self.lead_leverage_setting, positive=True)
-        _finite("lead_total_notional", self.lead_total_notional, non_negative=True)
-        _finite("sigma", self.sigma, positive=True)
         if self.lead_stop_price is not None and self.lead_position_after != 0:
             long = self.lead_position_after > 0
             if (long and self.lead_stop_price >= self.price) or (
@@ -265,8 +256,11 @@ def parse(model: type[M], data: Any, *, root: str = "") -> M:
         ).replace(".[", "[")
         msg = str(err["msg"]).removeprefix("Value error, ")
         where = loc or root or model.__name__
+        bad = err.get("input")
+        scalar = not isinstance(bad, dict | list)
+        shown = f" (got {bad!r})" if err["type"] != "missing" and scalar and "got" not in msg else ""
         raise InvalidInput(
-            f"{where}: {msg}" + (f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(err.get("input"), dict | list) else ""),
+            f"{where}: {msg}{shown}",
             field=where,
-            value=err.get("input") if not isinstance(err.get("input"), dict | list) else None,
+            value=bad if scalar else None,
         ) from None

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from levalign.errors import ConfigurationError, InvalidInput
+from levalign.markets import TierTable, load_markets, rebuild_cum
+
+
+def test_rebuild_cum_matches_binance_published_cum_for_every_market(binance):
+    # Binance publishes `cum` in every bracket; rebuilding it from floors and rates with
+    # cum_n = floor_n (mmr_n - mmr_{n-1}) + cum_{n-1} must give the same numbers.
+    checked = 0
+    for symbol in binance:
+        t = binance[symbol].tiers
+        rebuilt = rebuild_cum(t.floor, t.mmr)
+        np.testing.assert_allclose(rebuilt, t.cum, rtol=1e-9, atol=1e-6, err_msg=symbol)
+        checked += 1
+    assert checked == 349
+
+
+def test_rebuild_cum_by_hand():
+    # floors 0, 50k, 600k; mmr 0.4%, 0.5%, 0.65%:
+    # cum_1 = 50,000 * 0.001 = 50; cum_2 = 600,000 * 0.0015 + 50 = 950 (Binance BTCUSDT brackets 1-3)
+    assert rebuild_cum([0, 50_000, 600_000], [0.004, 0.005, 0.0065]) == pytest.approx([0, 50, 950])
+
+
+def test_btc_tiers_from_preset(binance):
+    t = binance["BTC/USDT:USDT"].tiers
+    assert len(t) == 12
+    assert t.index(49_999.99) == 0
+    assert t.index(50_000) == 1  # bounds are [floor, cap)
+    # MM at 100k notional: tier 2, 100,000 * 0.005 - 50 = 450
+    assert t.maintenance_margin(100_000) == pytest.approx(450.0)
+    assert t.max_leverage_at(100_000) == 100
+
+
+def test_lookup_by_id_prefers_perpetual(binance):
+    assert binance["BTCUSDT"].symbol == "BTC/USDT:USDT"
+
+
+def test_symbol_mapping_across_venues(binance):
+    # a Hyperliquid lead's BTC/USDC:USDC is copied to Binance's USDT perpetual ...
+    assert binance.resolve("BTC/USDC:USDC", from_venue="hyperliquid") == "BTC/USDT:USDT"
+    # ... unless the user maps it explicitly
+    mapped = binance.with_symbol_map({"BTC/USDC:USDC": "BTC/USDC:USDC"})
+    assert mapped.resolve("BTC/USDC:USDC", from_venue="hyperliquid") == "BTC/USDC:USDC"
+
+
+def test_unknown_symbol_names_it_and_suggests(binance):
+    with pytest.raises(InvalidInput, match=r"unknown symbol 'BTCX/USDT:USDT'.*did you mean") as info:
+        binance.resolve("BTCX/USDT:USDT")
+    assert info.value.field == "symbol"
+
+
+def test_unknown_exchange():
+    with pytest.raises(ConfigurationError, match="unknown exchange 'kraken'; known: .*binance"):
+        load_markets("kraken")
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigurationError, match="unknown markets preset 'bogus'"):
+        load_markets("binance", markets="bogus")
+
+
+def test_user_markets_win_over_preset(tmp_path: Path):
+    user = {"BTC/USDT:USDT": {"precision": {"amount": 0.01}, "limits": {"cost": {"min": 5}}}}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(user))
+    spec = load_markets("binance", markets=path)["BTC/USDT:USDT"]
+    assert spec.amount_step == 0.01
+    assert spec.min_cost == 5
+    assert spec.min_amount == load_markets("binance")["BTC/USDT:USDT"].min_amount  # unstated: preset
+
+
+def test_hyperliquid_leverage_max_sets_first_tier():
+    # ccxt reports Hyperliquid's max leverage in limits.leverage.max; it replaces tier 1's
+    m = load_markets("hyperliquid", markets={"BTC/USDC:USDC": {"limits": {"leverage": {"max": 25}}}})
+    t = m["BTC/USDC:USDC"].tiers
+    assert t.max_leverage[0] == 25
+    assert t.mmr[0] == pytest.approx(1 / 50)
+
+
+def test_hyperliquid_tiers_per_design(hyperliquid):
+    # BTC: 40x to 150M then 20x -> mmr 1/80 then 1/40; deduction_1 = 150M * (1/40 - 1/80) = 1.875M
+    t = hyperliquid["BTC/USDC:USDC"].tiers
+    assert list(t.max_leverage) == [40, 20]
+    assert t.mmr[0] == pytest.approx(0.0125)
+    assert t.cum[1] == pytest.approx(1_875_000)
+    assert math.isinf(t.cap[-1])
+
+
+def test_malformed_markets_json(tmp_path: Path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"BTC/USDT:USDT": {')
+    with pytest.raises(ConfigurationError, match="not valid JSON"):
+        load_markets("binance", markets=path)
+
+
+def test_missing_markets_file(tmp_path: Path):
+    with pytest.raises(ConfigurationError, match="cannot read markets file"):
+        load_markets("binance", markets=tmp_path / "nope.json")
+
+
+def test_market_without_tiers_on_non_preset_exchange():
+    with pytest.raises(ConfigurationError, match="has no leverage tiers"):
+        load_markets("bybit", markets={"BTC/USDT:USDT": {"precision": {"amount": 0.001}}})
+
+
+def _tier(lo, hi, mmr, lev):
+    return {"minNotional": lo, "maxNotional": hi, "maintenanceMarginRate": mmr, "maxLeverage": lev}
+
+
+def test_tier_gap_is_rejected():
+    tiers = {"X/USDT:USDT": [_tier(0, 100, 0.01, 50), _tier(200, 300, 0.02, 20)]}
+    with pytest.raises(ConfigurationError, match="leave a gap: tier 1 ends at 100.0 but tier 2 starts at 200.0"):
+        load_markets("bybit", tiers=tiers)
+
+
+def test_tier_bounds_must_increase():
+    tiers = {"X/USDT:USDT": [_tier(0, 100, 0.01, 50), _tier(100, 100, 0.02, 20)]}
+    with pytest.raises(ConfigurationError, match="must exceed minNotional"):
+        load_markets("bybit", tiers=tiers)
+
+
+def test_tier_rate_out_of_range():
+    with pytest.raises(ConfigurationError, match=r"maintenance margin rate 1.5 must be in \[0, 1\)"):
+        TierTable.from_rows([0.0], [100.0], [1.5], [10.0], symbol="X")
+
+
+def test_tier_with_nan_bound():
+    with pytest.raises(ConfigurationError, match="non-numeric or NaN"):
+        TierTable.from_rows([0.0], [math.nan], [0.01], [10.0], symbol="X")
+
+
+def test_tiers_only_market_gets_rebuilt_cum_and_default_id():
+    tiers = {"X/USDT:USDT": [_tier(0, 100, 0.01, 50), _tier(100, 1000, 0.02, 20)]}
+    m = load_markets("bybit", tiers=tiers)
+    spec = m["X/USDT:USDT"]
+    assert spec.id == "XUSDT"
+    assert spec.tiers.cum[1] == pytest.approx(1.0)  # 100 * (0.02 - 0.01)
+    assert m["XUSDT"] is spec
+
+
+def test_hyperliquid_price_rounding(hyperliquid):
+    spec = hyperliquid["BTC/USDC:USDC"]
+    # 5 significant figures: 67,123.45 -> 67,123
+    assert spec.round_price(67_123.45) == 67_123

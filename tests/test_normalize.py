@@ -1,0 +1,476 @@
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from levalign import _normalize_kernel as nk
+from levalign._reference import reference_normalize_one
+from levalign.errors import ConfigurationError, InvalidInput
+from levalign.markets import Markets, load_markets
+from levalign.normalize import Cohort, Reason, normalize, prepare_event
+from levalign.schemas import LeadEvent
+
+SYMBOL = "BTC/USDT:USDT"
+# Real Binance BTC brackets with explicit lot rules, so hand derivations below do not depend on
+# the preset's lot data: step 0.001 BTC, minimum 0.001 BTC, minimum order value 100 USDT.
+SPEC = dataclasses.replace(
+    load_markets("binance")[SYMBOL], amount_step=0.001, min_amount=0.001, min_cost=100.0
+)
+MARKETS = Markets("binance", {SYMBOL: SPEC})
+P = 20_000.0
+# Lead: 10,000 USDT cross, buys 5 BTC at 20,000 = 10x. Its notional 100,000 is in bracket 2
+# (mmr 0.5%, cum 50): LP = (10,000 + 50 - 100,000) / (5*0.005 - 5) = 89,950 / 4.975
+LEAD_LP = 89_950 / 4.975
+LEAD_DIST = 1 - LEAD_LP / P  # 9.598%
+
+
+def event(before=0.0, after=5.0, **kw):
+    return {"event_id": "e1", "symbol": SYMBOL, "price": P, "lead_equity": 10_000.0,
+            "lead_position_before": before, "lead_position_after": after, **kw}
+
+
+def run(rows, ev=None):
+    res = normalize(ev or event(), rows, MARKETS)
+    return res.orders()
+
+
+def one(ev=None, **row):
+    return run([{"id": 1, "equity": 1_000.0, **row}], ev)[0]
+
+
+def mm(notional):
+    return SPEC.tiers.maintenance_margin(notional)
+
+
+# ---------------------------------------------------------------- sizing modes, by hand
+
+
+def test_proportional_cross_keeps_lead_leverage():
+    # dq = scale * dq_L * E_F / E_L = 5 * 1,000 / 10,000 = 0.5 BTC -> 10x like the lead
+    o = one(margin_mode="cross")
+    assert (o["side"], o["amount"], o["reasons"]) == ("buy", 0.5, [])
+    assert o["effective_leverage"] == pytest.approx(10.0)
+    # cross LP with balance 1,000 at 20,000: (1,000 - 0.5*20,000) / (0.5*0.004 - 0.5) = 9,000 / 0.498
+    assert o["liquidation_price"] == pytest.approx(9_000 / 0.498)
+    assert o["leverage"] == 125  # cross: the bracket maximum; risk is set by size, not the setting
+
+
+def test_proportional_isolated_posts_margin_to_match_lead_distance():
+    # default buffer = lead's distance d. Margin needed: R = Q p d + MM(Q p (1-d)), Q = 0.5
+    o = one()
+    need = 0.5 * P * LEAD_DIST + mm(0.5 * P * (1 - LEAD_DIST))
+    assert o["collateral"] == pytest.approx(need, rel=1e-12)
+    assert o["liquidation_distance"] == pytest.approx(LEAD_DIST, rel=1e-9)
+    assert o["leverage"] == math.ceil(10_000 / need)  # 11: the smallest setting whose IM fits
+
+
+def test_account_leverage_cap():
+    # max_leverage 3 on (notional + other) / equity: Q <= (3 * 1,000 - 0) / 20,000 = 0.15
+    o = one(max_leverage=3)
+    assert o["amount"] == 0.15
+    assert o["reasons"] == ["account_leverage"]
+
+
+def test_account_leverage_counts_other_positions():
+    # (Q * 20,000 + 1,000) / 1,000 <= 3  ->  Q <= 0.1
+    assert one(max_leverage=3, other_notional=1_000)["amount"] == pytest.approx(0.1)
+
+
+def test_position_leverage_cap():
+    # max_position_leverage 2: Q <= 2 * 1,000 / 20,000 = 0.1
+    o = one(max_position_leverage=2)
+    assert o["amount"] == 0.1 and o["reasons"] == ["position_leverage"]
+
+
+def test_liquidation_buffer_solved_exactly():
+    # isolated, 20% buffer, all 1,000 available: R(Q) = Q*20,000*0.2 + Q*16,000*0.004 = 4,064 Q
+    # 4,064 Q <= 1,000 -> Q = 0.24606 -> 0.246 whole lots; margin R(0.246) = 999.744
+    o = one(min_liq_distance=0.2)
+    assert o["amount"] == 0.246
+    assert o["reasons"] == ["liq_buffer", "lot_rounding"]
+    assert o["collateral"] == pytest.approx(999.744)
+    assert o["leverage"] == 5  # ceil(4,920 / 999.744)
+    # LP = (999.744 - 4,920) / (0.246*0.004 - 0.246) = 16,000: exactly 20% below
+    assert o["liquidation_price"] == pytest.approx(16_000.0)
+
+
+def test_available_margin_limits_initial_margin():
+    # equity 100,000 but 500 available, no buffer: raw 50 BTC.
+    # IM <= 500: in bracket 2 (max 100x) the notional can reach 500 * 100 = 50,000 -> 2.5 BTC
+    o = one(equity=100_000, available_balance=500, min_liq_distance=0.0)
+    assert o["raw_amount"] == pytest.approx(50.0)
+    assert o["amount"] == 2.5
+    assert "available_margin" in o["reasons"]
+    assert o["collateral"] == pytest.approx(500.0) and o["leverage"] == 100
+
+
+def test_tier_table_bounds_the_position():
+    # the last BTC bracket ends at 1.8e9 notional: 90,000 BTC at 20,000
+    o = one(equity=1e12, min_liq_distance=0.0, margin_mode="cross")
+    assert o["amount"] == pytest.approx(1.8e9 / P)
+    assert "tier_limit" in o["reasons"]
+
+
+def test_max_notional():
+    o = one(max_notional=4_000)
+    assert o["amount"] == 0.2 and o["reasons"] == ["max_notional"]
+
+
+def test_fixed_notional_open_then_increase():
+    # open: 2,000 / 20,000 = 0.1 BTC
+    assert one(mode="fixed_notional", fixed_notional=2_000)["amount"] == 0.1
+    # the lead grows 5 -> 7.5 (+50%): the follower's 0.1 grows by 0.05
+    o = one(event(before=5, after=7.5), mode="fixed_notional", fixed_notional=2_000, position=0.1, entry_price=P)
+    assert o["amount"] == 0.05
+
+
+def test_target_leverage_split_over_symbols():
+    # lead: 100,000 in BTC of 200,000 total -> lambda_L = 20, BTC share 1/2.
+    # follower: min(1 * 20, max_leverage 10) * 1,000 * 1/2 = 5,000 notional = 0.25 BTC
+    o = one(event(lead_total_notional=200_000), mode="target_leverage", max_leverage=10)
+    assert o["amount"] == 0.25
+
+
+def test_risk_constant_with_lead_stop():
+    # loss at the stop = 2% of 1,000: 20 / |20,000 - 19,000| = 0.02 BTC
+    o = one(event(lead_stop_price=19_000), mode="risk_constant", risk_fraction=0.02, margin_mode="cross")
+    assert o["amount"] == 0.02
+
+
+def test_risk_constant_with_sigma_stop():
+    # no lead stop: stop 2 sigma * sqrt(24/8760) away; sigma 0.8 -> distance 20,000 * 1.6 * 0.05234
+    dist = P * 2 * 0.8 * math.sqrt(24 / 8760)
+    o = one(event(sigma=0.8), mode="risk_constant", risk_fraction=0.02, margin_mode="cross")
+    assert o["raw_amount"] == pytest.approx(20 / dist)
+
+
+def test_vol_target():
+    # notional = vol_target / sigma * E = 0.5 / 0.6 * 1,000 = 833.33 -> 0.041666 BTC -> 0.041
+    o = one(mode="vol_target", vol_target=0.5, sigma=0.6, margin_mode="cross")
+    assert o["amount"] == 0.041 and o["reasons"] == ["lot_rounding"]
+
+
+def test_missing_mode_parameter_is_a_reason_not_an_error():
+    o = one(mode="fixed_notional")
+    assert o["amount"] == 0 and o["reasons"] == ["missing_parameter"]
+
+
+def test_risk_limits_wait_for_the_risk_engine():
+    assert one(max_liq_probability=0.01)["reasons"] == ["risk_model_required"]
+    assert one(mode="optimal")["reasons"] == ["risk_model_required"]
+
+
+# ---------------------------------------------------------------- reductions, closes, flips
+
+
+def test_close_is_exact_whatever_the_lot():
+    # 0.1234567 is not a whole lot; a close still sends exactly that, reduce-only
+    o = one(event(before=5, after=0), position=0.1234567, entry_price=P)
+    assert (o["side"], o["amount"], o["reduce_only"], o["target_position"]) == ("sell", 0.1234567, True, 0.0)
+
+
+def test_reduce_is_a_fraction():
+    # lead 5 -> 2 cuts 60%: the follower's 0.5 loses 0.3
+    o = one(event(before=5, after=2), position=0.5, entry_price=P)
+    assert (o["side"], o["amount"], o["reduce_only"]) == ("sell", 0.3, True)
+
+
+def test_reduce_rounds_to_nearest_lot():
+    # 60% of 0.007 = 4.2 lots -> 4 lots
+    o = one(event(before=5, after=2), position=0.007, entry_price=P)
+    assert o["amount"] == pytest.approx(0.004)
+
+
+def test_short_reduce_buys_back():
+    o = one(event(before=-5, after=-2.5), position=-0.4, entry_price=P)
+    assert (o["side"], o["amount"]) == ("buy", pytest.approx(0.2))
+
+
+def test_nothing_to_close():
+    assert one(event(before=5, after=0))["reasons"] == ["nothing_to_close"]
+
+
+def test_flip_is_close_plus_open():
+    # lead +5 -> -3: close the follower's 0.5 long, then open 3 * 1,000 / 10,000 = 0.3 short
+    o = one(event(before=5, after=-3), position=0.5, entry_price=P, margin_mode="cross")
+    assert (o["side"], o["amount"], o["close_amount"], o["reduce_only"]) == ("sell", 0.8, 0.5, False)
+    assert o["target_position"] == pytest.approx(-0.3)
+
+
+def test_follower_on_wrong_side_is_flipped_on_open():
+    o = one(position=-0.2, entry_price=P, margin_mode="cross")
+    assert "flipped" in o["reasons"]
+    assert (o["side"], o["amount"], o["close_amount"]) == ("buy", pytest.approx(0.7), 0.2)
+
+
+def test_margin_top_up_is_mirrored():
+    # lead isolated margin 1,000 -> 1,500 (+50%): the follower's 100 gets +50
+    ev = event(before=5, after=5, lead_collateral_before=1_000, lead_collateral_after=1_500)
+    o = one(ev, position=0.5, entry_price=P, collateral=100)
+    assert o["collateral"] == pytest.approx(50) and o["reasons"] == ["margin_topup"]
+    assert o["liquidation_price"] < one(event(before=5, after=5), position=0.5, entry_price=P, collateral=100)["liquidation_price"]
+
+
+# ---------------------------------------------------------------- minimum size policies
+
+
+def test_below_min_cost_skip_records_residual():
+    # equity 5: 5 * 5 / 10,000 = 0.0025 BTC -> 0.002 (40 USDT) < 100 minimum cost
+    o = one(equity=5)
+    assert o["amount"] == 0 and {"below_min_cost", "skipped"} <= set(o["reasons"])
+    assert o["residual"] == pytest.approx(0.0025)
+
+
+def test_round_up_only_if_every_limit_still_holds():
+    # rounding up to 100 USDT = 0.005 BTC needs margin for the lead's ~9.6% buffer:
+    # 0.005 * 20,000 * 0.096 + MM ~ 9.96 > 5 available -> still skipped
+    assert "skipped" in one(equity=5, min_size_policy="round_up")["reasons"]
+    # without a buffer it needs only IM 100/125 = 0.8 -> rounded up to 0.005
+    o = one(equity=5, min_size_policy="round_up", min_liq_distance=0.0)
+    assert o["amount"] == 0.005 and "rounded_up" in o["reasons"]
+
+
+def test_accumulate_carries_the_residual_until_it_is_tradeable():
+    first = one(equity=5, min_size_policy="accumulate", min_liq_distance=0.0)
+    assert first["amount"] == 0 and first["residual"] == pytest.approx(0.0025)
+    # next +5 BTC event: 0.0025 new + 0.0025 carried = 0.005 = 100 USDT: traded
+    second = one(event(before=5, after=10), equity=5, min_size_policy="accumulate", min_liq_distance=0.0,
+                 residual=first["residual"])
+    assert second["amount"] == 0.005 and second["residual"] == pytest.approx(0.0)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_rows_get_a_reason_and_the_rest_trade():
+    rows = [
+        {"id": "ok", "equity": 1_000.0},
+        {"id": "zero", "equity": 0.0},
+        {"id": "negative", "equity": -5.0},
+        {"id": "nan", "equity": math.nan},
+        {"id": "nan-position", "equity": 1_000.0, "position": math.nan},
+        {"id": "no-entry", "equity": 1_000.0, "position": 0.1},
+        {"id": "bad-mode", "equity": 1_000.0},
+        {"id": "ok2", "equity": 2_000.0},
+    ]
+    table = pa.table({
+        "id": [r["id"] for r in rows],
+        "equity": [r["equity"] for r in rows],
+        "position": [r.get("position", 0.0) for r in rows],
+        "mode": ["proportional"] * 6 + ["yolo", "proportional"],
+    })
+    out = {o["id"]: o for o in normalize(event(), table, MARKETS).orders()}
+    for bad in ("zero", "negative", "nan", "nan-position", "no-entry", "bad-mode"):
+        assert out[bad]["reasons"] == ["invalid_row"] and out[bad]["amount"] == 0, bad
+    assert out["ok"]["amount"] == 0.5 and out["ok2"]["amount"] == 1.0
+
+
+def test_unknown_event_symbol():
+    with pytest.raises(InvalidInput, match="unknown symbol 'DOGE/USDT:USDT'") as info:
+        normalize(event(symbol="DOGE/USDT:USDT"), [{"id": 1, "equity": 1}], MARKETS)
+    assert info.value.field == "event.symbol"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("price", -1.0, "event.price: must be a positive finite number"),
+        ("price", math.inf, "event.price: must be a positive finite number"),
+        ("lead_equity", 0.0, "event.lead_equity: must be a positive"),
+        ("lead_position_after", math.nan, "event.lead_position_after: must be a finite number"),
+        ("lead_stop_price", 21_000.0, "lead_stop_price 21000.0 must be below price"),
+    ],
+)
+def test_bad_event_fields_are_named(field, value, message):
+    with pytest.raises(InvalidInput, match=message):
+        normalize(event(**{field: value}), [{"id": 1, "equity": 1}], MARKETS)
+
+
+def test_missing_required_column():
+    with pytest.raises(InvalidInput, match="no 'equity' column"):
+        normalize(event(), pa.table({"id": [1]}), MARKETS)
+
+
+def test_unknown_column_is_named():
+    with pytest.raises(InvalidInput, match="unknown follower column.*equty"):
+        normalize(event(), pa.table({"id": [1], "equity": [1.0], "equty": [1.0]}), MARKETS)
+
+
+def test_wrong_type_in_json_row_names_row_and_field():
+    with pytest.raises(InvalidInput, match=r"followers\[1\]\.equity") as info:
+        normalize(event(), [{"id": 1, "equity": 1}, {"id": 2, "equity": "lots"}], MARKETS)
+    assert info.value.field == "followers[1].equity"
+
+
+def test_market_without_lot_step_is_a_configuration_error():
+    markets = Markets("binance", {SYMBOL: dataclasses.replace(SPEC, amount_step=None)})
+    with pytest.raises(ConfigurationError, match="no amount step"):
+        normalize(event(), [{"id": 1, "equity": 1}], markets)
+
+
+# ---------------------------------------------------------------- table types
+
+
+def test_pandas_polars_arrow_and_json_give_the_same_result():
+    pd = pytest.importorskip("pandas")
+    pl = pytest.importorskip("polars")
+    cols = {"id": [1, 2, 3], "equity": [1_000.0, 50.0, 3_000.0], "max_leverage": [3.0, math.inf, 5.0]}
+    rows = [dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
+    results = [
+        normalize(event(), t, MARKETS).orders()
+        for t in (pa.table(cols), pd.DataFrame(cols), pl.DataFrame(cols), cols, rows)
+    ]
+    for r in results[1:]:
+        assert r == results[0]
+
+
+# ---------------------------------------------------------------- properties and cross-checks
+
+
+def random_cohort(seed: int, n: int = 40) -> dict[str, np.ndarray]:
+    r = np.random.default_rng(seed)
+    pos = np.where(r.random(n) < 0.5, 0.0, np.round(r.uniform(-2, 2, n), 3))
+    return {
+        "id": np.arange(n),
+        "equity": np.round(r.lognormal(7, 2, n), 2),
+        "available_balance": np.where(r.random(n) < 0.3, r.uniform(0, 5_000, n), np.nan),
+        "position": pos,
+        "entry_price": r.uniform(15_000, 25_000, n),
+        "collateral": np.where(pos != 0, r.uniform(0, 5_000, n), 0.0),
+        "other_notional": np.where(r.random(n) < 0.3, r.uniform(0, 20_000, n), 0.0),
+        "mode": r.choice(["proportional", "fixed_notional", "target_leverage", "risk_constant", "vol_target"], n),
+        "scale": r.choice([0.5, 1.0, 2.0], n),
+        "fixed_notional": r.uniform(10, 50_000, n),
+        "risk_fraction": r.uniform(0.001, 0.05, n),
+        "vol_target": r.uniform(0.1, 2.0, n),
+        "max_leverage": r.choice([1.0, 3.0, 10.0, 50.0, np.inf], n),
+        "max_position_leverage": r.choice([2.0, 20.0, np.inf], n),
+        "min_liq_distance": r.choice([np.nan, 0.0, 0.05, 0.2, 0.5], n),
+        "max_notional": r.choice([1_000.0, 1e6, np.inf], n),
+        "margin_mode": r.choice(["isolated", "cross"], n),
+        "min_size_policy": r.choice(["skip", "round_up", "accumulate"], n),
+        "residual": np.where(r.random(n) < 0.2, r.uniform(0, 0.01, n), 0.0),
+    }
+
+
+events = st.sampled_from([
+    event(),                                   # open long
+    event(after=-3),                           # open short
+    event(before=5, after=8),                  # increase
+    event(before=5, after=2),                  # reduce
+    event(before=-5, after=-1),                # reduce short
+    event(before=5, after=0),                  # close
+    event(before=5, after=-4),                 # flip
+    event(sigma=0.9, lead_stop_price=19_000),  # open with stop and sigma
+]).map(LeadEvent.model_validate)
+
+
+@given(seed=st.integers(0, 2**32 - 1), ev=events)
+def test_kernel_equals_plain_python_reference(seed, ev):
+    cols = random_cohort(seed)
+    res = normalize(ev, cols, MARKETS)
+    cohort = Cohort.from_table(cols)
+    vec = prepare_event(ev, SPEC, SPEC)
+    names = {"mode": ("proportional", "fixed_notional", "target_leverage", "risk_constant", "vol_target", "optimal"),
+             "margin_mode": ("isolated", "cross"), "min_size_policy": ("skip", "round_up", "accumulate")}
+    for i in range(len(cohort)):
+        row = {k: float(v[i]) for k, v in cohort.floats.items()}
+        row.update({k: names[k][int(v[i])] for k, v in cohort.codes.items()})
+        row["allowed"] = bool(cohort.allowed[i])
+        want = reference_normalize_one(list(vec), SPEC, row)
+        got = {k: res[k][i] for k in want}
+        assert int(got["side"]) == want["side"], (i, row, want, got)
+        assert got["amount"] == pytest.approx(want["amount"], rel=1e-9, abs=1e-12), (i, row, want, got)
+        assert Reason(int(got["reasons"])) == Reason(want["reasons"]), (i, row)
+        assert bool(got["reduce_only"]) == want["reduce_only"]
+        for k in ("target_position", "collateral", "leverage", "liquidation_price", "residual", "effective_leverage"):
+            assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-9, nan_ok=True), (k, i, row, want, got)
+
+
+@given(seed=st.integers(0, 2**32 - 1), ev=events)
+def test_numba_kernel_equals_its_python_execution(seed, ev):
+    cohort = Cohort.from_table(random_cohort(seed, 25))
+    outs = []
+    for fn in (nk.normalize_kernel, nk.normalize_kernel.py_func):
+        cols = _empty_result(len(cohort))
+        _call(fn, prepare_event(ev, SPEC, SPEC), cohort, cols)
+        outs.append(cols)
+    for k in outs[0]:
+        np.testing.assert_allclose(outs[0][k].astype(float), outs[1][k].astype(float), rtol=1e-12, err_msg=k)
+
+
+def _empty_result(n):
+    return {"side": np.empty(n, np.int8), "amount": np.empty(n), "close_amount": np.empty(n),
+            "reduce_only": np.empty(n, np.bool_), "leverage": np.empty(n), "collateral": np.empty(n),
+            "target_position": np.empty(n), "raw_amount": np.empty(n), "reasons": np.empty(n, np.uint32),
+            "effective_leverage": np.empty(n), "liquidation_price": np.empty(n),
+            "liquidation_distance": np.empty(n), "residual": np.empty(n)}
+
+
+def _call(fn, ev, cohort, cols):
+    f, c, t = cohort.floats, cohort.codes, SPEC.tiers
+    fn(ev, SPEC.contract_size, SPEC.amount_step, SPEC.min_amount, SPEC.min_cost, t.floor, t.cap, t.mmr, t.cum,
+       t.max_leverage, f["equity"], f["available_balance"], f["position"], f["entry_price"], f["collateral"],
+       f["other_notional"], f["other_maintenance_margin"], c["mode"], f["scale"], f["fixed_notional"],
+       f["risk_fraction"], f["vol_target"], f["sigma"], f["stop_sigmas"], f["max_leverage"],
+       f["max_position_leverage"], f["min_liq_distance"], f["max_liq_probability"], f["horizon_hours"],
+       f["max_notional"], c["margin_mode"], c["min_size_policy"], f["residual"], cohort.allowed, *cols.values())
+
+
+@given(seed=st.integers(0, 2**32 - 1), after=st.sampled_from([5.0, -3.0]))
+def test_opens_respect_caps_buffers_and_lots(seed, after):
+    cols = random_cohort(seed)
+    cols["position"] = np.zeros(len(cols["id"]))  # flat followers: the open is all they hold
+    res = normalize(event(after=after), cols, MARKETS)
+    traded = res["side"] != 0
+    eff = res["effective_leverage"][traded]
+    assert np.all(eff <= cols["max_leverage"][traded] * (1 + 1e-9))
+    notional = np.abs(res["target_position"][traded]) * P
+    assert np.all(notional <= cols["max_position_leverage"][traded] * cols["equity"][traded] * (1 + 1e-9))
+    buffer = np.where(np.isnan(cols["min_liq_distance"]), LEAD_DIST, cols["min_liq_distance"])[traded]
+    dist = res["liquidation_distance"][traded]
+    assert np.all(np.isnan(dist) | (dist >= buffer - 1e-9))
+    lots = res["amount"][traded] / SPEC.amount_step
+    assert np.allclose(lots, np.round(lots), rtol=0, atol=1e-6)
+    assert np.all(res["amount"][traded] * P >= SPEC.min_cost * (1 - 1e-12))
+
+
+@given(seed=st.integers(0, 2**32 - 1))
+def test_proportional_is_exact_when_nothing_binds(seed):
+    r = np.random.default_rng(seed)
+    n = 30
+    cols = {"id": np.arange(n), "equity": r.uniform(1_000, 1e6, n), "margin_mode": ["cross"] * n,
+            "min_liq_distance": np.zeros(n), "scale": r.uniform(0.1, 3, n)}
+    res = normalize(event(), cols, MARKETS)
+    free = (res["reasons"] & ~np.uint32(Reason.LOT_ROUNDING)) == 0
+    assert free.any()
+    want = np.floor(cols["scale"] * 5 * cols["equity"] / 10_000 / 0.001 + 1e-9) * 0.001
+    np.testing.assert_allclose(res["amount"][free], want[free], rtol=1e-12)
+
+
+@given(seed=st.integers(0, 2**32 - 1), side=st.sampled_from([1.0, -1.0]))
+def test_lead_close_always_closes_exactly(seed, side):
+    cols = random_cohort(seed)
+    cols["position"] = side * np.abs(np.round(np.random.default_rng(seed).uniform(0.0001, 3, 40), 7))
+    res = normalize(event(before=5 * side, after=0), cols, MARKETS)
+    ok = (res["reasons"] & np.uint32(Reason.INVALID_ROW)) == 0
+    np.testing.assert_array_equal(res["amount"][ok], np.abs(cols["position"][ok]))
+    assert np.all(res["reduce_only"][ok]) and np.all(res["target_position"][ok] == 0)
+    assert np.all(res["side"][ok] == -side)
+
+
+@given(seed=st.integers(0, 2**32 - 1), after=st.floats(0.05, 4.95))
+def test_reductions_are_proportional_within_one_step(seed, after):
+    cols = random_cohort(seed)
+    cols["position"] = np.round(np.abs(cols["position"]) + 0.001, 3)
+    cols["min_size_policy"] = np.array(["skip"] * 40)
+    res = normalize(event(before=5, after=after), cols, MARKETS)
+    phi = 1 - after / 5
+    ok = ((res["reasons"] & np.uint32(Reason.INVALID_ROW | Reason.SKIPPED)) == 0)
+    assert np.all(np.abs(res["amount"][ok] - phi * cols["position"][ok]) <= SPEC.amount_step / 2 + 1e-9)
