@@ -21,7 +21,14 @@ MODEL = TieredMarginModel()
 
 
 def _pos(symbol="BTC/USDT:USDT", side="long", contracts=1.0, entry=20_000.0, mark=20_000.0, **kw):
-    return {"symbol": symbol, "side": side, "contracts": contracts, "entry_price": entry, "mark_price": mark, **kw}
+    return {
+        "symbol": symbol,
+        "side": side,
+        "contracts": contracts,
+        "entry_price": entry,
+        "mark_price": mark,
+        **kw,
+    }
 
 
 def _account(*positions, wallet=10_000.0, exchange="binance", **kw):
@@ -31,7 +38,9 @@ def _account(*positions, wallet=10_000.0, exchange="binance", **kw):
 def test_isolated_long_by_hand(binance):
     # 1 BTC long at 20,000, isolated margin 2,000; notional 20k is in bracket 1 (mmr 0.4%, cum 0):
     # LP = (WB + cum - Q*EP) / (Q*mmr - Q) = (2,000 - 20,000) / (0.004 - 1) = 18,000 / 0.996
-    report = margin_report(_account(_pos(margin_mode="isolated", collateral=2_000.0, leverage=10)), binance)
+    report = margin_report(
+        _account(_pos(margin_mode="isolated", collateral=2_000.0, leverage=10)), binance
+    )
     p = report.positions[0]
     assert p.liquidation_price == pytest.approx(18_000 / 0.996, rel=1e-12)
     assert p.maintenance_margin == pytest.approx(80.0)  # 20,000 * 0.004
@@ -41,7 +50,9 @@ def test_isolated_long_by_hand(binance):
 
 def test_isolated_short_by_hand(binance):
     # short: LP = (WB + cum + Q*EP) / (Q*mmr + Q) = (2,000 + 20,000) / 1.004
-    report = margin_report(_account(_pos(side="short", margin_mode="isolated", collateral=2_000.0)), binance)
+    report = margin_report(
+        _account(_pos(side="short", margin_mode="isolated", collateral=2_000.0)), binance
+    )
     assert report.positions[0].liquidation_price == pytest.approx(22_000 / 1.004, rel=1e-12)
 
 
@@ -49,7 +60,8 @@ def test_liquidation_recomputed_in_the_tier_at_the_liquidation_notional(binance)
     # 2.6 BTC at 20,000 = 52,000 notional: bracket 2 at the mark (mmr 0.5%, cum 50).
     # Bracket 2 gives LP = (5,200 + 50 - 52,000) / (2.6*0.005 - 2.6) = 18,071.1, whose notional
     # 46,985 is in bracket 1, so recompute with bracket 1:
-    # LP = (5,200 - 52,000) / (2.6*0.004 - 2.6) = 46,800 / 2.5896 = 18,072.29 (notional 46,988: bracket 1)
+    # LP = (5,200 - 52,000) / (2.6*0.004 - 2.6) = 46,800 / 2.5896 = 18,072.29
+    # (notional 46,988: bracket 1, consistent)
     report = margin_report(
         _account(_pos(contracts=2.6, margin_mode="isolated", collateral=5_200.0)), binance
     )
@@ -93,8 +105,16 @@ def test_hedge_mode_binance_formula(binance):
 def _inverse_market() -> MarketSpec:
     tiers = TierTable.from_rows([0, 5], [5, 50], [0.004, 0.01], [125, 50], symbol="BTC/USD:BTC")
     return MarketSpec(
-        symbol="BTC/USD:BTC", id="BTCUSD_PERP", base="BTC", quote="USD", settle="BTC", tiers=tiers,
-        linear=False, contract_size=100.0, amount_step=1.0, min_amount=1.0,
+        symbol="BTC/USD:BTC",
+        id="BTCUSD_PERP",
+        base="BTC",
+        quote="USD",
+        settle="BTC",
+        tiers=tiers,
+        linear=False,
+        contract_size=100.0,
+        amount_step=1.0,
+        min_amount=1.0,
     )
 
 
@@ -105,6 +125,7 @@ def test_inverse_coin_m_formula():
     lp = MODEL.liquidation_price(spec, [Leg(1.0, 100.0, 20_000.0)], 0.05, 20_000.0)
     assert lp == pytest.approx(10_040 / 0.55, rel=1e-12)
     # the notional at LP, 10,000 / 18,254.5 = 0.548 BTC, is in tier 1 as used
+    assert lp is not None
     assert 10_000 / lp < 5
     # PnL in coin: s*Q*(1/EP - 1/x) = 10,000 * (1/20,000 - 1/25,000) = 0.1 BTC
     assert MODEL.unrealized_pnl(spec, 1.0, 100.0, 20_000.0, 25_000.0) == pytest.approx(0.1)
@@ -123,12 +144,16 @@ def test_hyperliquid_docs_formula(hyperliquid):
     # liq = 60,000 - 2,250 / (1 - 1/80)
     report = margin_report(
         _account(
-            _pos("BTC/USDC:USDC", entry=60_000, mark=60_000, margin_mode="isolated", collateral=3_000),
+            _pos(
+                "BTC/USDC:USDC", entry=60_000, mark=60_000, margin_mode="isolated", collateral=3_000
+            ),
             exchange="hyperliquid",
         ),
         hyperliquid,
     )
-    assert report.positions[0].liquidation_price == pytest.approx(60_000 - 2_250 / (1 - 1 / 80), rel=1e-12)
+    assert report.positions[0].liquidation_price == pytest.approx(
+        60_000 - 2_250 / (1 - 1 / 80), rel=1e-12
+    )
     assert report.positions[0].maintenance_margin == pytest.approx(750)
 
 
@@ -151,7 +176,7 @@ def test_leverage_limit_falls_with_notional(binance):
 
 
 def test_bankrupt_account_is_invalid(binance):
-    with pytest.raises(InvalidInput, match="equity .* must be positive"):
+    with pytest.raises(InvalidInput, match=r"equity .* must be positive"):
         margin_report(_account(_pos(mark=5_000), wallet=1_000), binance)
 
 
@@ -166,7 +191,9 @@ def test_two_positions_in_one_way_mode_are_invalid(binance):
 
 
 def test_nan_mark_price_names_the_field(binance):
-    with pytest.raises(InvalidInput, match=r"account.positions\[0\].mark_price: must be a positive") as info:
+    with pytest.raises(
+        InvalidInput, match=r"account.positions\[0\].mark_price: must be a positive"
+    ) as info:
         margin_report(_account(_pos(mark=math.nan)), binance)
     assert info.value.field == "account.positions[0].mark_price"
 
@@ -174,12 +201,24 @@ def test_nan_mark_price_names_the_field(binance):
 def test_ccxt_camel_case_position_is_accepted(binance):
     # a position straight from ccxt fetch_positions(), with fields we do not use
     ccxt_position = {
-        "info": {"symbol": "BTCUSDT"}, "symbol": "BTC/USDT:USDT", "timestamp": 1, "side": "long",
-        "contracts": 1, "contractSize": 1, "entryPrice": 20_000, "markPrice": 20_000,
-        "marginMode": "isolated", "collateral": 2_000, "leverage": 10, "hedged": False,
-        "liquidationPrice": 18_072.29, "percentage": 0,
+        "info": {"symbol": "BTCUSDT"},
+        "symbol": "BTC/USDT:USDT",
+        "timestamp": 1,
+        "side": "long",
+        "contracts": 1,
+        "contractSize": 1,
+        "entryPrice": 20_000,
+        "markPrice": 20_000,
+        "marginMode": "isolated",
+        "collateral": 2_000,
+        "leverage": 10,
+        "hedged": False,
+        "liquidationPrice": 18_072.29,
+        "percentage": 0,
     }
-    report = margin_report({"exchange": "binance", "walletBalance": 10_000, "positions": [ccxt_position]}, binance)
+    report = margin_report(
+        {"exchange": "binance", "walletBalance": 10_000, "positions": [ccxt_position]}, binance
+    )
     assert report.positions[0].liquidation_price == pytest.approx(18_000 / 0.996)
 
 
@@ -193,7 +232,9 @@ def test_hyperliquid_tier_table_deduction():
     t = HyperliquidMarginModel.tier_table([0, 100e6], [25, 15])
     assert t.cum[1] == pytest.approx(100e6 * (1 / 30 - 1 / 50))
     # MM is continuous at the bound
-    assert t.maintenance_margin(100e6 - 1e-6) == pytest.approx(t.maintenance_margin(100e6), rel=1e-9)
+    assert t.maintenance_margin(100e6 - 1e-6) == pytest.approx(
+        t.maintenance_margin(100e6), rel=1e-9
+    )
 
 
 # ---------------------------------------------------------------- kernel vs scalar solver
@@ -210,7 +251,9 @@ _btc = load_markets("binance")["BTC/USDT:USDT"]
 def test_vectorized_kernel_equals_scalar_solver(side, contracts, entry, margin_fraction):
     balance = contracts * entry * margin_fraction
     scalar = MODEL.liquidation_price(_btc, [Leg(side, contracts, entry)], balance, entry)
-    vector = liquidation_prices(_btc, np.array([side]), np.array([contracts]), np.array([entry]), np.array([balance]))[0]
+    vector = liquidation_prices(
+        _btc, np.array([side]), np.array([contracts]), np.array([entry]), np.array([balance])
+    )[0]
     if scalar is None:
         assert math.isnan(vector)
     else:
@@ -223,7 +266,9 @@ def test_vectorized_kernel_equals_scalar_solver(side, contracts, entry, margin_f
     entry=st.floats(1_000.0, 200_000.0),
     margin_fraction=st.floats(0.005, 0.9),
 )
-def test_at_the_liquidation_price_balance_equals_maintenance_margin(side, contracts, entry, margin_fraction):
+def test_at_the_liquidation_price_balance_equals_maintenance_margin(
+    side, contracts, entry, margin_fraction
+):
     # definition check: at LP, isolated margin + PnL == N(LP) * mmr - cum, in the tier of N(LP)
     balance = contracts * entry * margin_fraction
     lp = MODEL.liquidation_price(_btc, [Leg(side, contracts, entry)], balance, entry)

@@ -25,7 +25,8 @@ def test_rebuild_cum_matches_binance_published_cum_for_every_market(binance):
 
 def test_rebuild_cum_by_hand():
     # floors 0, 50k, 600k; mmr 0.4%, 0.5%, 0.65%:
-    # cum_1 = 50,000 * 0.001 = 50; cum_2 = 600,000 * 0.0015 + 50 = 950 (Binance BTCUSDT brackets 1-3)
+    # cum_1 = 50,000 * 0.001 = 50; cum_2 = 600,000 * 0.0015 + 50 = 950
+    # (Binance BTCUSDT brackets 1-3)
     assert rebuild_cum([0, 50_000, 600_000], [0.004, 0.005, 0.0065]) == pytest.approx([0, 50, 950])
 
 
@@ -52,13 +53,15 @@ def test_symbol_mapping_across_venues(binance):
 
 
 def test_unknown_symbol_names_it_and_suggests(binance):
-    with pytest.raises(InvalidInput, match=r"unknown symbol 'BTCX/USDT:USDT'.*did you mean") as info:
+    with pytest.raises(
+        InvalidInput, match=r"unknown symbol 'BTCX/USDT:USDT'.*did you mean"
+    ) as info:
         binance.resolve("BTCX/USDT:USDT")
     assert info.value.field == "symbol"
 
 
 def test_unknown_exchange():
-    with pytest.raises(ConfigurationError, match="unknown exchange 'kraken'; known: .*binance"):
+    with pytest.raises(ConfigurationError, match=r"unknown exchange 'kraken'; known: .*binance"):
         load_markets("kraken")
 
 
@@ -74,12 +77,16 @@ def test_user_markets_win_over_preset(tmp_path: Path):
     spec = load_markets("binance", markets=path)["BTC/USDT:USDT"]
     assert spec.amount_step == 0.01
     assert spec.min_cost == 5
-    assert spec.min_amount == load_markets("binance")["BTC/USDT:USDT"].min_amount  # unstated: preset
+    assert (
+        spec.min_amount == load_markets("binance")["BTC/USDT:USDT"].min_amount
+    )  # unstated: preset
 
 
 def test_hyperliquid_leverage_max_sets_first_tier():
     # ccxt reports Hyperliquid's max leverage in limits.leverage.max; it replaces tier 1's
-    m = load_markets("hyperliquid", markets={"BTC/USDC:USDC": {"limits": {"leverage": {"max": 25}}}})
+    m = load_markets(
+        "hyperliquid", markets={"BTC/USDC:USDC": {"limits": {"leverage": {"max": 25}}}}
+    )
     t = m["BTC/USDC:USDC"].tiers
     assert t.max_leverage[0] == 25
     assert t.mmr[0] == pytest.approx(1 / 50)
@@ -117,7 +124,9 @@ def _tier(lo, hi, mmr, lev):
 
 def test_tier_gap_is_rejected():
     tiers = {"X/USDT:USDT": [_tier(0, 100, 0.01, 50), _tier(200, 300, 0.02, 20)]}
-    with pytest.raises(ConfigurationError, match="leave a gap: tier 1 ends at 100.0 but tier 2 starts at 200.0"):
+    with pytest.raises(
+        ConfigurationError, match=r"leave a gap: tier 1 ends at 100\.0 but tier 2 starts at 200\.0"
+    ):
         load_markets("bybit", tiers=tiers)
 
 
@@ -128,7 +137,9 @@ def test_tier_bounds_must_increase():
 
 
 def test_tier_rate_out_of_range():
-    with pytest.raises(ConfigurationError, match=r"maintenance margin rate 1.5 must be in \[0, 1\)"):
+    with pytest.raises(
+        ConfigurationError, match=r"maintenance margin rate 1.5 must be in \[0, 1\)"
+    ):
         TierTable.from_rows([0.0], [100.0], [1.5], [10.0], symbol="X")
 
 

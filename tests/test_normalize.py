@@ -12,16 +12,17 @@ from hypothesis import strategies as st
 from levalign import _normalize_kernel as nk
 from levalign._reference import reference_normalize_one
 from levalign.errors import ConfigurationError, InvalidInput
-from levalign.markets import Markets, load_markets
+from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.normalize import Cohort, Reason, normalize, prepare_event
 from levalign.schemas import LeadEvent
 
 SYMBOL = "BTC/USDT:USDT"
 # Real Binance BTC brackets with explicit lot rules, so hand derivations below do not depend on
 # the preset's lot data: step 0.001 BTC, minimum 0.001 BTC, minimum order value 100 USDT.
-SPEC = dataclasses.replace(
+SPEC: MarketSpec = dataclasses.replace(
     load_markets("binance")[SYMBOL], amount_step=0.001, min_amount=0.001, min_cost=100.0
 )
+STEP, MIN_COST = 0.001, 100.0
 MARKETS = Markets("binance", {SYMBOL: SPEC})
 P = 20_000.0
 # Lead: 10,000 USDT cross, buys 5 BTC at 20,000 = 10x. Its notional 100,000 is in bracket 2
@@ -31,8 +32,15 @@ LEAD_DIST = 1 - LEAD_LP / P  # 9.598%
 
 
 def event(before=0.0, after=5.0, **kw):
-    return {"event_id": "e1", "symbol": SYMBOL, "price": P, "lead_equity": 10_000.0,
-            "lead_position_before": before, "lead_position_after": after, **kw}
+    return {
+        "event_id": "e1",
+        "symbol": SYMBOL,
+        "price": P,
+        "lead_equity": 10_000.0,
+        "lead_position_before": before,
+        "lead_position_after": after,
+        **kw,
+    }
 
 
 def run(rows, ev=None):
@@ -56,7 +64,8 @@ def test_proportional_cross_keeps_lead_leverage():
     o = one(margin_mode="cross")
     assert (o["side"], o["amount"], o["reasons"]) == ("buy", 0.5, [])
     assert o["effective_leverage"] == pytest.approx(10.0)
-    # cross LP with balance 1,000 at 20,000: (1,000 - 0.5*20,000) / (0.5*0.004 - 0.5) = 9,000 / 0.498
+    # cross LP with balance 1,000 at 20,000:
+    # (1,000 - 0.5*20,000) / (0.5*0.004 - 0.5) = 9,000 / 0.498
     assert o["liquidation_price"] == pytest.approx(9_000 / 0.498)
     assert o["leverage"] == 125  # cross: the bracket maximum; risk is set by size, not the setting
 
@@ -85,7 +94,8 @@ def test_account_leverage_counts_other_positions():
 def test_position_leverage_cap():
     # max_position_leverage 2: Q <= 2 * 1,000 / 20,000 = 0.1
     o = one(max_position_leverage=2)
-    assert o["amount"] == 0.1 and o["reasons"] == ["position_leverage"]
+    assert o["amount"] == 0.1
+    assert o["reasons"] == ["position_leverage"]
 
 
 def test_liquidation_buffer_solved_exactly():
@@ -107,7 +117,8 @@ def test_available_margin_limits_initial_margin():
     assert o["raw_amount"] == pytest.approx(50.0)
     assert o["amount"] == 2.5
     assert "available_margin" in o["reasons"]
-    assert o["collateral"] == pytest.approx(500.0) and o["leverage"] == 100
+    assert o["collateral"] == pytest.approx(500.0)
+    assert o["leverage"] == 100
 
 
 def test_tier_table_bounds_the_position():
@@ -119,14 +130,21 @@ def test_tier_table_bounds_the_position():
 
 def test_max_notional():
     o = one(max_notional=4_000)
-    assert o["amount"] == 0.2 and o["reasons"] == ["max_notional"]
+    assert o["amount"] == 0.2
+    assert o["reasons"] == ["max_notional"]
 
 
 def test_fixed_notional_open_then_increase():
     # open: 2,000 / 20,000 = 0.1 BTC
     assert one(mode="fixed_notional", fixed_notional=2_000)["amount"] == 0.1
     # the lead grows 5 -> 7.5 (+50%): the follower's 0.1 grows by 0.05
-    o = one(event(before=5, after=7.5), mode="fixed_notional", fixed_notional=2_000, position=0.1, entry_price=P)
+    o = one(
+        event(before=5, after=7.5),
+        mode="fixed_notional",
+        fixed_notional=2_000,
+        position=0.1,
+        entry_price=P,
+    )
     assert o["amount"] == 0.05
 
 
@@ -139,7 +157,9 @@ def test_target_leverage_split_over_symbols():
 
 def test_risk_constant_with_lead_stop():
     # loss at the stop = 2% of 1,000: 20 / |20,000 - 19,000| = 0.02 BTC
-    o = one(event(lead_stop_price=19_000), mode="risk_constant", risk_fraction=0.02, margin_mode="cross")
+    o = one(
+        event(lead_stop_price=19_000), mode="risk_constant", risk_fraction=0.02, margin_mode="cross"
+    )
     assert o["amount"] == 0.02
 
 
@@ -153,12 +173,14 @@ def test_risk_constant_with_sigma_stop():
 def test_vol_target():
     # notional = vol_target / sigma * E = 0.5 / 0.6 * 1,000 = 833.33 -> 0.041666 BTC -> 0.041
     o = one(mode="vol_target", vol_target=0.5, sigma=0.6, margin_mode="cross")
-    assert o["amount"] == 0.041 and o["reasons"] == ["lot_rounding"]
+    assert o["amount"] == 0.041
+    assert o["reasons"] == ["lot_rounding"]
 
 
 def test_missing_mode_parameter_is_a_reason_not_an_error():
     o = one(mode="fixed_notional")
-    assert o["amount"] == 0 and o["reasons"] == ["missing_parameter"]
+    assert o["amount"] == 0
+    assert o["reasons"] == ["missing_parameter"]
 
 
 def test_risk_limits_wait_for_the_risk_engine():
@@ -172,7 +194,12 @@ def test_risk_limits_wait_for_the_risk_engine():
 def test_close_is_exact_whatever_the_lot():
     # 0.1234567 is not a whole lot; a close still sends exactly that, reduce-only
     o = one(event(before=5, after=0), position=0.1234567, entry_price=P)
-    assert (o["side"], o["amount"], o["reduce_only"], o["target_position"]) == ("sell", 0.1234567, True, 0.0)
+    assert (o["side"], o["amount"], o["reduce_only"], o["target_position"]) == (
+        "sell",
+        0.1234567,
+        True,
+        0.0,
+    )
 
 
 def test_reduce_is_a_fraction():
@@ -199,7 +226,12 @@ def test_nothing_to_close():
 def test_flip_is_close_plus_open():
     # lead +5 -> -3: close the follower's 0.5 long, then open 3 * 1,000 / 10,000 = 0.3 short
     o = one(event(before=5, after=-3), position=0.5, entry_price=P, margin_mode="cross")
-    assert (o["side"], o["amount"], o["close_amount"], o["reduce_only"]) == ("sell", 0.8, 0.5, False)
+    assert (o["side"], o["amount"], o["close_amount"], o["reduce_only"]) == (
+        "sell",
+        0.8,
+        0.5,
+        False,
+    )
     assert o["target_position"] == pytest.approx(-0.3)
 
 
@@ -213,8 +245,14 @@ def test_margin_top_up_is_mirrored():
     # lead isolated margin 1,000 -> 1,500 (+50%): the follower's 100 gets +50
     ev = event(before=5, after=5, lead_collateral_before=1_000, lead_collateral_after=1_500)
     o = one(ev, position=0.5, entry_price=P, collateral=100)
-    assert o["collateral"] == pytest.approx(50) and o["reasons"] == ["margin_topup"]
-    assert o["liquidation_price"] < one(event(before=5, after=5), position=0.5, entry_price=P, collateral=100)["liquidation_price"]
+    assert o["collateral"] == pytest.approx(50)
+    assert o["reasons"] == ["margin_topup"]
+    assert (
+        o["liquidation_price"]
+        < one(event(before=5, after=5), position=0.5, entry_price=P, collateral=100)[
+            "liquidation_price"
+        ]
+    )
 
 
 # ---------------------------------------------------------------- minimum size policies
@@ -223,7 +261,8 @@ def test_margin_top_up_is_mirrored():
 def test_below_min_cost_skip_records_residual():
     # equity 5: 5 * 5 / 10,000 = 0.0025 BTC -> 0.002 (40 USDT) < 100 minimum cost
     o = one(equity=5)
-    assert o["amount"] == 0 and {"below_min_cost", "skipped"} <= set(o["reasons"])
+    assert o["amount"] == 0
+    assert {"below_min_cost", "skipped"} <= set(o["reasons"])
     assert o["residual"] == pytest.approx(0.0025)
 
 
@@ -233,16 +272,24 @@ def test_round_up_only_if_every_limit_still_holds():
     assert "skipped" in one(equity=5, min_size_policy="round_up")["reasons"]
     # without a buffer it needs only IM 100/125 = 0.8 -> rounded up to 0.005
     o = one(equity=5, min_size_policy="round_up", min_liq_distance=0.0)
-    assert o["amount"] == 0.005 and "rounded_up" in o["reasons"]
+    assert o["amount"] == 0.005
+    assert "rounded_up" in o["reasons"]
 
 
 def test_accumulate_carries_the_residual_until_it_is_tradeable():
     first = one(equity=5, min_size_policy="accumulate", min_liq_distance=0.0)
-    assert first["amount"] == 0 and first["residual"] == pytest.approx(0.0025)
+    assert first["amount"] == 0
+    assert first["residual"] == pytest.approx(0.0025)
     # next +5 BTC event: 0.0025 new + 0.0025 carried = 0.005 = 100 USDT: traded
-    second = one(event(before=5, after=10), equity=5, min_size_policy="accumulate", min_liq_distance=0.0,
-                 residual=first["residual"])
-    assert second["amount"] == 0.005 and second["residual"] == pytest.approx(0.0)
+    second = one(
+        event(before=5, after=10),
+        equity=5,
+        min_size_policy="accumulate",
+        min_liq_distance=0.0,
+        residual=first["residual"],
+    )
+    assert second["amount"] == 0.005
+    assert second["residual"] == pytest.approx(0.0)
 
 
 # ---------------------------------------------------------------- bad input
@@ -259,16 +306,20 @@ def test_bad_rows_get_a_reason_and_the_rest_trade():
         {"id": "bad-mode", "equity": 1_000.0},
         {"id": "ok2", "equity": 2_000.0},
     ]
-    table = pa.table({
-        "id": [r["id"] for r in rows],
-        "equity": [r["equity"] for r in rows],
-        "position": [r.get("position", 0.0) for r in rows],
-        "mode": ["proportional"] * 6 + ["yolo", "proportional"],
-    })
+    table = pa.table(
+        {
+            "id": [r["id"] for r in rows],
+            "equity": [r["equity"] for r in rows],
+            "position": [r.get("position", 0.0) for r in rows],
+            "mode": ["proportional"] * 6 + ["yolo", "proportional"],
+        }
+    )
     out = {o["id"]: o for o in normalize(event(), table, MARKETS).orders()}
     for bad in ("zero", "negative", "nan", "nan-position", "no-entry", "bad-mode"):
-        assert out[bad]["reasons"] == ["invalid_row"] and out[bad]["amount"] == 0, bad
-    assert out["ok"]["amount"] == 0.5 and out["ok2"]["amount"] == 1.0
+        assert out[bad]["reasons"] == ["invalid_row"], bad
+        assert out[bad]["amount"] == 0, bad
+    assert out["ok"]["amount"] == 0.5
+    assert out["ok2"]["amount"] == 1.0
 
 
 def test_unknown_event_symbol():
@@ -298,7 +349,7 @@ def test_missing_required_column():
 
 
 def test_unknown_column_is_named():
-    with pytest.raises(InvalidInput, match="unknown follower column.*equty"):
+    with pytest.raises(InvalidInput, match=r"unknown follower column.*equty"):
         normalize(event(), pa.table({"id": [1], "equity": [1.0], "equty": [1.0]}), MARKETS)
 
 
@@ -320,7 +371,11 @@ def test_market_without_lot_step_is_a_configuration_error():
 def test_pandas_polars_arrow_and_json_give_the_same_result():
     pd = pytest.importorskip("pandas")
     pl = pytest.importorskip("polars")
-    cols = {"id": [1, 2, 3], "equity": [1_000.0, 50.0, 3_000.0], "max_leverage": [3.0, math.inf, 5.0]}
+    cols = {
+        "id": [1, 2, 3],
+        "equity": [1_000.0, 50.0, 3_000.0],
+        "max_leverage": [3.0, math.inf, 5.0],
+    }
     rows = [dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
     results = [
         normalize(event(), t, MARKETS).orders()
@@ -344,7 +399,9 @@ def random_cohort(seed: int, n: int = 40) -> dict[str, np.ndarray]:
         "entry_price": r.uniform(15_000, 25_000, n),
         "collateral": np.where(pos != 0, r.uniform(0, 5_000, n), 0.0),
         "other_notional": np.where(r.random(n) < 0.3, r.uniform(0, 20_000, n), 0.0),
-        "mode": r.choice(["proportional", "fixed_notional", "target_leverage", "risk_constant", "vol_target"], n),
+        "mode": r.choice(
+            ["proportional", "fixed_notional", "target_leverage", "risk_constant", "vol_target"], n
+        ),
         "scale": r.choice([0.5, 1.0, 2.0], n),
         "fixed_notional": r.uniform(10, 50_000, n),
         "risk_fraction": r.uniform(0.001, 0.05, n),
@@ -359,16 +416,18 @@ def random_cohort(seed: int, n: int = 40) -> dict[str, np.ndarray]:
     }
 
 
-events = st.sampled_from([
-    event(),                                   # open long
-    event(after=-3),                           # open short
-    event(before=5, after=8),                  # increase
-    event(before=5, after=2),                  # reduce
-    event(before=-5, after=-1),                # reduce short
-    event(before=5, after=0),                  # close
-    event(before=5, after=-4),                 # flip
-    event(sigma=0.9, lead_stop_price=19_000),  # open with stop and sigma
-]).map(LeadEvent.model_validate)
+events = st.sampled_from(
+    [
+        event(),  # open long
+        event(after=-3),  # open short
+        event(before=5, after=8),  # increase
+        event(before=5, after=2),  # reduce
+        event(before=-5, after=-1),  # reduce short
+        event(before=5, after=0),  # close
+        event(before=5, after=-4),  # flip
+        event(sigma=0.9, lead_stop_price=19_000),  # open with stop and sigma
+    ]
+).map(LeadEvent.model_validate)
 
 
 @given(seed=st.integers(0, 2**32 - 1), ev=events)
@@ -377,20 +436,48 @@ def test_kernel_equals_plain_python_reference(seed, ev):
     res = normalize(ev, cols, MARKETS)
     cohort = Cohort.from_table(cols)
     vec = prepare_event(ev, SPEC, SPEC)
-    names = {"mode": ("proportional", "fixed_notional", "target_leverage", "risk_constant", "vol_target", "optimal"),
-             "margin_mode": ("isolated", "cross"), "min_size_policy": ("skip", "round_up", "accumulate")}
+    names = {
+        "mode": (
+            "proportional",
+            "fixed_notional",
+            "target_leverage",
+            "risk_constant",
+            "vol_target",
+            "optimal",
+        ),
+        "margin_mode": ("isolated", "cross"),
+        "min_size_policy": ("skip", "round_up", "accumulate"),
+    }
     for i in range(len(cohort)):
-        row = {k: float(v[i]) for k, v in cohort.floats.items()}
+        row: dict[str, object] = {k: float(v[i]) for k, v in cohort.floats.items()}
         row.update({k: names[k][int(v[i])] for k, v in cohort.codes.items()})
         row["allowed"] = bool(cohort.allowed[i])
         want = reference_normalize_one(list(vec), SPEC, row)
         got = {k: res[k][i] for k in want}
         assert int(got["side"]) == want["side"], (i, row, want, got)
-        assert got["amount"] == pytest.approx(want["amount"], rel=1e-9, abs=1e-12), (i, row, want, got)
+        assert got["amount"] == pytest.approx(want["amount"], rel=1e-9, abs=1e-12), (
+            i,
+            row,
+            want,
+            got,
+        )
         assert Reason(int(got["reasons"])) == Reason(want["reasons"]), (i, row)
         assert bool(got["reduce_only"]) == want["reduce_only"]
-        for k in ("target_position", "collateral", "leverage", "liquidation_price", "residual", "effective_leverage"):
-            assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-9, nan_ok=True), (k, i, row, want, got)
+        for k in (
+            "target_position",
+            "collateral",
+            "leverage",
+            "liquidation_price",
+            "residual",
+            "effective_leverage",
+        ):
+            assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-9, nan_ok=True), (
+                k,
+                i,
+                row,
+                want,
+                got,
+            )
 
 
 @given(seed=st.integers(0, 2**32 - 1), ev=events)
@@ -402,25 +489,68 @@ def test_numba_kernel_equals_its_python_execution(seed, ev):
         _call(fn, prepare_event(ev, SPEC, SPEC), cohort, cols)
         outs.append(cols)
     for k in outs[0]:
-        np.testing.assert_allclose(outs[0][k].astype(float), outs[1][k].astype(float), rtol=1e-12, err_msg=k)
+        np.testing.assert_allclose(
+            outs[0][k].astype(float), outs[1][k].astype(float), rtol=1e-12, err_msg=k
+        )
 
 
 def _empty_result(n):
-    return {"side": np.empty(n, np.int8), "amount": np.empty(n), "close_amount": np.empty(n),
-            "reduce_only": np.empty(n, np.bool_), "leverage": np.empty(n), "collateral": np.empty(n),
-            "target_position": np.empty(n), "raw_amount": np.empty(n), "reasons": np.empty(n, np.uint32),
-            "effective_leverage": np.empty(n), "liquidation_price": np.empty(n),
-            "liquidation_distance": np.empty(n), "residual": np.empty(n)}
+    return {
+        "side": np.empty(n, np.int8),
+        "amount": np.empty(n),
+        "close_amount": np.empty(n),
+        "reduce_only": np.empty(n, np.bool_),
+        "leverage": np.empty(n),
+        "collateral": np.empty(n),
+        "target_position": np.empty(n),
+        "raw_amount": np.empty(n),
+        "reasons": np.empty(n, np.uint32),
+        "effective_leverage": np.empty(n),
+        "liquidation_price": np.empty(n),
+        "liquidation_distance": np.empty(n),
+        "residual": np.empty(n),
+    }
 
 
 def _call(fn, ev, cohort, cols):
     f, c, t = cohort.floats, cohort.codes, SPEC.tiers
-    fn(ev, SPEC.contract_size, SPEC.amount_step, SPEC.min_amount, SPEC.min_cost, t.floor, t.cap, t.mmr, t.cum,
-       t.max_leverage, f["equity"], f["available_balance"], f["position"], f["entry_price"], f["collateral"],
-       f["other_notional"], f["other_maintenance_margin"], c["mode"], f["scale"], f["fixed_notional"],
-       f["risk_fraction"], f["vol_target"], f["sigma"], f["stop_sigmas"], f["max_leverage"],
-       f["max_position_leverage"], f["min_liq_distance"], f["max_liq_probability"], f["horizon_hours"],
-       f["max_notional"], c["margin_mode"], c["min_size_policy"], f["residual"], cohort.allowed, *cols.values())
+    fn(
+        ev,
+        SPEC.contract_size,
+        SPEC.amount_step,
+        SPEC.min_amount,
+        SPEC.min_cost,
+        t.floor,
+        t.cap,
+        t.mmr,
+        t.cum,
+        t.max_leverage,
+        f["equity"],
+        f["available_balance"],
+        f["position"],
+        f["entry_price"],
+        f["collateral"],
+        f["other_notional"],
+        f["other_maintenance_margin"],
+        c["mode"],
+        f["scale"],
+        f["fixed_notional"],
+        f["risk_fraction"],
+        f["vol_target"],
+        f["sigma"],
+        f["stop_sigmas"],
+        f["max_leverage"],
+        f["max_position_leverage"],
+        f["min_liq_distance"],
+        f["max_liq_probability"],
+        f["horizon_hours"],
+        f["max_notional"],
+        c["margin_mode"],
+        c["min_size_policy"],
+        f["residual"],
+        cohort.allowed,
+        *cols.values(),
+    )
 
 
 @given(seed=st.integers(0, 2**32 - 1), after=st.sampled_from([5.0, -3.0]))
@@ -432,36 +562,49 @@ def test_opens_respect_caps_buffers_and_lots(seed, after):
     eff = res["effective_leverage"][traded]
     assert np.all(eff <= cols["max_leverage"][traded] * (1 + 1e-9))
     notional = np.abs(res["target_position"][traded]) * P
-    assert np.all(notional <= cols["max_position_leverage"][traded] * cols["equity"][traded] * (1 + 1e-9))
-    buffer = np.where(np.isnan(cols["min_liq_distance"]), LEAD_DIST, cols["min_liq_distance"])[traded]
+    assert np.all(
+        notional <= cols["max_position_leverage"][traded] * cols["equity"][traded] * (1 + 1e-9)
+    )
+    buffer = np.where(np.isnan(cols["min_liq_distance"]), LEAD_DIST, cols["min_liq_distance"])[
+        traded
+    ]
     dist = res["liquidation_distance"][traded]
     assert np.all(np.isnan(dist) | (dist >= buffer - 1e-9))
     lots = res["amount"][traded] / SPEC.amount_step
     assert np.allclose(lots, np.round(lots), rtol=0, atol=1e-6)
-    assert np.all(res["amount"][traded] * P >= SPEC.min_cost * (1 - 1e-12))
+    assert np.all(res["amount"][traded] * P >= MIN_COST * (1 - 1e-12))
 
 
 @given(seed=st.integers(0, 2**32 - 1))
 def test_proportional_is_exact_when_nothing_binds(seed):
     r = np.random.default_rng(seed)
     n = 30
-    cols = {"id": np.arange(n), "equity": r.uniform(1_000, 1e6, n), "margin_mode": ["cross"] * n,
-            "min_liq_distance": np.zeros(n), "scale": r.uniform(0.1, 3, n)}
+    cols = {
+        "id": np.arange(n),
+        "equity": r.uniform(1_000, 1e6, n),
+        "margin_mode": ["cross"] * n,
+        "min_liq_distance": np.zeros(n),
+        "scale": r.uniform(0.1, 3, n),
+    }
     res = normalize(event(), cols, MARKETS)
     free = (res["reasons"] & ~np.uint32(Reason.LOT_ROUNDING)) == 0
     assert free.any()
-    want = np.floor(cols["scale"] * 5 * cols["equity"] / 10_000 / 0.001 + 1e-9) * 0.001
+    scale, equity = np.asarray(cols["scale"]), np.asarray(cols["equity"])
+    want = np.floor(scale * 5 * equity / 10_000 / STEP + 1e-9) * STEP
     np.testing.assert_allclose(res["amount"][free], want[free], rtol=1e-12)
 
 
 @given(seed=st.integers(0, 2**32 - 1), side=st.sampled_from([1.0, -1.0]))
 def test_lead_close_always_closes_exactly(seed, side):
     cols = random_cohort(seed)
-    cols["position"] = side * np.abs(np.round(np.random.default_rng(seed).uniform(0.0001, 3, 40), 7))
+    cols["position"] = side * np.abs(
+        np.round(np.random.default_rng(seed).uniform(0.0001, 3, 40), 7)
+    )
     res = normalize(event(before=5 * side, after=0), cols, MARKETS)
     ok = (res["reasons"] & np.uint32(Reason.INVALID_ROW)) == 0
     np.testing.assert_array_equal(res["amount"][ok], np.abs(cols["position"][ok]))
-    assert np.all(res["reduce_only"][ok]) and np.all(res["target_position"][ok] == 0)
+    assert np.all(res["reduce_only"][ok])
+    assert np.all(res["target_position"][ok] == 0)
     assert np.all(res["side"][ok] == -side)
 
 
@@ -472,5 +615,5 @@ def test_reductions_are_proportional_within_one_step(seed, after):
     cols["min_size_policy"] = np.array(["skip"] * 40)
     res = normalize(event(before=5, after=after), cols, MARKETS)
     phi = 1 - after / 5
-    ok = ((res["reasons"] & np.uint32(Reason.INVALID_ROW | Reason.SKIPPED)) == 0)
-    assert np.all(np.abs(res["amount"][ok] - phi * cols["position"][ok]) <= SPEC.amount_step / 2 + 1e-9)
+    ok = (res["reasons"] & np.uint32(Reason.INVALID_ROW | Reason.SKIPPED)) == 0
+    assert np.all(np.abs(res["amount"][ok] - phi * cols["position"][ok]) <= STEP / 2 + 1e-9)

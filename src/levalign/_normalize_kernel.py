@@ -77,7 +77,13 @@ _TIE = 1.0 - 1e-12  # a cap within this of the target is a tie, not a binding co
 
 @njit(cache=True, inline="always")
 def _required_balance(
-    qty: float, price: float, side: float, dist: float, cap: FloatArray, mmr: FloatArray, cum: FloatArray
+    qty: float,
+    price: float,
+    side: float,
+    dist: float,
+    cap: FloatArray,
+    mmr: FloatArray,
+    cum: FloatArray,
 ) -> float:
     """Margin balance at ``price`` needed so that liquidation is ``dist`` (fraction) away.
 
@@ -113,9 +119,8 @@ def _max_qty_for_balance(
         slope = price * dist + price * factor * mmr[k]
         q = (budget + cum[k]) / slope
         n = q * price * factor
-        if n <= cap[k] * (1.0 + 1e-12) or k == last:
-            if n >= floor[k] * (1.0 - 1e-12):
-                return q
+        if (n <= cap[k] * (1.0 + 1e-12) or k == last) and n >= floor[k] * (1.0 - 1e-12):
+            return q
     return 0.0
 
 
@@ -223,7 +228,7 @@ def normalize_kernel(
         isolated = margin_mode[i] == MM_ISOLATED
         dist = min_liq_distance[i]
         if math.isnan(dist):  # unset: survive whatever the lead survives
-            dist = ev[E_LEAD_DIST] if ev[E_LEAD_DIST] == ev[E_LEAD_DIST] else 0.0
+            dist = 0.0 if math.isnan(ev[E_LEAD_DIST]) else ev[E_LEAD_DIST]
         # defaults: no order, state unchanged
         side_out = 0
         amount = 0.0
@@ -293,7 +298,7 @@ def normalize_kernel(
                         reasons |= R_AVAILABLE_MARGIN
             else:
                 reasons |= R_NO_LEAD_CHANGE
-        elif kind == EV_CLOSE or kind == EV_REDUCE:
+        elif kind in (EV_CLOSE, EV_REDUCE):
             if q == 0.0 or s_f != s_lead:
                 reasons |= R_NOTHING_TO_CLOSE
             else:
@@ -307,7 +312,9 @@ def normalize_kernel(
                     elif amt < min_amount - _EPS * amount_step:
                         reasons |= R_BELOW_MIN_AMOUNT
                         if policy[i] == P_ROUND_UP:
-                            amt = min(math.ceil(min_amount / amount_step - _EPS) * amount_step, held)
+                            amt = min(
+                                math.ceil(min_amount / amount_step - _EPS) * amount_step, held
+                            )
                             reasons |= R_ROUNDED_UP
                         else:
                             amt = 0.0
@@ -338,27 +345,32 @@ def normalize_kernel(
             sig = sigma[i] if math.isfinite(sigma[i]) else ev[E_SIGMA]
             m = mode[i]
             d = math.nan
-            if max_liq_probability[i] == max_liq_probability[i] or m == M_OPTIMAL:
+            if not math.isnan(max_liq_probability[i]) or m == M_OPTIMAL:
                 reasons |= R_RISK_MODEL_REQUIRED
             elif m == M_PROPORTIONAL:
                 d = scale[i] * ev[E_UNITS] * eq
             elif m == M_FIXED:
                 if fixed_notional[i] >= 0.0:
-                    d = fixed_notional[i] / p * ev[E_OPEN_FRAC] if cur == 0.0 else cur * ev[E_GROWTH]
+                    d = (
+                        fixed_notional[i] / p * ev[E_OPEN_FRAC]
+                        if cur == 0.0
+                        else cur * ev[E_GROWTH]
+                    )
             elif m == M_TARGET_LEV:
                 lev = min(scale[i] * ev[E_LEV_TOTAL], max_leverage[i])
                 d = lev * eq * ev[E_SHARE] / p - cur
             elif m == M_RISK:
                 stop_dist = math.nan
-                if ev[E_STOP] == ev[E_STOP]:
+                if not math.isnan(ev[E_STOP]):
                     stop_dist = abs(p - ev[E_STOP])
                 elif sig > 0.0 and horizon_hours[i] > 0.0:
-                    stop_dist = p * stop_sigmas[i] * sig * math.sqrt(horizon_hours[i] / _HOURS_PER_YEAR)
+                    stop_dist = (
+                        p * stop_sigmas[i] * sig * math.sqrt(horizon_hours[i] / _HOURS_PER_YEAR)
+                    )
                 if risk_fraction[i] >= 0.0 and stop_dist > 0.0:
                     d = risk_fraction[i] * eq / stop_dist - cur
-            elif m == M_VOL:
-                if vol_target[i] >= 0.0 and sig > 0.0:
-                    d = vol_target[i] / sig * eq / p - cur
+            elif m == M_VOL and vol_target[i] >= 0.0 and sig > 0.0:
+                d = vol_target[i] / sig * eq / p - cur
             if math.isnan(d) and (reasons & R_RISK_MODEL_REQUIRED) == 0:
                 reasons |= R_MISSING_PARAMETER
             if not math.isnan(d):
@@ -380,11 +392,20 @@ def normalize_kernel(
                     target, reasons = _bind(target, cap_q, R_ACCOUNT_LEVERAGE, reasons)
                     budget = (c0 + avail + upnl0) if isolated else (eq - other_mm[i])
                     if _required_balance(target, p, s, dist, t_cap, t_mmr, t_cum) > budget:
-                        cap_q = _max_qty_for_balance(budget, p, s, dist, t_floor, t_cap, t_mmr, t_cum)
-                        target, reasons = _bind(target, cap_q, R_LIQ_BUFFER if dist > 0.0 else R_AVAILABLE_MARGIN, reasons)
+                        cap_q = _max_qty_for_balance(
+                            budget, p, s, dist, t_floor, t_cap, t_mmr, t_cum
+                        )
+                        target, reasons = _bind(
+                            target,
+                            cap_q,
+                            R_LIQ_BUFFER if dist > 0.0 else R_AVAILABLE_MARGIN,
+                            reasons,
+                        )
                     # initial margin: isolated posts it all (existing collateral counts);
                     # cross needs only the increase over what the position already locks
-                    im_budget = avail + (c0 if isolated else _initial_margin(cur, p, t_cap, t_max_lev))
+                    im_budget = avail + (
+                        c0 if isolated else _initial_margin(cur, p, t_cap, t_max_lev)
+                    )
                     if _initial_margin(target, p, t_cap, t_max_lev) > im_budget:
                         cap_q = _max_qty_for_initial_margin(im_budget, p, t_cap, t_floor, t_max_lev)
                         target, reasons = _bind(target, cap_q, R_AVAILABLE_MARGIN, reasons)
@@ -416,8 +437,10 @@ def normalize_kernel(
                             ok = (
                                 q_up <= max_position_leverage[i] * eq / p * (1.0 + 1e-12)
                                 and q_up * p <= last_cap
-                                and q_up * p + other_notional[i] <= max_leverage[i] * eq * (1.0 + 1e-12)
-                                and _required_balance(q_up, p, s, dist, t_cap, t_mmr, t_cum) <= budget
+                                and q_up * p + other_notional[i]
+                                <= max_leverage[i] * eq * (1.0 + 1e-12)
+                                and _required_balance(q_up, p, s, dist, t_cap, t_mmr, t_cum)
+                                <= budget
                                 and q_up * p <= max_notional[i] * (1.0 + 1e-12)
                                 and _initial_margin(q_up, p, t_cap, t_max_lev) <= im_budget
                             )
@@ -456,11 +479,12 @@ def normalize_kernel(
                             c0 = need
                         else:
                             cap_set = max_position_leverage[i]
-                            lev_out = tier_lev if not (cap_set < tier_lev) else max(1.0, math.ceil(cap_set))
-                        if cur > 0.0:
-                            ep0 = (cur * ep0 + amt * cs * p) / new_q
-                        else:
-                            ep0 = p
+                            lev_out = (
+                                tier_lev
+                                if not (cap_set < tier_lev)
+                                else max(1.0, math.ceil(cap_set))
+                            )
+                        ep0 = (cur * ep0 + amt * cs * p) / new_q if cur > 0.0 else p
                         q = s * new_q
             if close_amt > 0.0 and amount == 0.0:
                 # the follower's opposite position is closed even when no new leg follows
@@ -491,7 +515,7 @@ def normalize_kernel(
                     eq - other_mm[i], sq, held_q, p, True, t_floor, t_cap, t_mmr, t_cum
                 )
             o_liq[i] = lp
-            o_liq_dist[i] = abs(p - lp) / p if lp == lp else math.nan
+            o_liq_dist[i] = abs(p - lp) / p
         else:
             o_liq[i] = math.nan
             o_liq_dist[i] = math.nan

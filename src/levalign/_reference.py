@@ -16,7 +16,14 @@ from levalign import _normalize_kernel as nk
 from levalign.margin import Leg, _solve_liquidation
 from levalign.markets import MarketSpec
 
-_MODES = ("proportional", "fixed_notional", "target_leverage", "risk_constant", "vol_target", "optimal")
+_MODES = (
+    "proportional",
+    "fixed_notional",
+    "target_leverage",
+    "risk_constant",
+    "vol_target",
+    "optimal",
+)
 
 
 def _largest(ok: Callable[[float], bool], lo: float, hi: float) -> float:
@@ -34,14 +41,18 @@ def _largest(ok: Callable[[float], bool], lo: float, hi: float) -> float:
     return lo
 
 
-def _liq_distance(spec: MarketSpec, side: float, qty: float, entry: float, balance: float, price: float) -> float:
+def _liq_distance(
+    spec: MarketSpec, side: float, qty: float, entry: float, balance: float, price: float
+) -> float:
     """Liquidation distance (fraction of price) of one leg with ``balance`` behind it."""
     legs = [Leg(side, qty / spec.contract_size, entry)]
     lp = _solve_liquidation(spec, legs, balance, price)
     return math.inf if lp is None else (price - lp) * side / price
 
 
-def reference_normalize_one(ev: list[float], spec: MarketSpec, row: dict[str, Any]) -> dict[str, Any]:
+def reference_normalize_one(
+    ev: list[float], spec: MarketSpec, row: dict[str, Any]
+) -> dict[str, Any]:
     """Normalize one follower (row of cohort fields, codes as names) for a digested event."""
     kind, s, p = int(ev[nk.E_KIND]), ev[nk.E_SIDE], ev[nk.E_PRICE]
     step = float(spec.amount_step or 0.0)
@@ -57,20 +68,41 @@ def reference_normalize_one(ev: list[float], spec: MarketSpec, row: dict[str, An
     if math.isnan(dist):
         dist = 0.0 if math.isnan(ev[nk.E_LEAD_DIST]) else ev[nk.E_LEAD_DIST]
     out = {
-        "side": 0, "amount": 0.0, "close_amount": 0.0, "reduce_only": False, "leverage": math.nan,
-        "collateral": 0.0, "raw_amount": 0.0, "reasons": 0,
+        "side": 0,
+        "amount": 0.0,
+        "close_amount": 0.0,
+        "reduce_only": False,
+        "leverage": math.nan,
+        "collateral": 0.0,
+        "raw_amount": 0.0,
+        "reasons": 0,
         "residual": row["residual"] if policy == "accumulate" else 0.0,
     }
     ok_row = (
-        math.isfinite(eq) and eq > 0 and math.isfinite(pos) and (pos == 0 or (math.isfinite(ep) and ep > 0))
-        and c0 >= 0 and row["scale"] >= 0 and avail >= 0 and 0 <= dist < 1
-        and row["other_notional"] >= 0 and row["other_maintenance_margin"] >= 0
-        and row["mode"] in _MODES and row["margin_mode"] in ("isolated", "cross")
+        math.isfinite(eq)
+        and eq > 0
+        and math.isfinite(pos)
+        and (pos == 0 or (math.isfinite(ep) and ep > 0))
+        and c0 >= 0
+        and row["scale"] >= 0
+        and avail >= 0
+        and 0 <= dist < 1
+        and row["other_notional"] >= 0
+        and row["other_maintenance_margin"] >= 0
+        and row["mode"] in _MODES
+        and row["margin_mode"] in ("isolated", "cross")
         and policy in ("skip", "round_up", "accumulate")
     )
     if not ok_row:
-        return {**out, "reasons": nk.R_INVALID_ROW, "target_position": pos, "residual": 0.0,
-                "effective_leverage": math.nan, "liquidation_price": math.nan, "liquidation_distance": math.nan}
+        return {
+            **out,
+            "reasons": nk.R_INVALID_ROW,
+            "target_position": pos,
+            "residual": 0.0,
+            "effective_leverage": math.nan,
+            "liquidation_price": math.nan,
+            "liquidation_distance": math.nan,
+        }
     q = pos * cs
     s_f = (q > 0) - (q < 0)
     reasons = 0
@@ -101,7 +133,10 @@ def reference_normalize_one(ev: list[float], spec: MarketSpec, row: dict[str, An
                 elif amt < min_amount - 1e-9 * step:
                     reasons |= nk.R_BELOW_MIN_AMOUNT
                     if policy == "round_up":
-                        amt, reasons = min(math.ceil(min_amount / step - 1e-9) * step, held), reasons | nk.R_ROUNDED_UP
+                        amt, reasons = (
+                            min(math.ceil(min_amount / step - 1e-9) * step, held),
+                            reasons | nk.R_ROUNDED_UP,
+                        )
                     else:
                         amt, reasons = 0.0, reasons | nk.R_SKIPPED
                 out["residual"] *= 1 - ev[nk.E_PHI]
@@ -128,9 +163,19 @@ def reference_normalize_one(ev: list[float], spec: MarketSpec, row: dict[str, An
         elif mode == "proportional":
             d = row["scale"] * ev[nk.E_UNITS] * eq
         elif mode == "fixed_notional" and row["fixed_notional"] >= 0:
-            d = row["fixed_notional"] / p * ev[nk.E_OPEN_FRAC] if cur == 0 else cur * ev[nk.E_GROWTH]
+            d = (
+                row["fixed_notional"] / p * ev[nk.E_OPEN_FRAC]
+                if cur == 0
+                else cur * ev[nk.E_GROWTH]
+            )
         elif mode == "target_leverage":
-            d = min(row["scale"] * ev[nk.E_LEV_TOTAL], row["max_leverage"]) * eq * ev[nk.E_SHARE] / p - cur
+            d = (
+                min(row["scale"] * ev[nk.E_LEV_TOTAL], row["max_leverage"])
+                * eq
+                * ev[nk.E_SHARE]
+                / p
+                - cur
+            )
         elif mode == "risk_constant" and row["risk_fraction"] >= 0:
             if not math.isnan(ev[nk.E_STOP]):
                 stop_dist = abs(p - ev[nk.E_STOP])
@@ -166,17 +211,23 @@ def reference_normalize_one(ev: list[float], spec: MarketSpec, row: dict[str, An
                     if qty <= 0:
                         return True
                     if isolated:  # all of the budget posted as isolated margin
-                        return _liq_distance(spec, s, qty, entry_after(qty), budget - upnl0, p) >= dist - 1e-12
-                    return _liq_distance(spec, s, qty, p, budget, p) >= dist - 1e-12
+                        return bool(
+                            _liq_distance(spec, s, qty, entry_after(qty), budget - upnl0, p)
+                            >= dist - 1e-12
+                        )
+                    return bool(_liq_distance(spec, s, qty, p, budget, p) >= dist - 1e-12)
 
                 def im_ok(qty: float) -> bool:
                     need = im(qty) - c0 if isolated else im(qty) - im(cur)
-                    return need <= avail * (1 + 1e-12) + 1e-12
+                    return bool(need <= avail * (1 + 1e-12) + 1e-12)
 
                 checks: list[tuple[int, Callable[[float], bool]]] = [
                     (nk.R_POSITION_LEVERAGE, lambda x: x * p <= row["max_position_leverage"] * eq),
                     (nk.R_TIER_LIMIT, lambda x: x * p <= tiers.max_notional),
-                    (nk.R_ACCOUNT_LEVERAGE, lambda x: x * p + row["other_notional"] <= row["max_leverage"] * eq),
+                    (
+                        nk.R_ACCOUNT_LEVERAGE,
+                        lambda x: x * p + row["other_notional"] <= row["max_leverage"] * eq,
+                    ),
                     (nk.R_LIQ_BUFFER if dist > 0 else nk.R_AVAILABLE_MARGIN, buffer_ok),
                     (nk.R_AVAILABLE_MARGIN, im_ok),
                     (nk.R_MAX_NOTIONAL, lambda x: x * p <= row["max_notional"]),
@@ -201,7 +252,11 @@ def reference_normalize_one(ev: list[float], spec: MarketSpec, row: dict[str, An
                 if small:
                     amt = 0.0
                     if policy == "round_up":
-                        up = max(1, math.ceil(min_amount / step - 1e-9), math.ceil(min_cost / (p * cs * step) - 1e-9))
+                        up = max(
+                            1,
+                            math.ceil(min_amount / step - 1e-9),
+                            math.ceil(min_cost / (p * cs * step) - 1e-9),
+                        )
                         q_up = cur + up * lot
                         if all(ok(q_up) for _, ok in checks):
                             amt, reasons = up * step, reasons | nk.R_ROUNDED_UP
@@ -210,14 +265,18 @@ def reference_normalize_one(ev: list[float], spec: MarketSpec, row: dict[str, An
                     else:
                         reasons |= nk.R_ACCUMULATED if policy == "accumulate" else nk.R_SKIPPED
                 if amt > 0:
-                    out["residual"] = max((d_ok - amt * cs) / cs, 0.0) if policy == "accumulate" else 0.0
+                    out["residual"] = (
+                        max((d_ok - amt * cs) / cs, 0.0) if policy == "accumulate" else 0.0
+                    )
                     new_q = cur + amt * cs
                     n_new = new_q * p
                     tier_lev = tiers.max_leverage_at(n_new)
                     if isolated:
                         # smallest collateral keeping liquidation `dist` away, by bisection
                         def far_enough(c: float, qty: float = new_q) -> bool:
-                            return _liq_distance(spec, s, qty, entry_after(qty), c, p) >= dist - 1e-12
+                            return bool(
+                                _liq_distance(spec, s, qty, entry_after(qty), c, p) >= dist - 1e-12
+                            )
 
                         hi = n_new * 2 + abs(upnl0) + 1
                         lo, need = 0.0, hi
@@ -233,7 +292,9 @@ def reference_normalize_one(ev: list[float], spec: MarketSpec, row: dict[str, An
                         c0 = need
                     else:
                         cap = row["max_position_leverage"]
-                        out["leverage"] = tier_lev if not cap < tier_lev else max(1.0, math.ceil(cap))
+                        out["leverage"] = (
+                            tier_lev if not cap < tier_lev else max(1.0, math.ceil(cap))
+                        )
                     ep = entry_after(new_q)
                     q = s * new_q
                     out.update(side=int(s), amount=amt + out["close_amount"])
@@ -249,7 +310,9 @@ def reference_normalize_one(ev: list[float], spec: MarketSpec, row: dict[str, An
         if isolated:
             lp = _solve_liquidation(spec, [Leg(side, abs(q) / cs, ep)], c0, p)
         else:
-            lp = _solve_liquidation(spec, [Leg(side, abs(q) / cs, p)], eq - row["other_maintenance_margin"], p)
+            lp = _solve_liquidation(
+                spec, [Leg(side, abs(q) / cs, p)], eq - row["other_maintenance_margin"], p
+            )
         out["liquidation_price"] = math.nan if lp is None else lp
         out["liquidation_distance"] = math.nan if lp is None else abs(p - lp) / p
     else:

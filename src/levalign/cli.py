@@ -45,7 +45,8 @@ def _read_json(path: Path, what: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(
-            f"{what} {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            f"{what} {str(path)!r} is not valid JSON: {exc.msg} "
+            f"at line {exc.lineno} column {exc.colno}",
             field=what,
         ) from exc
 
@@ -81,7 +82,12 @@ def _relative_to(base: Path, value: str | None) -> str | None:
 
 @app.command()
 def margin(
-    account_file: Annotated[Path, typer.Argument(metavar="ACCOUNT.json", help="Account: exchange, wallet_balance, positions.")],
+    account_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="ACCOUNT.json", help="Account: exchange, wallet_balance, positions."
+        ),
+    ],
 ) -> None:
     """Margin, effective leverage and liquidation price of every position in an account."""
     from levalign.margin import margin_report
@@ -104,12 +110,19 @@ def margin(
 
 @app.command()
 def normalize(
-    request_file: Annotated[Path, typer.Argument(metavar="REQUEST.json", help="exchange, markets/tiers, event, followers.")],
+    request_file: Annotated[
+        Path,
+        typer.Argument(metavar="REQUEST.json", help="exchange, markets/tiers, event, followers."),
+    ],
     followers: Annotated[
-        Path | None, typer.Option(help="Cohort as Parquet or CSV (instead of the request's followers).")
+        Path | None,
+        typer.Option(help="Cohort as Parquet or CSV (instead of the request's followers)."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Write orders here (.parquet, .csv or .json); stdout then has the summary.")
+        Path | None,
+        typer.Option(
+            help="Write orders here (.parquet, .csv or .json); stdout then has the summary."
+        ),
     ] = None,
 ) -> None:
     """Size one lead event for every follower; prints {orders, summary}."""
@@ -148,7 +161,9 @@ def normalize(
 
 @app.command()
 def demo(
-    followers: Annotated[int, typer.Option(help="Cohort size (bundled cohort has 10,000).")] = 10_000,
+    followers: Annotated[
+        int, typer.Option(help="Cohort size (bundled cohort has 10,000).")
+    ] = 10_000,
     seed: Annotated[int, typer.Option(help="Seed for a generated cohort when not 10,000.")] = 7,
 ) -> None:
     """Normalize a lead's 12x long before the March 2023 crash across a 10,000-follower cohort."""
@@ -179,8 +194,12 @@ def read_table(path: Path) -> Any:
 
             return pcsv.read_csv(path)
     except (OSError, ValueError) as exc:
-        raise InvalidInput(f"cannot read followers file {str(path)!r}: {exc}", field="followers") from exc
-    raise InvalidInput(f"followers file must be .parquet or .csv, got {path.name!r}", field="followers")
+        raise InvalidInput(
+            f"cannot read followers file {str(path)!r}: {exc}", field="followers"
+        ) from exc
+    raise InvalidInput(
+        f"followers file must be .parquet or .csv, got {path.name!r}", field="followers"
+    )
 
 
 def write_table(table: Any, path: Path) -> None:
@@ -195,9 +214,13 @@ def write_table(table: Any, path: Path) -> None:
 
         pcsv.write_csv(table, path)
     elif suffix == ".json":
-        path.write_text(json.dumps(_clean(table.to_pylist()), default=_json_default), encoding="utf-8")
+        path.write_text(
+            json.dumps(_clean(table.to_pylist()), default=_json_default), encoding="utf-8"
+        )
     else:
-        raise InvalidInput(f"--out must end in .parquet, .csv or .json, got {path.name!r}", field="out")
+        raise InvalidInput(
+            f"--out must end in .parquet, .csv or .json, got {path.name!r}", field="out"
+        )
 
 
 def main() -> None:

@@ -53,7 +53,9 @@ def load_btc_candles() -> Candles:
     import pyarrow.csv as pcsv
 
     with resources.as_file(resources.files("levalign.data").joinpath(BTC_CANDLES)) as path:
-        table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(column_types={"open_time": "string"}))
+        table = pcsv.read_csv(
+            path, convert_options=pcsv.ConvertOptions(column_types={"open_time": "string"})
+        )
     return Candles(
         open_time=np.asarray(table.column("open_time").to_pylist()),
         open=table.column("open").to_numpy(),
@@ -70,12 +72,14 @@ def sample_cohort(n: int, seed: int) -> dict[str, Any]:
     """
     rng = np.random.default_rng(seed)
     equity = np.round(np.clip(rng.lognormal(np.log(2_000.0), 1.4, n), 50.0, 500_000.0), 2)
-    mode = rng.choice(
-        np.array(MODES[:5]), size=n, p=[0.45, 0.15, 0.15, 0.15, 0.10]
-    )
+    mode = rng.choice(np.array(MODES[:5]), size=n, p=[0.45, 0.15, 0.15, 0.15, 0.10])
     scale = rng.choice(np.array([0.5, 1.0, 1.0, 1.0, 2.0]), size=n)
-    max_leverage = rng.choice(np.array([3.0, 5.0, 10.0, math.inf]), size=n, p=[0.25, 0.3, 0.25, 0.2])
-    min_liq = rng.choice(np.array([math.nan, 0.1, 0.2, 0.3, 0.0]), size=n, p=[0.4, 0.2, 0.2, 0.1, 0.1])
+    max_leverage = rng.choice(
+        np.array([3.0, 5.0, 10.0, math.inf]), size=n, p=[0.25, 0.3, 0.25, 0.2]
+    )
+    min_liq = rng.choice(
+        np.array([math.nan, 0.1, 0.2, 0.3, 0.0]), size=n, p=[0.4, 0.2, 0.2, 0.1, 0.1]
+    )
     return {
         "id": np.arange(1, n + 1, dtype=np.int64),
         "equity": equity,
@@ -87,7 +91,9 @@ def sample_cohort(n: int, seed: int) -> dict[str, Any]:
         "max_leverage": max_leverage,
         "min_liq_distance": min_liq,
         "margin_mode": rng.choice(np.array(["isolated", "cross"]), size=n, p=[0.7, 0.3]),
-        "min_size_policy": rng.choice(np.array(["skip", "round_up", "accumulate"]), size=n, p=[0.5, 0.3, 0.2]),
+        "min_size_policy": rng.choice(
+            np.array(["skip", "round_up", "accumulate"]), size=n, p=[0.5, 0.3, 0.2]
+        ),
     }
 
 
@@ -132,7 +138,8 @@ def run_scenario(followers: Any = None) -> DemoOutcome:
     i_end = int(np.searchsorted(candles.open_time, CRASH_END))
     price = float(candles.close[i_event])
     sigma = realized_volatility(candles.close[max(0, i_event - 7 * 1440) : i_event + 1])
-    contracts = math.floor(LEAD_EFFECTIVE_LEVERAGE * LEAD_EQUITY / price / spec.amount_step) * (spec.amount_step or 1.0)
+    step = spec.amount_step or 1.0
+    contracts = math.floor(LEAD_EFFECTIVE_LEVERAGE * LEAD_EQUITY / price / step) * step
     event = LeadEvent(
         event_id="demo-2023-03-07T23:59Z",
         timestamp=EVENT_TIME,
@@ -151,11 +158,13 @@ def run_scenario(followers: Any = None) -> DemoOutcome:
     crash_low = float(window[j])
 
     lead_lp = float(
-        liquidation_prices(spec, np.array([1.0]), np.array([contracts]), np.array([price]), np.array([LEAD_EQUITY]))[0]
+        liquidation_prices(
+            spec, np.array([1.0]), np.array([contracts]), np.array([price]), np.array([LEAD_EQUITY])
+        )[0]
     )
     # naive copy: same size as a fixed-ratio copy, isolated margin at the lead's 20x setting
     equity = cohort.floats["equity"]
-    naive_contracts = np.floor(contracts * equity / LEAD_EQUITY / spec.amount_step) * spec.amount_step
+    naive_contracts = np.floor(contracts * equity / LEAD_EQUITY / step) * step
     naive_ok = naive_contracts >= (spec.min_amount or 0.0)
     naive_lp = liquidation_prices(
         spec,
@@ -171,7 +180,10 @@ def run_scenario(followers: Any = None) -> DemoOutcome:
     groups = [("lead's distance (default)", np.isnan(buffer))] + [
         (f"{b:.0%} of price", buffer == b) for b in np.unique(buffer[~np.isnan(buffer)])
     ]
-    by_buffer = [(label, int(np.count_nonzero(liquidated & g)), int(np.count_nonzero(held & g))) for label, g in groups]
+    by_buffer = [
+        (label, int(np.count_nonzero(liquidated & g)), int(np.count_nonzero(held & g)))
+        for label, g in groups
+    ]
     return DemoOutcome(
         result=result,
         price=price,
@@ -181,7 +193,9 @@ def run_scenario(followers: Any = None) -> DemoOutcome:
         naive_liquidated=int(np.count_nonzero(naive_ok & (naive_lp >= crash_low))),
         normalized_liquidated=int(np.count_nonzero(liquidated)),
         copied=int(np.count_nonzero(held)),
-        modes=np.array([*MODES, "invalid"])[np.where(cohort.codes["mode"] >= 0, cohort.codes["mode"], len(MODES))],
+        modes=np.array([*MODES, "invalid"])[
+            np.where(cohort.codes["mode"] >= 0, cohort.codes["mode"], len(MODES))
+        ],
         liquidated_by_buffer=by_buffer,
         seconds=time.perf_counter() - started,
     )
@@ -193,15 +207,23 @@ def run_demo(followers: int = DEMO_COHORT_SIZE, seed: int = DEMO_COHORT_SEED) ->
     from rich.table import Table
 
     console = Console()
-    cohort = None if (followers, seed) == (DEMO_COHORT_SIZE, DEMO_COHORT_SEED) else sample_cohort(followers, seed)
-    with console.status("normalizing the lead event for the cohort (first run compiles the kernels)"):
+    cohort = (
+        None
+        if (followers, seed) == (DEMO_COHORT_SIZE, DEMO_COHORT_SEED)
+        else sample_cohort(followers, seed)
+    )
+    with console.status(
+        "normalizing the lead event for the cohort (first run compiles the kernels)"
+    ):
         out = run_scenario(cohort)
     res = out.result
     console.rule("[bold]levalign demo: copying a 7x BTC long into the March 2023 crash")
     console.print(
-        f"Lead: {LEAD_EQUITY:,.0f} USDT equity, cross margin, leverage setting {LEAD_LEVERAGE_SETTING:.0f}x, "
+        f"Lead: {LEAD_EQUITY:,.0f} USDT equity, cross margin, "
+        f"leverage setting {LEAD_LEVERAGE_SETTING:.0f}x, "
         f"buys {LEAD_EFFECTIVE_LEVERAGE:.0f}x "
-        f"effective at {out.price:,.2f} ({EVENT_TIME[:16]} UTC). Lead liquidation price {out.lead_liquidation_price:,.0f}."
+        f"effective at {out.price:,.2f} ({EVENT_TIME[:16]} UTC). "
+        f"Lead liquidation price {out.lead_liquidation_price:,.0f}."
     )
     console.print(f"Followers: {len(res):,}; orders: {np.count_nonzero(res['side'] != 0):,}.")
 
@@ -216,7 +238,15 @@ def run_demo(followers: int = DEMO_COHORT_SIZE, seed: int = DEMO_COHORT_SEED) ->
 
     modes = out.modes
     by_mode = Table(title="After the order, by sizing mode")
-    for col in ("mode", "followers", "orders", "eff. leverage median", "eff. leverage max", "liq. distance median", "liq. distance min"):
+    for col in (
+        "mode",
+        "followers",
+        "orders",
+        "eff. leverage median",
+        "eff. leverage max",
+        "liq. distance median",
+        "liq. distance min",
+    ):
         by_mode.add_column(col, justify="right" if col != "mode" else "left")
     lev, dist = res["effective_leverage"], res["liquidation_distance"]
     for m in MODES:
@@ -238,8 +268,12 @@ def run_demo(followers: int = DEMO_COHORT_SIZE, seed: int = DEMO_COHORT_SEED) ->
     crash = Table(title=f"The crash: BTC low {out.crash_low:,.2f} at {out.crash_low_time[:16]} UTC")
     crash.add_column("copy method")
     crash.add_column("liquidated", justify="right")
-    crash.add_row(f"naive: lead's {LEAD_LEVERAGE_SETTING:.0f}x setting, isolated", f"{out.naive_liquidated:,}")
-    crash.add_row("levalign normalized, all", f"{out.normalized_liquidated:,} of {out.copied:,} copies")
+    crash.add_row(
+        f"naive: lead's {LEAD_LEVERAGE_SETTING:.0f}x setting, isolated", f"{out.naive_liquidated:,}"
+    )
+    crash.add_row(
+        "levalign normalized, all", f"{out.normalized_liquidated:,} of {out.copied:,} copies"
+    )
     for label, count, of in out.liquidated_by_buffer:
         crash.add_row(f"  buffer: {label}", f"{count:,} of {of:,}")
     lead_status = "survives" if out.lead_liquidation_price < out.crash_low else "is liquidated"
@@ -257,4 +291,3 @@ def _nan_stat(stat: Any, x: NDArray[np.float64]) -> float:
 
 def _fmt(x: float, unit: str) -> str:
     return "-" if not math.isfinite(x) else f"{x:,.2f}{unit}"
-

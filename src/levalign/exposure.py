@@ -31,14 +31,18 @@ def effective_leverage(notionals: ArrayLike, equity: float) -> float:
         If ``equity`` is not a positive finite number or a notional is not finite.
     """
     if not (math.isfinite(equity) and equity > 0):
-        raise InvalidInput(f"equity must be a positive number, got {equity}", field="equity", value=equity)
+        raise InvalidInput(
+            f"equity must be a positive number, got {equity}", field="equity", value=equity
+        )
     n = np.abs(np.asarray(notionals, dtype=np.float64))
     if not np.all(np.isfinite(n)):
         raise InvalidInput("notionals must be finite numbers", field="notionals")
     return float(n.sum() / equity)
 
 
-def liquidation_distance(mark_price: ArrayLike, liquidation_price: ArrayLike) -> NDArray[np.float64]:
+def liquidation_distance(
+    mark_price: ArrayLike, liquidation_price: ArrayLike
+) -> NDArray[np.float64]:
     r"""Distance to liquidation as a fraction of the mark, :math:`|x - LP| / x` (NaN: none).
 
     Raises

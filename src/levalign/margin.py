@@ -23,6 +23,7 @@ leg in the tier its notional *at that price* falls in.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,10 +34,11 @@ from numpy.typing import NDArray
 
 from levalign import _margin_kernels as mk
 from levalign.errors import InvalidInput, Rejected
-from levalign.markets import MarketSpec, Markets, TierTable, load_markets, rebuild_cum
-from levalign.schemas import Account, AccountReport, Position, PositionReport, parse
+from levalign.markets import Markets, MarketSpec, TierTable, load_markets, rebuild_cum
+from levalign.schemas import Account, AccountReport, PositionReport, parse
 
 __all__ = [
+    "BybitMarginModel",
     "HyperliquidMarginModel",
     "Leg",
     "TieredMarginModel",
@@ -113,7 +115,12 @@ class TieredMarginModel:
         return market.notional(abs(contracts), price)
 
     def unrealized_pnl(
-        self, market: MarketSpec, side: float, contracts: float, entry_price: float, mark_price: float
+        self,
+        market: MarketSpec,
+        side: float,
+        contracts: float,
+        entry_price: float,
+        mark_price: float,
     ) -> float:
         """PnL in the settle currency of ``contracts`` opened at ``entry_price``, at the mark."""
         qty = abs(contracts) * market.contract_size
@@ -138,7 +145,11 @@ class TieredMarginModel:
             If ``leverage`` is above the bracket's maximum for this notional.
         """
         if not (math.isfinite(leverage) and leverage > 0):
-            raise InvalidInput(f"leverage must be a positive number, got {leverage}", field="leverage", value=leverage)
+            raise InvalidInput(
+                f"leverage must be a positive number, got {leverage}",
+                field="leverage",
+                value=leverage,
+            )
         notional = self.notional(market, contracts, price)
         max_leverage = market.tiers.max_leverage_at(notional)
         if leverage > max_leverage * (1 + 1e-12):
@@ -148,7 +159,11 @@ class TieredMarginModel:
                 "the position",
                 field="leverage",
                 value=leverage,
-                details={"symbol": market.symbol, "max_leverage": max_leverage, "notional": notional},
+                details={
+                    "symbol": market.symbol,
+                    "max_leverage": max_leverage,
+                    "notional": notional,
+                },
             )
         return notional / leverage
 
@@ -180,7 +195,9 @@ class TieredMarginModel:
 
     # ------------------------------------------------------------------ account
 
-    def account(self, account: Account | Mapping[str, Any], markets: Markets | None = None) -> AccountReport:
+    def account(
+        self, account: Account | Mapping[str, Any], markets: Markets | None = None
+    ) -> AccountReport:
         """Margin report of a whole account (the ``levalign margin`` output).
 
         Raises
@@ -208,7 +225,10 @@ class TieredMarginModel:
             self.unrealized_pnl(m, p.sign, p.contracts, p.entry_price, p.mark_price)
             for p, m in zip(acct.positions, specs, strict=True)
         ]
-        notional = [self.notional(m, p.contracts, p.mark_price) for p, m in zip(acct.positions, specs, strict=True)]
+        notional = [
+            self.notional(m, p.contracts, p.mark_price)
+            for p, m in zip(acct.positions, specs, strict=True)
+        ]
         mm = [m.tiers.maintenance_margin(n) for m, n in zip(specs, notional, strict=True)]
         equity = acct.wallet_balance + sum(pnl)
         if equity <= 0:
@@ -218,7 +238,9 @@ class TieredMarginModel:
                 field="wallet_balance",
                 value=acct.wallet_balance,
             )
-        isolated_total = sum(p.collateral or 0.0 for p in acct.positions if p.margin_mode == "isolated")
+        isolated_total = sum(
+            p.collateral or 0.0 for p in acct.positions if p.margin_mode == "isolated"
+        )
         cross_wallet = acct.wallet_balance - isolated_total
 
         reports: list[PositionReport] = []
@@ -246,7 +268,14 @@ class TieredMarginModel:
                     for j, q in enumerate(acct.positions)
                     if q.margin_mode == "cross" and specs[j].symbol != spec.symbol
                 ]
-                legs = [Leg(acct.positions[j].sign, acct.positions[j].contracts, acct.positions[j].entry_price) for j in same]
+                legs = [
+                    Leg(
+                        acct.positions[j].sign,
+                        acct.positions[j].contracts,
+                        acct.positions[j].entry_price,
+                    )
+                    for j in same
+                ]
                 balance = cross_wallet - sum(mm[j] for j in others) + sum(pnl[j] for j in others)
             liq = self.liquidation_price(spec, legs, balance, pos.mark_price)
             distance = None if liq is None else abs(pos.mark_price - liq) / pos.mark_price
@@ -341,21 +370,73 @@ class HyperliquidMarginModel(TieredMarginModel):
         floor = [float(b) for b in lower_bounds]
         cap = [*floor[1:], math.inf]
         mmr = [1.0 / (2.0 * float(x)) for x in max_leverages]
-        return TierTable.from_rows(floor, cap, mmr, [float(x) for x in max_leverages], rebuild_cum(floor, mmr), symbol=symbol)
+        cum: list[float | None] = list(rebuild_cum(floor, mmr))
+        return TierTable.from_rows(
+            floor,
+            cap,
+            mmr,
+            [float(x) for x in max_leverages],
+            cum,
+            symbol=symbol,
+        )
+
+
+class BybitMarginModel(TieredMarginModel):
+    r"""Bybit-style tiered margin: maintenance margin taken at the *entry* notional.
+
+    Bybit ("Liquidation Price (USDT Contract)", Bybit Help Center) and KuCoin ("How to
+    Calculate Futures Liquidation Price") publish the isolated liquidation price of a linear
+    position as
+
+    .. math::
+
+        LP = EP - s\,\frac{IM + \text{extra margin} - MM(Q \cdot EP)}{Q},
+        \qquad MM(N) = N\,\mathrm{mmr} - \text{deduction}
+
+    that is, the margin balance :math:`B` (isolated margin, or the cross balance behind the
+    position) less the maintenance margin *at entry* is what the price may eat into:
+    :math:`LP = EP - s\,(B - MM(Q\,EP)) / Q`. Binance instead takes the maintenance margin at
+    the liquidation price; on Bybit's own example (1 BTC long at 20,000, 50x, mmr 0.5%) this
+    model gives Bybit's 19,700 where the Binance convention gives 19,698.49.
+
+    Hedge-mode pairs and inverse contracts use the exact solver of
+    :class:`TieredMarginModel`.
+    """
+
+    family: ClassVar[str] = "bybit"
+
+    def liquidation_price(
+        self,
+        market: MarketSpec,
+        legs: Sequence[Leg],
+        balance: float,
+        mark_price: float,
+    ) -> float | None:
+        """Liquidation price with the maintenance margin at the entry notional (see class)."""
+        if len(legs) != 1 or not market.linear:
+            return super().liquidation_price(market, legs, balance, mark_price)
+        leg = legs[0]
+        qty = abs(leg.contracts) * market.contract_size
+        mm = market.tiers.maintenance_margin(qty * leg.entry_price)
+        lp = leg.entry_price - leg.side * (balance - mm) / qty
+        return lp if lp > 0 else None
 
 
 _MODELS: dict[str, TieredMarginModel] = {
     "binance": TieredMarginModel(),
+    "bybit": BybitMarginModel(),
     "hyperliquid": HyperliquidMarginModel(),
 }
 
 
 def margin_model(family: str) -> TieredMarginModel:
-    """The margin model of an exchange family (``"binance"`` or ``"hyperliquid"``)."""
+    """The margin model of an exchange family (``"binance"``, ``"bybit"``, ``"hyperliquid"``)."""
     return _MODELS[family]
 
 
-def margin_report(account: Account | Mapping[str, Any], markets: Markets | None = None) -> AccountReport:
+def margin_report(
+    account: Account | Mapping[str, Any], markets: Markets | None = None
+) -> AccountReport:
     """Margin report of an account, with the model of the account's exchange.
 
     See :meth:`TieredMarginModel.account`.
@@ -400,7 +481,9 @@ def liquidation_prices(
 def maintenance_margins(market: MarketSpec, notional: FloatArray) -> FloatArray:
     """Maintenance margins of many notionals in one market."""
     t = market.tiers
-    return mk.maintenance_margins(np.ascontiguousarray(notional, dtype=np.float64), t.cap, t.mmr, t.cum)
+    return mk.maintenance_margins(
+        np.ascontiguousarray(notional, dtype=np.float64), t.cap, t.mmr, t.cum
+    )
 
 
 # ------------------------------------------------------------------ exact solver
@@ -422,10 +505,14 @@ def _solve_liquidation(
         ref = [1.0 / leg.entry_price for leg in legs]
     breaks = sorted({0.0, *(float(f) / q for q in qty for f in t.floor[1:]), math.inf})
     roots: list[float] = []
-    for lo, hi in zip(breaks[:-1], breaks[1:], strict=True):
+    for lo, hi in itertools.pairwise(breaks):
         probe = lo * 2 + 1 if math.isinf(hi) else (lo + hi) / 2
         tiers = [t.index(q * probe) for q in qty]
-        alpha = balance - sum(c * r for c, r in zip(coef, ref, strict=True)) + sum(float(t.cum[k]) for k in tiers)
+        alpha = (
+            balance
+            - sum(c * r for c, r in zip(coef, ref, strict=True))
+            + sum(float(t.cum[k]) for k in tiers)
+        )
         beta = sum(coef) - sum(q * float(t.mmr[k]) for q, k in zip(qty, tiers, strict=True))
         if beta == 0:
             continue

@@ -49,7 +49,8 @@ EXCHANGE_FAMILIES: dict[str, tuple[str, str | None]] = {
     "binanceusdm": ("binance", "binance-usdm"),
     "binance-usdm": ("binance", "binance-usdm"),
     "binancecoinm": ("binance", None),
-    "bybit": ("binance", None),
+    "bybit": ("bybit", None),
+    "kucoinfutures": ("bybit", None),
     "okx": ("binance", None),
     "bitget": ("binance", None),
     "bingx": ("binance", None),
@@ -129,7 +130,10 @@ class TierTable:
             where = f"tiers.{symbol}[{i}]"
             values = (floor[i], cap[i], mmr[i], max_leverage[i])
             if not all(isinstance(v, int | float) and not math.isnan(v) for v in values):
-                raise ConfigurationError(f"tier {i + 1} of {symbol} has a non-numeric or NaN bound, rate or leverage", field=where)
+                raise ConfigurationError(
+                    f"tier {i + 1} of {symbol} has a non-numeric or NaN bound, rate or leverage",
+                    field=where,
+                )
             if not cap[i] > floor[i]:
                 raise ConfigurationError(
                     f"tier {i + 1} of {symbol}: maxNotional {cap[i]} must exceed minNotional "
@@ -285,7 +289,7 @@ class MarketSpec:
     def round_price(self, price: float) -> float:
         """Round a price to the market's tick (Hyperliquid: also to 5 significant figures)."""
         if self.price_significant_digits is not None and price > 0:
-            digits = self.price_significant_digits - int(math.floor(math.log10(price))) - 1
+            digits = self.price_significant_digits - math.floor(math.log10(price)) - 1
             price = round(price, digits)
         if self.price_tick:
             price = round(round(price / self.price_tick) * self.price_tick, 12)
@@ -313,7 +317,9 @@ class Markets(Mapping[str, MarketSpec]):
         for spec in sorted(self._specs.values(), key=lambda m: ("-" in m.symbol, m.symbol)):
             self._by_id.setdefault(spec.id, spec.symbol)  # perpetuals win a shared id
         self.symbol_map = dict(symbol_map or {})
-        self.settle_preference = ("USDC", "USDT", "USD") if self.family == "hyperliquid" else ("USDT", "USDC", "USD")
+        self.settle_preference = (
+            ("USDC", "USDT", "USD") if self.family == "hyperliquid" else ("USDT", "USDC", "USD")
+        )
 
     def __getitem__(self, symbol: str) -> MarketSpec:
         return self._specs[self.resolve(symbol)]
@@ -493,7 +499,9 @@ def _as_market_dict(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     if isinstance(inner, list):
         return {str(m["symbol"]): dict(m) for m in inner if isinstance(m, dict) and "symbol" in m}
     if not isinstance(inner, Mapping):
-        raise ConfigurationError("markets JSON must map symbols to ccxt market objects", field="markets")
+        raise ConfigurationError(
+            "markets JSON must map symbols to ccxt market objects", field="markets"
+        )
     return {str(k): dict(v) for k, v in inner.items() if isinstance(v, Mapping)}
 
 
@@ -540,9 +548,13 @@ def _num(value: Any, where: str) -> float | None:
     try:
         out = float(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"{where} must be a number, got {value!r}", field=where, value=str(value)) from exc
+        raise ConfigurationError(
+            f"{where} must be a number, got {value!r}", field=where, value=str(value)
+        ) from exc
     if math.isnan(out) or out < 0:
-        raise ConfigurationError(f"{where} must be a non-negative number, got {value!r}", field=where, value=str(value))
+        raise ConfigurationError(
+            f"{where} must be a non-negative number, got {value!r}", field=where, value=str(value)
+        )
     return out
 
 
@@ -553,7 +565,10 @@ def _tier_table_from_ccxt(symbol: str, rows: list[dict[str, Any]]) -> TierTable:
         where = f"tiers.{symbol}[{i}]"
         f = _num(_get(r, "minNotional", "min_notional"), f"{where}.minNotional")
         c = _num(_get(r, "maxNotional", "max_notional"), f"{where}.maxNotional")
-        m = _num(_get(r, "maintenanceMarginRate", "maintenance_margin_rate"), f"{where}.maintenanceMarginRate")
+        m = _num(
+            _get(r, "maintenanceMarginRate", "maintenance_margin_rate"),
+            f"{where}.maintenanceMarginRate",
+        )
         x = _num(_get(r, "maxLeverage", "max_leverage"), f"{where}.maxLeverage")
         if f is None or c is None or m is None or x is None:
             raise ConfigurationError(
@@ -614,7 +629,8 @@ def _build_spec(
         settle=str(_get(row, "settle") or settle or quote),
         tiers=tiers,
         linear=linear,
-        contract_size=_num(_get(row, "contractSize", "contract_size"), f"{where}.contractSize") or 1.0,
+        contract_size=_num(_get(row, "contractSize", "contract_size"), f"{where}.contractSize")
+        or 1.0,
         amount_step=_num(_get(row, "precision.amount", "amount_step"), f"{where}.precision.amount"),
         min_amount=_num(_get(row, "limits.amount.min", "min_amount"), f"{where}.limits.amount.min"),
         min_cost=_num(_get(row, "limits.cost.min", "min_cost"), f"{where}.limits.cost.min"),

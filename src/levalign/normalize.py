@@ -55,7 +55,7 @@ from numpy.typing import NDArray
 from levalign import _normalize_kernel as nk
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign.errors import ConfigurationError, InvalidInput
-from levalign.markets import MarketSpec, Markets
+from levalign.markets import Markets, MarketSpec
 from levalign.schemas import FollowerProfile, LeadEvent, parse
 
 __all__ = ["Cohort", "NormalizeResult", "Reason", "normalize", "prepare_event"]
@@ -93,7 +93,14 @@ class Reason(enum.IntFlag):
 
 
 EVENT_KINDS = ("none", "open", "increase", "reduce", "close", "flip", "margin")
-MODES = ("proportional", "fixed_notional", "target_leverage", "risk_constant", "vol_target", "optimal")
+MODES = (
+    "proportional",
+    "fixed_notional",
+    "target_leverage",
+    "risk_constant",
+    "vol_target",
+    "optimal",
+)
 MARGIN_MODES = ("isolated", "cross")
 POLICIES = ("skip", "round_up", "accumulate")
 
@@ -162,13 +169,14 @@ class Cohort:
             if required not in columns:
                 raise InvalidInput(
                     f"the follower table has no {required!r} column; required columns are 'id' "
-                    f"and 'equity' (optional: {', '.join(c for c in COHORT_COLUMNS if c not in ('id', 'equity'))})",
+                    f"and 'equity' (optional: {', '.join(COHORT_COLUMNS[2:])})",
                     field=f"followers.{required}",
                 )
         unknown = sorted(set(columns) - set(COHORT_COLUMNS))
         if unknown:
             raise InvalidInput(
-                f"unknown follower column(s) {', '.join(unknown)}; known: {', '.join(COHORT_COLUMNS)}",
+                f"unknown follower column(s) {', '.join(unknown)}; "
+                f"known: {', '.join(COHORT_COLUMNS)}",
                 field=f"followers.{unknown[0]}",
             )
         ids = np.asarray(columns["id"])
@@ -180,8 +188,8 @@ class Cohort:
             else:
                 floats[name] = np.full(n, default if default is not None else math.nan)
         codes: dict[str, NDArray[np.int8]] = {}
-        for name, (values, default) in _CATEGORY_COLUMNS.items():
-            codes[name] = _code_column(columns.get(name), values, default, n)
+        for name, (names, fallback) in _CATEGORY_COLUMNS.items():
+            codes[name] = _code_column(columns.get(name), names, fallback, n)
         allowed = np.ones(n, dtype=np.bool_)
         if "allowed" in columns:
             raw = np.asarray(columns["allowed"], dtype=object)
@@ -202,7 +210,9 @@ def _columns_of(table: Any) -> dict[str, Any]:
         return dict(table)
     if isinstance(table, Sequence) and not isinstance(table, str | bytes):
         rows = [
-            r if isinstance(r, FollowerProfile) else parse(FollowerProfile, r, root=f"followers[{i}]")
+            r
+            if isinstance(r, FollowerProfile)
+            else parse(FollowerProfile, r, root=f"followers[{i}]")
             for i, r in enumerate(table)
         ]
         if not rows:
@@ -214,7 +224,9 @@ def _columns_of(table: Any) -> dict[str, Any]:
         return out
     module = type(table).__module__.split(".")[0]
     if module == "pyarrow":
-        return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+        return {
+            name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
+        }
     if module == "pandas":
         return {str(c): table[c].to_numpy() for c in table.columns}
     if module == "polars":
@@ -238,11 +250,15 @@ def _float_column(values: Any, name: str, n: int, default: float | None) -> NDAr
             ) from exc
     elif not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise InvalidInput(
-            f"follower column {name!r} must be numeric, got dtype {arr.dtype}", field=f"followers.{name}"
+            f"follower column {name!r} must be numeric, got dtype {arr.dtype}",
+            field=f"followers.{name}",
         )
     out = np.ascontiguousarray(arr, dtype=np.float64)
     if out.shape != (n,):
-        raise InvalidInput(f"follower column {name!r} has {out.shape[0]} rows, 'id' has {n}", field=f"followers.{name}")
+        raise InvalidInput(
+            f"follower column {name!r} has {out.shape[0]} rows, 'id' has {n}",
+            field=f"followers.{name}",
+        )
     return out
 
 
@@ -254,7 +270,7 @@ def _explicit_nan(values: Any, n: int) -> NDArray[np.bool_]:
     if arr.dtype == object:
         return np.array([isinstance(v, float) and math.isnan(v) for v in arr], dtype=np.bool_)
     if np.issubdtype(arr.dtype, np.floating):
-        return np.isnan(arr)
+        return np.asarray(np.isnan(arr), dtype=np.bool_)
     return np.zeros(n, dtype=np.bool_)
 
 
@@ -268,14 +284,17 @@ def _code_column(values: Any, names: tuple[str, ...], default: str, n: int) -> N
         return out
     lookup = {name: i for i, name in enumerate(names)}
     return np.array(
-        [lookup.get(str(v), -1) if v is not None else names.index(default) for v in arr], dtype=np.int8
+        [lookup.get(str(v), -1) if v is not None else names.index(default) for v in arr],
+        dtype=np.int8,
     )
 
 
 # --------------------------------------------------------------------------- event
 
 
-def prepare_event(event: LeadEvent, lead_market: MarketSpec, market: MarketSpec) -> NDArray[np.float64]:
+def prepare_event(
+    event: LeadEvent, lead_market: MarketSpec, market: MarketSpec
+) -> NDArray[np.float64]:
     """Digest a lead event into the kernel's event vector (layout in ``_normalize_kernel``)."""
     ev = np.full(nk.E_SIZE, math.nan)
     p = event.price
@@ -334,7 +353,11 @@ def _lead_liquidation_distance(event: LeadEvent, market: MarketSpec, after: floa
     if after == 0:
         return math.nan
     t = market.tiers
-    balance = event.lead_collateral_after if event.lead_collateral_after is not None else event.lead_equity
+    balance = (
+        event.lead_collateral_after
+        if event.lead_collateral_after is not None
+        else event.lead_equity
+    )
     side = 1.0 if after > 0 else -1.0
     lp = liquidation_price_one_leg(
         balance, side, abs(after), event.price, True, t.floor, t.cap, t.mmr, t.cum
@@ -429,9 +452,7 @@ class NormalizeResult:
         side = cols["side"]
         reasons = cols["reasons"]
         ordered = side != 0
-        by_reason = {
-            str(r.name).lower(): int(np.count_nonzero(reasons & r.value)) for r in Reason
-        }
+        by_reason = {str(r.name).lower(): int(np.count_nonzero(reasons & r.value)) for r in Reason}
         dist = cols["liquidation_distance"]
         dist = dist[np.isfinite(dist)]
         lev = cols["effective_leverage"]

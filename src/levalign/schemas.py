@@ -120,7 +120,9 @@ class Account(_Model):
     exchange: str = "binance"
     markets: str | None = None
     tiers: str | None = None
-    wallet_balance: Finite = Field(validation_alias=AliasChoices("wallet_balance", "walletBalance", "balance"))
+    wallet_balance: Finite = Field(
+        validation_alias=AliasChoices("wallet_balance", "walletBalance", "balance")
+    )
     position_mode: Literal["one_way", "hedge"] = "one_way"
     positions: list[Position] = Field(default_factory=list)
 
@@ -252,13 +254,16 @@ def parse(model: type[M], data: Any, *, root: str = "") -> M:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(
-            f"[{p}]" if isinstance(p, int) else str(p) for p in ((root,) if root else ()) + tuple(err["loc"])
+            f"[{p}]" if isinstance(p, int) else str(p)
+            for p in ((root,) if root else ()) + tuple(err["loc"])
         ).replace(".[", "[")
         msg = str(err["msg"]).removeprefix("Value error, ")
         where = loc or root or model.__name__
         bad = err.get("input")
         scalar = not isinstance(bad, dict | list)
-        shown = f" (got {bad!r})" if err["type"] != "missing" and scalar and "got" not in msg else ""
+        shown = (
+            f" (got {bad!r})" if err["type"] != "missing" and scalar and "got" not in msg else ""
+        )
         raise InvalidInput(
             f"{where}: {msg}{shown}",
             field=where,

@@ -1,0 +1,194 @@
+"""The CLI through its real entry point (typer's runner), JSON in and out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from levalign.cli import app
+
+runner = CliRunner()
+
+ACCOUNT = {
+    "exchange": "binance",
+    "wallet_balance": 10_000,
+    "positions": [
+        {
+            "symbol": "BTC/USDT:USDT",
+            "side": "long",
+            "contracts": 1,
+            "entryPrice": 20_000,
+            "markPrice": 20_000,
+            "marginMode": "isolated",
+            "collateral": 2_000,
+            "leverage": 10,
+        },
+    ],
+}
+
+REQUEST = {
+    "exchange": "binance",
+    "event": {
+        "event_id": "e1",
+        "symbol": "BTC/USDT:USDT",
+        "price": 20_000,
+        "lead_equity": 10_000,
+        "lead_position_before": 0,
+        "lead_position_after": 5,
+    },
+    "followers": [{"id": "a", "equity": 1_000, "margin_mode": "cross"}, {"id": "b", "equity": -1}],
+}
+
+
+def write(tmp_path: Path, name: str, data) -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+def test_margin_prints_the_contract_fields(tmp_path):
+    result = runner.invoke(app, ["margin", str(write(tmp_path, "a.json", ACCOUNT))])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert {"equity", "effective_leverage", "margin_ratio", "positions"} <= set(out)
+    pos = out["positions"][0]
+    assert {
+        "symbol",
+        "side",
+        "notional",
+        "initial_margin",
+        "maintenance_margin",
+        "unrealized_pnl",
+        "liquidation_price",
+        "liquidation_distance",
+        "effective_leverage",
+    } <= set(pos)
+    assert pos["liquidation_price"] == pytest.approx(18_000 / 0.996)  # see test_margin
+
+
+def test_margin_with_user_tiers_file_relative_to_account(tmp_path):
+    tiers = {
+        "X/USDT:USDT": [
+            {"minNotional": 0, "maxNotional": 1e6, "maintenanceMarginRate": 0.01, "maxLeverage": 20}
+        ]
+    }
+    write(tmp_path, "tiers.json", tiers)
+    account = {
+        "exchange": "bybit",
+        "tiers": "tiers.json",
+        "wallet_balance": 1_000,
+        "positions": [
+            {
+                "symbol": "X/USDT:USDT",
+                "side": "long",
+                "contracts": 10,
+                "entry_price": 100,
+                "mark_price": 100,
+            }
+        ],
+    }
+    result = runner.invoke(app, ["margin", str(write(tmp_path, "a.json", account))])
+    assert result.exit_code == 0, result.output
+    # cross: LP = (1,000 - 10*100) / (10*0.01 - 10) = 0 -> a price of 0 is never reached: none
+    assert json.loads(result.stdout)["positions"][0]["liquidation_price"] is None
+
+
+def test_normalize_prints_orders_and_summary(tmp_path):
+    result = runner.invoke(app, ["normalize", str(write(tmp_path, "r.json", REQUEST))])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    a, b = out["orders"]
+    assert (a["id"], a["side"], a["amount"], a["reasons"]) == ("a", "buy", 0.5, [])
+    assert b["reasons"] == ["invalid_row"]
+    assert b["side"] is None
+    assert out["summary"]["orders"] == 1
+    assert out["summary"]["event_kind"] == "open"
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_normalize_followers_file_and_out(tmp_path, suffix):
+    table = pa.table(
+        {"id": [1, 2], "equity": [1_000.0, 2_000.0], "margin_mode": ["cross", "cross"]}
+    )
+    followers = tmp_path / f"f{suffix}"
+    if suffix == ".parquet":
+        pq.write_table(table, followers)
+    else:
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(table, followers)
+    request = {k: v for k, v in REQUEST.items() if k != "followers"}
+    out = tmp_path / "orders.parquet"
+    result = runner.invoke(
+        app,
+        [
+            "normalize",
+            str(write(tmp_path, "r.json", request)),
+            "--followers",
+            str(followers),
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["summary"]["orders"] == 2
+    assert pq.read_table(out).column("amount").to_pylist() == [0.5, 1.0]
+
+
+def test_malformed_json_is_exit_2_with_location(tmp_path):
+    result = runner.invoke(
+        app, ["margin", str(write(tmp_path, "a.json", '{"exchange": "binance",'))]
+    )
+    assert result.exit_code == 2
+    assert "is not valid JSON" in result.stderr
+    assert "line 1" in result.stderr
+
+
+def test_wrong_type_names_the_field(tmp_path):
+    bad = {**ACCOUNT, "wallet_balance": "ten thousand"}
+    result = runner.invoke(app, ["margin", str(write(tmp_path, "a.json", bad))])
+    assert result.exit_code == 2
+    assert "account.wallet_balance" in result.stderr
+
+
+def test_unknown_exchange_is_a_configuration_error(tmp_path):
+    result = runner.invoke(
+        app, ["margin", str(write(tmp_path, "a.json", {**ACCOUNT, "exchange": "mtgox"}))]
+    )
+    assert result.exit_code == 4
+    assert "unknown exchange 'mtgox'" in result.stderr
+
+
+def test_leverage_above_tier_max_is_rejected_exit_3(tmp_path):
+    acct = json.loads(json.dumps(ACCOUNT))
+    acct["positions"][0]["leverage"] = 200
+    result = runner.invoke(app, ["margin", str(write(tmp_path, "a.json", acct))])
+    assert result.exit_code == 3
+    assert "above the maximum 125x" in result.stderr
+    assert json.loads(result.stderr.splitlines()[-1])["error"]["kind"] == "rejected"
+
+
+def test_unknown_symbol_in_event(tmp_path):
+    req = json.loads(json.dumps(REQUEST))
+    req["event"]["symbol"] = "NOPE/USDT:USDT"
+    result = runner.invoke(app, ["normalize", str(write(tmp_path, "r.json", req))])
+    assert result.exit_code == 2
+    assert "unknown symbol 'NOPE/USDT:USDT'" in result.stderr
+
+
+def test_missing_followers(tmp_path):
+    req = {k: v for k, v in REQUEST.items() if k != "followers"}
+    result = runner.invoke(app, ["normalize", str(write(tmp_path, "r.json", req))])
+    assert result.exit_code == 2
+    assert "no followers" in result.stderr
+
+
+def test_missing_file(tmp_path):
+    result = runner.invoke(app, ["margin", str(tmp_path / "nope.json")])
+    assert result.exit_code == 2
+    assert "cannot read account" in result.stderr
