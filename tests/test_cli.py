@@ -192,3 +192,29 @@ def test_missing_file(tmp_path):
     result = runner.invoke(app, ["margin", str(tmp_path / "nope.json")])
     assert result.exit_code == 2
     assert "cannot read account" in result.stderr
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_readme_examples_run_and_match_the_readme_table():
+    margin_out = runner.invoke(app, ["margin", str(EXAMPLES / "account.json")])
+    assert margin_out.exit_code == 0, margin_out.output
+    # isolated BTC long 0.5 @ 22,000, margin 1,100: LP = (1,100 - 11,000) / (0.5*0.004 - 0.5)
+    btc = json.loads(margin_out.stdout)["positions"][0]
+    assert btc["liquidation_price"] == pytest.approx(9_900 / 0.498)
+
+    result = runner.invoke(app, ["normalize", str(EXAMPLES / "request.json")])
+    assert result.exit_code == 0, result.output
+    rows = {o["id"]: o for o in json.loads(result.stdout)["orders"]}
+    # the README's table
+    assert [rows[k]["amount"] for k in ("alice", "bob", "carol", "dave", "erin")] == [
+        0.788,
+        0.108,
+        8.885,
+        0.009,
+        0.204,
+    ]
+    assert rows["carol"]["reasons"] == ["liq_buffer", "lot_rounding"]
+    assert rows["carol"]["liquidation_distance"] == pytest.approx(0.25)
+    assert rows["frank"]["reasons"] == ["invalid_row"]
