@@ -79,7 +79,7 @@ def test_margin_with_user_tiers_file_relative_to_account(tmp_path):
     }
     write(tmp_path, "tiers.json", tiers)
     account = {
-        "exchange": "bybit",
+        "exchange": "okx",
         "tiers": "tiers.json",
         "wallet_balance": 1_000,
         "positions": [
