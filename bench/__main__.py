@@ -1,4 +1,4 @@
-"""``python -m bench``: run every benchmark and print its figures."""
+"""``python -m bench [RESULTS.json]``: run every benchmark and print its figures."""
 
 from __future__ import annotations
 
@@ -6,29 +6,44 @@ import json
 import os
 import platform
 import sys
+from pathlib import Path
 
 from bench import normalize_million
+
+
+def _row(label: str, value: str, ratio: str = "") -> None:
+    print(f"  {label:<50}{value:>14}   {ratio}")
 
 
 def main() -> None:
     import numba
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, numba threads {numba.get_num_threads()}, "
-          f"python {platform.python_version()}", flush=True)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus, "
+        f"numba threads {numba.get_num_threads()}, python {platform.python_version()}",
+        flush=True,
+    )
     r = normalize_million.run()
-    print("\nnormalize one lead event, 1,000,000 followers, full pipeline (median of "
-          f"{r['runs']} runs)")
-    print(f"  kernel (columnar cohort, preallocated output)  {r['kernel_median_ms']:8.2f} ms   "
-          f"{r['speedup_kernel']:8.0f}x the per-follower Python loop")
-    print(f"  levalign.normalize() (allocates its result)     {r['normalize_median_ms']:8.2f} ms   "
-          f"{r['speedup_normalize']:8.0f}x")
-    print(f"  per-follower Python loop (same algorithm)       {r['python_loop_per_follower_us']:8.2f} us/follower"
-          f" = {r['python_loop_extrapolated_s']:.1f} s for 1,000,000")
-    print(f"  one-off conversion of the cohort to columns     {r['cohort_conversion_ms']:8.0f} ms")
-    print(f"  peak RSS of the benchmark process               {r['peak_rss_mb']:8.0f} MB")
+    print(f"\nnormalize one lead event, 1,000,000 followers (median of {r['runs']} runs)")
+    _row(
+        "kernel (columnar cohort, preallocated output)",
+        f"{r['kernel_median_ms']:.2f} ms",
+        f"{r['speedup_kernel']:.0f}x the per-follower Python loop",
+    )
+    _row(
+        "levalign.normalize() (allocates its result)",
+        f"{r['normalize_median_ms']:.2f} ms",
+        f"{r['speedup_normalize']:.0f}x",
+    )
+    _row(
+        "per-follower Python loop (same algorithm)",
+        f"{r['python_loop_per_follower_us']:.2f} us",
+        f"per follower = {r['python_loop_extrapolated_s']:.1f} s for 1,000,000",
+    )
+    _row("one-off conversion of the cohort to columns", f"{r['cohort_conversion_ms']:.0f} ms")
+    _row("peak RSS of the benchmark process", f"{r['peak_rss_mb']:.0f} MB")
     if len(sys.argv) > 1:
-        with open(sys.argv[1], "w", encoding="utf-8") as fh:
-            json.dump(r, fh, indent=2)
+        Path(sys.argv[1]).write_text(json.dumps(r, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":

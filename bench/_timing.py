@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable
 
 
-def median_seconds(fn: Callable[[], object], runs: int, warmup: int = 2) -> tuple[float, list[float]]:
+def median_seconds(
+    fn: Callable[[], object], runs: int, warmup: int = 2
+) -> tuple[float, list[float]]:
     """Median wall time of ``fn`` over ``runs`` calls after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()

@@ -75,6 +75,8 @@ def test_binance_cross_two_positions_faq_example():
     btc, eth = margin_report(account, markets).positions
     assert btc.maintenance_margin == pytest.approx(71_200.81144, abs=1e-4)
     assert eth.maintenance_margin == pytest.approx(356_512.508, abs=1e-3)
+    assert eth.liquidation_price is not None
+    assert btc.liquidation_price is not None
     assert round(eth.liquidation_price, 2) == 1_153.26
     assert round(btc.liquidation_price, 2) == 26_316.89
 
