@@ -276,3 +276,19 @@ def test_at_the_liquidation_price_balance_equals_maintenance_margin(
     equity_at_lp = balance + side * contracts * (lp - entry)
     mm_at_lp = _btc.tiers.maintenance_margin(contracts * lp)
     assert equity_at_lp == pytest.approx(mm_at_lp, rel=1e-7, abs=1e-6 * contracts * entry)
+
+
+def test_underwater_short_is_liquidatable_now_not_never(binance):
+    # short 1 BTC at 20,000 with a balance of -20,100 behind it (other positions ate it):
+    # g(x) = -20,100 - (x - 20,000) - MM(x) starts at g(0) = -100 and falls: negative at every
+    # price, no root, and the answer is "liquidated now" (the mark), not "never"
+    spec = binance["BTC/USDT:USDT"]
+    assert (
+        MODEL.liquidation_price(spec, [Leg(-1.0, 1.0, 20_000.0)], -20_100.0, 20_000.0) == 20_000.0
+    )
+    vec = liquidation_prices(
+        spec, np.array([-1.0]), np.array([1.0]), np.array([20_000.0]), np.array([-20_100.0])
+    )
+    assert vec[0] == 20_000.0
+    # while a long with more margin than notional is safe at every price
+    assert MODEL.liquidation_price(spec, [Leg(1.0, 1.0, 20_000.0)], 25_000.0, 20_000.0) is None

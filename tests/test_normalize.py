@@ -617,3 +617,31 @@ def test_reductions_are_proportional_within_one_step(seed, after):
     phi = 1 - after / 5
     ok = (res["reasons"] & np.uint32(Reason.INVALID_ROW | Reason.SKIPPED)) == 0
     assert np.all(np.abs(res["amount"][ok] - phi * cols["position"][ok]) <= STEP / 2 + 1e-9)
+
+
+def test_hyperliquid_lead_copied_to_binance_followers(binance, hyperliquid):
+    # lead on Hyperliquid BTC/USDC:USDC, followers on Binance: mapped to BTC/USDT:USDT
+    ev = event(symbol="BTC/USDC:USDC")
+    res = normalize(
+        ev,
+        [{"id": 1, "equity": 1_000.0, "margin_mode": "cross"}],
+        binance,
+        lead_markets=hyperliquid,
+    )
+    assert res.symbol == "BTC/USDT:USDT"
+    assert res.orders()[0]["amount"] == pytest.approx(0.5)  # 5 BTC * 1,000 / 10,000
+
+
+def test_hyperliquid_followers_use_its_lot_and_ten_dollar_minimum(hyperliquid):
+    # BTC on Hyperliquid: 5 size decimals, $10 minimum order value.
+    # equity 1.5: 5 * 1.5 / 10,000 = 0.00075 BTC = $15 >= $10: traded in 0.00001 lots
+    ev = event(symbol="BTC/USDC:USDC")
+    small = normalize(ev, [{"id": 1, "equity": 1.5, "margin_mode": "cross"}], hyperliquid).orders()[
+        0
+    ]
+    assert small["amount"] == pytest.approx(0.00075)
+    # equity 1: 0.0005 BTC = $10 exactly: allowed; equity 0.9: $9 < $10: skipped
+    tiny = normalize(ev, [{"id": 1, "equity": 0.9, "margin_mode": "cross"}], hyperliquid).orders()[
+        0
+    ]
+    assert {"below_min_cost", "skipped"} <= set(tiny["reasons"])

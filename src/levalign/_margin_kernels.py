@@ -19,7 +19,7 @@ FloatArray = NDArray[np.float64]
 _REL_TOL = 1e-12
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def tier_index(cap: FloatArray, notional: float) -> int:
     """Index of the tier holding ``|notional|`` (``[floor, cap)``; past the last cap: last)."""
     n = abs(notional)
@@ -60,7 +60,8 @@ def liquidation_price_one_leg(
     For linear contracts with ``balance`` the isolated margin and ``ref_price`` the entry price
     this is Binance's one-way formula; with ``ref_price`` the mark and ``balance`` the margin
     balance at the mark it is Hyperliquid's. Returns NaN when no price liquidates the position
-    (a fully collateralized long, or an inverse short).
+    (a fully collateralized long, or an inverse short), and ``ref_price`` when every price does
+    (the balance is already below maintenance margin).
     """
     if qty <= 0.0:
         return math.nan
@@ -82,6 +83,11 @@ def liquidation_price_one_leg(
         lo = floor[k] * (1.0 - _REL_TOL)
         if n >= lo and (k == last or n <= cap[k] * (1.0 + _REL_TOL)):
             return v if linear else 1.0 / v
+    # no root: either safe at every price, or below maintenance at every price (a balance
+    # already too small): then liquidation is now, at the reference price
+    k = tier_index(cap, qty * r)
+    if balance < qty * r * mmr[k] - cum[k]:
+        return ref_price
     return math.nan
 
 

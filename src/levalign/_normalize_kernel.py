@@ -143,9 +143,15 @@ def _max_qty_for_initial_margin(
 
 
 @njit(cache=True, inline="always")
-def _bind(target: float, cap_q: float, flag: int, reasons: np.uint32) -> tuple[float, np.uint32]:
-    """Apply one constraint: lower the target to ``cap_q`` and flag it if that binds."""
-    if cap_q < target:
+def _bind(
+    target: float, cap_q: float, held: float, flag: int, reasons: np.uint32
+) -> tuple[float, np.uint32]:
+    """Apply one constraint: lower the target to ``cap_q`` and flag it if that binds.
+
+    Once the target is at or below the quantity ``held``, the order is zero and later
+    constraints have nothing left to limit: they neither change nor flag anything.
+    """
+    if target > held and cap_q < target:
         if cap_q < target * _TIE:
             reasons |= flag
         return cap_q, reasons
@@ -219,6 +225,7 @@ def normalize_kernel(
     lot = amount_step * cs  # base units per lot
     last_cap = t_cap[t_cap.shape[0] - 1]
     n = equity.shape[0]
+    inv_p = 1.0 / p  # one division per event instead of several per follower
     for i in prange(n):
         reasons = np.uint32(0)
         eq = equity[i]
@@ -352,7 +359,7 @@ def normalize_kernel(
             elif m == M_FIXED:
                 if fixed_notional[i] >= 0.0:
                     d = (
-                        fixed_notional[i] / p * ev[E_OPEN_FRAC]
+                        fixed_notional[i] * inv_p * ev[E_OPEN_FRAC]
                         if cur == 0.0
                         else cur * ev[E_GROWTH]
                     )
@@ -370,7 +377,7 @@ def normalize_kernel(
                 if risk_fraction[i] >= 0.0 and stop_dist > 0.0:
                     d = risk_fraction[i] * eq / stop_dist - cur
             elif m == M_VOL and vol_target[i] >= 0.0 and sig > 0.0:
-                d = vol_target[i] / sig * eq / p - cur
+                d = vol_target[i] / sig * eq * inv_p - cur
             if math.isnan(d) and (reasons & R_RISK_MODEL_REQUIRED) == 0:
                 reasons |= R_MISSING_PARAMETER
             if not math.isnan(d):
@@ -384,20 +391,26 @@ def normalize_kernel(
                     target = cur + d
                     upnl0 = s * cur * (p - ep0) if cur > 0.0 else 0.0
                     # -- constraints in DESIGN order; each flags when it binds
-                    cap_q = max_position_leverage[i] * eq / p
-                    target, reasons = _bind(target, cap_q, R_POSITION_LEVERAGE, reasons)
-                    cap_q = last_cap / p
-                    target, reasons = _bind(target, cap_q, R_TIER_LIMIT, reasons)
-                    cap_q = (max_leverage[i] * eq - other_notional[i]) / p
-                    target, reasons = _bind(target, cap_q, R_ACCOUNT_LEVERAGE, reasons)
+                    cap_q = max_position_leverage[i] * eq * inv_p
+                    target, reasons = _bind(target, cap_q, cur, R_POSITION_LEVERAGE, reasons)
+                    cap_q = last_cap * inv_p
+                    target, reasons = _bind(target, cap_q, cur, R_TIER_LIMIT, reasons)
+                    cap_q = (max_leverage[i] * eq - other_notional[i]) * inv_p
+                    target, reasons = _bind(target, cap_q, cur, R_ACCOUNT_LEVERAGE, reasons)
+                    # once the target is at or below the holding the order is zero: the
+                    # remaining constraints have nothing left to limit
                     budget = (c0 + avail + upnl0) if isolated else (eq - other_mm[i])
-                    if _required_balance(target, p, s, dist, t_cap, t_mmr, t_cum) > budget:
+                    if (
+                        target > cur
+                        and _required_balance(target, p, s, dist, t_cap, t_mmr, t_cum) > budget
+                    ):
                         cap_q = _max_qty_for_balance(
                             budget, p, s, dist, t_floor, t_cap, t_mmr, t_cum
                         )
                         target, reasons = _bind(
                             target,
                             cap_q,
+                            cur,
                             R_LIQ_BUFFER if dist > 0.0 else R_AVAILABLE_MARGIN,
                             reasons,
                         )
@@ -406,11 +419,11 @@ def normalize_kernel(
                     im_budget = avail + (
                         c0 if isolated else _initial_margin(cur, p, t_cap, t_max_lev)
                     )
-                    if _initial_margin(target, p, t_cap, t_max_lev) > im_budget:
+                    if target > cur and _initial_margin(target, p, t_cap, t_max_lev) > im_budget:
                         cap_q = _max_qty_for_initial_margin(im_budget, p, t_cap, t_floor, t_max_lev)
-                        target, reasons = _bind(target, cap_q, R_AVAILABLE_MARGIN, reasons)
-                    cap_q = max_notional[i] / p
-                    target, reasons = _bind(target, cap_q, R_MAX_NOTIONAL, reasons)
+                        target, reasons = _bind(target, cap_q, cur, R_AVAILABLE_MARGIN, reasons)
+                    cap_q = max_notional[i] * inv_p
+                    target, reasons = _bind(target, cap_q, cur, R_MAX_NOTIONAL, reasons)
                     d_ok = max(target - cur, 0.0)
                     # -- lots, exchange minimums, min-size policy
                     exact = d_ok / lot
@@ -435,7 +448,7 @@ def normalize_kernel(
                             )
                             q_up = cur + lots_up * lot
                             ok = (
-                                q_up <= max_position_leverage[i] * eq / p * (1.0 + 1e-12)
+                                q_up <= max_position_leverage[i] * eq * inv_p * (1.0 + 1e-12)
                                 and q_up * p <= last_cap
                                 and q_up * p + other_notional[i]
                                 <= max_leverage[i] * eq * (1.0 + 1e-12)
@@ -515,7 +528,7 @@ def normalize_kernel(
                     eq - other_mm[i], sq, held_q, p, True, t_floor, t_cap, t_mmr, t_cum
                 )
             o_liq[i] = lp
-            o_liq_dist[i] = abs(p - lp) / p
+            o_liq_dist[i] = abs(p - lp) * inv_p
         else:
             o_liq[i] = math.nan
             o_liq_dist[i] = math.nan

@@ -234,6 +234,8 @@ def reference_normalize_one(
                 ]
                 target = cur + d
                 for flag, ok in checks:  # a constraint binds when it lowers the target
+                    if target <= cur:  # nothing left to buy: later limits are moot
+                        break
                     if not ok(target):
                         lowered = _largest(ok, 0.0, target)
                         if lowered < target * (1 - 1e-12):

@@ -189,7 +189,8 @@ class TieredMarginModel:
         Returns
         -------
         float or None
-            None when no positive price liquidates the legs.
+            None when no positive price liquidates the legs; ``mark_price`` when every price
+            does (the balance is already below maintenance margin).
         """
         return _solve_liquidation(market, legs, balance, mark_price)
 
@@ -520,5 +521,12 @@ def _solve_liquidation(
         if lo * (1 - 1e-12) <= v <= hi * (1 + 1e-12) and v > 0:
             roots.append(v if market.linear else 1.0 / v)
     if not roots:
-        return None
+        # safe at every price, or below maintenance at every price: then liquidation is now
+        v_mark = mark_price if market.linear else 1.0 / mark_price
+        g_mark = (
+            balance
+            + sum(c * (v_mark - r) for c, r in zip(coef, ref, strict=True))
+            - sum(t.maintenance_margin(q * v_mark) for q in qty)
+        )
+        return mark_price if g_mark < 0 else None
     return min(roots, key=lambda x: abs(x - mark_price))
