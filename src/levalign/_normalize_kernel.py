@@ -428,7 +428,7 @@ def normalize_kernel(
                     # -- lots, exchange minimums, min-size policy
                     exact = d_ok / lot
                     lots = math.floor(exact + _EPS)
-                    if exact - lots > _EPS:
+                    if exact - lots > _EPS * max(1.0, exact):  # dropped > a billionth
                         reasons |= R_LOT_ROUNDING
                     amt = lots * amount_step
                     small = False

@@ -243,7 +243,7 @@ def reference_normalize_one(
                         target = lowered
                 d_ok = max(target - cur, 0.0)
                 lots = math.floor(d_ok / lot + 1e-9)
-                if d_ok / lot - lots > 1e-9:
+                if d_ok / lot - lots > 1e-9 * max(1.0, d_ok / lot):
                     reasons |= nk.R_LOT_ROUNDING
                 amt = lots * step
                 small = False
