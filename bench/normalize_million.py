@@ -81,6 +81,7 @@ def run(runs: int = 25) -> dict[str, float]:
             ev,
             spec.contract_size,
             float(spec.amount_step or 0),
+            spec.amount_decimals,
             float(spec.min_amount or 0),
             float(spec.min_cost or 0),
             t.floor,

@@ -161,3 +161,9 @@ def test_hyperliquid_price_rounding(hyperliquid):
     spec = hyperliquid["BTC/USDC:USDC"]
     # 5 significant figures: 67,123.45 -> 67,123
     assert spec.round_price(67_123.45) == 67_123
+
+
+def test_amount_decimals_follow_the_step(binance, hyperliquid):
+    assert binance["BTC/USDT:USDT"].amount_decimals == 3  # step 0.001
+    assert binance["1000PEPE/USDT:USDT"].amount_decimals == 0  # step 1
+    assert hyperliquid["BTC/USDC:USDC"].amount_decimals == 5  # szDecimals 5

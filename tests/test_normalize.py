@@ -518,6 +518,7 @@ def _call(fn, ev, cohort, cols):
         ev,
         SPEC.contract_size,
         SPEC.amount_step,
+        SPEC.amount_decimals,
         SPEC.min_amount,
         SPEC.min_cost,
         t.floor,

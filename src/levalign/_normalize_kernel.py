@@ -170,6 +170,7 @@ def normalize_kernel(
     # market
     contract_size: float,
     amount_step: float,
+    amount_decimals: int,
     min_amount: float,
     min_cost: float,
     t_floor: FloatArray,
@@ -430,7 +431,7 @@ def normalize_kernel(
                     lots = math.floor(exact + _EPS)
                     if exact - lots > _EPS * max(1.0, exact):  # dropped > a billionth
                         reasons |= R_LOT_ROUNDING
-                    amt = lots * amount_step
+                    amt = round(lots * amount_step, amount_decimals)  # exact decimal lots
                     small = False
                     if lots == 0 or amt < min_amount - _EPS * amount_step:
                         reasons |= R_BELOW_MIN_AMOUNT
@@ -458,7 +459,7 @@ def normalize_kernel(
                                 and _initial_margin(q_up, p, t_cap, t_max_lev) <= im_budget
                             )
                             if ok:
-                                amt = lots_up * amount_step
+                                amt = round(lots_up * amount_step, amount_decimals)
                                 reasons |= R_ROUNDED_UP
                             else:
                                 amt = 0.0

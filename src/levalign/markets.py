@@ -272,6 +272,14 @@ class MarketSpec:
     source: str = ""
 
     @property
+    def amount_decimals(self) -> int:
+        """Decimal places of the amount step (0.001 -> 3); amounts are rounded to these."""
+        if not self.amount_step:
+            return 0
+        text = f"{self.amount_step:.12f}".rstrip("0")
+        return len(text.split(".")[1]) if "." in text else 0
+
+    @property
     def inverse(self) -> bool:
         """True for coin-margined contracts."""
         return not self.linear

@@ -480,11 +480,6 @@ def _quantiles(x: NDArray[np.float64]) -> dict[str, float] | None:
     return {"min": float(q[0]), "median": float(q[1]), "p95": float(q[2]), "max": float(q[3])}
 
 
-def _decimals(step: float) -> int:
-    text = f"{step:.12f}".rstrip("0")
-    return len(text.split(".")[1]) if "." in text else 0
-
-
 def normalize(
     event: LeadEvent | Mapping[str, Any],
     followers: Any,
@@ -555,10 +550,6 @@ def normalize(
         "residual": np.empty(n),
     }
     run_kernel(ev, spec, cohort, cols)
-    dec = _decimals(spec.amount_step)
-    # lots × step in binary floating point: round to the step's decimals for clean output
-    opened = cols["amount"] - cols["close_amount"]
-    cols["amount"] = np.round(opened, dec) + cols["close_amount"]
     return NormalizeResult(
         event_id=ev_model.event_id,
         event_kind=EVENT_KINDS[int(ev[nk.E_KIND])],
@@ -577,6 +568,7 @@ def run_kernel(
         ev,
         spec.contract_size,
         float(spec.amount_step or 0.0),
+        spec.amount_decimals,
         float(spec.min_amount or 0.0),
         float(spec.min_cost or 0.0),
         t.floor,
