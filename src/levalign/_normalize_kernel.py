@@ -227,6 +227,10 @@ def normalize_kernel(
     last_cap = t_cap[t_cap.shape[0] - 1]
     n = equity.shape[0]
     inv_p = 1.0 / p  # one division per event instead of several per follower
+    # amounts as whole decimal units / 10^decimals: an exact integer over an exact power of
+    # ten is the correctly rounded decimal, with no per-row call to round(x, ndigits)
+    unit_scale = 10.0**amount_decimals
+    step_units = round(amount_step * unit_scale)
     for i in prange(n):
         reasons = np.uint32(0)
         eq = equity[i]
@@ -431,7 +435,7 @@ def normalize_kernel(
                     lots = math.floor(exact + _EPS)
                     if exact - lots > _EPS * max(1.0, exact):  # dropped > a billionth
                         reasons |= R_LOT_ROUNDING
-                    amt = round(lots * amount_step, amount_decimals)  # exact decimal lots
+                    amt = lots * step_units / unit_scale
                     small = False
                     if lots == 0 or amt < min_amount - _EPS * amount_step:
                         reasons |= R_BELOW_MIN_AMOUNT
@@ -459,7 +463,7 @@ def normalize_kernel(
                                 and _initial_margin(q_up, p, t_cap, t_max_lev) <= im_budget
                             )
                             if ok:
-                                amt = round(lots_up * amount_step, amount_decimals)
+                                amt = lots_up * step_units / unit_scale
                                 reasons |= R_ROUNDED_UP
                             else:
                                 amt = 0.0
