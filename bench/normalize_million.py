@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import resource
 import time
-from typing import Any
 
 import numpy as np
 
@@ -20,29 +19,18 @@ from bench._timing import median_seconds
 from levalign import _normalize_kernel as nk
 from levalign.demo import sample_cohort
 from levalign.markets import load_markets
-from levalign.normalize import Cohort, normalize, prepare_event, run_kernel
+from levalign.normalize import (
+    Cohort,
+    allocate_result,
+    kernel_args,
+    normalize,
+    prepare_event,
+    run_kernel,
+)
 from levalign.schemas import LeadEvent
 
 N = 1_000_000
 BASELINE_N = 5_000
-
-
-def _outputs(n: int) -> dict[str, Any]:
-    return {
-        "side": np.empty(n, np.int8),
-        "amount": np.empty(n),
-        "close_amount": np.empty(n),
-        "reduce_only": np.empty(n, np.bool_),
-        "leverage": np.empty(n),
-        "collateral": np.empty(n),
-        "target_position": np.empty(n),
-        "raw_amount": np.empty(n),
-        "reasons": np.empty(n, np.uint32),
-        "effective_leverage": np.empty(n),
-        "liquidation_price": np.empty(n),
-        "liquidation_distance": np.empty(n),
-        "residual": np.empty(n),
-    }
 
 
 def run(runs: int = 25) -> dict[str, float]:
@@ -62,7 +50,7 @@ def run(runs: int = 25) -> dict[str, float]:
     cohort = Cohort.from_table(table)
     convert_s = time.perf_counter() - t0
     ev = prepare_event(event, spec, spec)
-    cols = _outputs(N)
+    cols = allocate_result(N)
 
     kernel_s, _ = median_seconds(lambda: run_kernel(ev, spec, cohort, cols), runs)
     full_s, _ = median_seconds(lambda: normalize(event, cohort, markets), runs)
@@ -73,52 +61,15 @@ def run(runs: int = 25) -> dict[str, float]:
         codes={k: v[:BASELINE_N] for k, v in cohort.codes.items()},
         allowed=cohort.allowed[:BASELINE_N],
     )
-    small_cols = _outputs(BASELINE_N)
-    f, c, t = small.floats, small.codes, spec.tiers
+    small_cols = allocate_result(BASELINE_N)
+    small_args = kernel_args(ev, spec, small, small_cols)
 
     def python_loop() -> None:
-        nk.normalize_kernel.py_func(
-            ev,
-            spec.contract_size,
-            float(spec.amount_step or 0),
-            spec.amount_decimals,
-            float(spec.min_amount or 0),
-            float(spec.min_cost or 0),
-            t.floor,
-            t.cap,
-            t.mmr,
-            t.cum,
-            t.max_leverage,
-            f["equity"],
-            f["available_balance"],
-            f["position"],
-            f["entry_price"],
-            f["collateral"],
-            f["other_notional"],
-            f["other_maintenance_margin"],
-            c["mode"],
-            f["scale"],
-            f["fixed_notional"],
-            f["risk_fraction"],
-            f["vol_target"],
-            f["sigma"],
-            f["stop_sigmas"],
-            f["max_leverage"],
-            f["max_position_leverage"],
-            f["min_liq_distance"],
-            f["max_liq_probability"],
-            f["horizon_hours"],
-            f["max_notional"],
-            c["margin_mode"],
-            c["min_size_policy"],
-            f["residual"],
-            small.allowed,
-            *small_cols.values(),
-        )
+        nk.normalize_kernel.py_func(*small_args)
 
     loop_s, _ = median_seconds(python_loop, 3, warmup=1)
     # the loop must compute what the kernel computes: compare on the slice
-    run_kernel(ev, spec, small, cols_check := _outputs(BASELINE_N))
+    run_kernel(ev, spec, small, cols_check := allocate_result(BASELINE_N))
     python_loop()
     for k in cols_check:
         np.testing.assert_allclose(

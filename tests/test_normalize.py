@@ -13,7 +13,17 @@ from levalign import _normalize_kernel as nk
 from levalign._reference import reference_normalize_one
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import Markets, MarketSpec, load_markets
-from levalign.normalize import Cohort, Reason, normalize, prepare_event
+from levalign.normalize import (
+    MARGIN_MODES,
+    MODES,
+    POLICIES,
+    Cohort,
+    Reason,
+    allocate_result,
+    kernel_args,
+    normalize,
+    prepare_event,
+)
 from levalign.schemas import LeadEvent
 
 SYMBOL = "BTC/USDT:USDT"
@@ -436,18 +446,7 @@ def test_kernel_equals_plain_python_reference(seed, ev):
     res = normalize(ev, cols, MARKETS)
     cohort = Cohort.from_table(cols)
     vec = prepare_event(ev, SPEC, SPEC)
-    names = {
-        "mode": (
-            "proportional",
-            "fixed_notional",
-            "target_leverage",
-            "risk_constant",
-            "vol_target",
-            "optimal",
-        ),
-        "margin_mode": ("isolated", "cross"),
-        "min_size_policy": ("skip", "round_up", "accumulate"),
-    }
+    names = {"mode": MODES, "margin_mode": MARGIN_MODES, "min_size_policy": POLICIES}
     for i in range(len(cohort)):
         row: dict[str, object] = {k: float(v[i]) for k, v in cohort.floats.items()}
         row.update({k: names[k][int(v[i])] for k, v in cohort.codes.items()})
@@ -485,73 +484,13 @@ def test_numba_kernel_equals_its_python_execution(seed, ev):
     cohort = Cohort.from_table(random_cohort(seed, 25))
     outs = []
     for fn in (nk.normalize_kernel, nk.normalize_kernel.py_func):
-        cols = _empty_result(len(cohort))
-        _call(fn, prepare_event(ev, SPEC, SPEC), cohort, cols)
+        cols = allocate_result(len(cohort))
+        fn(*kernel_args(prepare_event(ev, SPEC, SPEC), SPEC, cohort, cols))
         outs.append(cols)
     for k in outs[0]:
         np.testing.assert_allclose(
             outs[0][k].astype(float), outs[1][k].astype(float), rtol=1e-12, err_msg=k
         )
-
-
-def _empty_result(n):
-    return {
-        "side": np.empty(n, np.int8),
-        "amount": np.empty(n),
-        "close_amount": np.empty(n),
-        "reduce_only": np.empty(n, np.bool_),
-        "leverage": np.empty(n),
-        "collateral": np.empty(n),
-        "target_position": np.empty(n),
-        "raw_amount": np.empty(n),
-        "reasons": np.empty(n, np.uint32),
-        "effective_leverage": np.empty(n),
-        "liquidation_price": np.empty(n),
-        "liquidation_distance": np.empty(n),
-        "residual": np.empty(n),
-    }
-
-
-def _call(fn, ev, cohort, cols):
-    f, c, t = cohort.floats, cohort.codes, SPEC.tiers
-    fn(
-        ev,
-        SPEC.contract_size,
-        SPEC.amount_step,
-        SPEC.amount_decimals,
-        SPEC.min_amount,
-        SPEC.min_cost,
-        t.floor,
-        t.cap,
-        t.mmr,
-        t.cum,
-        t.max_leverage,
-        f["equity"],
-        f["available_balance"],
-        f["position"],
-        f["entry_price"],
-        f["collateral"],
-        f["other_notional"],
-        f["other_maintenance_margin"],
-        c["mode"],
-        f["scale"],
-        f["fixed_notional"],
-        f["risk_fraction"],
-        f["vol_target"],
-        f["sigma"],
-        f["stop_sigmas"],
-        f["max_leverage"],
-        f["max_position_leverage"],
-        f["min_liq_distance"],
-        f["max_liq_probability"],
-        f["horizon_hours"],
-        f["max_notional"],
-        c["margin_mode"],
-        c["min_size_policy"],
-        f["residual"],
-        cohort.allowed,
-        *cols.values(),
-    )
 
 
 @given(seed=st.integers(0, 2**32 - 1), after=st.sampled_from([5.0, -3.0]))

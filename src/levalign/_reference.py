@@ -15,15 +15,7 @@ from typing import Any
 from levalign import _normalize_kernel as nk
 from levalign.margin import Leg, _solve_liquidation
 from levalign.markets import MarketSpec
-
-_MODES = (
-    "proportional",
-    "fixed_notional",
-    "target_leverage",
-    "risk_constant",
-    "vol_target",
-    "optimal",
-)
+from levalign.normalize import MARGIN_MODES, MODES, POLICIES
 
 
 def _largest(ok: Callable[[float], bool], lo: float, hi: float) -> float:
@@ -89,9 +81,9 @@ def reference_normalize_one(
         and 0 <= dist < 1
         and row["other_notional"] >= 0
         and row["other_maintenance_margin"] >= 0
-        and row["mode"] in _MODES
-        and row["margin_mode"] in ("isolated", "cross")
-        and policy in ("skip", "round_up", "accumulate")
+        and row["mode"] in MODES
+        and row["margin_mode"] in MARGIN_MODES
+        and policy in POLICIES
     )
     if not ok_row:
         return {

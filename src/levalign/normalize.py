@@ -533,8 +533,20 @@ def normalize(
             value=spec.symbol,
         )
     ev = prepare_event(ev_model, lead_spec, spec)
-    n = len(cohort)
-    cols: dict[str, NDArray[Any]] = {
+    cols = allocate_result(len(cohort))
+    run_kernel(ev, spec, cohort, cols)
+    return NormalizeResult(
+        event_id=ev_model.event_id,
+        event_kind=EVENT_KINDS[int(ev[nk.E_KIND])],
+        symbol=spec.symbol,
+        price=ev_model.price,
+        columns={"id": cohort.ids, **cols},
+    )
+
+
+def allocate_result(n: int) -> dict[str, NDArray[Any]]:
+    """Uninitialized output columns for ``n`` followers (every one is written by the kernel)."""
+    return {
         "side": np.empty(n, np.int8),
         "amount": np.empty(n),
         "close_amount": np.empty(n),
@@ -549,22 +561,14 @@ def normalize(
         "liquidation_distance": np.empty(n),
         "residual": np.empty(n),
     }
-    run_kernel(ev, spec, cohort, cols)
-    return NormalizeResult(
-        event_id=ev_model.event_id,
-        event_kind=EVENT_KINDS[int(ev[nk.E_KIND])],
-        symbol=spec.symbol,
-        price=ev_model.price,
-        columns={"id": cohort.ids, **cols},
-    )
 
 
-def run_kernel(
+def kernel_args(
     ev: NDArray[np.float64], spec: MarketSpec, cohort: Cohort, cols: Mapping[str, NDArray[Any]]
-) -> None:
-    """Run the cohort kernel into preallocated output columns (the benchmark's hot path)."""
+) -> tuple[Any, ...]:
+    """The cohort kernel's positional arguments, in its order (outputs from ``cols``)."""
     f, c, t = cohort.floats, cohort.codes, spec.tiers
-    nk.normalize_kernel(
+    return (
         ev,
         spec.contract_size,
         float(spec.amount_step or 0.0),
@@ -576,41 +580,43 @@ def run_kernel(
         t.mmr,
         t.cum,
         t.max_leverage,
-        f["equity"],
-        f["available_balance"],
-        f["position"],
-        f["entry_price"],
-        f["collateral"],
-        f["other_notional"],
-        f["other_maintenance_margin"],
+        *(f[name] for name in _KERNEL_FLOATS[:7]),
         c["mode"],
-        f["scale"],
-        f["fixed_notional"],
-        f["risk_fraction"],
-        f["vol_target"],
-        f["sigma"],
-        f["stop_sigmas"],
-        f["max_leverage"],
-        f["max_position_leverage"],
-        f["min_liq_distance"],
-        f["max_liq_probability"],
-        f["horizon_hours"],
-        f["max_notional"],
+        *(f[name] for name in _KERNEL_FLOATS[7:]),
         c["margin_mode"],
         c["min_size_policy"],
         f["residual"],
         cohort.allowed,
-        cols["side"],
-        cols["amount"],
-        cols["close_amount"],
-        cols["reduce_only"],
-        cols["leverage"],
-        cols["collateral"],
-        cols["target_position"],
-        cols["raw_amount"],
-        cols["reasons"],
-        cols["effective_leverage"],
-        cols["liquidation_price"],
-        cols["liquidation_distance"],
-        cols["residual"],
+        *(cols[name] for name in RESULT_COLUMNS[1:]),
     )
+
+
+# float columns in the kernel's argument order (``mode`` sits after the first seven)
+_KERNEL_FLOATS = (
+    "equity",
+    "available_balance",
+    "position",
+    "entry_price",
+    "collateral",
+    "other_notional",
+    "other_maintenance_margin",
+    "scale",
+    "fixed_notional",
+    "risk_fraction",
+    "vol_target",
+    "sigma",
+    "stop_sigmas",
+    "max_leverage",
+    "max_position_leverage",
+    "min_liq_distance",
+    "max_liq_probability",
+    "horizon_hours",
+    "max_notional",
+)
+
+
+def run_kernel(
+    ev: NDArray[np.float64], spec: MarketSpec, cohort: Cohort, cols: Mapping[str, NDArray[Any]]
+) -> None:
+    """Run the cohort kernel into preallocated output columns (the benchmark's hot path)."""
+    nk.normalize_kernel(*kernel_args(ev, spec, cohort, cols))
