@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,13 +82,13 @@ def test_wrong_side_liquidation_price():
 
 @pytest.mark.parametrize("field", ["sigma", "horizon_years"])
 def test_non_positive_parameters(field):
-    args = {
+    args: dict[str, Any] = {
         "spot": 100.0,
         "liquidation_price": 90.0,
         "sigma": 0.5,
         "horizon_years": 1.0,
-        field: 0.0,
     }
+    args[field] = 0.0
     with pytest.raises(InvalidInput, match=f"{field} must be a positive number"):
         liquidation_probability(**args)
 
