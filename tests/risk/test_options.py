@@ -249,6 +249,18 @@ def test_open_copies_the_lead_delta_leverage():
     assert o["vega_per_equity"] == pytest.approx(V_BTC / 18_000, rel=1e-5)
 
 
+def test_event_timestamp_values_an_option_with_a_dated_expiry():
+    # expiry 30 days after the event's timestamp (ccxt milliseconds): the same t = 30/365,
+    # hence the same delta as the example, and the follower with 18,000 still buys 1 contract
+    ev = {**lead_event(expiry=None, expiryDatetime="2024-06-28T08:00:00Z")}
+    ev["timestamp"] = 1_716_969_600_000  # 2024-05-29T08:00:00Z
+
+    res, (o,) = copy([{"id": "a", "equity": 18_000.0}], ev)
+
+    assert res.delta == pytest.approx(0.4657303, abs=2e-7)
+    assert o["amount"] == 1.0
+
+
 def test_delta_caps_bind_in_order_and_round_toward_zero():
     # account cap: E = 10,000, max_leverage 0.5: 5,000 / 27,943.82 = 0.1789 contract -> 0.1
     #   (wanted 10 * 10,000/180,000 = 0.5556); delta leverage 0.1 * 27,943.82/10,000 = 0.27944
