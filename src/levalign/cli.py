@@ -175,6 +175,39 @@ def demo(
         raise _fail(err) from None
 
 
+@app.command()
+def vol(
+    data_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="DATA.csv|DATA.parquet",
+            help="OHLC bars: a timestamp column (timestamp, open_time, time or date) and "
+            "open, high, low, close.",
+        ),
+    ],
+    horizon_hours: Annotated[
+        float, typer.Option(help="Forecast horizon in hours (24/7, 8,760 hours a year).")
+    ] = 24.0,
+    resample_minutes: Annotated[
+        int | None,
+        typer.Option(
+            help="Aggregate to bars of this many minutes first. Default: bars finer than an "
+            "hour go to the coarsest of 60/30/15/10/5 minutes keeping 500 bars."
+        ),
+    ] = None,
+) -> None:
+    """Annualized volatility by five estimators and its forecast over a horizon."""
+    from levalign.risk.ohlc import load_ohlc
+    from levalign.risk.volatility import estimate_volatility
+
+    try:
+        estimates = estimate_volatility(load_ohlc(data_file), resample_minutes)
+        report = estimates.to_dict(horizon_hours)
+    except LevalignError as err:
+        raise _fail(err) from None
+    _print_json(report)
+
+
 def read_table(path: Path) -> Any:
     """Read a Parquet or CSV file as a pyarrow Table.
 
