@@ -218,3 +218,121 @@ def test_readme_examples_run_and_match_the_readme_table():
     assert rows["carol"]["reasons"] == ["liq_buffer", "lot_rounding"]
     assert rows["carol"]["liquidation_distance"] == pytest.approx(0.25)
     assert rows["frank"]["reasons"] == ["invalid_row"]
+
+
+# --- levalign vol ---------------------------------------------------------------------------
+
+
+def bundled(name: str) -> str:
+    from importlib import resources
+
+    return str(resources.files("levalign.data").joinpath(name))
+
+
+BTC_1M = "BTCUSDT_1m_2023-03-01_2023-03-21.csv.gz"
+XRP_5M = "XRPUSDT_perp_5m_2021-11-15_2021-11-21.csv.gz"
+
+
+def test_vol_on_bundled_btc_matches_the_python_api():
+    from levalign.risk.ohlc import load_ohlc
+    from levalign.risk.volatility import close_to_close, garman_klass
+
+    result = runner.invoke(app, ["vol", bundled(BTC_1M)])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    # default: 30,240 one-minute bars aggregated to 504 hourly bars (>= 500 kept)
+    assert (out["bars"], out["bar_hours"], out["resample_minutes"]) == (504, 1.0, 60)
+    assert (out["source_bars"], out["start"], out["end"]) == (
+        30_240,
+        "2023-03-01T00:00:00Z",
+        "2023-03-21T23:00:00Z",
+    )
+    hourly = load_ohlc(bundled(BTC_1M)).resample(60)
+    assert out["close_to_close"] == pytest.approx(close_to_close(hourly.close, 1.0))
+    assert out["garman_klass"] == pytest.approx(
+        garman_klass(hourly.open, hourly.high, hourly.low, hourly.close, 1.0)
+    )
+    garch = out["garch"]
+    assert {"omega", "alpha", "beta", "nu", "mu", "persistence", "unconditional"} <= set(garch)
+    assert garch["persistence"] == pytest.approx(garch["alpha"] + garch["beta"])
+    # the crash sample's hourly fit is integrated: no long-run level, JSON null
+    assert garch["status"] == "non_stationary"
+    assert garch["unconditional"] is None
+    # the default 24-hour forecast is the term structure's 24-hour point
+    assert garch["forecast"]["horizon_hours"] == 24.0
+    assert dict(map(tuple, garch["term_structure"]))[24.0] == garch["forecast"]["sigma"]
+    assert out["forecast"]["garch"] == garch["forecast"]["sigma"]
+    assert out["forecast"]["ewma"] == out["ewma"]  # flat
+
+
+def test_vol_on_bundled_xrp_perp_with_options():
+    # 'date' column, 5-minute bars; auto picks 15 minutes (60 would leave 166 bars, 30 -> 333)
+    auto = runner.invoke(app, ["vol", bundled(XRP_5M)])
+    assert auto.exit_code == 0, auto.output
+    out = json.loads(auto.stdout)
+    assert (out["source_bar_hours"], out["resample_minutes"], out["bars"]) == (
+        pytest.approx(5 / 60),
+        15,
+        666,
+    )
+    result = runner.invoke(
+        app, ["vol", bundled(XRP_5M), "--horizon-hours", "72", "--resample-minutes", "60"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert (out["bars"], out["bar_hours"]) == (166, 1.0)
+    assert out["forecast"]["horizon_hours"] == 72.0
+    assert [h for h, _ in out["garch"]["term_structure"]] == [1, 4, 8, 24, 72, 168, 720]
+
+
+def test_vol_reads_parquet(tmp_path):
+    import pyarrow.csv as pcsv
+
+    table = pcsv.read_csv(bundled(XRP_5M)).rename_columns(
+        ["Time", "Open", "High", "Low", "Close", "Volume"]
+    )
+    path = tmp_path / "xrp.parquet"
+    pq.write_table(table, path)
+    from_parquet = runner.invoke(app, ["vol", str(path)])
+    from_csv = runner.invoke(app, ["vol", bundled(XRP_5M)])
+    assert from_parquet.exit_code == 0, from_parquet.output
+    assert json.loads(from_parquet.stdout) == json.loads(from_csv.stdout)
+
+
+def bars_csv(rows: int) -> str:
+    """One-minute bars from 2024-01-01 00:00 UTC whose close cycles 100.5, 101.5, 102.5."""
+    lines = ["timestamp,open,high,low,close"]
+    lines += [
+        f"2024-01-01T{i // 60:02d}:{i % 60:02d}:00Z,100,{102 + i % 3},99,{100.5 + i % 3}"
+        for i in range(rows)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "args", "message", "field"),
+    [
+        ("a.csv", "timestamp,open,high,close\n", [], "has no 'low' column", "low"),
+        ("a.csv", bars_csv(50), [], "GARCH needs at least 100 bars, got 50", "bars"),
+        ("a.csv", bars_csv(300), ["--resample-minutes", "60"], "got 5 after resampling", "bars"),
+        ("a.csv", bars_csv(300), ["--horizon-hours", "-1"], "horizon_hours must be", None),
+        ("a.txt", "x", [], "must end in .csv, .csv.gz or .parquet", "path"),
+    ],
+)
+def test_vol_errors(tmp_path, name, text, args, message, field):
+    path = write(tmp_path, name, text)
+    result = runner.invoke(app, ["vol", str(path), *args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    error = json.loads(result.stderr.splitlines()[-1])["error"]
+    assert error["kind"] == "invalid_input"
+    assert error.get("field") == (field or "horizon_hours")
+
+
+def test_vol_bad_resample_and_missing_file(tmp_path):
+    result = runner.invoke(app, ["vol", bundled(XRP_5M), "--resample-minutes", "7"])
+    assert result.exit_code == 2
+    assert "whole multiple of the data's bar length (5 minutes), got 7" in result.stderr
+    missing = runner.invoke(app, ["vol", str(tmp_path / "nope.csv")])
+    assert missing.exit_code == 2
+    assert "cannot read" in missing.stderr
