@@ -18,27 +18,49 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import special
+
 from levalign.errors import InvalidInput
 
-__all__ = ["kelly_fraction", "liquidation_probability"]
+__all__ = ["kelly_fraction", "liquidation_probability", "touch_probability"]
 
 
-def _norm_cdf(x: float) -> float:
-    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+def touch_probability(
+    log_distance: ArrayLike, sigma: float, horizon_years: ArrayLike, nu: float = 0.0
+) -> NDArray[np.float64]:
+    r"""Probability that Brownian motion with drift :math:`\nu` falls :math:`y` below its start.
 
+    The array core of :func:`liquidation_probability` (no validation): with :math:`b = -y`,
 
-def _log_norm_cdf(x: float) -> float:
-    """``ln N(x)``, accurate far in the lower tail where ``N(x)`` underflows."""
-    if x > -30.0:
-        return math.log(0.5 * math.erfc(-x / math.sqrt(2.0)))
-    # asymptotic series (Abramowitz & Stegun 26.2.12)
-    x2 = x * x
-    return (
-        -0.5 * x2
-        - math.log(-x)
-        - 0.5 * math.log(2.0 * math.pi)
-        + math.log1p(-1.0 / x2 + 3.0 / (x2 * x2))
-    )
+    .. math::
+
+        P = N\!\left(\frac{b - \nu T}{\sigma\sqrt T}\right)
+          + e^{2\nu b/\sigma^2}\, N\!\left(\frac{b + \nu T}{\sigma\sqrt T}\right)
+
+    where the second term is taken in logs (:func:`scipy.special.log_ndtr`), since at low
+    volatility it is ``exp(large) · N(very negative)``. Arrays broadcast.
+
+    Parameters
+    ----------
+    log_distance
+        :math:`y = -\ln(B/S_0) > 0` for a long (the barrier's log distance below spot); for a
+        short pass :math:`\ln(B/S_0)` and :math:`-\nu`.
+    sigma
+        Annualized volatility, positive.
+    horizon_years
+        :math:`T`, positive.
+    nu
+        Drift of the log price, :math:`\mu - \sigma^2/2`, in the direction of the barrier's
+        opposite (see above for shorts).
+    """
+    b = -np.asarray(log_distance, dtype=np.float64)
+    t = np.asarray(horizon_years, dtype=np.float64)
+    sq = sigma * np.sqrt(t)
+    log_second = 2.0 * nu * b / (sigma * sigma) + special.log_ndtr((b + nu * t) / sq)
+    p = special.ndtr((b - nu * t) / sq) + np.exp(np.minimum(log_second, 0.0))
+    return np.asarray(np.clip(p, 0.0, 1.0), dtype=np.float64)
 
 
 def liquidation_probability(
@@ -99,14 +121,10 @@ def liquidation_probability(
             value=liquidation_price,
         )
     nu = mu - 0.5 * sigma * sigma
-    b = math.log(liquidation_price / spot)
+    y = -math.log(liquidation_price / spot)
     if side == "short":
-        b, nu = -b, -nu
-    sq = sigma * math.sqrt(horizon_years)
-    # the second term is exp(large) * N(very negative) at low volatility: take it in logs
-    log_second = 2.0 * nu * b / (sigma * sigma) + _log_norm_cdf((b + nu * horizon_years) / sq)
-    p = _norm_cdf((b - nu * horizon_years) / sq) + math.exp(min(log_second, 0.0))
-    return min(max(p, 0.0), 1.0)
+        y, nu = -y, -nu
+    return float(touch_probability(y, sigma, horizon_years, nu))
 
 
 def kelly_fraction(mu: float, sigma: float, rate: float = 0.0) -> float:
