@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -20,10 +21,13 @@ from levalign.normalize import (
     Cohort,
     Reason,
     allocate_result,
+    event_curve,
     kernel_args,
     normalize,
     prepare_event,
 )
+from levalign.risk.curve import LiquidationCurve
+from levalign.risk.first_passage import liquidation_probability
 from levalign.schemas import LeadEvent
 
 SYMBOL = "BTC/USDT:USDT"
@@ -193,9 +197,82 @@ def test_missing_mode_parameter_is_a_reason_not_an_error():
     assert o["reasons"] == ["missing_parameter"]
 
 
-def test_risk_limits_wait_for_the_risk_engine():
+def test_risk_limits_need_a_volatility_model():
+    # no sigma on the event and no curve given: nothing to price P(liquidation) with
     assert one(max_liq_probability=0.01)["reasons"] == ["risk_model_required"]
-    assert one(mode="optimal")["reasons"] == ["risk_model_required"]
+    # optimal needs sigma and an expected return
+    assert one(mode="optimal")["reasons"] == ["missing_parameter"]
+    assert one(event(sigma=0.5), mode="optimal")["reasons"] == ["missing_parameter"]
+
+
+def test_optimal_is_the_kelly_leverage():
+    # Kelly leverage = mu / sigma^2 = 0.25 / 0.5^2 = 1.0 -> notional 1,000 on 1,000 equity
+    # -> 1,000 / 20,000 = 0.05 BTC, cross (the 1x position is far outside the lead's 9.6% buffer)
+    o = one(event(sigma=0.5, expected_return=0.25), mode="optimal", margin_mode="cross")
+    assert o["amount"] == pytest.approx(0.05)
+    assert o["side"] == "buy"
+    assert o["reasons"] == []
+    # the follower's own view wins over the event's: mu 0.5 -> 2x -> 0.1 BTC
+    o = one(event(sigma=0.5, expected_return=0.25), mode="optimal", expected_return=0.5)
+    assert o["amount"] == pytest.approx(0.1)
+
+
+def test_optimal_follows_the_drift_not_the_lead():
+    # a short lead with a negative drift: Kelly leverage -(-0.25)/0.25 = 1 in the lead's (short)
+    # direction; a positive drift against a short lead gives a negative Kelly size: no order
+    o = one(event(after=-5, sigma=0.5, expected_return=-0.25), mode="optimal")
+    assert (o["side"], o["amount"]) == ("sell", pytest.approx(0.05))
+    o = one(event(after=-5, sigma=0.5, expected_return=0.25), mode="optimal")
+    assert o["amount"] == 0
+    assert o["reasons"] == ["at_target"]
+
+
+@pytest.mark.parametrize("after", [5.0, -5.0])
+def test_max_liq_probability_sets_the_buffer(after):
+    # A 10x-scaled proportional copy (100x) must keep P(touch within 24 h) <= 1% under GBM with
+    # sigma 60%: the curve's required distance d is about 8% (2 N(-z) = 1% at z = 2.576,
+    # y = z sigma sqrt(T) = 2.576 * 0.6 * sqrt(24 / 8760) = 0.081, rounded up on the grid).
+    curve = LiquidationCurve.gbm(0.6)
+    side: Literal["long", "short"] = "long" if after > 0 else "short"
+    d_req = curve.required_distance(0.01, 24.0, side)
+    assert 0.075 < d_req < 0.095
+    o = one(
+        event(after=after, sigma=0.6),
+        scale=10.0,
+        margin_mode="cross",
+        max_liq_probability=0.01,
+        horizon_hours=24.0,
+    )
+    assert "liq_buffer" in o["reasons"]
+    # the buffer binds: liquidation lies at d_req (less the last lot's rounding), and P there,
+    # in closed form, is at most the limit
+    assert d_req <= o["liquidation_distance"] < d_req + 0.002
+    p = liquidation_probability(
+        P, o["liquidation_price"], 0.6, 24.0 / 8760, side="long" if after > 0 else "short"
+    )
+    assert 0.005 < p <= 0.01
+
+
+def test_a_larger_min_liq_distance_wins_over_the_probability_limit():
+    o = one(
+        event(sigma=0.6),
+        scale=10.0,
+        margin_mode="cross",
+        max_liq_probability=0.01,
+        min_liq_distance=0.3,
+    )
+    assert 0.3 <= o["liquidation_distance"] < 0.302
+
+
+def test_bad_probability_limit_is_an_invalid_row():
+    assert one(event(sigma=0.6), max_liq_probability=1.5)["reasons"] == ["invalid_row"]
+    assert one(event(sigma=0.6), max_liq_probability=0.0)["reasons"] == ["invalid_row"]
+
+
+def test_a_horizon_beyond_the_curve_needs_another_model():
+    # the closed-form curve covers horizons up to 2^(105/8) h ~ 1.04 years
+    o = one(event(sigma=0.6), max_liq_probability=0.01, horizon_hours=20_000.0)
+    assert o["reasons"] == ["risk_model_required"]
 
 
 # ---------------------------------------------------------------- reductions, closes, flips
@@ -410,8 +487,19 @@ def random_cohort(seed: int, n: int = 40) -> dict[str, np.ndarray]:
         "collateral": np.where(pos != 0, r.uniform(0, 5_000, n), 0.0),
         "other_notional": np.where(r.random(n) < 0.3, r.uniform(0, 20_000, n), 0.0),
         "mode": r.choice(
-            ["proportional", "fixed_notional", "target_leverage", "risk_constant", "vol_target"], n
+            [
+                "proportional",
+                "fixed_notional",
+                "target_leverage",
+                "risk_constant",
+                "vol_target",
+                "optimal",
+            ],
+            n,
         ),
+        "expected_return": r.choice([np.nan, -0.5, 0.3, 2.0], n),
+        "max_liq_probability": r.choice([np.nan, np.nan, 0.001, 0.05, 0.5], n),
+        "horizon_hours": r.choice([1.0, 24.0, 24.0 * 30], n),
         "scale": r.choice([0.5, 1.0, 2.0], n),
         "fixed_notional": r.uniform(10, 50_000, n),
         "risk_fraction": r.uniform(0.001, 0.05, n),
@@ -436,6 +524,8 @@ events = st.sampled_from(
         event(before=5, after=0),  # close
         event(before=5, after=-4),  # flip
         event(sigma=0.9, lead_stop_price=19_000),  # open with stop and sigma
+        event(sigma=0.6, expected_return=0.4),  # open with a volatility model
+        event(before=-1, after=-4, sigma=1.2, expected_return=-0.1),  # increase short, model
     ]
 ).map(LeadEvent.model_validate)
 
@@ -446,12 +536,13 @@ def test_kernel_equals_plain_python_reference(seed, ev):
     res = normalize(ev, cols, MARKETS)
     cohort = Cohort.from_table(cols)
     vec = prepare_event(ev, SPEC, SPEC)
+    curve = event_curve(ev, cohort)
     names = {"mode": MODES, "margin_mode": MARGIN_MODES, "min_size_policy": POLICIES}
     for i in range(len(cohort)):
         row: dict[str, object] = {k: float(v[i]) for k, v in cohort.floats.items()}
         row.update({k: names[k][int(v[i])] for k, v in cohort.codes.items()})
         row["allowed"] = bool(cohort.allowed[i])
-        want = reference_normalize_one(list(vec), SPEC, row)
+        want = reference_normalize_one(list(vec), SPEC, row, curve)
         got = {k: res[k][i] for k in want}
         assert int(got["side"]) == want["side"], (i, row, want, got)
         assert got["amount"] == pytest.approx(want["amount"], rel=1e-9, abs=1e-12), (
@@ -485,7 +576,8 @@ def test_numba_kernel_equals_its_python_execution(seed, ev):
     outs = []
     for fn in (nk.normalize_kernel, nk.normalize_kernel.py_func):
         cols = allocate_result(len(cohort))
-        fn(*kernel_args(prepare_event(ev, SPEC, SPEC), SPEC, cohort, cols))
+        vec = prepare_event(ev, SPEC, SPEC)
+        fn(*kernel_args(vec, SPEC, cohort, cols, event_curve(ev, cohort)))
         outs.append(cols)
     for k in outs[0]:
         np.testing.assert_allclose(
@@ -497,7 +589,7 @@ def test_numba_kernel_equals_its_python_execution(seed, ev):
 def test_opens_respect_caps_buffers_and_lots(seed, after):
     cols = random_cohort(seed)
     cols["position"] = np.zeros(len(cols["id"]))  # flat followers: the open is all they hold
-    res = normalize(event(after=after), cols, MARKETS)
+    res = normalize(event(after=after, sigma=0.8), cols, MARKETS)
     traded = res["side"] != 0
     eff = res["effective_leverage"][traded]
     assert np.all(eff <= cols["max_leverage"][traded] * (1 + 1e-9))
@@ -505,11 +597,19 @@ def test_opens_respect_caps_buffers_and_lots(seed, after):
     assert np.all(
         notional <= cols["max_position_leverage"][traded] * cols["equity"][traded] * (1 + 1e-9)
     )
-    buffer = np.where(np.isnan(cols["min_liq_distance"]), LEAD_DIST, cols["min_liq_distance"])[
-        traded
-    ]
-    dist = res["liquidation_distance"][traded]
-    assert np.all(np.isnan(dist) | (dist >= buffer - 1e-9))
+    alpha = cols["max_liq_probability"]
+    default = np.where(np.isnan(alpha), LEAD_DIST, 0.0)
+    buffer = np.where(np.isnan(cols["min_liq_distance"]), default, cols["min_liq_distance"])
+    dist = res["liquidation_distance"]
+    assert np.all(np.isnan(dist[traded]) | (dist[traded] >= buffer[traded] - 1e-9))
+    # P(liquidation within the horizon), in closed form at the liquidation price reached, is
+    # within each follower's limit
+    side: Literal["long", "short"] = "long" if after > 0 else "short"
+    for i in np.flatnonzero(traded & ~np.isnan(alpha) & np.isfinite(res["liquidation_price"])):
+        p = liquidation_probability(
+            P, res["liquidation_price"][i], 0.8, cols["horizon_hours"][i] / 8760, side=side
+        )
+        assert p <= alpha[i] * (1 + 1e-9), (i, p, alpha[i])
     lots = res["amount"][traded] / SPEC.amount_step
     assert np.allclose(lots, np.round(lots), rtol=0, atol=1e-6)
     assert np.all(res["amount"][traded] * P >= MIN_COST * (1 - 1e-12))

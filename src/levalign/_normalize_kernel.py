@@ -17,6 +17,7 @@ from numba import njit, prange
 from numpy.typing import NDArray
 
 from levalign._margin_kernels import liquidation_price_one_leg, tier_index
+from levalign.risk.curve import required_distance
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int8]
@@ -39,8 +40,9 @@ EV_NONE, EV_OPEN, EV_INCREASE, EV_REDUCE, EV_CLOSE, EV_FLIP, EV_MARGIN = range(7
     E_STOP,  # lead stop price or NaN
     E_SIGMA,  # event volatility (annualized) or NaN
     E_LEAD_DIST,  # lead's liquidation distance after the event (default follower buffer)
+    E_MU,  # event expected return of the price (annualized drift) or NaN
     E_SIZE,
-) = range(14)
+) = range(15)
 
 # ---- mode, margin mode and policy codes (match normalize.MODES / POLICIES)
 M_PROPORTIONAL, M_FIXED, M_TARGET_LEV, M_RISK, M_VOL, M_OPTIMAL = range(6)
@@ -178,6 +180,10 @@ def normalize_kernel(
     t_mmr: FloatArray,
     t_cum: FloatArray,
     t_max_lev: FloatArray,
+    # liquidation curve of the event's volatility model (levalign.risk.curve); empty: none
+    curve_table: NDArray[np.float64],
+    curve_y: FloatArray,
+    curve_h: FloatArray,
     # cohort columns
     equity: FloatArray,
     available: FloatArray,
@@ -199,6 +205,7 @@ def normalize_kernel(
     max_liq_probability: FloatArray,
     horizon_hours: FloatArray,
     max_notional: FloatArray,
+    expected_return: FloatArray,
     margin_mode: IntArray,
     policy: IntArray,
     residual: FloatArray,
@@ -238,9 +245,11 @@ def normalize_kernel(
         ep0 = entry_price[i]
         c0 = collateral[i]
         isolated = margin_mode[i] == MM_ISOLATED
+        alpha = max_liq_probability[i]
         dist = min_liq_distance[i]
-        if math.isnan(dist):  # unset: survive whatever the lead survives
-            dist = 0.0 if math.isnan(ev[E_LEAD_DIST]) else ev[E_LEAD_DIST]
+        if math.isnan(dist):
+            # unset: a probability limit replaces it, else survive whatever the lead survives
+            dist = 0.0 if not math.isnan(alpha) or math.isnan(ev[E_LEAD_DIST]) else ev[E_LEAD_DIST]
         # defaults: no order, state unchanged
         side_out = 0
         amount = 0.0
@@ -269,6 +278,7 @@ def normalize_kernel(
             and dist >= 0.0
             and dist < 1.0
             and math.isfinite(res_out)
+            and (math.isnan(alpha) or (alpha > 0.0 and alpha <= 1.0))
             and mode[i] >= 0
             and margin_mode[i] >= 0
             and policy[i] >= 0
@@ -357,8 +367,19 @@ def normalize_kernel(
             sig = sigma[i] if math.isfinite(sigma[i]) else ev[E_SIGMA]
             m = mode[i]
             d = math.nan
-            if not math.isnan(max_liq_probability[i]) or m == M_OPTIMAL:
-                reasons |= R_RISK_MODEL_REQUIRED
+            if not math.isnan(alpha):
+                # the probability limit as a buffer: the curve's smallest safe distance
+                d_req = math.nan
+                if curve_h.shape[0] > 0:
+                    d_req = required_distance(
+                        curve_table, curve_y, curve_h, 0 if s > 0.0 else 1, alpha, horizon_hours[i]
+                    )
+                if math.isnan(d_req):
+                    reasons |= R_RISK_MODEL_REQUIRED
+                elif d_req > dist:
+                    dist = d_req
+            if reasons & R_RISK_MODEL_REQUIRED:
+                pass
             elif m == M_PROPORTIONAL:
                 d = scale[i] * ev[E_UNITS] * eq
             elif m == M_FIXED:
@@ -383,6 +404,12 @@ def normalize_kernel(
                     d = risk_fraction[i] * eq / stop_dist - cur
             elif m == M_VOL and vol_target[i] >= 0.0 and sig > 0.0:
                 d = vol_target[i] / sig * eq * inv_p - cur
+            elif m == M_OPTIMAL:
+                # growth-optimal (Kelly) leverage mu/sigma^2 in the lead's direction; the
+                # probability limit above caps it through the buffer solver
+                mu = expected_return[i] if math.isfinite(expected_return[i]) else ev[E_MU]
+                if sig > 0.0 and math.isfinite(mu):
+                    d = s * mu / (sig * sig) * eq * inv_p - cur
             if math.isnan(d) and (reasons & R_RISK_MODEL_REQUIRED) == 0:
                 reasons |= R_MISSING_PARAMETER
             if not math.isnan(d):

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from levalign import _normalize_kernel as nk
+from levalign.errors import InvalidInput
 from levalign.margin import Leg, _solve_liquidation
 from levalign.markets import MarketSpec
 from levalign.normalize import MARGIN_MODES, MODES, POLICIES
+from levalign.risk.curve import LiquidationCurve
+from levalign.risk.first_passage import kelly_fraction
 
 
 def _largest(ok: Callable[[float], bool], lo: float, hi: float) -> float:
@@ -42,8 +45,26 @@ def _liq_distance(
     return math.inf if lp is None else (price - lp) * side / price
 
 
+def _required_distance(
+    curve: LiquidationCurve | None,
+    alpha: float,
+    horizon_hours: float,
+    side: Literal["long", "short"],
+) -> float:
+    """The curve's distance for the probability limit, NaN when there is no usable curve."""
+    if curve is None:
+        return math.nan
+    try:
+        return curve.required_distance(alpha, horizon_hours, side)
+    except InvalidInput:
+        return math.nan
+
+
 def reference_normalize_one(
-    ev: list[float], spec: MarketSpec, row: dict[str, Any]
+    ev: list[float],
+    spec: MarketSpec,
+    row: dict[str, Any],
+    curve: LiquidationCurve | None = None,
 ) -> dict[str, Any]:
     """Normalize one follower (row of cohort fields, codes as names) for a digested event."""
     kind, s, p = int(ev[nk.E_KIND]), ev[nk.E_SIDE], ev[nk.E_PRICE]
@@ -57,8 +78,11 @@ def reference_normalize_one(
     isolated = row["margin_mode"] == "isolated"
     policy = row["min_size_policy"]
     dist = row["min_liq_distance"]
+    alpha = row["max_liq_probability"]
     if math.isnan(dist):
-        dist = 0.0 if math.isnan(ev[nk.E_LEAD_DIST]) else ev[nk.E_LEAD_DIST]
+        dist = (
+            0.0 if math.isnan(ev[nk.E_LEAD_DIST]) or not math.isnan(alpha) else ev[nk.E_LEAD_DIST]
+        )
     out = {
         "side": 0,
         "amount": 0.0,
@@ -79,6 +103,7 @@ def reference_normalize_one(
         and row["scale"] >= 0
         and avail >= 0
         and 0 <= dist < 1
+        and (math.isnan(alpha) or 0 < alpha <= 1)
         and row["other_notional"] >= 0
         and row["other_maintenance_margin"] >= 0
         and row["mode"] in MODES
@@ -150,8 +175,16 @@ def reference_normalize_one(
         sigma = row["sigma"] if math.isfinite(row["sigma"]) else ev[nk.E_SIGMA]
         mode = row["mode"]
         d = math.nan
-        if not math.isnan(row["max_liq_probability"]) or mode == "optimal":
-            reasons |= nk.R_RISK_MODEL_REQUIRED
+        if not math.isnan(alpha):
+            required = _required_distance(
+                curve, alpha, row["horizon_hours"], "long" if s > 0 else "short"
+            )
+            if math.isnan(required):
+                reasons |= nk.R_RISK_MODEL_REQUIRED
+            else:
+                dist = max(dist, required)
+        if reasons & nk.R_RISK_MODEL_REQUIRED:
+            pass
         elif mode == "proportional":
             d = row["scale"] * ev[nk.E_UNITS] * eq
         elif mode == "fixed_notional" and row["fixed_notional"] >= 0:
@@ -179,6 +212,11 @@ def reference_normalize_one(
                 d = row["risk_fraction"] * eq / stop_dist - cur
         elif mode == "vol_target" and row["vol_target"] >= 0 and sigma > 0:
             d = row["vol_target"] / sigma * eq / p - cur
+        elif mode == "optimal":
+            mu = row["expected_return"]
+            mu = mu if math.isfinite(mu) else ev[nk.E_MU]
+            if sigma > 0 and math.isfinite(mu):
+                d = kelly_fraction(s * mu, sigma) * eq / p - cur
         if math.isnan(d) and not reasons & nk.R_RISK_MODEL_REQUIRED:
             reasons |= nk.R_MISSING_PARAMETER
         if not math.isnan(d):

@@ -17,7 +17,9 @@ target_leverage    position at :math:`\min(\text{scale}\,\lambda_L, \text{max\_l
 risk_constant      position at :math:`\text{risk\_fraction}\,E_F / |p - \text{stop}|`; the
                    stop is the lead's or ``stop_sigmas`` · σ·√(horizon) away
 vol_target         position at :math:`\text{vol\_target} / \sigma \cdot E_F / p`
-optimal            needs the risk engine (reason ``RISK_MODEL_REQUIRED`` until then)
+optimal            position at the Kelly leverage :math:`s\,\mu/\sigma^2 \cdot E_F / p`
+                   (``expected_return`` μ, σ of the follower or event), capped by
+                   the constraints below, ``max_liq_probability`` included
 =================  ==============================================================
 
 Reductions are fractions: a lead cutting :math:`\phi` of its position cuts :math:`\phi` of
@@ -25,7 +27,10 @@ every follower's, to the nearest lot; a lead close closes each follower exactly,
 
 Constraints, in order, each setting a :class:`Reason` bit when it binds: symbol allowed;
 ``max_position_leverage``; the tier table's largest notional; account ``max_leverage`` on
-``(notional + other_notional) / equity``; the liquidation buffer; available margin for the
+``(notional + other_notional) / equity``; the liquidation buffer (``min_liq_distance``, or the
+smallest distance whose P(liquidation within ``horizon_hours``) is at most
+``max_liq_probability`` on the event's :class:`~levalign.risk.LiquidationCurve`, whichever is
+larger); available margin for the
 initial margin; ``max_notional``; lot rounding (toward zero); exchange minimum amount and cost
 with the ``min_size_policy``.
 
@@ -56,6 +61,7 @@ from levalign import _normalize_kernel as nk
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import Markets, MarketSpec
+from levalign.risk.curve import LiquidationCurve
 from levalign.schemas import FollowerProfile, LeadEvent, parse
 
 __all__ = ["Cohort", "NormalizeResult", "Reason", "normalize", "prepare_event"]
@@ -125,6 +131,7 @@ _FLOAT_COLUMNS: dict[str, float | None] = {
     "max_liq_probability": math.nan,
     "horizon_hours": 24.0,
     "max_notional": math.inf,
+    "expected_return": math.nan,  # NaN: the event's
     "residual": 0.0,
 }
 _CATEGORY_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -340,7 +347,20 @@ def prepare_event(
     ev[nk.E_LEAD_DIST] = _lead_liquidation_distance(event, market, after)
     ev[nk.E_STOP] = event.lead_stop_price if event.lead_stop_price is not None else math.nan
     ev[nk.E_SIGMA] = event.sigma if event.sigma is not None else math.nan
+    ev[nk.E_MU] = event.expected_return if event.expected_return is not None else math.nan
     return ev
+
+
+def event_curve(event: LeadEvent, cohort: Cohort) -> LiquidationCurve | None:
+    """The liquidation curve for this event: GBM at the event's ``sigma`` and drift.
+
+    Built (or taken from the cache) only when some follower has a ``max_liq_probability``;
+    None when no follower needs one or the event has no ``sigma`` (those followers then get
+    ``RISK_MODEL_REQUIRED``).
+    """
+    if event.sigma is None or np.isnan(cohort.floats["max_liq_probability"]).all():
+        return None
+    return LiquidationCurve.gbm(event.sigma, event.expected_return or 0.0)
 
 
 def _lead_liquidation_distance(event: LeadEvent, market: MarketSpec, after: float) -> float:
@@ -486,6 +506,7 @@ def normalize(
     markets: Markets,
     *,
     lead_markets: Markets | None = None,
+    curve: LiquidationCurve | None = None,
 ) -> NormalizeResult:
     """Size one lead event for every follower.
 
@@ -501,6 +522,11 @@ def normalize(
         The followers' venue (:func:`levalign.load_markets`).
     lead_markets
         The lead's venue when it differs (contract sizes and symbol mapping), else ``markets``.
+    curve
+        P(liquidation) against liquidation distance for the symbol's volatility model, for the
+        ``max_liq_probability`` limit (:class:`~levalign.risk.LiquidationCurve`, e.g. from a
+        Monte Carlo run of a GARCH-t model). Default: the closed-form GBM curve at the event's
+        ``sigma`` and ``expected_return`` (:func:`event_curve`).
 
     Returns
     -------
@@ -534,7 +560,7 @@ def normalize(
         )
     ev = prepare_event(ev_model, lead_spec, spec)
     cols = allocate_result(len(cohort))
-    run_kernel(ev, spec, cohort, cols)
+    run_kernel(ev, spec, cohort, cols, curve or event_curve(ev_model, cohort))
     return NormalizeResult(
         event_id=ev_model.event_id,
         event_kind=EVENT_KINDS[int(ev[nk.E_KIND])],
@@ -564,10 +590,17 @@ def allocate_result(n: int) -> dict[str, NDArray[Any]]:
 
 
 def kernel_args(
-    ev: NDArray[np.float64], spec: MarketSpec, cohort: Cohort, cols: Mapping[str, NDArray[Any]]
+    ev: NDArray[np.float64],
+    spec: MarketSpec,
+    cohort: Cohort,
+    cols: Mapping[str, NDArray[Any]],
+    curve: LiquidationCurve | None = None,
 ) -> tuple[Any, ...]:
     """The cohort kernel's positional arguments, in its order (outputs from ``cols``)."""
     f, c, t = cohort.floats, cohort.codes, spec.tiers
+    curve_arrays = (
+        (curve.table, curve.log_distance, curve.horizon_hours) if curve is not None else _NO_CURVE
+    )
     return (
         ev,
         spec.contract_size,
@@ -580,6 +613,7 @@ def kernel_args(
         t.mmr,
         t.cum,
         t.max_leverage,
+        *curve_arrays,
         *(f[name] for name in _KERNEL_FLOATS[:7]),
         c["mode"],
         *(f[name] for name in _KERNEL_FLOATS[7:]),
@@ -590,6 +624,8 @@ def kernel_args(
         *(cols[name] for name in RESULT_COLUMNS[1:]),
     )
 
+
+_NO_CURVE = (np.empty((2, 0, 0)), np.empty(0), np.empty(0))
 
 # float columns in the kernel's argument order (``mode`` sits after the first seven)
 _KERNEL_FLOATS = (
@@ -612,11 +648,16 @@ _KERNEL_FLOATS = (
     "max_liq_probability",
     "horizon_hours",
     "max_notional",
+    "expected_return",
 )
 
 
 def run_kernel(
-    ev: NDArray[np.float64], spec: MarketSpec, cohort: Cohort, cols: Mapping[str, NDArray[Any]]
+    ev: NDArray[np.float64],
+    spec: MarketSpec,
+    cohort: Cohort,
+    cols: Mapping[str, NDArray[Any]],
+    curve: LiquidationCurve | None = None,
 ) -> None:
     """Run the cohort kernel into preallocated output columns (the benchmark's hot path)."""
-    nk.normalize_kernel(*kernel_args(ev, spec, cohort, cols))
+    nk.normalize_kernel(*kernel_args(ev, spec, cohort, cols, curve))

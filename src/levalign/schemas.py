@@ -162,7 +162,9 @@ class LeadEvent(_Model):
     """A change in the lead trader's position (DESIGN §4).
 
     Positions are signed contracts of the lead's market. ``sigma`` (annualized volatility of
-    the symbol) feeds ``vol_target`` and ``risk_constant`` sizing until the risk engine does.
+    the symbol) feeds ``vol_target``, ``risk_constant`` and ``optimal`` sizing and the default
+    liquidation curve of ``max_liq_probability``; ``expected_return`` (annualized drift of the
+    price, funding included) feeds ``optimal`` and that curve's drift.
     """
 
     event_id: str
@@ -178,6 +180,7 @@ class LeadEvent(_Model):
     lead_leverage_setting: Positive | None = None
     lead_total_notional: NonNegative | None = None
     sigma: Positive | None = None
+    expected_return: Finite | None = None
 
     @model_validator(mode="after")
     def _check(self) -> LeadEvent:
@@ -220,6 +223,7 @@ class FollowerProfile(_Model):
     max_liq_probability: float | None = None
     horizon_hours: float = 24.0
     max_notional: float | None = None
+    expected_return: float | None = None
     margin_mode: MarginMode = "isolated"
     min_size_policy: MinSizePolicy = "skip"
     residual: float = 0.0
