@@ -336,3 +336,110 @@ def test_vol_bad_resample_and_missing_file(tmp_path):
     missing = runner.invoke(app, ["vol", str(tmp_path / "nope.csv")])
     assert missing.exit_code == 2
     assert "cannot read" in missing.stderr
+
+
+# ---------------------------------------------------------------- simulate and align
+
+SIM_SPEC = {
+    "model": {"type": "gbm", "sigma": 0.8, "mu": 0.0},
+    "spot": 22_000,
+    "side": "long",
+    "liquidation_price": 18_000,
+    "horizon_days": 7,
+    "paths": 20_000,
+    "steps": 30,
+    "seed": 1,
+}
+
+
+def test_simulate_agrees_with_the_closed_form_and_plots(tmp_path):
+    # Arrange: GBM, long liquidated at 18,000 from 22,000 over 7 days at sigma 80%
+    plot = tmp_path / "sim.html"
+    # Act
+    result = runner.invoke(
+        app, ["simulate", str(write(tmp_path, "s.json", SIM_SPEC)), "--plot", str(plot)]
+    )
+    # Assert: the contract fields, P within 3 SE of the closed form, a self-contained page
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    for key in ("p_liquidation", "p_liquidation_se", "var", "es", "expected_log_growth"):
+        assert isinstance(out[key], float)
+    assert set(out["max_drawdown_quantiles"]) >= {"0.5", "0.95"}
+    assert abs(out["p_liquidation"] - out["analytic_p_liquidation"]) <= 3 * out["p_liquidation_se"]
+    html = plot.read_text()
+    assert "Plotly.newPlot" in html
+    assert "<script src=" not in html  # JavaScript embedded, no network needed
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"model": {"type": "gbm", "sigma": -0.8}}, "sigma"),
+        ({"model": {"type": "gbm"}}, "sigma"),
+        ({"model": {"type": "levy"}}, "type"),
+        ({"horizon_days": 0}, "horizon_days"),
+        ({"paths": 0}, "paths"),
+        ({"liquidation_price": 23_000}, "liquidation_price"),
+    ],
+)
+def test_simulate_bad_spec_names_the_field(tmp_path, change, field):
+    spec = {**SIM_SPEC, **change}
+    result = runner.invoke(app, ["simulate", str(write(tmp_path, "s.json", spec))])
+    assert result.exit_code == 2, result.output
+    err = json.loads(result.stderr.strip().splitlines()[-1])["error"]
+    assert field in err["field"], err
+
+
+def test_simulate_an_account(tmp_path):
+    # the ACCOUNT of test_margin: an isolated 1 BTC long at 20,000 with 2,000 margin;
+    # its liquidation price is about 18,100, 9.5% away: a 30-day path at sigma 80% often reaches it
+    spec = {**SIM_SPEC, "account": ACCOUNT, "spot": None, "side": None, "liquidation_price": None}
+    result = runner.invoke(app, ["simulate", str(write(tmp_path, "s.json", spec))])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert 0.2 < out["p_liquidation"] < 0.9
+
+
+ALIGN_SPEC = {
+    "model": {"type": "gbm", "sigma": 0.8, "mu": 1.0},
+    "spot": 22_000,
+    "exchange": "binance",
+    "symbol": "BTC/USDT:USDT",
+    "equity": 10_000,
+    "horizon_days": 7,
+    "max_liq_probability": 0.01,
+    "paths": 20_000,
+    "steps": 28,
+}
+
+
+def test_align_finds_kelly_when_no_limit_binds_and_plots_png(tmp_path):
+    # Kelly mu / sigma^2 = 1 / 0.64 = 1.5625x; at that leverage liquidation is ~65% away and
+    # P(7 days) ~ 0, so the growth optimum is the answer (to the grid's 3% spacing)
+    plot = tmp_path / "align.png"
+    result = runner.invoke(
+        app, ["align", str(write(tmp_path, "a.json", ALIGN_SPEC)), "--plot", str(plot)]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["kelly"] == pytest.approx(1.5625)
+    assert out["leverage"] == pytest.approx(1.5625, rel=0.06)
+    assert out["binding"] == "growth"
+    assert len(out["curve"]["leverage"]) == 256
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_align_bad_spec(tmp_path):
+    spec = {**ALIGN_SPEC, "max_liq_probability": 2}
+    result = runner.invoke(app, ["align", str(write(tmp_path, "a.json", spec))])
+    assert result.exit_code == 2
+    assert "max_liq_probability" in result.stderr
+    spec = {**ALIGN_SPEC, "symbol": "NOPE/USDT:USDT"}
+    result = runner.invoke(app, ["align", str(write(tmp_path, "a.json", spec))])
+    assert result.exit_code == 2
+    assert "NOPE" in result.stderr
+    result = runner.invoke(
+        app, ["align", str(write(tmp_path, "a.json", ALIGN_SPEC)), "--plot", "x.svg"]
+    )
+    assert result.exit_code == 2
+    assert ".html or .png" in result.stderr

@@ -1,6 +1,7 @@
 """Command line: JSON in, JSON out; errors on stderr with a non-zero exit.
 
-``levalign margin ACCOUNT.json``, ``levalign normalize REQUEST.json``, ``levalign demo``.
+``levalign margin ACCOUNT.json``, ``levalign normalize REQUEST.json``, ``levalign demo``,
+``levalign vol DATA.csv``, ``levalign simulate SPEC.json``, ``levalign align SPEC.json``.
 Exit codes: 0 ok, 2 invalid input, 3 rejected, 4 configuration, 5 retryable.
 """
 
@@ -206,6 +207,123 @@ def vol(
     except LevalignError as err:
         raise _fail(err) from None
     _print_json(report)
+
+
+_PLOT_OPTION = typer.Option(
+    help="Also draw the result: .html (interactive, self-contained) or .png.",
+)
+
+
+def _progress_wanted() -> bool:
+    """Progress bars on long runs, only when a person is watching a terminal."""
+    return sys.stderr.isatty()
+
+
+@app.command()
+def simulate(
+    spec_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SPEC.json",
+            help="model, spot, side + liquidation_price or account, horizon_days, paths, steps, "
+            "seed, funding_rate.",
+        ),
+    ],
+    plot: Annotated[Path | None, _PLOT_OPTION] = None,
+) -> None:
+    """Monte Carlo liquidation risk of a position or an account under a price model."""
+    from levalign.risk import monte_carlo as mc
+    from levalign.schemas import SimulateSpec, parse
+
+    try:
+        spec = parse(SimulateSpec, _read_json(spec_file, "spec"), root="spec")
+        model = mc.model_from_spec(spec.model)
+        account = _resolve_account(spec.account, spec_file.parent)
+        common: dict[str, Any] = {
+            "side": spec.side,
+            "liquidation_price": spec.liquidation_price,
+            "account": account,
+            "horizon_days": spec.horizon_days,
+            "paths": spec.paths,
+            "steps": spec.steps,
+            "seed": spec.seed,
+            "funding_rate": spec.funding_rate,
+        }
+        result = mc.simulate(
+            model, spec.spot, var_level=spec.var_level, progress=_progress_wanted(), **common
+        )
+        if plot is not None:
+            from levalign.risk.figures import simulation_figure
+
+            outcomes = mc.simulate_paths(model, spec.spot, **common)
+            simulation_figure(result, outcomes, plot)
+    except LevalignError as err:
+        raise _fail(err) from None
+    _print_json(result.to_dict())
+
+
+@app.command()
+def align(
+    spec_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SPEC.json",
+            help="model, spot, side, exchange, symbol, equity, horizon_days, "
+            "max_liq_probability, max_es, max_leverage, paths, steps, seed.",
+        ),
+    ],
+    plot: Annotated[Path | None, _PLOT_OPTION] = None,
+) -> None:
+    """The leverage that maximizes expected log growth within a follower's risk limits."""
+    from levalign.markets import load_markets
+    from levalign.risk.optimal import optimal_leverage
+    from levalign.schemas import AlignSpec, parse
+
+    try:
+        spec = parse(AlignSpec, _read_json(spec_file, "spec"), root="spec")
+        base = spec_file.parent
+        markets = load_markets(
+            spec.exchange,
+            markets=_relative_to(base, spec.markets),
+            tiers=_relative_to(base, spec.tiers),
+        )
+        market = markets[markets.resolve(spec.symbol, field="spec.symbol")]
+        result = optimal_leverage(
+            spec.model,
+            spec.spot,
+            market,
+            spec.equity,
+            side=spec.side,
+            horizon_days=spec.horizon_days,
+            max_liq_probability=spec.max_liq_probability,
+            max_es=spec.max_es,
+            es_level=spec.es_level,
+            max_leverage=spec.max_leverage,
+            funding_rate=spec.funding_rate,
+            paths=spec.paths,
+            steps=spec.steps,
+            seed=spec.seed,
+            grid_points=spec.grid_points,
+            progress=_progress_wanted(),
+        )
+        if plot is not None:
+            from levalign.risk.figures import alignment_figure
+
+            alignment_figure(result, spec.max_liq_probability, spec.max_es, plot)
+    except LevalignError as err:
+        raise _fail(err) from None
+    _print_json(result.to_dict())
+
+
+def _resolve_account(account: dict[str, Any] | None, base: Path) -> dict[str, Any] | None:
+    """An inline account, with its markets/tiers file paths taken relative to the spec."""
+    if account is None:
+        return None
+    out = dict(account)
+    for key in ("markets", "tiers"):
+        if isinstance(out.get(key), str):
+            out[key] = _relative_to(base, out[key])
+    return out
 
 
 def read_table(path: Path) -> Any:

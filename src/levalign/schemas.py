@@ -25,11 +25,13 @@ from levalign.errors import InvalidInput
 __all__ = [
     "Account",
     "AccountReport",
+    "AlignSpec",
     "FollowerProfile",
     "LeadEvent",
     "NormalizeRequest",
     "Position",
     "PositionReport",
+    "SimulateSpec",
     "parse",
 ]
 
@@ -243,6 +245,49 @@ class NormalizeRequest(_Model):
 
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class _RiskSpec(_Model):
+    """Fields shared by ``levalign simulate`` and ``levalign align`` specs."""
+
+    model: dict[str, Any]
+    horizon_days: Positive = 1.0
+    paths: int = Field(default=100_000, ge=2)
+    steps: int = Field(default=96, ge=1)
+    seed: int = Field(default=0, ge=0)
+    funding_rate: Finite = 0.0
+
+
+class SimulateSpec(_RiskSpec):
+    """``levalign simulate SPEC.json``: a price model against one position or an account.
+
+    ``model`` is ``{"type": "gbm" | "student_t" | "garch_t" | "jump" | "bootstrap", ...}`` with
+    annualized σ and μ (:func:`levalign.risk.monte_carlo.model_from_spec`). Give ``side`` and
+    ``liquidation_price`` for one position, or ``account`` (the ``levalign margin`` form).
+    """
+
+    spot: Positive | None = None
+    side: Side | None = None
+    liquidation_price: Positive | None = None
+    account: dict[str, Any] | None = None
+    var_level: float = Field(default=0.99, gt=0.5, lt=1.0)
+
+
+class AlignSpec(_RiskSpec):
+    """``levalign align SPEC.json``: the optimal leverage for a follower's limits."""
+
+    spot: Positive
+    side: Side = "long"
+    exchange: str = "binance"
+    symbol: str
+    markets: str | None = None
+    tiers: str | None = None
+    equity: Positive
+    max_liq_probability: float = Field(default=0.01, gt=0.0, le=1.0)
+    max_es: float | None = Field(default=None, gt=0.0, le=1.0)
+    es_level: float = Field(default=0.99, ge=0.5, lt=1.0)
+    max_leverage: Positive | None = None
+    grid_points: int = Field(default=256, ge=3)
 
 
 def parse(model: type[M], data: Any, *, root: str = "") -> M:

@@ -1,0 +1,142 @@
+"""Figures for the command line: one description, drawn as HTML (plotly) or PNG (matplotlib).
+
+A figure is a few :class:`Panel` objects, each with line, bar or marker series; :func:`save`
+picks the renderer from the file suffix. The HTML file embeds plotly's JavaScript, so it opens
+without a network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from levalign.errors import InvalidInput
+
+__all__ = ["Panel", "Series", "save"]
+
+SeriesKind = Literal["line", "bar", "marker", "vline"]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of a panel; ``vline`` draws a vertical line at ``x[0]``."""
+
+    name: str
+    x: ArrayLike
+    y: ArrayLike
+    kind: SeriesKind = "line"
+    secondary: bool = False
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One subplot: title, axis labels, series; ``log_x`` for leverage axes."""
+
+    title: str
+    x_label: str
+    y_label: str
+    series: Sequence[Series] = field(default_factory=tuple)
+    y2_label: str | None = None
+    log_x: bool = False
+
+
+def save(path: Path, title: str, panels: Sequence[Panel]) -> Path:
+    """Write the figure to ``path`` (``.html`` or ``.png``) and return the path.
+
+    Raises
+    ------
+    InvalidInput
+        Any other suffix.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".html":
+        _save_html(path, title, panels)
+    elif suffix == ".png":
+        _save_png(path, title, panels)
+    else:
+        raise InvalidInput(
+            f"--plot must end in .html or .png, got {path.name!r}", field="plot", value=str(path)
+        )
+    return path
+
+
+def _save_html(path: Path, title: str, panels: Sequence[Panel]) -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=len(panels),
+        cols=1,
+        subplot_titles=[p.title for p in panels],
+        specs=[[{"secondary_y": any(s.secondary for s in p.series)}] for p in panels],
+        vertical_spacing=0.12 / max(len(panels) - 1, 1),
+    )
+    for row, panel in enumerate(panels, start=1):
+        for s in panel.series:
+            x, y = np.asarray(s.x, dtype=float), np.asarray(s.y, dtype=float)
+            if s.kind == "vline":
+                fig.add_vline(
+                    x=float(x[0]), line_dash="dash", annotation_text=s.name, row=row, col=1
+                )
+                continue
+            trace: go.BaseTraceType
+            if s.kind == "bar":
+                trace = go.Bar(x=x, y=y, name=s.name)
+            else:
+                mode = "markers" if s.kind == "marker" else "lines"
+                trace = go.Scatter(x=x, y=y, name=s.name, mode=mode)
+            fig.add_trace(
+                trace, row=row, col=1, secondary_y=s.secondary if panel.y2_label else None
+            )
+        fig.update_xaxes(title_text=panel.x_label, type="log" if panel.log_x else None, row=row)
+        fig.update_yaxes(title_text=panel.y_label, row=row, col=1, secondary_y=False)
+        if panel.y2_label:
+            fig.update_yaxes(title_text=panel.y2_label, row=row, col=1, secondary_y=True)
+    fig.update_layout(title=title, height=360 * len(panels), template="plotly_white")
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+
+
+def _save_png(path: Path, title: str, panels: Sequence[Panel]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 3.6 * len(panels)), squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels, strict=True):
+        ax2 = ax.twinx() if panel.y2_label else None
+        for s in panel.series:
+            target = ax2 if (s.secondary and ax2 is not None) else ax
+            x, y = np.asarray(s.x, dtype=float), np.asarray(s.y, dtype=float)
+            if s.kind == "vline":
+                target.axvline(float(x[0]), linestyle="--", color="grey", label=s.name)
+            elif s.kind == "bar":
+                width = float(np.min(np.diff(x))) if x.size > 1 else 1.0
+                target.bar(x, y, width=width, alpha=0.7, label=s.name)
+            elif s.kind == "marker":
+                target.plot(x, y, "o", label=s.name)
+            else:
+                target.plot(x, y, label=s.name, color="C1" if s.secondary else None)
+        ax.set_title(panel.title)
+        ax.set_xlabel(panel.x_label)
+        ax.set_ylabel(panel.y_label)
+        if panel.log_x:
+            ax.set_xscale("log")
+        if ax2 is not None and panel.y2_label:
+            ax2.set_ylabel(panel.y2_label)
+        handles, labels = ax.get_legend_handles_labels()
+        if ax2 is not None:
+            h2, l2 = ax2.get_legend_handles_labels()
+            handles, labels = handles + h2, labels + l2
+        if handles:
+            ax.legend(handles, labels, fontsize="small")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
