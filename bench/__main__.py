@@ -40,6 +40,12 @@ def main() -> None:
         f"{r['python_loop_per_follower_us']:.2f} us",
         f"per follower = {r['python_loop_extrapolated_s']:.1f} s for 1,000,000",
     )
+    _row(
+        "kernel, 40% with max_liq_probability, 10% optimal",
+        f"{r['risk_kernel_median_ms']:.2f} ms",
+        f"{r['risk_over_plain']:.2f}x the plain kernel (target <= 2x)",
+    )
+    _row("levalign.normalize() with the risk engine on", f"{r['risk_normalize_median_ms']:.2f} ms")
     _row("one-off conversion of the cohort to columns", f"{r['cohort_conversion_ms']:.0f} ms")
     _row("peak RSS of the benchmark process", f"{r['peak_rss_mb']:.0f} MB")
     if len(sys.argv) > 1:

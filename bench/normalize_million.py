@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import resource
 import time
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,7 @@ from levalign.markets import load_markets
 from levalign.normalize import (
     Cohort,
     allocate_result,
+    event_curve,
     kernel_args,
     normalize,
     prepare_event,
@@ -31,6 +33,19 @@ from levalign.schemas import LeadEvent
 
 N = 1_000_000
 BASELINE_N = 5_000
+
+
+def _with_risk_limits(table: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The sample cohort with ``max_liq_probability`` on 40% and ``optimal`` on 10% of rows."""
+    rng = np.random.default_rng(seed)
+    n = len(table["id"])
+    out = dict(table)
+    out["max_liq_probability"] = np.where(
+        rng.random(n) < 0.4, rng.choice(np.array([0.001, 0.01, 0.05]), n), np.nan
+    )
+    out["horizon_hours"] = rng.choice(np.array([8.0, 24.0, 168.0]), n)
+    out["mode"] = np.where(rng.random(n) < 0.1, "optimal", np.asarray(table["mode"]))
+    return out
 
 
 def run(runs: int = 25) -> dict[str, float]:
@@ -54,6 +69,18 @@ def run(runs: int = 25) -> dict[str, float]:
 
     kernel_s, _ = median_seconds(lambda: run_kernel(ev, spec, cohort, cols), runs)
     full_s, _ = median_seconds(lambda: normalize(event, cohort, markets), runs)
+
+    # the same cohort with the risk engine on: 40% of followers limit P(liquidation within
+    # their horizon), 10% size by the optimal (Kelly) mode; the curve is built once per event
+    risky = _with_risk_limits(table, 12)
+    risky_cohort = Cohort.from_table(risky)
+    risky_event = event.model_copy(update={"expected_return": 0.3})
+    curve = event_curve(risky_event, risky_cohort)
+    risky_ev = prepare_event(risky_event, spec, spec)
+    risk_kernel_s, _ = median_seconds(
+        lambda: run_kernel(risky_ev, spec, risky_cohort, cols, curve), runs
+    )
+    risk_full_s, _ = median_seconds(lambda: normalize(risky_event, risky_cohort, markets), runs)
 
     small = Cohort(
         ids=cohort.ids[:BASELINE_N],
@@ -86,6 +113,9 @@ def run(runs: int = 25) -> dict[str, float]:
         "python_loop_extrapolated_s": loop_per_follower * N,
         "speedup_kernel": loop_per_follower * N / kernel_s,
         "speedup_normalize": loop_per_follower * N / full_s,
+        "risk_kernel_median_ms": risk_kernel_s * 1e3,
+        "risk_normalize_median_ms": risk_full_s * 1e3,
+        "risk_over_plain": risk_kernel_s / kernel_s,
         "peak_rss_mb": peak_rss_mb,
         "runs": runs,
     }
