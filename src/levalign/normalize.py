@@ -91,6 +91,7 @@ class Reason(enum.IntFlag):
     MARGIN_TOPUP = nk.R_MARGIN_TOPUP
     FLIPPED = nk.R_FLIPPED
     NO_LEAD_CHANGE = nk.R_NO_LEAD_CHANGE
+    VEGA_LIMIT = 1 << 21  # options only (levalign.risk.options): max_vega bound the order
 
     @classmethod
     def names(cls, bits: int) -> list[str]:

@@ -423,8 +423,10 @@ def test_cohort_tables_and_rows_agree_and_unknown_columns_are_refused():
     assert info.value.field == "followers.leverage"
 
 
-def test_vega_limit_bit_is_outside_reason():
-    assert all(not (r.value & VEGA_LIMIT) for r in Reason)
+def test_vega_limit_bit_is_reasons_own():
+    # options and futures share one flag space: the bit is Reason.VEGA_LIMIT, used by no other
+    assert Reason.VEGA_LIMIT == VEGA_LIMIT
+    assert [r for r in Reason if r.value & VEGA_LIMIT] == [Reason.VEGA_LIMIT]
     assert reason_names(int(Reason.SKIPPED) | VEGA_LIMIT) == ["skipped", "vega_limit"]
 
 

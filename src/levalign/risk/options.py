@@ -61,8 +61,8 @@ own position, a lead close closes it exactly, a flip is a close plus an open.
 
 Reason bits are :class:`levalign.normalize.Reason` where the meaning is the same:
 ``POSITION_LEVERAGE`` and ``ACCOUNT_LEVERAGE`` for the delta caps. The vega cap has no
-equivalent there and sets :data:`VEGA_LIMIT` (bit 31, outside the bits ``Reason`` uses);
-:func:`reason_names` names it.
+equivalent there and sets :data:`VEGA_LIMIT` (``Reason.VEGA_LIMIT``, which only options
+use); :func:`reason_names` names it.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ Kind = Literal["call", "put"]
 Model = Literal["black_scholes", "black76", "inverse"]
 Side = Literal["long", "short"]
 
-VEGA_LIMIT = 1 << 31
+VEGA_LIMIT = 1 << 21  # = levalign.normalize.Reason.VEGA_LIMIT (a test holds them equal)
 """Reason bit: the follower's vega per unit of equity cap (``max_vega``) bound the order."""
 
 _SECONDS_PER_YEAR = 365.0 * 86_400.0  # ACT/365, as Deribit quotes time to expiry
@@ -737,8 +737,7 @@ def reason_names(bits: int) -> list[str]:
     """Lower-case names of the reason bits set, ``vega_limit`` included."""
     from levalign.normalize import Reason
 
-    names = Reason.names(bits & ~VEGA_LIMIT)
-    return [*names, "vega_limit"] if bits & VEGA_LIMIT else names
+    return Reason.names(bits)
 
 
 def _decimals(step: float) -> int:
