@@ -443,3 +443,21 @@ def test_align_bad_spec(tmp_path):
     )
     assert result.exit_code == 2
     assert ".html or .png" in result.stderr
+
+
+def test_readme_risk_examples_run_and_match_the_readme():
+    # the README quotes these two runs; the figures it states must still hold
+    examples = Path(__file__).parents[1] / "examples"
+    result = runner.invoke(app, ["align", str(examples / "align.json")])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    # Kelly mu / sigma^2 = 1.5 / 0.64 = 2.34375; ES_99 of 1x over 7 days at 80% vol is ~24%,
+    # so the 25% ES cap binds near 1x
+    assert out["kelly"] == pytest.approx(2.34375)
+    assert out["binding"] == "max_es"
+    assert out["es"] <= 0.25
+    assert 0.95 <= out["leverage"] <= 1.1
+    result = runner.invoke(app, ["simulate", str(examples / "simulate.json")])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert 0.07 < out["p_liquidation"] < 0.085
