@@ -20,7 +20,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special
 
 from levalign.errors import InvalidInput
 
@@ -55,6 +54,8 @@ def touch_probability(
         Drift of the log price, :math:`\mu - \sigma^2/2`, in the direction of the barrier's
         opposite (see above for shorts).
     """
+    from scipy import special  # imported on use: it costs half a second at CLI start-up
+
     b = -np.asarray(log_distance, dtype=np.float64)
     t = np.asarray(horizon_years, dtype=np.float64)
     sq = sigma * np.sqrt(t)
