@@ -143,6 +143,29 @@ _CATEGORY_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
 COHORT_COLUMNS = ("id", *_FLOAT_COLUMNS, *_CATEGORY_COLUMNS, "allowed")
 
 
+def check_columns(columns: Mapping[str, Any], known: Sequence[str]) -> None:
+    """A follower table must have ``id`` and ``equity`` and no column outside ``known``.
+
+    Raises
+    ------
+    InvalidInput
+        Naming the missing or unknown column, and listing the known ones.
+    """
+    for required in ("id", "equity"):
+        if required not in columns:
+            raise InvalidInput(
+                f"the follower table has no {required!r} column; required columns are 'id' "
+                f"and 'equity' (optional: {', '.join(known[2:])})",
+                field=f"followers.{required}",
+            )
+    unknown = sorted(set(columns) - set(known))
+    if unknown:
+        raise InvalidInput(
+            f"unknown follower column(s) {', '.join(unknown)}; known: {', '.join(known)}",
+            field=f"followers.{unknown[0]}",
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class Cohort:
     """Followers of one lead in one symbol, as a struct of arrays (DESIGN §4).
@@ -173,20 +196,7 @@ class Cohort:
         if isinstance(table, Cohort):
             return table
         columns = _columns_of(table)
-        for required in ("id", "equity"):
-            if required not in columns:
-                raise InvalidInput(
-                    f"the follower table has no {required!r} column; required columns are 'id' "
-                    f"and 'equity' (optional: {', '.join(COHORT_COLUMNS[2:])})",
-                    field=f"followers.{required}",
-                )
-        unknown = sorted(set(columns) - set(COHORT_COLUMNS))
-        if unknown:
-            raise InvalidInput(
-                f"unknown follower column(s) {', '.join(unknown)}; "
-                f"known: {', '.join(COHORT_COLUMNS)}",
-                field=f"followers.{unknown[0]}",
-            )
+        check_columns(columns, COHORT_COLUMNS)
         ids = np.asarray(columns["id"])
         n = len(ids)
         floats: dict[str, NDArray[np.float64]] = {}

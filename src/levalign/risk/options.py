@@ -568,7 +568,7 @@ class OptionCohort:
             A missing ``id`` or ``equity`` column, an unknown or non-numeric column, or a
             malformed JSON row (named as ``followers[i].field``).
         """
-        from levalign.normalize import _code_column, _columns_of, _float_column
+        from levalign.normalize import _code_column, _columns_of, _float_column, check_columns
 
         if isinstance(table, OptionCohort):
             return table
@@ -586,20 +586,7 @@ class OptionCohort:
             }
         else:
             columns = _columns_of(table)
-        for required in ("id", "equity"):
-            if required not in columns:
-                raise InvalidInput(
-                    f"the follower table has no {required!r} column; required columns are 'id' "
-                    f"and 'equity' (optional: {', '.join(OPTION_COHORT_COLUMNS[2:])})",
-                    field=f"followers.{required}",
-                )
-        unknown = sorted(set(columns) - set(OPTION_COHORT_COLUMNS))
-        if unknown:
-            raise InvalidInput(
-                f"unknown follower column(s) {', '.join(unknown)}; "
-                f"known: {', '.join(OPTION_COHORT_COLUMNS)}",
-                field=f"followers.{unknown[0]}",
-            )
+        check_columns(columns, OPTION_COHORT_COLUMNS)
         ids = np.asarray(columns["id"])
         n = len(ids)
         floats = {
