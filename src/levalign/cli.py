@@ -233,11 +233,12 @@ def simulate(
 ) -> None:
     """Monte Carlo liquidation risk of a position or an account under a price model."""
     from levalign.risk import monte_carlo as mc
+    from levalign.risk.fitted import model_from_spec_or_data
     from levalign.schemas import SimulateSpec, parse
 
     try:
         spec = parse(SimulateSpec, _read_json(spec_file, "spec"), root="spec")
-        model = mc.model_from_spec(spec.model)
+        model = model_from_spec_or_data(spec.model, spec_file.parent)
         account = _resolve_account(spec.account, spec_file.parent)
         common: dict[str, Any] = {
             "side": spec.side,
@@ -276,6 +277,7 @@ def align(
 ) -> None:
     """The leverage that maximizes expected log growth within a follower's risk limits."""
     from levalign.markets import load_markets
+    from levalign.risk.fitted import model_from_spec_or_data
     from levalign.risk.optimal import optimal_leverage
     from levalign.schemas import AlignSpec, parse
 
@@ -289,7 +291,7 @@ def align(
         )
         market = markets[markets.resolve(spec.symbol, field="spec.symbol")]
         result = optimal_leverage(
-            spec.model,
+            model_from_spec_or_data(spec.model, base),
             spec.spot,
             market,
             spec.equity,
