@@ -55,12 +55,14 @@ liquidation levels) bound the safe interval :math:`(b^-_g, b^+_g)` in :math:`y`.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numpy.typing import NDArray
 
 from levalign._margin_kernels import maintenance_margin
+from levalign.markets import TierTable
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -574,7 +576,7 @@ def _death(
 
 @njit(cache=True)
 def run_static(
-    inc: FloatArray,
+    path: FloatArray,
     var: FloatArray,
     dthr: FloatArray,
     steps: int,
@@ -624,26 +626,20 @@ def run_static(
     :math:`k_b = \max(k_0, 1)` bounds it (after a liquidation, no bound is used).
     """
     n_groups = groups.shape[0]
-    a = free
-    c = 0.0
-    for g in range(n_groups):
-        alive[g] = True
-        a += groups[g, G_W0] - groups[g, G_CR]
-        c += groups[g, G_C]
+    a, c, sgc, kb = _equity_line(groups, free, e0)
+    alive[:] = True
     n_alive = n_groups
-    sgc = 1.0 if c > 0.0 else (-1.0 if c < 0.0 else 0.0)
     zpk = 0.0
     zlow = 0.0
     epk = e0
     dd = 0.0
-    kb = max(abs(c) / e0, 1.0)
     s = 1.0
     liq = -1
     yp = 0.0
     y = 0.0
     slot = np.uint64(SLOT_BRIDGE + 2 * h)
     for t in range(steps):
-        y = yp + inc[t]
+        y = path[t]
         lo_s = ulo + dthr[t]
         hi_s = uhi - dthr[t]
         # bitwise, not short-circuit: one well-predicted branch instead of four
@@ -686,31 +682,131 @@ def run_static(
                             g, y, groups, a, c, sgc, zpk, zlow, epk, dd
                         )
                         kb = math.inf
-        z = sgc * y
-        up = z > zpk
-        # a new peak closes an epoch whose dip may beat the drawdown so far
-        if min(z - zpk, (zpk - zlow) * kb - dd) > 0.0:
-            if math.isnan(epk):
-                epk = a + c * math.exp(sgc * zpk)
-            dd = max(dd, 1.0 - (a + c * math.exp(sgc * zlow)) / epk)
-        # selects, not branches: new peaks and lows come at random
-        zlow = z if up | (z < zlow) else zlow
-        epk = math.nan if up else epk
-        zpk = z if up else zpk
+        zpk, zlow, epk, dd = _drawdown_step(sgc * y, zpk, zlow, epk, dd, kb, a, c, sgc)
         yp = y
         if n_alive == 0 and s == 0.0:
             break  # equity is the constant a from here on
-    if sgc != 0.0 and zlow < zpk:
-        if math.isnan(epk):
-            epk = a + c * math.exp(sgc * zpk)
-        dd = max(dd, 1.0 - (a + c * math.exp(sgc * zlow)) / epk)
+    dd = _drawdown_end(zpk, zlow, epk, dd, a, c, sgc)
     eq = a + c * math.exp(y) if c != 0.0 else a
     return s, liq, eq / e0, dd
 
 
+@njit(cache=True, inline="always")
+def _equity_line(groups: FloatArray, free: float, e0: float) -> tuple[float, float, float, float]:
+    """Account equity ``a + c v`` with every group alive, ``sign(c)`` and the bound ``k_b``."""
+    a = free
+    c = 0.0
+    for g in range(groups.shape[0]):
+        a += groups[g, G_W0] - groups[g, G_CR]
+        c += groups[g, G_C]
+    sgc = 1.0 if c > 0.0 else (-1.0 if c < 0.0 else 0.0)
+    return a, c, sgc, max(abs(c) / e0, 1.0)
+
+
+@njit(cache=True)
+def run_far_pair(
+    ya: FloatArray, yb: FloatArray, steps: int, groups: FloatArray, free: float, e0: float
+) -> tuple[float, float, float, float]:
+    """:func:`run_static` for two paths that never come near a liquidation level.
+
+    Nothing is liquidated and survival is 1: terminal equity and drawdown are all that is left.
+    The two paths run in one loop, which overlaps the dependency chains of their bookkeeping.
+    Returns ``(E_T / E_0, max drawdown)`` of path ``a`` and of path ``b``.
+    """
+    a, c, sgc, kb = _equity_line(groups, free, e0)
+    zpk_a = zlow_a = zpk_b = zlow_b = 0.0
+    epk_a = epk_b = e0
+    dd_a = dd_b = 0.0
+    for t in range(steps):
+        zpk_a, zlow_a, epk_a, dd_a = _drawdown_step(
+            sgc * ya[t], zpk_a, zlow_a, epk_a, dd_a, kb, a, c, sgc
+        )
+        zpk_b, zlow_b, epk_b, dd_b = _drawdown_step(
+            sgc * yb[t], zpk_b, zlow_b, epk_b, dd_b, kb, a, c, sgc
+        )
+    dd_a = _drawdown_end(zpk_a, zlow_a, epk_a, dd_a, a, c, sgc)
+    dd_b = _drawdown_end(zpk_b, zlow_b, epk_b, dd_b, a, c, sgc)
+    eq_a = a + c * math.exp(ya[steps - 1]) if c != 0.0 else a
+    eq_b = a + c * math.exp(yb[steps - 1]) if c != 0.0 else a
+    return eq_a / e0, dd_a, eq_b / e0, dd_b
+
+
+@njit(cache=True, inline="always")
+def _drawdown_step(
+    z: float,
+    zpk: float,
+    zlow: float,
+    epk: float,
+    dd: float,
+    kb: float,
+    a: float,
+    c: float,
+    sgc: float,
+) -> tuple[float, float, float, float]:
+    """One step of the drawdown bookkeeping of :func:`run_static` (see there)."""
+    up = z > zpk
+    # a new peak closes an epoch whose dip may beat the drawdown so far
+    if min(z - zpk, (zpk - zlow) * kb - dd) > 0.0:
+        if math.isnan(epk):
+            epk = a + c * math.exp(sgc * zpk)
+        dd = max(dd, 1.0 - (a + c * math.exp(sgc * zlow)) / epk)
+    # selects, not branches: new peaks and lows come at random
+    zlow = z if up | (z < zlow) else zlow
+    epk = math.nan if up else epk
+    zpk = z if up else zpk
+    return zpk, zlow, epk, dd
+
+
+@njit(cache=True, inline="always")
+def _drawdown_end(
+    zpk: float, zlow: float, epk: float, dd: float, a: float, c: float, sgc: float
+) -> float:
+    """Close the last epoch of the drawdown bookkeeping."""
+    if sgc != 0.0 and zlow < zpk:
+        if math.isnan(epk):
+            epk = a + c * math.exp(sgc * zpk)
+        dd = max(dd, 1.0 - (a + c * math.exp(sgc * zlow)) / epk)
+    return dd
+
+
+@njit(cache=True)
+def scan_pair(
+    base: FloatArray,
+    dev: FloatArray,
+    dthr: FloatArray,
+    steps: int,
+    ulo: float,
+    uhi: float,
+    ya: FloatArray,
+    yb: FloatArray,
+) -> tuple[bool, bool]:
+    """Both paths of a pair, ``y_t = y_{t-1} + (base_t ± dev_t)``, and whether each comes near.
+
+    Running the two paths in one loop overlaps their two chains of dependent additions. A path
+    is *near* if a step has an end within ``dthr`` of ``(ulo, uhi)``, the test of the fast path
+    of :func:`run_static`; a pair whose paths are never near goes to :func:`run_far_pair`.
+    """
+    a = 0.0
+    b = 0.0
+    near_a = False
+    near_b = False
+    for t in range(steps):
+        lo_s = ulo + dthr[t]
+        hi_s = uhi - dthr[t]
+        near_a |= (a <= lo_s) | (a >= hi_s)
+        near_b |= (b <= lo_s) | (b >= hi_s)
+        a = a + (base[t] + dev[t])
+        b = b + (base[t] + -1.0 * dev[t])
+        ya[t] = a
+        yb[t] = b
+        near_a |= (a <= lo_s) | (a >= hi_s)
+        near_b |= (b <= lo_s) | (b >= hi_s)
+    return near_a, near_b
+
+
 @njit(cache=True)
 def run_funding(
-    inc: FloatArray,
+    path: FloatArray,
     var: FloatArray,
     dthr: FloatArray,
     steps: int,
@@ -758,7 +854,7 @@ def run_funding(
     dd = 0.0
     slot = np.uint64(SLOT_BRIDGE + 2 * h)
     for t in range(steps):
-        y = yp + inc[t]
+        y = path[t]
         v = math.exp(y)
         d = dthr[t]
         vt = var[t]
@@ -828,7 +924,9 @@ def run_funding(
     return s, liq, eq / e0, dd
 
 
-# ================================================================= the parallel kernels
+# ================================================================= the chunk kernels
+# Chunks are independent: callers run disjoint chunk ranges on several threads at once (the
+# kernels release the GIL). A prange kernel would do the same but compiles twice as slowly.
 
 
 @njit(cache=True)
@@ -837,7 +935,7 @@ def _bridge_thresholds(var: FloatArray, dthr: FloatArray, steps: int, use_bridge
         dthr[t] = math.sqrt(0.5 * BRIDGE_CUTOFF * var[t]) if use_bridge else 0.0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def simulate_chunks(
     kind: int,
     mp: FloatArray,
@@ -879,13 +977,14 @@ def simulate_chunks(
     for g in range(n_groups):
         ulo = max(ulo, groups[g, G_LO])
         uhi = min(uhi, groups[g, G_HI])
-    for ch in prange(c_lo, c_hi):
+    for ch in range(c_lo, c_hi):
         key, gam = keys[ch], gams[ch]
         base = np.empty(steps)
         dev = np.empty(steps)
         var = np.empty(steps)
         dthr = np.empty(steps)
-        inc = np.empty(steps)
+        ya = np.empty(steps)
+        yb = np.empty(steps)
         alive = np.empty(n_groups, dtype=np.bool_)
         w = np.empty(n_groups)
         p_begin = ch * chunk_pairs
@@ -898,24 +997,34 @@ def simulate_chunks(
                     base *= -1.0
                     dev *= -1.0
                 _bridge_thresholds(var, dthr, steps, use_bridge)
+                near_a, near_b = scan_pair(base, dev, dthr, steps, ulo, uhi, ya, yb)
+            if kind != K_BOOTSTRAP and not (has_funding or near_a or near_b):
+                eq_a, dd_a, eq_b, dd_b = run_far_pair(ya, yb, steps, groups, free, e0)
+                for h, eq, dd in ((0, eq_a, dd_a), (1, eq_b, dd_b)):
+                    out_surv[2 * p + h] = 1.0
+                    out_liq[2 * p + h] = -1
+                    out_eq[2 * p + h] = eq
+                    out_dd[2 * p + h] = dd
+                continue
             for h in range(2):
                 if kind == K_BOOTSTRAP:
                     fill_bootstrap(mp, returns, k_sub, steps, key, gam, pc0, h, base, dev, var)
                     if eps < 0.0:
                         base *= -1.0
                     _bridge_thresholds(var, dthr, steps, use_bridge)
-                sg = 1.0 - 2.0 * h
-                for t in range(steps):
-                    inc[t] = base[t] + sg * dev[t]
+                    near_a, near_b = scan_pair(base, dev, dthr, steps, ulo, uhi, ya, yb)
+                    path = ya
+                else:
+                    path = ya if h == 0 else yb
                 if has_funding:
                     s, liq, eq, dd = run_funding(
-                        inc, var, dthr, steps, k_sub, key, gam, pc0, h,
+                        path, var, dthr, steps, k_sub, key, gam, pc0, h,
                         use_bridge, rate, groups, legs, bp, t_cap, t_mmr, t_cum, alive, w,
                         free, e0,
                     )  # fmt: skip
                 else:
                     s, liq, eq, dd = run_static(
-                        inc, var, dthr, steps, k_sub, key, gam, pc0, h,
+                        path, var, dthr, steps, k_sub, key, gam, pc0, h,
                         use_bridge, groups, alive, ulo, uhi, free, e0,
                     )  # fmt: skip
                 i = 2 * p + h
@@ -925,7 +1034,7 @@ def simulate_chunks(
                 out_dd[i] = dd
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def extremes_chunks(
     kind: int,
     mp: FloatArray,
@@ -960,7 +1069,7 @@ def extremes_chunks(
     cannot lower it and is not sampled; likewise for the maximum.
     Outputs have shape ``(checkpoints, 2 · n_pairs)``.
     """
-    for ch in prange(c_lo, c_hi):
+    for ch in range(c_lo, c_hi):
         key, gam = keys[ch], gams[ch]
         base = np.empty(steps)
         dev = np.empty(steps)
@@ -1021,8 +1130,8 @@ def reference_paths(
     sd: float,
     eps: float,
     rate: FloatArray,
-    group_legs: list[list[tuple[float, float, float, object]]],
-    w0: list[float],
+    group_legs: Sequence[Sequence[tuple[float, float, float, TierTable]]],
+    w0: Sequence[float],
     free: float,
     e0: float,
     use_bridge: bool = True,
@@ -1059,7 +1168,7 @@ def reference_paths(
     def excess(g: int, w: float, v: float) -> float:
         total = w
         for c, r, nn, tiers in group_legs[g]:
-            total += c * (v - r) - tiers.maintenance_margin(nn * v)  # type: ignore[attr-defined]
+            total += c * (v - r) - tiers.maintenance_margin(nn * v)
         return total
 
     def root(g: int, w: float, v_in: float, v_out: float) -> float:
@@ -1136,3 +1245,52 @@ def reference_paths(
             y_prev, v_prev = y, v
         surv[i], eq_out[i], dd_out[i] = s, eq / e0, dd
     return surv, liq, eq_out, dd_out
+
+
+_MASK = (1 << 64) - 1
+
+
+def _reference_mix(z: int) -> int:
+    z &= _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+def reference_draw(key: int, gam: int, ctr: int, i: int, budget: int) -> int:
+    """Plain-integer :func:`_draw_budget`: draw ``i`` of a sampler owning ``budget`` slots."""
+    if i < budget:
+        return _reference_mix(key + gam * (ctr + i))
+    return _reference_mix((key ^ int(_SALT)) + gam * (((ctr << 20) & _MASK) + i))
+
+
+def reference_uniform(key: int, gam: int, ctr: int) -> float:
+    """Plain-integer :func:`uniform_at`."""
+    return ((reference_draw(key, gam, ctr, 0, 1) >> 11) + 1) * 2.0**-53
+
+
+def reference_normal(key: int, gam: int, ctr: int, budget: int) -> float:
+    """Plain-integer :func:`normal_at`, written from Marsaglia & Tsang's ``RNOR``/``nfix``."""
+    n = 0
+    while True:
+        u = reference_draw(key, gam, ctr, n, budget)
+        n += 1
+        layer, magnitude = u & 255, u >> 12
+        sign = 1.0 if u & 256 else -1.0
+        x = magnitude * float(ZIG_W[layer])
+        if magnitude < int(ZIG_K[layer]):
+            return sign * x
+        if layer == 0:
+            while True:
+                e1 = -math.log(((reference_draw(key, gam, ctr, n, budget) >> 11) + 1) * 2.0**-53)
+                e2 = -math.log(
+                    ((reference_draw(key, gam, ctr, n + 1, budget) >> 11) + 1) * 2.0**-53
+                )
+                n += 2
+                if 2.0 * e2 >= (e1 / ZIG_R) ** 2:
+                    return sign * (ZIG_R + e1 / ZIG_R)
+        u2 = ((reference_draw(key, gam, ctr, n, budget) >> 11) + 1) * 2.0**-53
+        n += 1
+        f_hi, f_lo = float(ZIG_F[layer - 1]), float(ZIG_F[layer])
+        if f_lo + u2 * (f_hi - f_lo) < math.exp(-0.5 * x * x):
+            return sign * x

@@ -69,7 +69,8 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Literal, TypeAlias
@@ -520,7 +521,7 @@ def _model_arrays(model: Model, step_hours: float) -> _ModelArrays:
         mp[mck.P_DRIFT] = model.mu * bar_dt - 0.5 * bar_var - float(np.mean(r))
     mp[mck.P_PNEW] = 1.0 / model.block_length
     mp[mck.P_BVAR] = bar_var
-    return _ModelArrays(mck.K_BOOTSTRAP, mp, np.ascontiguousarray(r), k, None)
+    return _ModelArrays(mck.K_BOOTSTRAP, mp, np.array(r, dtype=np.float64), k, None)
 
 
 @dataclass(frozen=True)
@@ -868,7 +869,7 @@ def _funding_per_step(funding_rate: float | ArrayLike, steps: int, step_hours: f
 
 
 @contextmanager
-def _progress_bar(show: bool, total: int, what: str) -> Iterator[Any]:
+def _progress_bar(show: bool, total: int, what: str) -> Iterator[Callable[[int], None] | None]:
     """A rich progress bar on stderr over ``total`` chunks, when asked and stderr is a tty."""
     if not (show and sys.stderr.isatty()):
         yield None
@@ -881,11 +882,32 @@ def _progress_bar(show: bool, total: int, what: str) -> Iterator[Any]:
         yield lambda n: bar.advance(task, n)
 
 
-def _batches(n_chunks: int, progress: bool) -> list[tuple[int, int]]:
-    if not progress:
-        return [(0, n_chunks)]
-    size = max(1, math.ceil(n_chunks / 50))
-    return [(lo, min(n_chunks, lo + size)) for lo in range(0, n_chunks, size)]
+def _run_chunks(
+    kernel: Callable[[int, int], None], n_chunks: int, progress: bool, what: str
+) -> None:
+    """Run ``kernel(lo, hi)`` over all chunks on ``numba.get_num_threads()`` threads.
+
+    The chunk kernels release the GIL and each chunk has its own random stream, so the
+    result does not depend on how chunks are split between threads.
+    """
+    import numba
+
+    workers = max(1, min(numba.get_num_threads(), n_chunks))
+    size = max(1, min(8, n_chunks // (4 * workers)))
+    tasks = [(lo, min(n_chunks, lo + size)) for lo in range(0, n_chunks, size)]
+    with _progress_bar(progress, n_chunks, what) as advance:
+        if workers == 1:
+            for lo, hi in tasks:
+                kernel(lo, hi)
+                if advance is not None:
+                    advance(hi - lo)
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(kernel, lo, hi): hi - lo for lo, hi in tasks}
+            for done in as_completed(futures):
+                done.result()
+                if advance is not None:
+                    advance(futures[done])
 
 
 @dataclass(frozen=True, eq=False)
@@ -990,16 +1012,16 @@ def _run_paths(run: _Run, paths: int, seed: int, progress: bool) -> PathOutcomes
     dd = np.empty(n_paths)
     a, ma = run.arrays, run.ma
     has_funding = bool(np.any(run.rate != 0.0))
-    with _progress_bar(progress, n_chunks, "simulating") as advance:
-        for lo, hi in _batches(n_chunks, advance is not None):
-            mck.simulate_chunks(
-                ma.kind, ma.mp, ma.returns, ma.k_sub, run.steps, n_pairs, CHUNK_PAIRS,
-                keys, gams, lo, hi, run.book.eps, True, has_funding, run.rate,
-                a["groups"], a["legs"], a["bp"], a["t_cap"], a["t_mmr"], a["t_cum"],
-                run.book.free, run.book.e0, surv, liq, eq, dd,
-            )  # fmt: skip
-            if advance is not None:
-                advance(hi - lo)
+
+    def kernel(lo: int, hi: int) -> None:
+        mck.simulate_chunks(
+            ma.kind, ma.mp, ma.returns, ma.k_sub, run.steps, n_pairs, CHUNK_PAIRS,
+            keys, gams, lo, hi, run.book.eps, True, has_funding, run.rate,
+            a["groups"], a["legs"], a["bp"], a["t_cap"], a["t_mmr"], a["t_cum"],
+            run.book.free, run.book.e0, surv, liq, eq, dd,
+        )  # fmt: skip
+
+    _run_chunks(kernel, n_chunks, progress, "simulating")
     return PathOutcomes(surv, liq, eq, dd, run.step_hours)
 
 
@@ -1314,14 +1336,14 @@ def sample_extremes(
     shape = (checkpoints, 2 * n_pairs)
     lo, hi, last = np.empty(shape), np.empty(shape), np.empty(shape)
     every = steps // checkpoints
-    with _progress_bar(progress, n_chunks, "sampling extremes") as advance:
-        for c_lo, c_hi in _batches(n_chunks, advance is not None):
-            mck.extremes_chunks(
-                ma.kind, ma.mp, ma.returns, ma.k_sub, steps, n_pairs, CHUNK_PAIRS,
-                keys, gams, c_lo, c_hi, every, True, lo, hi, last,
-            )  # fmt: skip
-            if advance is not None:
-                advance(c_hi - c_lo)
+
+    def kernel(c_lo: int, c_hi: int) -> None:
+        mck.extremes_chunks(
+            ma.kind, ma.mp, ma.returns, ma.k_sub, steps, n_pairs, CHUNK_PAIRS,
+            keys, gams, c_lo, c_hi, every, True, lo, hi, last,
+        )  # fmt: skip
+
+    _run_chunks(kernel, n_chunks, progress, "sampling extremes")
     return Extremes(
         running_min=lo,
         running_max=hi,
