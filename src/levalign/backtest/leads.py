@@ -394,18 +394,19 @@ def parse_timestamp(value: Any, *, field: str = "timestamp", where: str = "") ->
         milliseconds from 1973 to 5138 (epoch seconds, for example).
     """
     prefix = f"{where}: " if where else ""
+    label = field.rsplit(".", 1)[-1]
     if isinstance(value, str) and _NUMERIC.match(value.strip()):
         value = float(value) if any(c in value for c in ".eE") else int(value)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise InvalidInput(
-            f"{prefix}{field} must be ISO 8601 text or epoch milliseconds, got {value!r}",
+            f"{prefix}{label} must be ISO 8601 text or epoch milliseconds, got {value!r}",
             field=field,
         )
     if isinstance(value, int | float):
         if not (math.isfinite(value) and _MS_LOW <= abs(value) < _MS_HIGH):
             hint = " (epoch seconds? multiply by 1,000)" if abs(value) < _MS_LOW else ""
             raise InvalidInput(
-                f"{prefix}{field} {value!r} is not epoch milliseconds{hint}: give epoch "
+                f"{prefix}{label} {value!r} is not epoch milliseconds{hint}: give epoch "
                 "milliseconds or ISO 8601 text such as 2023-03-08T00:00:00Z",
                 field=field,
                 value=value,
@@ -418,7 +419,7 @@ def parse_timestamp(value: Any, *, field: str = "timestamp", where: str = "") ->
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidInput(
-            f"{prefix}{field} {value!r} is not ISO 8601: use 2023-03-08T00:00:00Z or epoch "
+            f"{prefix}{label} {value!r} is not ISO 8601: use 2023-03-08T00:00:00Z or epoch "
             "milliseconds",
             field=field,
             value=value,
