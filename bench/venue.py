@@ -1,0 +1,144 @@
+"""The paper venue's bar walk: 30,000 one-minute bars for 10,000 followers.
+
+The followers are the demo's sample cohort (varied modes, buffers, isolated and cross); at the
+first bar's close a lead opens a 7x long on BTC/USDT and every follower's order, sized by
+``normalize`` on the venue's state, is filled. ``advance`` then walks the bundled BTC
+one-minute bars from 2023-03-01 (through the March 2023 crash and rally) for all of them.
+
+Figures:
+- ``advance``: one ``PaperVenue.advance`` call over all bars (liquidation at every bar, mark
+  to market, peak and drawdown), median over runs, each on a fresh copy of the venue;
+- ``advance, 7 groups``: the same, also summing equity and notional per sizing mode per bar
+  (what a report plots);
+- ``numpy loop``: the same work as a per-bar numpy loop vectorized over followers
+  (``advance_reference``, the kernel's test reference), measured once in the same run: the
+  baseline of the ratio.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+import numpy as np
+
+from levalign.backtest import _venue_kernels as vk
+from levalign.backtest.venue import PaperVenue, SlippageModel
+from levalign.demo import BTC_CANDLES, sample_cohort
+from levalign.markets import load_markets
+from levalign.normalize import MODES, normalize
+from levalign.risk.ohlc import OHLC, load_ohlc
+from levalign.schemas import LeadEvent
+
+FOLLOWERS = 10_000
+BARS = 30_000
+
+
+def _bars() -> OHLC:
+    with resources.as_file(resources.files("levalign.data").joinpath(BTC_CANDLES)) as path:
+        bars = load_ohlc(path)
+    return OHLC(
+        timestamp=bars.timestamp[:BARS],
+        open=bars.open[:BARS],
+        high=bars.high[:BARS],
+        low=bars.low[:BARS],
+        close=bars.close[:BARS],
+        bar_hours=bars.bar_hours,
+    )
+
+
+def _opened_venue(bars: OHLC) -> tuple[PaperVenue, np.ndarray]:
+    markets = load_markets("binance")
+    spec = markets["BTC/USDT:USDT"]
+    table = sample_cohort(FOLLOWERS, 21)
+    venue = PaperVenue.from_cohort(table, spec, slippage=SlippageModel(fixed_bps=1.0))
+    price = float(bars.close[0])
+    event = LeadEvent(
+        event_id="bench-open",
+        symbol=spec.symbol,
+        price=price,
+        lead_equity=100_000.0,
+        lead_position_before=0.0,
+        lead_position_after=round(7.0 * 100_000.0 / price, 3),
+        sigma=0.55,
+    )
+    result = normalize(event, venue.cohort(price), markets)
+    venue.execute(result, price, int(bars.timestamp[0]))
+    groups = np.asarray(venue.cohort(price).codes["mode"], dtype=np.int64)
+    return venue, groups
+
+
+def _state(venue: PaperVenue) -> dict[str, np.ndarray]:
+    return {
+        "position": venue.position.copy(),
+        "entry_price": venue.entry_price.copy(),
+        "wallet": venue.wallet_balance.copy(),
+        "collateral": venue.collateral.copy(),
+        "isolated": venue.isolated.copy(),
+        "liq_price": venue.liquidation_price.copy(),
+        "realized": venue.realized_pnl.copy(),
+        "liquidations": venue.liquidations.copy(),
+        "liquidation_losses": venue.liquidation_losses.copy(),
+        "peak_equity": venue.peak_equity.copy(),
+        "max_drawdown": venue.max_drawdown.copy(),
+        "bars_in_market": venue.bars_in_market.copy(),
+    }
+
+
+def run(runs: int = 5) -> dict[str, float]:
+    bars = _bars()
+    walk = {
+        "timestamp": bars.timestamp[1:],
+        "high": bars.high[1:],
+        "low": bars.low[1:],
+        "close": bars.close[1:],
+    }
+    venue, groups = _opened_venue(bars)
+    venue.copy().advance(walk)  # compile / load the numba cache
+    venue.copy().advance(walk, groups=groups)
+
+    def timed(with_groups: bool) -> tuple[float, int]:
+        samples = []
+        liquidated = 0
+        for _ in range(runs):
+            fresh = venue.copy()
+            t0 = time.perf_counter()
+            out = fresh.advance(walk, groups=groups if with_groups else None)
+            samples.append(time.perf_counter() - t0)
+            liquidated = int(np.count_nonzero(out.liquidated_bar >= 0))
+        return float(np.median(samples)), liquidated
+
+    advance_s, liquidated = timed(False)
+    grouped_s, _ = timed(True)
+
+    state = _state(venue)
+    no_group = np.full(FOLLOWERS, -1, dtype=np.int64)
+    t0 = time.perf_counter()
+    vk.advance_reference(
+        walk["high"],
+        walk["low"],
+        walk["close"],
+        venue.market.contract_size,
+        state,
+        no_group,
+        no_group,
+        0,
+        0,
+    )
+    numpy_s = time.perf_counter() - t0
+    return {
+        "venue_followers": FOLLOWERS,
+        "venue_bars": BARS - 1,
+        "venue_modes": len(MODES),
+        "venue_in_market_at_start": int(np.count_nonzero(venue.position)),
+        "venue_liquidated": liquidated,
+        "advance_median_s": advance_s,
+        "advance_groups_median_s": grouped_s,
+        "advance_numpy_loop_s": numpy_s,
+        "advance_speedup": numpy_s / advance_s,
+    }
+
+
+if __name__ == "__main__":
+    for key, value in run().items():
+        print(f"{key:<32}{value:>14.4g}")

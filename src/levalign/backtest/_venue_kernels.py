@@ -1,0 +1,740 @@
+r"""Numba kernels of the paper venue (:mod:`levalign.backtest.venue`) and their references.
+
+Pure functions over the venue's columns, one row per follower of one linear market. They
+update the state columns in place (the venue owns them) and write per-row outputs into
+preallocated arrays; expected outcomes (a reduce-only order with nothing to reduce, a
+follower short of free balance for its collateral) are flag bits, never exceptions. Each
+kernel has a plain-Python/numpy reference below it, written as the obvious loop, and the
+tests require both to give bit-identical columns.
+
+Units: positions in signed contracts, ``qty = |position| · contract_size`` base units; money in
+the settle currency. A follower's *wallet* balance is realized money (collateral included);
+its equity at a mark :math:`m` is
+
+.. math:: E(m) = W + q\,c\,(m - EP)
+
+with :math:`q` the signed contracts and :math:`c` the contract size (linear PnL, DESIGN §3).
+Free balance is :math:`W - C` with :math:`C` the isolated collateral (0 for cross).
+
+Liquidation prices come from :func:`levalign._margin_kernels.liquidation_price_one_leg` and
+nowhere else: isolated with the collateral and the entry price (Binance's one-way form),
+cross with the wallet balance and the entry price — the same root as the margin balance at
+any mark with that mark as reference (how :mod:`levalign.normalize` prices cross followers),
+since :math:`E(m) - s Q m = W - s Q\,EP` for every :math:`m`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+from numpy.typing import NDArray
+
+from levalign._margin_kernels import liquidation_price_one_leg, tier_index
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+# ---- execution flags (bits of ExecutionReport.flags)
+X_FILLED = 1  # the order (or part of it) was filled
+X_REDUCE_ONLY_CLIPPED = 2  # reduce-only amount above the position: clipped to the position
+X_REDUCE_ONLY_REJECTED = 4  # reduce-only with nothing on the other side to reduce
+X_COLLATERAL_SHORT = 8  # free balance below the collateral asked for: posted what there was
+X_TOPUP = 16  # isolated margin added to an open position (margin top-up)
+X_CHARGED_COLLATERAL = 32  # a charge the free balance could not cover came out of collateral
+
+#: followers are split into this many contiguous chunks for the parallel bar walk; per-group
+#: sums are accumulated per chunk, so results do not depend on the thread count
+CHUNKS = 8
+
+_SNAP_TOL = 1e-9  # positions within a billionth of a lot of a whole decimal are snapped to it
+
+
+@njit(cache=True, inline="always")
+def _snap(x: float, step: float, scale: float) -> float:
+    """``x`` rounded to the amount decimals when it is off only by float noise."""
+    if step <= 0.0:
+        return x
+    r = math.floor(x * scale + 0.5) / scale
+    if abs(r - x) <= _SNAP_TOL * step:
+        return float(r)
+    return x
+
+
+@njit(cache=True, inline="always")
+def _liquidation_price(
+    pos: float,
+    entry: float,
+    wallet: float,
+    collateral: float,
+    isolated: bool,
+    contract_size: float,
+    t_floor: FloatArray,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+) -> float:
+    """Liquidation price of one follower's position (NaN when flat or never liquidated)."""
+    if pos == 0.0:
+        return math.nan
+    side = 1.0 if pos > 0.0 else -1.0
+    balance = collateral if isolated else wallet
+    return float(
+        liquidation_price_one_leg(
+            balance, side, abs(pos) * contract_size, entry, True, t_floor, t_cap, t_mmr, t_cum
+        )
+    )
+
+
+@njit(cache=True, parallel=True)
+def liquidation_prices(
+    position: FloatArray,
+    entry_price: FloatArray,
+    wallet: FloatArray,
+    collateral: FloatArray,
+    isolated: BoolArray,
+    contract_size: float,
+    t_floor: FloatArray,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+) -> FloatArray:
+    """Every follower's liquidation price (see the module docstring)."""
+    n = position.shape[0]
+    out = np.empty(n)
+    for i in prange(n):
+        out[i] = _liquidation_price(
+            position[i],
+            entry_price[i],
+            wallet[i],
+            collateral[i],
+            isolated[i],
+            contract_size,
+            t_floor,
+            t_cap,
+            t_mmr,
+            t_cum,
+        )
+    return out
+
+
+@njit(cache=True, parallel=True)
+def unrealized_pnl(
+    position: FloatArray, entry_price: FloatArray, mark: float, contract_size: float
+) -> FloatArray:
+    """``q · c · (mark − EP)`` per follower, 0 when flat (linear contracts)."""
+    n = position.shape[0]
+    out = np.empty(n)
+    for i in prange(n):
+        out[i] = position[i] * contract_size * (mark - entry_price[i]) if position[i] else 0.0
+    return out
+
+
+@njit(cache=True, parallel=True)
+def free_balance(
+    position: FloatArray,
+    equity: FloatArray,
+    wallet: FloatArray,
+    collateral: FloatArray,
+    isolated: BoolArray,
+    leverage: FloatArray,
+    mark: float,
+    contract_size: float,
+    t_cap: FloatArray,
+    t_max_lev: FloatArray,
+) -> FloatArray:
+    """Free margin per follower, floored at 0 (the cohort's ``available_balance``).
+
+    Isolated: ``W − C``. Cross: ``E(mark) − N / ℓ``, the equity less the initial margin of the
+    position (DESIGN §3, ``IM = N / ℓ``) at its leverage setting ``ℓ`` (NaN: the bracket's
+    maximum; never above it).
+    """
+    n = position.shape[0]
+    out = np.empty(n)
+    for i in prange(n):
+        if isolated[i]:
+            free = wallet[i] - collateral[i]
+        elif position[i] == 0.0:
+            free = equity[i]
+        else:
+            notional = abs(position[i]) * contract_size * mark
+            top = t_max_lev[tier_index(t_cap, notional)]
+            lev = leverage[i] if leverage[i] < top else top  # NaN compares false: bracket max
+            free = equity[i] - notional / lev
+        out[i] = max(free, 0.0)
+    return out
+
+
+def free_balance_reference(
+    position: FloatArray,
+    equity: FloatArray,
+    wallet: FloatArray,
+    collateral: FloatArray,
+    isolated: BoolArray,
+    leverage: FloatArray,
+    mark: float,
+    contract_size: float,
+    t_cap: FloatArray,
+    t_max_lev: FloatArray,
+) -> FloatArray:
+    """Numpy reference of :func:`free_balance` (bracket by ``searchsorted`` on the caps)."""
+    notional = np.abs(position) * contract_size * mark
+    k = np.minimum(np.searchsorted(t_cap, notional, side="right"), t_cap.size - 1)
+    top = t_max_lev[k]
+    lev = np.where(leverage < top, leverage, top)
+    with np.errstate(invalid="ignore"):
+        cross = np.where(position == 0.0, equity, equity - notional / lev)
+    free = np.where(isolated, wallet - collateral, cross)
+    return np.asarray(np.maximum(free, 0.0), dtype=np.float64)
+
+
+# ================================================================= execute
+
+
+@njit(cache=True, parallel=True)
+def execute_kernel(
+    # orders (one row per follower, NormalizeResult columns)
+    side: NDArray[np.int8],
+    amount: FloatArray,
+    reduce_only: BoolArray,
+    post: FloatArray,
+    topup: BoolArray,
+    leverage_in: FloatArray,
+    # fill
+    price: float,
+    taker_fee: float,
+    slip_fixed_bps: float,
+    slip_impact_bps: float,
+    slip_impact_notional: float,
+    # market
+    contract_size: float,
+    amount_step: float,
+    amount_decimals: int,
+    t_floor: FloatArray,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+    # state, updated in place
+    position: FloatArray,
+    entry_price: FloatArray,
+    wallet: FloatArray,
+    collateral: FloatArray,
+    isolated: BoolArray,
+    liq_price: FloatArray,
+    leverage: FloatArray,
+    fees: FloatArray,
+    slippage: FloatArray,
+    realized: FloatArray,
+    # outputs
+    o_fill_price: FloatArray,
+    o_fee: FloatArray,
+    o_slippage: FloatArray,
+    o_realized: FloatArray,
+    o_flags: NDArray[np.uint8],
+) -> None:
+    """Fill every order at ``price`` moved by the slippage model (see ``PaperVenue.execute``)."""
+    scale = 10.0**amount_decimals
+    n = side.shape[0]
+    for i in prange(n):
+        flags = 0
+        fill = math.nan
+        fee = 0.0
+        slip_cost = 0.0
+        pnl = 0.0
+        pos = position[i]
+        ep = entry_price[i]
+        w = wallet[i]
+        c = collateral[i]
+        iso = isolated[i]
+        touched = False
+        s_o = float(side[i])
+        if s_o == 0.0:
+            if topup[i] and iso and pos != 0.0 and post[i] > 0.0:
+                add = min(post[i], max(w - c, 0.0))
+                if add < post[i]:
+                    flags |= X_COLLATERAL_SHORT
+                if add > 0.0:
+                    c += add
+                    flags |= X_TOPUP
+                    touched = True
+        else:
+            held = abs(pos)
+            s_f = 1.0 if pos > 0.0 else (-1.0 if pos < 0.0 else 0.0)
+            a = amount[i]
+            if reduce_only[i]:
+                if pos == 0.0 or s_f == s_o:
+                    flags |= X_REDUCE_ONLY_REJECTED
+                    a = 0.0
+                elif a > held:
+                    a = held
+                    flags |= X_REDUCE_ONLY_CLIPPED
+            if a > 0.0:
+                touched = True
+                flags |= X_FILLED
+                closed = min(a, held) if (pos != 0.0 and s_f != s_o) else 0.0
+                opened = a - closed
+                notional = a * contract_size * price
+                slip = 1e-4 * (
+                    slip_fixed_bps + slip_impact_bps * math.sqrt(notional / slip_impact_notional)
+                )
+                fill = price * (1.0 + s_o * slip)
+                fee = a * contract_size * fill * taker_fee
+                slip_cost = s_o * (fill - price) * a * contract_size
+                remaining = held
+                if closed > 0.0:
+                    pnl = s_f * closed * contract_size * (fill - ep)
+                    if closed >= held:
+                        c = 0.0
+                        remaining = 0.0
+                    else:
+                        c = c * (1.0 - closed / held)
+                        remaining = _snap(held - closed, amount_step, scale)
+                w = w + pnl - fee
+                if opened > 0.0:
+                    if remaining > 0.0:
+                        ep = (remaining * ep + opened * fill) / (remaining + opened)
+                    else:
+                        ep = fill
+                    pos = _snap(s_o * (remaining + opened), amount_step, scale)
+                    if math.isfinite(leverage_in[i]):
+                        leverage[i] = leverage_in[i]
+                    if iso and post[i] > 0.0:
+                        add = min(post[i], max(w - c, 0.0))
+                        if add < post[i]:
+                            flags |= X_COLLATERAL_SHORT
+                        c += add
+                else:
+                    pos = s_f * remaining
+                if pos == 0.0:
+                    pos = 0.0  # never -0.0
+                    ep = math.nan
+                    c = 0.0
+        if iso and c > w:
+            # charges come out of the free balance; what it cannot cover, out of collateral
+            c = max(w, 0.0)
+            flags |= X_CHARGED_COLLATERAL
+            touched = True
+        if touched:
+            position[i] = pos
+            entry_price[i] = ep
+            wallet[i] = w
+            collateral[i] = c
+            fees[i] += fee
+            slippage[i] += slip_cost
+            realized[i] += pnl
+            liq_price[i] = _liquidation_price(
+                pos, ep, w, c, iso, contract_size, t_floor, t_cap, t_mmr, t_cum
+            )
+        o_fill_price[i] = fill
+        o_fee[i] = fee
+        o_slippage[i] = slip_cost
+        o_realized[i] = pnl
+        o_flags[i] = flags
+
+
+def execute_reference(
+    side: NDArray[np.int8],
+    amount: FloatArray,
+    reduce_only: BoolArray,
+    post: FloatArray,
+    topup: BoolArray,
+    leverage_in: FloatArray,
+    price: float,
+    taker_fee: float,
+    slip_fixed_bps: float,
+    slip_impact_bps: float,
+    slip_impact_notional: float,
+    contract_size: float,
+    amount_step: float,
+    amount_decimals: int,
+    tiers: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+    state: dict[str, NDArray[np.generic]],
+) -> dict[str, NDArray[np.generic]]:
+    """Plain-Python reference of :func:`execute_kernel`: one follower at a time.
+
+    ``state`` holds the columns named like the kernel's state arguments; it is updated in
+    place. Returns the kernel's outputs by name (``fill_price``, ``fee``, ``slippage``,
+    ``realized``, ``flags``).
+    """
+    n = len(side)
+    out: dict[str, NDArray[np.generic]] = {
+        "fill_price": np.full(n, math.nan),
+        "fee": np.zeros(n),
+        "slippage": np.zeros(n),
+        "realized": np.zeros(n),
+        "flags": np.zeros(n, np.uint8),
+    }
+    scale = 10.0**amount_decimals
+
+    def snap(x: float) -> float:
+        if amount_step <= 0.0:
+            return x
+        r = math.floor(x * scale + 0.5) / scale
+        return r if abs(r - x) <= _SNAP_TOL * amount_step else x
+
+    for i in range(n):
+        pos = float(state["position"][i])
+        ep = float(state["entry_price"][i])
+        w = float(state["wallet"][i])
+        c = float(state["collateral"][i])
+        iso = bool(state["isolated"][i])
+        flags, fill, fee, slip_cost, pnl, touched = 0, math.nan, 0.0, 0.0, 0.0, False
+        ask = float(post[i])
+        if side[i] == 0:
+            if topup[i] and iso and pos != 0.0 and ask > 0.0:
+                add = min(ask, max(w - c, 0.0))
+                flags |= X_COLLATERAL_SHORT if add < ask else 0
+                if add > 0.0:
+                    c, flags, touched = c + add, flags | X_TOPUP, True
+        else:
+            s_o = float(side[i])
+            s_f = float(np.sign(pos))
+            a = float(amount[i])
+            if reduce_only[i] and (pos == 0.0 or s_f == s_o):
+                a, flags = 0.0, flags | X_REDUCE_ONLY_REJECTED
+            elif reduce_only[i] and a > abs(pos):
+                a, flags = abs(pos), flags | X_REDUCE_ONLY_CLIPPED
+            if a > 0.0:
+                touched, flags = True, flags | X_FILLED
+                opposite = pos != 0.0 and s_f != s_o
+                closed = min(a, abs(pos)) if opposite else 0.0
+                slip = 1e-4 * (
+                    slip_fixed_bps
+                    + slip_impact_bps * math.sqrt(a * contract_size * price / slip_impact_notional)
+                )
+                fill = price * (1.0 + s_o * slip)
+                fee = a * contract_size * fill * taker_fee
+                slip_cost = s_o * (fill - price) * a * contract_size
+                remaining = abs(pos)
+                if closed > 0.0:
+                    pnl = s_f * closed * contract_size * (fill - ep)
+                    if closed >= abs(pos):
+                        c, remaining = 0.0, 0.0
+                    else:
+                        c = c * (1.0 - closed / abs(pos))
+                        remaining = snap(abs(pos) - closed)
+                w = w + pnl - fee
+                opened = a - closed
+                if opened > 0.0:
+                    ep = (
+                        (remaining * ep + opened * fill) / (remaining + opened)
+                        if remaining
+                        else fill
+                    )
+                    pos = snap(s_o * (remaining + opened))
+                    if math.isfinite(leverage_in[i]):
+                        state["leverage"][i] = leverage_in[i]
+                    if iso and ask > 0.0:
+                        add = min(ask, max(w - c, 0.0))
+                        flags |= X_COLLATERAL_SHORT if add < ask else 0
+                        c += add
+                else:
+                    pos = s_f * remaining
+                if pos == 0.0:
+                    pos, ep, c = 0.0, math.nan, 0.0
+        if iso and c > w:
+            c, flags, touched = max(w, 0.0), flags | X_CHARGED_COLLATERAL, True
+        if touched:
+            state["position"][i], state["entry_price"][i] = pos, ep
+            state["wallet"][i], state["collateral"][i] = w, c
+            state["fees"][i] += fee
+            state["slippage"][i] += slip_cost
+            state["realized"][i] += pnl
+            state["liq_price"][i] = _reference_liquidation_price(
+                pos, ep, w, c, iso, contract_size, tiers
+            )
+        out["fill_price"][i], out["fee"][i], out["slippage"][i] = fill, fee, slip_cost
+        out["realized"][i], out["flags"][i] = pnl, flags
+    return out
+
+
+def _reference_liquidation_price(
+    pos: float,
+    entry: float,
+    wallet: float,
+    collateral: float,
+    isolated: bool,
+    contract_size: float,
+    tiers: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+) -> float:
+    if pos == 0.0:
+        return math.nan
+    balance = collateral if isolated else wallet
+    return float(
+        liquidation_price_one_leg(
+            balance, math.copysign(1.0, pos), abs(pos) * contract_size, entry, True, *tiers
+        )
+    )
+
+
+# ================================================================= funding
+
+
+@njit(cache=True, parallel=True)
+def funding_kernel(
+    rate: float,
+    mark: float,
+    contract_size: float,
+    t_floor: FloatArray,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+    position: FloatArray,
+    entry_price: FloatArray,
+    wallet: FloatArray,
+    collateral: FloatArray,
+    isolated: BoolArray,
+    liq_price: FloatArray,
+    funding: FloatArray,
+    o_payment: FloatArray,
+) -> None:
+    """Each holder pays ``q · c · mark · rate`` (longs pay a positive rate)."""
+    n = position.shape[0]
+    for i in prange(n):
+        pos = position[i]
+        if pos == 0.0:
+            o_payment[i] = 0.0
+            continue
+        pay = pos * contract_size * mark * rate
+        w = wallet[i] - pay
+        c = collateral[i]
+        if isolated[i] and c > w:
+            c = max(w, 0.0)
+        wallet[i] = w
+        collateral[i] = c
+        funding[i] += pay
+        o_payment[i] = pay
+        liq_price[i] = _liquidation_price(
+            pos, entry_price[i], w, c, isolated[i], contract_size, t_floor, t_cap, t_mmr, t_cum
+        )
+
+
+def funding_reference(
+    rate: float,
+    mark: float,
+    contract_size: float,
+    tiers: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
+    state: dict[str, NDArray[np.generic]],
+) -> FloatArray:
+    """Numpy reference of :func:`funding_kernel`; updates ``state`` and returns the payments."""
+    pos = np.asarray(state["position"], dtype=np.float64)
+    held = pos != 0.0
+    pay = np.where(held, pos * contract_size * mark * rate, 0.0)
+    wallet = np.asarray(state["wallet"], dtype=np.float64)
+    coll = np.asarray(state["collateral"], dtype=np.float64)
+    new_wallet = np.where(held, wallet - pay, wallet)
+    over = held & np.asarray(state["isolated"], dtype=np.bool_) & (coll > new_wallet)
+    state["collateral"][over] = np.maximum(new_wallet[over], 0.0)
+    state["wallet"][:] = new_wallet
+    state["funding"][held] += pay[held]
+    for i in np.flatnonzero(held):
+        state["liq_price"][i] = _reference_liquidation_price(
+            float(pos[i]),
+            float(state["entry_price"][i]),
+            float(new_wallet[i]),
+            float(state["collateral"][i]),
+            bool(state["isolated"][i]),
+            contract_size,
+            tiers,
+        )
+    return np.asarray(pay, dtype=np.float64)
+
+
+# ================================================================= bars
+
+
+@njit(cache=True, parallel=True)
+def advance_kernel(
+    high: FloatArray,
+    low: FloatArray,
+    mark: FloatArray,
+    contract_size: float,
+    # state, updated in place
+    position: FloatArray,
+    entry_price: FloatArray,
+    wallet: FloatArray,
+    collateral: FloatArray,
+    isolated: BoolArray,
+    liq_price: FloatArray,
+    realized: FloatArray,
+    liquidations: IntArray,
+    liquidation_losses: FloatArray,
+    peak_equity: FloatArray,
+    max_drawdown: FloatArray,
+    bars_in_market: IntArray,
+    # optional recording: group code per follower (< 0: none), track row per follower (< 0)
+    group: IntArray,
+    track_row: IntArray,
+    # outputs
+    o_liquidated_bar: IntArray,
+    o_group_equity: NDArray[np.float64],
+    o_group_notional: NDArray[np.float64],
+    o_track_equity: NDArray[np.float64],
+    o_track_position: NDArray[np.float64],
+) -> None:
+    """Walk the bars for every follower: liquidation, then mark to market (``advance``).
+
+    ``o_group_*`` are ``(CHUNKS, groups, bars)`` partial sums (zeroed by the caller) and
+    ``o_track_*`` ``(tracked, bars)``. A flat follower with nothing to record stops early:
+    its equity can no longer move, so neither can its peak or drawdown.
+    """
+    n = position.shape[0]
+    n_bars = high.shape[0]
+    n_groups = o_group_equity.shape[1]
+    size = (n + CHUNKS - 1) // CHUNKS
+    for chunk in prange(CHUNKS):
+        for i in range(chunk * size, min(n, (chunk + 1) * size)):
+            pos = position[i]
+            ep = entry_price[i]
+            w = wallet[i]
+            c = collateral[i]
+            lp = liq_price[i]
+            pk = peak_equity[i]
+            dd = max_drawdown[i]
+            trough = pk  # lowest equity since the running peak was set
+            in_market = bars_in_market[i]
+            g = group[i] if n_groups > 0 else -1
+            tr = track_row[i]
+            liq_bar = -1
+            qc = pos * contract_size
+            for t in range(n_bars):
+                if pos != 0.0:
+                    in_market += 1
+                    if (pos > 0.0 and low[t] <= lp) or (pos < 0.0 and high[t] >= lp):
+                        pnl = qc * (lp - ep)
+                        if isolated[i]:
+                            remainder = c + pnl  # the position's margin left at LP
+                            w = w + pnl - remainder
+                        else:
+                            remainder = w + pnl  # the account's margin balance at LP
+                            w = 0.0
+                        realized[i] += pnl
+                        liquidation_losses[i] += remainder
+                        liquidations[i] += 1
+                        liq_bar = t
+                        pos = 0.0
+                        qc = 0.0
+                        ep = math.nan
+                        c = 0.0
+                        lp = math.nan
+                eq = w + qc * (mark[t] - ep) if pos != 0.0 else w
+                # drawdown (pk - eq) / pk is largest at the trough of each peak's reign, so it
+                # is evaluated only when a new peak ends that reign (and once at the end)
+                if eq > pk:
+                    if pk > 0.0:
+                        dd = max(dd, (pk - trough) / pk)
+                    pk = eq
+                    trough = eq
+                elif eq < trough:
+                    trough = eq
+                if g >= 0:
+                    o_group_equity[chunk, g, t] += eq
+                    o_group_notional[chunk, g, t] += abs(qc) * mark[t]
+                if tr >= 0:
+                    o_track_equity[tr, t] = eq
+                    o_track_position[tr, t] = pos
+                if pos == 0.0 and g < 0 and tr < 0:
+                    break  # flat: equity, peak and drawdown can no longer move
+            if pk > 0.0:
+                dd = max(dd, (pk - trough) / pk)
+            position[i] = pos
+            entry_price[i] = ep
+            wallet[i] = w
+            collateral[i] = c
+            liq_price[i] = lp
+            peak_equity[i] = pk
+            max_drawdown[i] = dd
+            bars_in_market[i] = in_market
+            o_liquidated_bar[i] = liq_bar
+
+
+def advance_reference(
+    high: FloatArray,
+    low: FloatArray,
+    mark: FloatArray,
+    contract_size: float,
+    state: dict[str, NDArray[np.generic]],
+    group: IntArray,
+    track_row: IntArray,
+    n_groups: int,
+    n_tracked: int,
+) -> dict[str, NDArray[np.generic]]:
+    """Numpy reference of :func:`advance_kernel`: a per-bar loop vectorized over followers.
+
+    Also the benchmark's baseline. ``state`` is updated in place; returns ``liquidated_bar``,
+    ``group_equity``, ``group_notional`` (per-chunk partial sums, as the kernel's),
+    ``track_equity`` and ``track_position``.
+    """
+    n, n_bars = len(state["position"]), len(high)
+    pos = np.array(state["position"], dtype=np.float64)
+    ep = np.array(state["entry_price"], dtype=np.float64)
+    w = np.array(state["wallet"], dtype=np.float64)
+    c = np.array(state["collateral"], dtype=np.float64)
+    lp = np.array(state["liq_price"], dtype=np.float64)
+    iso = np.asarray(state["isolated"], dtype=np.bool_)
+    pk = np.array(state["peak_equity"], dtype=np.float64)
+    dd = np.array(state["max_drawdown"], dtype=np.float64)
+    in_market = np.array(state["bars_in_market"], dtype=np.int64)
+    realized = np.array(state["realized"], dtype=np.float64)
+    losses = np.array(state["liquidation_losses"], dtype=np.float64)
+    count = np.array(state["liquidations"], dtype=np.int64)
+    liq_bar = np.full(n, -1, dtype=np.int64)
+    size = (n + CHUNKS - 1) // CHUNKS
+    chunk_of = np.arange(n) // max(size, 1)
+    grouped = (group >= 0) if n_groups > 0 else np.zeros(n, dtype=np.bool_)
+    g_equity = np.zeros((CHUNKS, n_groups, n_bars))
+    g_notional = np.zeros((CHUNKS, n_groups, n_bars))
+    tracked = np.flatnonzero(track_row >= 0)
+    t_equity = np.zeros((n_tracked, n_bars))
+    t_position = np.zeros((n_tracked, n_bars))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for t in range(n_bars):
+            held = pos != 0.0
+            in_market += held
+            hit = held & (((pos > 0.0) & (low[t] <= lp)) | ((pos < 0.0) & (high[t] >= lp)))
+            if hit.any():
+                k = np.flatnonzero(hit)
+                pnl = pos[k] * contract_size * (lp[k] - ep[k])  # (q c)(LP - EP)
+                remainder = np.where(iso[k], c[k] + pnl, w[k] + pnl)
+                w[k] = np.where(iso[k], w[k] + pnl - remainder, 0.0)
+                realized[k] += pnl
+                losses[k] += remainder
+                count[k] += 1
+                liq_bar[k] = t
+                pos[k], ep[k], c[k], lp[k] = 0.0, math.nan, 0.0, math.nan
+                held = pos != 0.0
+            eq = np.where(held, w + pos * contract_size * (mark[t] - ep), w)
+            notional = np.where(held, np.abs(pos * contract_size) * mark[t], 0.0)
+            pk = np.maximum(pk, eq)
+            dd = np.where(pk > 0.0, np.maximum(dd, (pk - eq) / pk), dd)
+            if n_groups > 0:
+                np.add.at(g_equity[:, :, t], (chunk_of[grouped], group[grouped]), eq[grouped])
+                np.add.at(
+                    g_notional[:, :, t], (chunk_of[grouped], group[grouped]), notional[grouped]
+                )
+            if tracked.size:
+                t_equity[track_row[tracked], t] = eq[tracked]
+                t_position[track_row[tracked], t] = pos[tracked]
+    for name, value in (
+        ("position", pos),
+        ("entry_price", ep),
+        ("wallet", w),
+        ("collateral", c),
+        ("liq_price", lp),
+        ("peak_equity", pk),
+        ("max_drawdown", dd),
+        ("bars_in_market", in_market),
+        ("realized", realized),
+        ("liquidation_losses", losses),
+        ("liquidations", count),
+    ):
+        state[name][:] = value
+    return {
+        "liquidated_bar": liq_bar,
+        "group_equity": g_equity,
+        "group_notional": g_notional,
+        "track_equity": t_equity,
+        "track_position": t_position,
+    }

@@ -1,0 +1,1125 @@
+r"""The paper venue: simulated execution and margin for a cohort of followers in one market.
+
+Backtests (issue 4) execute every follower's orders here, and the live engine uses it for
+paper trading. The venue holds N followers' accounts in ONE linear market as numpy columns
+and runs three kernels over them (:mod:`levalign.backtest._venue_kernels`): fills, funding,
+and the walk over price bars with liquidation.
+
+Accounts
+--------
+Per follower: ``wallet_balance`` :math:`W` (settle currency, realized, isolated collateral
+included), ``position`` :math:`q` (signed contracts), ``entry_price`` :math:`EP`,
+``collateral`` :math:`C` (isolated margin posted; 0 for cross), ``margin_mode`` (codes of
+:data:`levalign.normalize.MARGIN_MODES`), and running totals ``fees`` :math:`F`, ``funding``
+:math:`\Phi`, ``slippage``, ``realized_pnl`` :math:`R`, ``liquidations``,
+``liquidation_losses`` :math:`L`, ``peak_equity``, ``max_drawdown``, ``bars_in_market``.
+With contract size :math:`c`, equity at a mark :math:`m` and free balance are
+
+.. math:: E(m) = W + q\,c\,(m - EP), \qquad \text{free} = W - C.
+
+Accounting identity, per follower, from the venue's start to now (``accounting_residual``
+returns its left side minus its right side, zero to floating rounding):
+
+.. math:: E_{now} - E_{start} = R + (U_{now} - U_{start}) - F - \Phi - L
+
+where :math:`U = q\,c\,(m - EP)` is the unrealized PnL. Slippage sits inside :math:`R` and
+:math:`U` through the fill prices; the ``slippage`` column reports it separately as the
+difference against fills at the unslipped price.
+
+Fills
+-----
+An order of side :math:`s` (+1 buy, −1 sell) and :math:`a` contracts at reference price
+:math:`p` fills at
+
+.. math:: x = p\,(1 + s\,\delta), \qquad
+          \delta = 10^{-4}\Big(b_0 + b_1 \sqrt{a\,c\,p / N_1}\Big)
+
+(:class:`SlippageModel`: fixed half-spread :math:`b_0` bps plus square-root impact :math:`b_1`
+bps at notional :math:`N_1`; the square-root law of Almgren, Thum, Hauptmann & Li, "Direct
+estimation of equity market impact", Risk 18(7), 2005, and Tóth et al., "Anomalous price
+impact and the critical nature of liquidity in financial markets", Phys. Rev. X 1, 021006,
+2011). Slippage cost :math:`s\,(x - p)\,a\,c`; taker fee :math:`a\,c\,x\,f`. One-way netting:
+against an opposite position the order first closes :math:`\min(a, |q|)` (a flip closes the
+whole position, then opens the rest at :math:`x`), realizing
+:math:`R \mathrel{+}= \operatorname{sign}(q)\,a_{close}\,c\,(x - EP)`; an increase moves the
+entry to the size-weighted mean :math:`(|q|\,EP + a\,x) / (|q| + a)`. Isolated collateral is
+released pro rata on a reduction (:math:`C \cdot (1 - a_{close}/|q|)`), fully on a close, and
+the result's ``collateral`` column is posted from the free balance with an opening; a
+``MARGIN_TOPUP`` row (no order) moves its ``collateral`` from the free balance to the
+position. Fees and funding are paid from the free balance; what it cannot cover comes out of
+the isolated collateral (Bybit Help Center, "Position Margin": funding "deducted from the
+available balance ... if insufficient, from the position margin").
+
+Liquidation
+-----------
+At every bar a long is liquidated when the bar's low reaches its liquidation price
+:math:`LP`, a short when the high does. :math:`LP` comes from
+:func:`levalign._margin_kernels.liquidation_price_one_leg` (isolated: collateral with the entry
+price, Binance's one-way form; cross: the wallet balance with the entry price, the same root
+as the account's margin balance at any mark with that mark as reference, which is how
+:mod:`levalign.normalize` prices cross followers) and is recomputed only when a fill, top-up
+or funding payment changes the follower. The position is closed at :math:`LP`, realizing
+:math:`q\,c\,(LP - EP)`, and what margin is left at :math:`LP` — the position's maintenance
+margin :math:`\mathrm{MM}(LP)` — goes to the insurance fund and is booked in
+``liquidation_losses``: isolated, the position's collateral is lost in full (wallet falls by
+:math:`C`); cross, the account's equity falls to that remainder, which is lost (wallet 0).
+Sources: Binance, "Liquidation Protocol" (Binance Support FAQ 360033525271: a position still
+margin-deficient is closed at the bankruptcy price and "a portion of the remaining collateral
+... will go to the Insurance Fund"), Binance, "Insurance Fund" (FAQ 360033525371), and Binance
+Academy, "How a Liquidation Order Is Executed: Liquidation Price vs. Bankruptcy Price" (the
+order is triggered at the liquidation price and executed at the bankruptcy price, where the
+margin is zero). Partial ("smart") liquidation and the clearance fee are not modelled: the
+whole remaining margin is lost, which is the worst case of both. Liquidation executes at
+:math:`LP` even when a bar gaps through it: losses beyond the margin are the insurance fund's.
+
+Time
+----
+Timestamps are integer nanoseconds since the Unix epoch, UTC (or ``datetime64``), as
+:class:`levalign.risk.ohlc.OHLC` keeps them; a bar's timestamp is its open time. Bars must be
+strictly increasing and later than every bar already walked and no earlier than the last
+fill; fills and funding may not go back in time.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from levalign.backtest import _venue_kernels as vk
+from levalign.errors import ConfigurationError, InvalidInput
+from levalign.markets import MarketSpec
+from levalign.normalize import MARGIN_MODES, Cohort, NormalizeResult, Reason
+from levalign.risk.ohlc import OHLC
+
+__all__ = [
+    "AdvanceResult",
+    "ExecutionReport",
+    "PaperVenue",
+    "SlippageModel",
+]
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+_ISOLATED = MARGIN_MODES.index("isolated")
+
+
+@dataclass(frozen=True)
+class SlippageModel:
+    r"""Fill price model: fixed basis points plus optional square-root impact.
+
+    A buy (:math:`s = +1`) or sell (:math:`s = -1`) of notional :math:`N` at reference price
+    :math:`p` fills at
+
+    .. math:: x = p\,(1 + s\,\delta), \qquad
+              \delta = 10^{-4}\Big(\text{fixed\_bps}
+              + \text{impact\_bps}\,\sqrt{N / \text{impact\_notional}}\Big)
+
+    Buys pay more, sells receive less. The square-root impact follows Almgren et al. (2005)
+    and Tóth et al. (2011), see the module docstring; ``impact_bps`` is the impact of an order
+    of ``impact_notional``.
+
+    Raises
+    ------
+    InvalidInput
+        A negative or non-finite ``fixed_bps`` or ``impact_bps``, or ``impact_notional`` not a
+        positive finite number.
+    """
+
+    fixed_bps: float = 1.0
+    impact_bps: float = 0.0
+    impact_notional: float = 1_000_000.0
+
+    def __post_init__(self) -> None:
+        for name in ("fixed_bps", "impact_bps"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise InvalidInput(
+                    f"slippage {name} must be a finite number of basis points >= 0, got {value}",
+                    field=f"slippage.{name}",
+                    value=value,
+                )
+        if not (math.isfinite(self.impact_notional) and self.impact_notional > 0.0):
+            raise InvalidInput(
+                "slippage impact_notional must be a positive notional (settle currency), got "
+                f"{self.impact_notional}",
+                field="slippage.impact_notional",
+                value=self.impact_notional,
+            )
+
+
+DEFAULT_SLIPPAGE = SlippageModel()
+
+
+@dataclass(frozen=True)
+class ExecutionReport:
+    """Per-follower outcome of :meth:`PaperVenue.execute` (one row per follower).
+
+    ``fill_price`` is NaN where nothing was filled. ``flags`` holds bits: 1 filled,
+    2 reduce-only amount clipped to the position, 4 reduce-only order rejected (nothing to
+    reduce), 8 free balance short of the collateral asked (what there was was posted),
+    16 margin top-up, 32 a charge taken from the isolated collateral.
+    """
+
+    timestamp: int
+    price: float
+    fill_price: FloatArray
+    fee: FloatArray
+    slippage: FloatArray
+    realized_pnl: FloatArray
+    flags: NDArray[np.uint8]
+
+    FILLED = vk.X_FILLED
+    REDUCE_ONLY_CLIPPED = vk.X_REDUCE_ONLY_CLIPPED
+    REDUCE_ONLY_REJECTED = vk.X_REDUCE_ONLY_REJECTED
+    COLLATERAL_SHORT = vk.X_COLLATERAL_SHORT
+    TOPUP = vk.X_TOPUP
+    CHARGED_COLLATERAL = vk.X_CHARGED_COLLATERAL
+
+    @property
+    def filled(self) -> int:
+        """Number of followers with a fill."""
+        return int(np.count_nonzero(self.flags & vk.X_FILLED))
+
+
+@dataclass(frozen=True)
+class AdvanceResult:
+    """What :meth:`PaperVenue.advance` saw, per follower and per bar.
+
+    Attributes
+    ----------
+    timestamp
+        The bars' open times (ns).
+    liquidated_bar
+        Per follower, the index of the bar in which it was liquidated, −1 if it was not (a
+        follower can be liquidated at most once per call: it is flat afterwards).
+    liquidations_per_bar
+        Number of followers liquidated in each bar.
+    group_equity, group_notional
+        ``(groups, bars)`` sums of equity and of absolute notional at each bar's mark over the
+        followers of each group, when ``groups`` was given; else None.
+    track_equity, track_position
+        ``(tracked, bars)`` equity and position (contracts) of the followers named in
+        ``track``, in that order, when given; else None.
+    """
+
+    timestamp: IntArray
+    liquidated_bar: IntArray
+    liquidations_per_bar: IntArray
+    group_equity: FloatArray | None = None
+    group_notional: FloatArray | None = None
+    track_equity: FloatArray | None = None
+    track_position: FloatArray | None = None
+
+
+# state columns of a venue, float unless listed in _INT_STATE
+_FLOAT_STATE = (
+    "wallet_balance",
+    "position",
+    "entry_price",
+    "collateral",
+    "liquidation_price",
+    "leverage",
+    "residual",
+    "fees",
+    "funding",
+    "slippage",
+    "realized_pnl",
+    "liquidation_losses",
+    "peak_equity",
+    "max_drawdown",
+    "equity_start",
+    "unrealized_start",
+)
+_INT_STATE = ("liquidations", "bars_in_market")
+
+
+@dataclass(eq=False)
+class PaperVenue:
+    """A simulated exchange account per follower, in one linear market (see the module).
+
+    Build one with :meth:`from_cohort`. The state columns are public numpy arrays, one row per
+    follower in the cohort's order; treat them as read-only and change them only through
+    :meth:`execute`, :meth:`advance` and :meth:`apply_funding`.
+    """
+
+    ids: NDArray[Any]
+    market: MarketSpec
+    taker_fee: float
+    slippage_model: SlippageModel
+    margin_mode: NDArray[np.int8]
+    wallet_balance: FloatArray
+    position: FloatArray
+    entry_price: FloatArray
+    collateral: FloatArray
+    liquidation_price: FloatArray
+    leverage: FloatArray
+    residual: FloatArray
+    fees: FloatArray
+    funding: FloatArray
+    slippage: FloatArray
+    realized_pnl: FloatArray
+    liquidations: IntArray
+    liquidation_losses: FloatArray
+    peak_equity: FloatArray
+    max_drawdown: FloatArray
+    bars_in_market: IntArray
+    equity_start: FloatArray
+    unrealized_start: FloatArray
+    mark_price: float = math.nan
+    bars_seen: int = 0
+    last_bar_time: int | None = None
+    clock: int | None = None
+    _cohort: Cohort | None = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_cohort(
+        cls,
+        cohort_or_table: Any,
+        market: MarketSpec,
+        *,
+        taker_fee: float = 0.0005,
+        slippage: SlippageModel = DEFAULT_SLIPPAGE,
+        mark: float | None = None,
+        timestamp: int | np.datetime64 | None = None,
+    ) -> PaperVenue:
+        """Open one paper account per follower of a cohort.
+
+        Parameters
+        ----------
+        cohort_or_table
+            A :class:`levalign.normalize.Cohort` or any table it reads (``id`` and ``equity``
+            required; ``position``, ``entry_price``, ``collateral``, ``margin_mode`` and the
+            profile columns optional). Equity is the capital allocated to the lead.
+        market
+            The followers' market; must be linear.
+        taker_fee
+            Fee rate on every fill's notional (0.0005 = 5 bps, Binance USDⓈ-M regular taker).
+        slippage
+            Fill price model.
+        mark
+            Price at which the cohort's equity is stated, for followers that already hold a
+            position: their wallet balance is ``equity − q·c·(mark − EP)``. Default: each
+            position's entry price (wallet = equity).
+        timestamp
+            The venue's start time (ns), if fills before the first bar must be checked.
+
+        Returns
+        -------
+        PaperVenue
+
+        Raises
+        ------
+        ConfigurationError
+            The market is inverse (coin-margined).
+        InvalidInput
+            A negative ``taker_fee``; a follower with non-finite or negative equity, a position
+            without a positive entry price, negative collateral or collateral above its wallet
+            balance, or an unknown margin mode (the message names the row); a bad ``mark``.
+        """
+        if not market.linear:
+            raise ConfigurationError(
+                f"{market.symbol} is an inverse (coin-margined) market: the paper venue "
+                "supports linear markets; pick the USDⓈ-M (linear) market of the symbol",
+                field="market",
+                value=market.symbol,
+            )
+        if not (math.isfinite(taker_fee) and taker_fee >= 0.0):
+            raise InvalidInput(
+                f"taker_fee must be a fee rate >= 0 (0.0005 = 5 bps), got {taker_fee}",
+                field="taker_fee",
+                value=taker_fee,
+            )
+        cohort = Cohort.from_table(cohort_or_table)
+        n = len(cohort)
+        f = cohort.floats
+        equity = f["equity"].copy()
+        position = f["position"].copy()
+        entry = f["entry_price"].copy()
+        collateral = f["collateral"].copy()
+        mode = cohort.codes["margin_mode"].copy()
+        _check_rows(equity, position, entry, collateral, mode)
+        if mark is not None:
+            _check_price(mark, "mark")
+        held = position != 0.0
+        entry[~held] = math.nan
+        isolated = mode == _ISOLATED
+        collateral[~isolated | ~held] = 0.0
+        ref = float(mark) if mark is not None else math.nan
+        upnl = np.zeros(n)
+        if mark is not None:
+            upnl = vk.unrealized_pnl(position, entry, ref, market.contract_size)
+        wallet = equity - upnl
+        over = isolated & (collateral > wallet)
+        if over.any():
+            i = int(np.argmax(over))
+            raise InvalidInput(
+                f"follower {cohort.ids[i]!r} (row {i}) posts collateral {collateral[i]:g} above "
+                f"its wallet balance {wallet[i]:g}: isolated margin comes out of the wallet; "
+                "lower the collateral or raise the equity",
+                field=f"followers.collateral[{i}]",
+                value=float(collateral[i]),
+            )
+        t = market.tiers
+        return cls(
+            ids=cohort.ids,
+            market=market,
+            taker_fee=float(taker_fee),
+            slippage_model=slippage,
+            margin_mode=mode,
+            wallet_balance=wallet,
+            position=position,
+            entry_price=entry,
+            collateral=collateral,
+            liquidation_price=vk.liquidation_prices(
+                position,
+                entry,
+                wallet,
+                collateral,
+                isolated,
+                market.contract_size,
+                t.floor,
+                t.cap,
+                t.mmr,
+                t.cum,
+            ),
+            leverage=np.full(n, math.nan),
+            residual=f["residual"].copy(),
+            fees=np.zeros(n),
+            funding=np.zeros(n),
+            slippage=np.zeros(n),
+            realized_pnl=np.zeros(n),
+            liquidations=np.zeros(n, dtype=np.int64),
+            liquidation_losses=np.zeros(n),
+            peak_equity=equity.copy(),
+            max_drawdown=np.zeros(n),
+            bars_in_market=np.zeros(n, dtype=np.int64),
+            equity_start=equity,
+            unrealized_start=upnl,
+            mark_price=ref,
+            clock=None if timestamp is None else _as_ns(timestamp, "timestamp"),
+            _cohort=cohort,
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def copy(self) -> PaperVenue:
+        """An independent copy of the venue (what-if runs, benchmarks)."""
+        return copy.deepcopy(self)
+
+    @property
+    def isolated(self) -> NDArray[np.bool_]:
+        """True where the follower uses isolated margin."""
+        return np.asarray(self.margin_mode == _ISOLATED, dtype=np.bool_)
+
+    # ------------------------------------------------------------------ cohort view
+
+    def cohort(self, mark: float | None = None) -> Cohort:
+        """The venue's followers as a :class:`~levalign.normalize.Cohort`, state from the venue.
+
+        The cohort the venue was built from (profiles unchanged), with the state columns the
+        normalization kernel reads taken from the venue: ``equity`` is :math:`E(m)`,
+        ``available_balance`` the free margin (isolated: wallet less collateral; cross: equity
+        less the position's initial margin ``N / ℓ`` at the leverage setting of the last fill,
+        the bracket's maximum by default), ``position``, ``entry_price``, ``collateral`` and
+        ``residual`` (the last result's, for ``accumulate``) as held. Pass it to
+        :func:`levalign.normalize.normalize` to size the next event on the venue's state.
+
+        Parameters
+        ----------
+        mark
+            Price to value positions at; default the last mark the venue saw.
+
+        Raises
+        ------
+        InvalidInput
+            Some follower holds a position and no mark is known or given.
+        """
+        if self._cohort is None:  # pragma: no cover - from_cohort always sets it
+            raise InvalidInput("the venue was not built from a cohort", field="cohort")
+        return self.update_cohort(self._cohort, mark)
+
+    def update_cohort(self, cohort: Any, mark: float | None = None) -> Cohort:
+        """Copy of ``cohort`` (same followers, same order) with the venue's state columns.
+
+        Raises
+        ------
+        InvalidInput
+            The cohort's ids differ from the venue's (the first differing row is named), or
+            no mark is known (see :meth:`cohort`).
+        """
+        base = Cohort.from_table(cohort)
+        _check_ids(base.ids, self.ids, "cohort.id")
+        m = self._mark(mark)
+        equity = self.equity(m)
+        floats = dict(base.floats)
+        floats["equity"] = equity
+        floats["available_balance"] = self._available(equity, m)
+        floats["position"] = self.position.copy()
+        floats["entry_price"] = self.entry_price.copy()
+        floats["collateral"] = self.collateral.copy()
+        floats["residual"] = self.residual.copy()
+        codes = dict(base.codes)
+        codes["margin_mode"] = self.margin_mode.copy()
+        return Cohort(ids=base.ids, floats=floats, codes=codes, allowed=base.allowed)
+
+    def _available(self, equity: FloatArray, mark: float) -> FloatArray:
+        t = self.market.tiers
+        return np.asarray(
+            vk.free_balance(
+                self.position,
+                equity,
+                self.wallet_balance,
+                self.collateral,
+                self.isolated,
+                self.leverage,
+                mark,
+                self.market.contract_size,
+                t.cap,
+                t.max_leverage,
+            ),
+            dtype=np.float64,
+        )
+
+    def _mark(self, mark: float | None) -> float:
+        if mark is not None:
+            return _check_price(mark, "mark")
+        if math.isnan(self.mark_price):
+            if np.any(self.position != 0.0):
+                raise InvalidInput(
+                    "no mark price is known yet to value the open positions: pass mark=",
+                    field="mark",
+                )
+            return math.nan
+        return self.mark_price
+
+    # ------------------------------------------------------------------ valuation
+
+    def unrealized_pnl(self, mark: float | None = None) -> FloatArray:
+        """``q · c · (mark − EP)`` per follower (0 when flat); ``mark`` as in :meth:`cohort`.
+
+        Raises
+        ------
+        InvalidInput
+            No mark known or given while positions are open, or a bad ``mark``.
+        """
+        m = self._mark(mark)
+        if math.isnan(m):
+            return np.zeros(len(self))
+        return np.asarray(
+            vk.unrealized_pnl(self.position, self.entry_price, m, self.market.contract_size),
+            dtype=np.float64,
+        )
+
+    def equity(self, mark: float | None = None) -> FloatArray:
+        r"""Equity per follower, :math:`E(m) = W + q\,c\,(m - EP)`.
+
+        Raises
+        ------
+        InvalidInput
+            As :meth:`unrealized_pnl`.
+        """
+        return np.asarray(self.wallet_balance + self.unrealized_pnl(mark), dtype=np.float64)
+
+    def accounting_residual(self, mark: float | None = None) -> FloatArray:
+        r"""Left minus right side of the accounting identity, per follower (0 up to rounding).
+
+        .. math:: (E_{now} - E_{start})
+                  - \big(R + (U_{now} - U_{start}) - F - \Phi - L\big)
+
+        Raises
+        ------
+        InvalidInput
+            As :meth:`unrealized_pnl`.
+        """
+        upnl = self.unrealized_pnl(mark)
+        explained = (
+            self.realized_pnl
+            + (upnl - self.unrealized_start)
+            - self.fees
+            - self.funding
+            - self.liquidation_losses
+        )
+        return np.asarray(
+            (self.wallet_balance + upnl - self.equity_start) - explained, dtype=np.float64
+        )
+
+    def summary(self, mark: float | None = None) -> dict[str, NDArray[Any]]:
+        r"""Per-follower results as columns.
+
+        ``return`` is :math:`E_{now}/E_{start} - 1`; ``max_drawdown`` the largest fall from a
+        running peak of equity, measured at bar marks,
+
+        .. math:: \mathrm{MDD} = \max_t \frac{\max_{u \le t} E_u - E_t}{\max_{u \le t} E_u}
+
+        (Magdon-Ismail & Atiya, "Maximum drawdown", Risk 17(10), 2004); ``time_in_market``
+        the fraction of walked bars with a position open. Money columns are in the settle
+        currency: ``fees``, ``funding`` (paid; negative: received), ``slippage`` (cost against
+        fills at the reference price), ``realized_pnl``, ``unrealized_pnl``,
+        ``liquidation_losses``.
+
+        Raises
+        ------
+        InvalidInput
+            As :meth:`unrealized_pnl`.
+        """
+        upnl = self.unrealized_pnl(mark)
+        equity = self.wallet_balance + upnl
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ret = np.where(self.equity_start > 0.0, equity / self.equity_start - 1.0, np.nan)
+        in_market = (
+            self.bars_in_market / self.bars_seen
+            if self.bars_seen
+            else np.zeros(len(self), dtype=np.float64)
+        )
+        return {
+            "id": self.ids,
+            "equity": equity,
+            "return": ret,
+            "max_drawdown": self.max_drawdown.copy(),
+            "liquidations": self.liquidations.copy(),
+            "time_in_market": np.asarray(in_market, dtype=np.float64),
+            "bars_in_market": self.bars_in_market.copy(),
+            "fees": self.fees.copy(),
+            "funding": self.funding.copy(),
+            "slippage": self.slippage.copy(),
+            "realized_pnl": self.realized_pnl.copy(),
+            "unrealized_pnl": upnl,
+            "liquidation_losses": self.liquidation_losses.copy(),
+            "position": self.position.copy(),
+        }
+
+    # ------------------------------------------------------------------ fills
+
+    def execute(
+        self, result: NormalizeResult, price: float, timestamp: int | np.datetime64
+    ) -> ExecutionReport:
+        """Fill a normalization result's orders at ``price`` (see "Fills" in the module).
+
+        Rows with ``side == 0`` are untouched, except ``MARGIN_TOPUP`` rows, whose
+        ``collateral`` moves from the free balance to the isolated position. ``reduce_only``
+        orders never open or grow a position. The result's ``residual`` column is kept for the
+        next :meth:`cohort`; a filled ``leverage`` becomes the follower's setting.
+
+        Parameters
+        ----------
+        result
+            Output of :func:`levalign.normalize.normalize` for this venue's followers, in the
+            venue's order.
+        price
+            Reference fill price (the lead's fill or the market price), before slippage.
+        timestamp
+            Fill time (ns since the epoch, or ``datetime64``).
+
+        Returns
+        -------
+        ExecutionReport
+
+        Raises
+        ------
+        InvalidInput
+            ``result`` is for another symbol or other followers (the first differing row of
+            ``id`` is named), has a side outside −1/0/+1, a negative or non-finite amount or
+            collateral on an order; ``price`` not positive and finite; ``timestamp`` earlier
+            than the venue's clock.
+        """
+        if result.symbol != self.market.symbol:
+            raise InvalidInput(
+                f"the result is for {result.symbol} but this venue trades "
+                f"{self.market.symbol}: normalize the event with the venue's market",
+                field="result.symbol",
+                value=result.symbol,
+            )
+        cols = result.columns
+        _check_ids(np.asarray(cols["id"]), self.ids, "result.id")
+        p = _check_price(price, "price")
+        ts = self._tick(timestamp, "timestamp")
+        side = np.asarray(cols["side"])
+        amount = np.asarray(cols["amount"], dtype=np.float64)
+        post = np.asarray(cols["collateral"], dtype=np.float64)
+        reasons = np.asarray(cols["reasons"]).astype(np.int64)
+        topup = (side == 0) & ((reasons & int(Reason.MARGIN_TOPUP)) != 0)
+        _check_orders(side, amount, post, topup)
+        n = len(self)
+        out_fill = np.empty(n)
+        out_fee = np.empty(n)
+        out_slip = np.empty(n)
+        out_pnl = np.empty(n)
+        out_flags = np.empty(n, dtype=np.uint8)
+        t = self.market.tiers
+        s = self.slippage_model
+        vk.execute_kernel(
+            np.ascontiguousarray(side, dtype=np.int8),
+            np.ascontiguousarray(amount),
+            np.ascontiguousarray(cols["reduce_only"], dtype=np.bool_),
+            np.ascontiguousarray(post),
+            np.ascontiguousarray(topup),
+            np.ascontiguousarray(cols["leverage"], dtype=np.float64),
+            p,
+            self.taker_fee,
+            s.fixed_bps,
+            s.impact_bps,
+            s.impact_notional,
+            self.market.contract_size,
+            float(self.market.amount_step or 0.0),
+            self.market.amount_decimals,
+            t.floor,
+            t.cap,
+            t.mmr,
+            t.cum,
+            self.position,
+            self.entry_price,
+            self.wallet_balance,
+            self.collateral,
+            self.isolated,
+            self.liquidation_price,
+            self.leverage,
+            self.fees,
+            self.slippage,
+            self.realized_pnl,
+            out_fill,
+            out_fee,
+            out_slip,
+            out_pnl,
+            out_flags,
+        )
+        if "residual" in cols:
+            self.residual[:] = np.asarray(cols["residual"], dtype=np.float64)
+        self.mark_price = p
+        self.clock = ts
+        return ExecutionReport(
+            timestamp=ts,
+            price=p,
+            fill_price=out_fill,
+            fee=out_fee,
+            slippage=out_slip,
+            realized_pnl=out_pnl,
+            flags=out_flags,
+        )
+
+    # ------------------------------------------------------------------ funding
+
+    def apply_funding(
+        self,
+        rate: float,
+        mark_price: float,
+        timestamp: int | np.datetime64 | None = None,
+    ) -> FloatArray:
+        r"""Settle one funding payment: each follower pays :math:`q\,c\,m\,r`.
+
+        Longs pay and shorts receive when the rate is positive (Binance, "Introduction to
+        Binance Futures Funding Rates": funding amount = position value at the mark × funding
+        rate). Payments are booked in ``funding`` (negative: received); an isolated follower
+        whose free balance cannot pay has its collateral cut, which moves its liquidation
+        price (recomputed for every holder).
+
+        Parameters
+        ----------
+        rate
+            Funding rate of this settlement (0.0001 = 0.01%).
+        mark_price
+            Mark price at the funding time.
+        timestamp
+            Funding time (ns); checked against the venue's clock when given.
+
+        Returns
+        -------
+        numpy.ndarray
+            The payment of each follower (0 when flat).
+
+        Raises
+        ------
+        InvalidInput
+            ``rate`` not finite, ``mark_price`` not positive and finite, ``timestamp`` earlier
+            than the venue's clock.
+        """
+        if not math.isfinite(rate):
+            raise InvalidInput(
+                f"funding rate must be a finite number, got {rate}", field="rate", value=rate
+            )
+        m = _check_price(mark_price, "mark_price")
+        if timestamp is not None:
+            self.clock = self._tick(timestamp, "timestamp")
+        payment = np.empty(len(self))
+        t = self.market.tiers
+        vk.funding_kernel(
+            float(rate),
+            m,
+            self.market.contract_size,
+            t.floor,
+            t.cap,
+            t.mmr,
+            t.cum,
+            self.position,
+            self.entry_price,
+            self.wallet_balance,
+            self.collateral,
+            self.isolated,
+            self.liquidation_price,
+            self.funding,
+            payment,
+        )
+        self.mark_price = m
+        return payment
+
+    # ------------------------------------------------------------------ bars
+
+    def advance(
+        self,
+        bars: OHLC | Mapping[str, ArrayLike],
+        *,
+        mark: ArrayLike | None = None,
+        groups: ArrayLike | None = None,
+        track: ArrayLike | None = None,
+    ) -> AdvanceResult:
+        """Walk price bars for every follower: liquidations, then mark to market.
+
+        One parallel numba kernel call over followers. Per bar and follower: a long whose
+        liquidation price the bar's ``low`` reaches (``<=``), or a short whose price the
+        ``high`` reaches (``>=``), is liquidated at that price (module docstring,
+        "Liquidation"); then equity is marked at the bar's mark, the running peak and maximum
+        drawdown are updated, and a bar with a position open counts toward time in market.
+        Pass the mark-price klines' high and low to liquidate on the mark, as Binance does.
+
+        Parameters
+        ----------
+        bars
+            :class:`levalign.risk.ohlc.OHLC`, or a mapping with ``timestamp``, ``high``,
+            ``low``, ``close`` and optionally ``mark`` arrays (one bar or more).
+        mark
+            Per-bar mark price for valuation; default ``bars["mark"]`` if present, else the
+            close.
+        groups
+            Optional integer group code per follower (e.g. the sizing mode; −1: in no group)
+            for per-bar sums of equity and notional by group.
+        track
+            Optional row indices of followers whose equity and position are recorded at
+            every bar.
+
+        Returns
+        -------
+        AdvanceResult
+
+        Raises
+        ------
+        InvalidInput
+            A missing column; arrays of different lengths; a price that is NaN, not finite or
+            not positive; a high below its low; timestamps not strictly increasing, or not
+            after the bars already walked and the last fill (the field and row are named);
+            bad ``groups`` or ``track``.
+        """
+        ts, high, low, bar_mark = _bar_columns(bars, mark)
+        if self.last_bar_time is not None and ts[0] <= self.last_bar_time:
+            raise InvalidInput(
+                f"bar timestamp {int(ts[0])} is not after the last bar already walked "
+                f"({self.last_bar_time}): pass each bar once, in time order",
+                field="bars.timestamp[0]",
+                value=int(ts[0]),
+            )
+        if self.clock is not None and ts[0] < self.clock:
+            raise InvalidInput(
+                f"bar timestamp {int(ts[0])} is before the venue's clock ({self.clock}, the "
+                "last fill or funding): walk the bars before executing later events",
+                field="bars.timestamp[0]",
+                value=int(ts[0]),
+            )
+        n = len(self)
+        n_bars = ts.size
+        group, n_groups = _groups(groups, n)
+        track_row, n_tracked = _track(track, n)
+        liquidated_bar = np.empty(n, dtype=np.int64)
+        g_equity = np.zeros((vk.CHUNKS, n_groups, n_bars))
+        g_notional = np.zeros((vk.CHUNKS, n_groups, n_bars))
+        t_equity = np.zeros((n_tracked, n_bars))
+        t_position = np.zeros((n_tracked, n_bars))
+        vk.advance_kernel(
+            high,
+            low,
+            bar_mark,
+            self.market.contract_size,
+            self.position,
+            self.entry_price,
+            self.wallet_balance,
+            self.collateral,
+            self.isolated,
+            self.liquidation_price,
+            self.realized_pnl,
+            self.liquidations,
+            self.liquidation_losses,
+            self.peak_equity,
+            self.max_drawdown,
+            self.bars_in_market,
+            group,
+            track_row,
+            liquidated_bar,
+            g_equity,
+            g_notional,
+            t_equity,
+            t_position,
+        )
+        self.bars_seen += n_bars
+        self.last_bar_time = int(ts[-1])
+        self.clock = (
+            self.last_bar_time if self.clock is None else max(self.clock, self.last_bar_time)
+        )
+        self.mark_price = float(bar_mark[-1])
+        hit = liquidated_bar[liquidated_bar >= 0]
+        return AdvanceResult(
+            timestamp=ts,
+            liquidated_bar=liquidated_bar,
+            liquidations_per_bar=np.bincount(hit, minlength=n_bars).astype(np.int64),
+            group_equity=g_equity.sum(axis=0) if n_groups else None,
+            group_notional=g_notional.sum(axis=0) if n_groups else None,
+            track_equity=t_equity if n_tracked else None,
+            track_position=t_position if n_tracked else None,
+        )
+
+    def _tick(self, timestamp: int | np.datetime64, name: str) -> int:
+        ts = _as_ns(timestamp, name)
+        if self.clock is not None and ts < self.clock:
+            raise InvalidInput(
+                f"{name} {ts} is earlier than the venue's clock {self.clock} (the last bar, "
+                "fill or funding): events must come in time order",
+                field=name,
+                value=ts,
+            )
+        return ts
+
+
+# ---------------------------------------------------------------------- validation
+
+
+def _check_price(value: float, name: str) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{name} must be a number, got {value!r}", field=name) from exc
+    if not (math.isfinite(x) and x > 0.0):
+        raise InvalidInput(
+            f"{name} must be a positive finite price, got {value}", field=name, value=x
+        )
+    return x
+
+
+def _as_ns(value: int | np.datetime64, name: str) -> int:
+    if isinstance(value, np.datetime64):
+        return int(value.astype("datetime64[ns]").astype(np.int64))
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return int(value)
+    raise InvalidInput(
+        f"{name} must be integer nanoseconds since the epoch or a numpy datetime64, got {value!r}",
+        field=name,
+    )
+
+
+def _check_ids(got: NDArray[Any], want: NDArray[Any], name: str) -> None:
+    if len(got) != len(want):
+        raise InvalidInput(
+            f"{name} lists {len(got)} followers but the venue holds {len(want)}: normalize "
+            "on venue.cohort() so that rows match the venue's followers",
+            field=name,
+            value=len(got),
+        )
+    differ = np.asarray(got, dtype=object) != np.asarray(want, dtype=object)
+    if differ.any():
+        i = int(np.argmax(differ))
+        raise InvalidInput(
+            f"{name}[{i}] is {got[i]!r} but the venue's follower {i} is {want[i]!r}: results "
+            "must list the venue's followers in its order (normalize on venue.cohort())",
+            field=f"{name}[{i}]",
+            value=repr(got[i]),
+        )
+
+
+def _first_bad(mask: NDArray[np.bool_]) -> int | None:
+    return int(np.argmax(mask)) if mask.any() else None
+
+
+def _check_rows(
+    equity: FloatArray,
+    position: FloatArray,
+    entry: FloatArray,
+    collateral: FloatArray,
+    mode: NDArray[np.int8],
+) -> None:
+    checks: tuple[tuple[str, NDArray[np.bool_], FloatArray | NDArray[np.int8], str], ...] = (
+        ("equity", ~(np.isfinite(equity) & (equity >= 0.0)), equity, "a finite number >= 0"),
+        ("position", ~np.isfinite(position), position, "a finite number of contracts"),
+        (
+            "entry_price",
+            (position != 0.0) & ~(np.isfinite(entry) & (entry > 0.0)),
+            entry,
+            "a positive price where a position is held",
+        ),
+        (
+            "collateral",
+            ~(np.isfinite(collateral) & (collateral >= 0.0)),
+            collateral,
+            "a finite number >= 0",
+        ),
+        ("margin_mode", mode < 0, mode, f"one of {', '.join(MARGIN_MODES)}"),
+    )
+    for name, bad, values, what in checks:
+        i = _first_bad(bad)
+        if i is not None:
+            raise InvalidInput(
+                f"follower row {i}: {name} is {values[i]}; it must be {what}",
+                field=f"followers.{name}[{i}]",
+                value=float(values[i]) if name != "margin_mode" else None,
+            )
+
+
+def _check_orders(
+    side: NDArray[Any], amount: FloatArray, post: FloatArray, topup: NDArray[np.bool_]
+) -> None:
+    i = _first_bad(~np.isin(side, (-1, 0, 1)))
+    if i is not None:
+        raise InvalidInput(
+            f"result.side[{i}] is {side[i]}: sides are +1 (buy), −1 (sell) or 0 (no order)",
+            field=f"result.side[{i}]",
+            value=int(side[i]),
+        )
+    ordered = side != 0
+    i = _first_bad(ordered & ~(np.isfinite(amount) & (amount >= 0.0)))
+    if i is not None:
+        raise InvalidInput(
+            f"result.amount[{i}] is {amount[i]}: an order's amount must be a finite number of "
+            "contracts >= 0",
+            field=f"result.amount[{i}]",
+            value=float(amount[i]),
+        )
+    i = _first_bad((ordered | topup) & ~(np.isfinite(post) & (post >= 0.0)))
+    if i is not None:
+        raise InvalidInput(
+            f"result.collateral[{i}] is {post[i]}: collateral to post must be finite and >= 0",
+            field=f"result.collateral[{i}]",
+            value=float(post[i]),
+        )
+
+
+def _bar_columns(
+    bars: OHLC | Mapping[str, ArrayLike], mark: ArrayLike | None
+) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
+    if isinstance(bars, OHLC):
+        raw: dict[str, Any] = {
+            "timestamp": bars.timestamp,
+            "high": bars.high,
+            "low": bars.low,
+            "close": bars.close,
+        }
+    elif isinstance(bars, Mapping):
+        raw = dict(bars)
+    else:
+        raise InvalidInput(
+            f"bars must be an OHLC or a mapping of columns, got {type(bars).__name__}",
+            field="bars",
+        )
+    for name in ("timestamp", "high", "low", "close"):
+        if name not in raw:
+            raise InvalidInput(
+                f"bars have no {name!r} column: pass timestamp, high, low and close "
+                "(and optionally mark)",
+                field=f"bars.{name}",
+            )
+    if mark is not None:
+        raw["mark"] = mark
+    ts_raw = np.asarray(raw["timestamp"]).ravel()
+    if np.issubdtype(ts_raw.dtype, np.datetime64):
+        ts = ts_raw.astype("datetime64[ns]").astype(np.int64)
+    elif np.issubdtype(ts_raw.dtype, np.integer):
+        ts = ts_raw.astype(np.int64)
+    else:
+        raise InvalidInput(
+            f"bars.timestamp must be integer nanoseconds or datetime64, got dtype {ts_raw.dtype}",
+            field="bars.timestamp",
+        )
+    if ts.size == 0:
+        raise InvalidInput("bars are empty: pass at least one bar", field="bars")
+    prices: dict[str, FloatArray] = {}
+    for name in ("high", "low", "close", "mark"):
+        if name not in raw:
+            continue
+        try:
+            values = np.ascontiguousarray(raw[name], dtype=np.float64).ravel()
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"bars.{name} is not numeric: {exc}", field=f"bars.{name}") from exc
+        if values.size != ts.size:
+            raise InvalidInput(
+                f"bars.{name} has {values.size} values but bars.timestamp has {ts.size}",
+                field=f"bars.{name}",
+                value=int(values.size),
+            )
+        i = _first_bad(~(np.isfinite(values) & (values > 0.0)))
+        if i is not None:
+            what = "missing (NaN)" if np.isnan(values[i]) else str(values[i])
+            raise InvalidInput(
+                f"bars.{name} is {what} at row {i} (timestamp {int(ts[i])}): prices must be "
+                "positive finite numbers; fix or remove the bar",
+                field=f"bars.{name}[{i}]",
+                value=None if np.isnan(values[i]) else float(values[i]),
+            )
+        prices[name] = values
+    i = _first_bad(prices["high"] < prices["low"])
+    if i is not None:
+        raise InvalidInput(
+            f"bars.high {prices['high'][i]} is below bars.low {prices['low'][i]} at row {i}",
+            field=f"bars.high[{i}]",
+            value=float(prices["high"][i]),
+        )
+    i = _first_bad(np.diff(ts) <= 0)
+    if i is not None:
+        what = "duplicates" if ts[i + 1] == ts[i] else "is earlier than"
+        raise InvalidInput(
+            f"bars.timestamp[{i + 1}] ({int(ts[i + 1])}) {what} row {i} ({int(ts[i])}): bars "
+            "must be sorted by time without duplicates",
+            field=f"bars.timestamp[{i + 1}]",
+            value=int(ts[i + 1]),
+        )
+    bar_mark = prices.get("mark", prices["close"])
+    return ts, prices["high"], prices["low"], bar_mark
+
+
+def _groups(groups: ArrayLike | None, n: int) -> tuple[IntArray, int]:
+    if groups is None:
+        return np.full(n, -1, dtype=np.int64), 0
+    g = np.asarray(groups)
+    if g.shape != (n,) or not np.issubdtype(g.dtype, np.integer):
+        raise InvalidInput(
+            f"groups must be one integer code per follower ({n}), got shape {g.shape} and "
+            f"dtype {g.dtype}",
+            field="groups",
+        )
+    if n and g.min() < -1:
+        raise InvalidInput(
+            "group codes must be >= 0 (or −1 for no group)", field="groups", value=int(g.min())
+        )
+    return np.ascontiguousarray(g, dtype=np.int64), int(g.max()) + 1 if n else 0
+
+
+def _track(track: ArrayLike | None, n: int) -> tuple[IntArray, int]:
+    row = np.full(n, -1, dtype=np.int64)
+    if track is None:
+        return row, 0
+    idx = np.asarray(track)
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+        raise InvalidInput("track must be a list of follower row indices", field="track")
+    bad = _first_bad((idx < 0) | (idx >= n))
+    if bad is not None:
+        raise InvalidInput(
+            f"track[{bad}] = {idx[bad]} is not a follower row (0 to {n - 1})",
+            field=f"track[{bad}]",
+            value=int(idx[bad]),
+        )
+    if np.unique(idx).size != idx.size:
+        raise InvalidInput("track lists a follower twice", field="track")
+    row[idx] = np.arange(idx.size)
+    return row, int(idx.size)
