@@ -804,7 +804,7 @@ def generate_sample(name: str, markets: Markets | None = None) -> LeadHistory:
         load_ohlc(_data_path(s.prices)),
         s.strategy,
         symbol=s.symbol,
-        markets=markets or load_markets("binance"),
+        markets=load_markets("binance") if markets is None else markets,
         equity=s.equity,
         fee_rate=s.fee_rate,
         funding=load_funding(_data_path(s.funding)) if s.funding else None,
