@@ -715,17 +715,21 @@ def run_far_pair(
     """
     a, c, sgc, kb = _equity_line(groups, free, e0)
     zpk_a = zlow_a = zpk_b = zlow_b = 0.0
-    epk_a = epk_b = e0
     dd_a = dd_b = 0.0
     for t in range(steps):
-        zpk_a, zlow_a, epk_a, dd_a = _drawdown_step(
-            sgc * ya[t], zpk_a, zlow_a, epk_a, dd_a, kb, a, c, sgc
-        )
-        zpk_b, zlow_b, epk_b, dd_b = _drawdown_step(
-            sgc * yb[t], zpk_b, zlow_b, epk_b, dd_b, kb, a, c, sgc
-        )
-    dd_a = _drawdown_end(zpk_a, zlow_a, epk_a, dd_a, a, c, sgc)
-    dd_b = _drawdown_end(zpk_b, zlow_b, epk_b, dd_b, a, c, sgc)
+        # as _drawdown_step, without the cached peak equity (no liquidation: never known)
+        za = sgc * ya[t]
+        zb = sgc * yb[t]
+        if min(za - zpk_a, (zpk_a - zlow_a) * kb - dd_a) > 0.0:
+            dd_a = _epoch_drawdown(zpk_a, zlow_a, a, c, sgc, dd_a)
+        if min(zb - zpk_b, (zpk_b - zlow_b) * kb - dd_b) > 0.0:
+            dd_b = _epoch_drawdown(zpk_b, zlow_b, a, c, sgc, dd_b)
+        zlow_a = za if (za > zpk_a) | (za < zlow_a) else zlow_a
+        zlow_b = zb if (zb > zpk_b) | (zb < zlow_b) else zlow_b
+        zpk_a = max(zpk_a, za)
+        zpk_b = max(zpk_b, zb)
+    dd_a = _drawdown_end(zpk_a, zlow_a, math.nan, dd_a, a, c, sgc)
+    dd_b = _drawdown_end(zpk_b, zlow_b, math.nan, dd_b, a, c, sgc)
     eq_a = a + c * math.exp(ya[steps - 1]) if c != 0.0 else a
     eq_b = a + c * math.exp(yb[steps - 1]) if c != 0.0 else a
     return eq_a / e0, dd_a, eq_b / e0, dd_b
@@ -755,6 +759,12 @@ def _drawdown_step(
     epk = math.nan if up else epk
     zpk = z if up else zpk
     return zpk, zlow, epk, dd
+
+
+@njit(cache=True)
+def _epoch_drawdown(zpk: float, zlow: float, a: float, c: float, sgc: float, dd: float) -> float:
+    """``max(dd, 1 - E(zlow) / E(zpk))`` with ``E(z) = a + c exp(sign(c) z)``."""
+    return max(dd, 1.0 - (a + c * math.exp(sgc * zlow)) / (a + c * math.exp(sgc * zpk)))
 
 
 @njit(cache=True, inline="always")
