@@ -87,12 +87,8 @@ def _state(venue: PaperVenue) -> dict[str, np.ndarray]:
 
 def run(runs: int = 5) -> dict[str, float]:
     bars = _bars()
-    walk = {
-        "timestamp": bars.timestamp[1:],
-        "high": bars.high[1:],
-        "low": bars.low[1:],
-        "close": bars.close[1:],
-    }
+    high, low, close = bars.high[1:], bars.low[1:], bars.close[1:]
+    walk = {"timestamp": bars.timestamp[1:], "high": high, "low": low, "close": close}
     venue, groups = _opened_venue(bars)
     venue.copy().advance(walk)  # compile / load the numba cache
     venue.copy().advance(walk, groups=groups)
@@ -115,9 +111,9 @@ def run(runs: int = 5) -> dict[str, float]:
     no_group = np.full(FOLLOWERS, -1, dtype=np.int64)
     t0 = time.perf_counter()
     vk.advance_reference(
-        walk["high"],
-        walk["low"],
-        walk["close"],
+        high,
+        low,
+        close,
         venue.market.contract_size,
         state,
         no_group,

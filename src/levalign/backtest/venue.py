@@ -460,7 +460,7 @@ class PaperVenue:
         base = Cohort.from_table(cohort)
         _check_ids(base.ids, self.ids, "cohort.id")
         m = self._mark(mark)
-        equity = self.equity(m)
+        equity = self.wallet_balance + self._unrealized_at(m)
         floats = dict(base.floats)
         floats["equity"] = equity
         floats["available_balance"] = self._available(equity, m)
@@ -512,8 +512,10 @@ class PaperVenue:
         InvalidInput
             No mark known or given while positions are open, or a bad ``mark``.
         """
-        m = self._mark(mark)
-        if math.isnan(m):
+        return self._unrealized_at(self._mark(mark))
+
+    def _unrealized_at(self, m: float) -> FloatArray:
+        if math.isnan(m):  # no mark known: every follower is flat (see _mark)
             return np.zeros(len(self))
         return np.asarray(
             vk.unrealized_pnl(self.position, self.entry_price, m, self.market.contract_size),
@@ -932,12 +934,18 @@ def _check_ids(got: NDArray[Any], want: NDArray[Any], name: str) -> None:
     differ = np.asarray(got, dtype=object) != np.asarray(want, dtype=object)
     if differ.any():
         i = int(np.argmax(differ))
+        a, b = _plain(got[i]), _plain(want[i])
         raise InvalidInput(
-            f"{name}[{i}] is {got[i]!r} but the venue's follower {i} is {want[i]!r}: results "
-            "must list the venue's followers in its order (normalize on venue.cohort())",
+            f"{name}[{i}] is {a!r} but the venue's follower {i} is {b!r}: results must list "
+            "the venue's followers in its order (normalize on venue.cohort())",
             field=f"{name}[{i}]",
-            value=repr(got[i]),
+            value=a if isinstance(a, str | int | float) else repr(a),
         )
+
+
+def _plain(x: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for messages)."""
+    return x.item() if isinstance(x, np.generic) else x
 
 
 def _first_bad(mask: NDArray[np.bool_]) -> int | None:
