@@ -941,8 +941,14 @@ def run_funding(
 
 @njit(cache=True)
 def _bridge_thresholds(var: FloatArray, dthr: FloatArray, steps: int, use_bridge: bool) -> None:
+    """``dthr = sqrt(BRIDGE_CUTOFF · var / 2)``: closer to a level than this, take the bridge."""
+    last_v = -1.0
+    last_d = 0.0
     for t in range(steps):
-        dthr[t] = math.sqrt(0.5 * BRIDGE_CUTOFF * var[t]) if use_bridge else 0.0
+        if var[t] != last_v:  # constant for most models: one square root per pair
+            last_v = var[t]
+            last_d = math.sqrt(0.5 * BRIDGE_CUTOFF * last_v) if use_bridge else 0.0
+        dthr[t] = last_d
 
 
 @njit(cache=True, nogil=True)
