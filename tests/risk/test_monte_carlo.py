@@ -650,7 +650,7 @@ def test_model_from_spec_round_trip():
         ({"type": "gbm", "sigma": -0.1}, "model.sigma must be a positive number", "model.sigma"),
         ({"type": "gbm", "sigma": "high"}, "model.sigma must be a number", "model.sigma"),
         ({"type": "gbm", "sigma": 0.5, "vol": 1}, "model.vol is not a parameter", "model.vol"),
-        ({"type": "heston"}, "valid types: gbm, student_t, garch_t, merton_jump, bootstrap",
+        ({"type": "heston"}, "valid types: gbm, student_t, garch_t, merton_jump, bootstrap, jump",
          "model.type"),
         ({"sigma": 0.5}, "model.type None is not a model", "model.type"),
         ({"type": "student_t", "sigma": 0.5, "nu": 2}, "model.nu must be above 2", "model.nu"),
@@ -755,3 +755,10 @@ def test_sample_extremes_errors():
     assert e.value.field == "checkpoint"
     with pytest.raises(InvalidInput, match="side must be 'long' or 'short'"):
         ext.touch_probability([0.1], side="up")  # type: ignore[arg-type]
+
+
+def test_jump_is_short_for_merton_jump() -> None:
+    spec = {"sigma": 0.5, "jump_intensity": 2.0, "jump_mean": -0.05, "jump_std": 0.1}
+    assert mc.model_from_spec({"type": "jump", **spec}) == mc.model_from_spec(
+        {"type": "merton_jump", **spec}
+    )

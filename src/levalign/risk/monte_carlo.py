@@ -411,13 +411,14 @@ Model: TypeAlias = GBM | StudentT | GarchT | MertonJump | Bootstrap
 _MODELS: dict[str, type[Model]] = {
     m.type: m for m in (GBM, StudentT, GarchT, MertonJump, Bootstrap)
 }
+_MODELS["jump"] = MertonJump  # the issue's and README's short name for Merton's model
 
 
 def model_from_spec(spec: Mapping[str, Any]) -> Model:
     """Build a model from ``{"type": "gbm", "sigma": 0.8, "mu": 0.0}`` and the like.
 
-    Types: ``gbm``, ``student_t``, ``garch_t``, ``merton_jump``, ``bootstrap``; parameters are
-    the fields of the class of that type.
+    Types: ``gbm``, ``student_t``, ``garch_t``, ``merton_jump`` (or ``jump``), ``bootstrap``;
+    parameters are the fields of the class of that type.
 
     Raises
     ------
