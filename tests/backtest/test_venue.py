@@ -578,6 +578,7 @@ def test_advance_kernel_matches_reference(rng):
             "liquidated_bar": np.empty(n, dtype=np.int64),
             "group_equity": np.zeros((vk.CHUNKS, n_groups, n_bars)),
             "group_notional": np.zeros((vk.CHUNKS, n_groups, n_bars)),
+            "group_flat": np.zeros((vk.CHUNKS, n_groups, n_bars)),
             "track_equity": np.zeros((n_tracked, n_bars)),
             "track_position": np.zeros((n_tracked, n_bars)),
         }

@@ -571,14 +571,17 @@ def advance_kernel(
     o_liquidated_bar: IntArray,
     o_group_equity: NDArray[np.float64],
     o_group_notional: NDArray[np.float64],
+    o_group_flat: NDArray[np.float64],
     o_track_equity: NDArray[np.float64],
     o_track_position: NDArray[np.float64],
 ) -> None:
     """Walk the bars for every follower: liquidation, then mark to market (``advance``).
 
     ``o_group_*`` are ``(CHUNKS, groups, bars)`` partial sums (zeroed by the caller) and
-    ``o_track_*`` ``(tracked, bars)``. A flat follower with nothing to record stops early:
-    its equity can no longer move, so neither can its peak or drawdown.
+    ``o_track_*`` ``(tracked, bars)``. A flat follower that is not tracked stops early: its
+    equity can no longer move, so neither can its peak or drawdown; if it is in a group, its
+    constant equity is added once to ``o_group_flat`` at the next bar, whose running sum over
+    bars completes the group's equity (``venue.advance`` adds it).
     """
     n = position.shape[0]
     n_bars = high.shape[0]
@@ -635,8 +638,11 @@ def advance_kernel(
                 if tr >= 0:
                     o_track_equity[tr, t] = eq
                     o_track_position[tr, t] = pos
-                if pos == 0.0 and g < 0 and tr < 0:
-                    break  # flat: equity, peak and drawdown can no longer move
+                if pos == 0.0 and tr < 0:
+                    # flat: equity, peak and drawdown can no longer move
+                    if g >= 0 and t + 1 < n_bars:
+                        o_group_flat[chunk, g, t + 1] += eq
+                    break
             if pk > 0.0:
                 dd = max(dd, (pk - trough) / pk)
             position[i] = pos
@@ -664,8 +670,8 @@ def advance_reference(
     """Numpy reference of :func:`advance_kernel`: a per-bar loop vectorized over followers.
 
     Also the benchmark's baseline. ``state`` is updated in place; returns ``liquidated_bar``,
-    ``group_equity``, ``group_notional`` (per-chunk partial sums, as the kernel's),
-    ``track_equity`` and ``track_position``.
+    ``group_equity``, ``group_notional``, ``group_flat`` (per-chunk partial sums, as the
+    kernel's), ``track_equity`` and ``track_position``.
     """
     n, n_bars = len(state["position"]), len(high)
     pos = np.array(state["position"], dtype=np.float64)
@@ -686,6 +692,8 @@ def advance_reference(
     grouped = (group >= 0) if n_groups > 0 else np.zeros(n, dtype=np.bool_)
     g_equity = np.zeros((CHUNKS, n_groups, n_bars))
     g_notional = np.zeros((CHUNKS, n_groups, n_bars))
+    g_flat = np.zeros((CHUNKS, n_groups, n_bars))
+    retired = np.zeros(n, dtype=np.bool_)  # flat, untracked, its constant equity booked
     tracked = np.flatnonzero(track_row >= 0)
     t_equity = np.zeros((n_tracked, n_bars))
     t_position = np.zeros((n_tracked, n_bars))
@@ -710,10 +718,14 @@ def advance_reference(
             pk = np.maximum(pk, eq)
             dd = np.where(pk > 0.0, np.maximum(dd, (pk - eq) / pk), dd)
             if n_groups > 0:
-                np.add.at(g_equity[:, :, t], (chunk_of[grouped], group[grouped]), eq[grouped])
-                np.add.at(
-                    g_notional[:, :, t], (chunk_of[grouped], group[grouped]), notional[grouped]
-                )
+                live = grouped & ~retired
+                cell = (chunk_of[live], group[live])
+                np.add.at(g_equity[:, :, t], cell, eq[live])
+                np.add.at(g_notional[:, :, t], cell, notional[live])
+                now = live & ~held & (track_row < 0)
+                if t + 1 < n_bars:
+                    np.add.at(g_flat[:, :, t + 1], (chunk_of[now], group[now]), eq[now])
+                retired |= now
             if tracked.size:
                 t_equity[track_row[tracked], t] = eq[tracked]
                 t_position[track_row[tracked], t] = pos[tracked]
@@ -735,6 +747,7 @@ def advance_reference(
         "liquidated_bar": liq_bar,
         "group_equity": g_equity,
         "group_notional": g_notional,
+        "group_flat": g_flat,
         "track_equity": t_equity,
         "track_position": t_position,
     }

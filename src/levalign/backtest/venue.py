@@ -841,6 +841,7 @@ class PaperVenue:
         liquidated_bar = np.empty(n, dtype=np.int64)
         g_equity = np.zeros((vk.CHUNKS, n_groups, n_bars))
         g_notional = np.zeros((vk.CHUNKS, n_groups, n_bars))
+        g_flat = np.zeros((vk.CHUNKS, n_groups, n_bars))
         t_equity = np.zeros((n_tracked, n_bars))
         t_position = np.zeros((n_tracked, n_bars))
         vk.advance_kernel(
@@ -865,6 +866,7 @@ class PaperVenue:
             liquidated_bar,
             g_equity,
             g_notional,
+            g_flat,
             t_equity,
             t_position,
         )
@@ -879,7 +881,9 @@ class PaperVenue:
             timestamp=ts,
             liquidated_bar=liquidated_bar,
             liquidations_per_bar=np.bincount(hit, minlength=n_bars).astype(np.int64),
-            group_equity=g_equity.sum(axis=0) if n_groups else None,
+            group_equity=(
+                g_equity.sum(axis=0) + np.cumsum(g_flat.sum(axis=0), axis=1) if n_groups else None
+            ),
             group_notional=g_notional.sum(axis=0) if n_groups else None,
             track_equity=t_equity if n_tracked else None,
             track_position=t_position if n_tracked else None,
