@@ -8,8 +8,9 @@ one-minute bars from 2023-03-01 (through the March 2023 crash and rally) for all
 Figures:
 - ``advance``: one ``PaperVenue.advance`` call over all bars (liquidation at every bar, mark
   to market, peak and drawdown), median over runs, each on a fresh copy of the venue;
-- ``advance, 7 groups``: the same, also summing equity and notional per sizing mode per bar
+- ``advance, groups``: the same, also summing equity and notional per sizing mode per bar
   (what a report plots);
+- ``execute``: filling the opening event's orders for all followers (validation included);
 - ``numpy loop``: the same work as a per-bar numpy loop vectorized over followers
   (``advance_reference``, the kernel's test reference), measured once in the same run: the
   baseline of the ratio.
@@ -47,7 +48,7 @@ def _bars() -> OHLC:
     )
 
 
-def _opened_venue(bars: OHLC) -> tuple[PaperVenue, np.ndarray]:
+def _opened_venue(bars: OHLC) -> tuple[PaperVenue, np.ndarray, float]:
     markets = load_markets("binance")
     spec = markets["BTC/USDT:USDT"]
     table = sample_cohort(FOLLOWERS, 21)
@@ -63,9 +64,17 @@ def _opened_venue(bars: OHLC) -> tuple[PaperVenue, np.ndarray]:
         sigma=0.55,
     )
     result = normalize(event, venue.cohort(price), markets)
+    flat = venue.copy()
+    flat.execute(result, price, int(bars.timestamp[0]))  # numba cache load
+    copies = [venue.copy() for _ in range(7)]
+    samples = []
+    for fresh in copies:
+        t0 = time.perf_counter()
+        fresh.execute(result, price, int(bars.timestamp[0]))
+        samples.append(time.perf_counter() - t0)
     venue.execute(result, price, int(bars.timestamp[0]))
     groups = np.asarray(venue.cohort(price).codes["mode"], dtype=np.int64)
-    return venue, groups
+    return venue, groups, float(np.median(samples))
 
 
 def _state(venue: PaperVenue) -> dict[str, np.ndarray]:
@@ -89,7 +98,7 @@ def run(runs: int = 5) -> dict[str, float]:
     bars = _bars()
     high, low, close = bars.high[1:], bars.low[1:], bars.close[1:]
     walk = {"timestamp": bars.timestamp[1:], "high": high, "low": low, "close": close}
-    venue, groups = _opened_venue(bars)
+    venue, groups, execute_s = _opened_venue(bars)
     venue.copy().advance(walk)  # compile / load the numba cache
     venue.copy().advance(walk, groups=groups)
 
@@ -132,6 +141,7 @@ def run(runs: int = 5) -> dict[str, float]:
         "advance_groups_median_s": grouped_s,
         "advance_numpy_loop_s": numpy_s,
         "advance_speedup": numpy_s / advance_s,
+        "execute_median_ms": execute_s * 1e3,
     }
 
 

@@ -5,7 +5,9 @@ update the state columns in place (the venue owns them) and write per-row output
 preallocated arrays; expected outcomes (a reduce-only order with nothing to reduce, a
 follower short of free balance for its collateral) are flag bits, never exceptions. Each
 kernel has a plain-Python/numpy reference below it, written as the obvious loop, and the
-tests require both to give bit-identical columns.
+tests require both to give bit-identical columns. The per-event kernels (fills, funding,
+liquidation prices) are serial, one pass over the cohort, where a parallel build would cost
+more compile time than it saves; the bar walk, the hot loop, is parallel over followers.
 
 Units: positions in signed contracts, ``qty = |position| · contract_size`` base units; money in
 the settle currency. A follower's *wallet* balance is realized money (collateral included);
@@ -88,7 +90,7 @@ def _liquidation_price(
     )
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def liquidation_prices(
     position: FloatArray,
     entry_price: FloatArray,
@@ -104,7 +106,7 @@ def liquidation_prices(
     """Every follower's liquidation price (see the module docstring)."""
     n = position.shape[0]
     out = np.empty(n)
-    for i in prange(n):
+    for i in range(n):
         out[i] = _liquidation_price(
             position[i],
             entry_price[i],
@@ -120,19 +122,19 @@ def liquidation_prices(
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def unrealized_pnl(
     position: FloatArray, entry_price: FloatArray, mark: float, contract_size: float
 ) -> FloatArray:
     """``q · c · (mark − EP)`` per follower, 0 when flat (linear contracts)."""
     n = position.shape[0]
     out = np.empty(n)
-    for i in prange(n):
+    for i in range(n):
         out[i] = position[i] * contract_size * (mark - entry_price[i]) if position[i] else 0.0
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def free_balance(
     position: FloatArray,
     equity: FloatArray,
@@ -153,7 +155,7 @@ def free_balance(
     """
     n = position.shape[0]
     out = np.empty(n)
-    for i in prange(n):
+    for i in range(n):
         if isolated[i]:
             free = wallet[i] - collateral[i]
         elif position[i] == 0.0:
@@ -193,7 +195,7 @@ def free_balance_reference(
 # ================================================================= execute
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def execute_kernel(
     # orders (one row per follower, NormalizeResult columns)
     side: NDArray[np.int8],
@@ -237,7 +239,7 @@ def execute_kernel(
     """Fill every order at ``price`` moved by the slippage model (see ``PaperVenue.execute``)."""
     scale = 10.0**amount_decimals
     n = side.shape[0]
-    for i in prange(n):
+    for i in range(n):
         flags = 0
         fill = math.nan
         fee = 0.0
@@ -472,7 +474,7 @@ def _reference_liquidation_price(
 # ================================================================= funding
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def funding_kernel(
     rate: float,
     mark: float,
@@ -492,7 +494,7 @@ def funding_kernel(
 ) -> None:
     """Each holder pays ``q · c · mark · rate`` (longs pay a positive rate)."""
     n = position.shape[0]
-    for i in prange(n):
+    for i in range(n):
         pos = position[i]
         if pos == 0.0:
             o_payment[i] = 0.0
