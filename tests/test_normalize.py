@@ -197,6 +197,32 @@ def test_missing_mode_parameter_is_a_reason_not_an_error():
     assert o["reasons"] == ["missing_parameter"]
 
 
+def test_a_leverage_setting_sets_the_isolated_margin():
+    # Naive copy at the lead's 20x: proportional 5 * 1,000 / 10,000 = 0.5 BTC = 10,000 notional,
+    # no buffer; isolated margin = 10,000 / 20 = 500 (tier max is 125x, so 20x is the cap)
+    o = one(min_liq_distance=0.0, leverage_setting=20.0, available_balance=1_000.0)
+    assert o["amount"] == pytest.approx(0.5)
+    assert o["leverage"] == 20
+    assert o["collateral"] == pytest.approx(500.0)
+    # the margin then covers a 5% fall less maintenance margin: LP = 20,000 * (1 - 1/20) / (1 -
+    # mmr 0.4%) -> 19,076.3, 4.6% away
+    assert o["liquidation_price"] == pytest.approx(
+        (0.5 * P - 500.0) / (0.5 * (1 - 0.004)), rel=1e-9
+    )
+
+
+def test_a_leverage_setting_limits_what_available_margin_buys():
+    # 3x setting and 100 USDT free: initial margin N / 3 <= 100 -> N <= 300 -> 0.015 BTC
+    o = one(min_liq_distance=0.0, leverage_setting=3.0, available_balance=100.0)
+    assert o["amount"] == pytest.approx(0.015)
+    assert "available_margin" in o["reasons"]
+    assert o["leverage"] == 3
+
+
+def test_a_non_positive_leverage_setting_is_an_invalid_row():
+    assert one(leverage_setting=0.0)["reasons"] == ["invalid_row"]
+
+
 def test_risk_limits_need_a_volatility_model():
     # no sigma on the event and no curve given: nothing to price P(liquidation) with
     assert one(max_liq_probability=0.01)["reasons"] == ["risk_model_required"]
@@ -498,6 +524,7 @@ def random_cohort(seed: int, n: int = 40) -> dict[str, np.ndarray]:
             n,
         ),
         "expected_return": r.choice([np.nan, -0.5, 0.3, 2.0], n),
+        "leverage_setting": r.choice([np.nan, np.nan, 3.0, 20.0, 200.0], n),
         "max_liq_probability": r.choice([np.nan, np.nan, 0.001, 0.05, 0.5], n),
         "horizon_hours": r.choice([1.0, 24.0, 24.0 * 30], n),
         "scale": r.choice([0.5, 1.0, 2.0], n),

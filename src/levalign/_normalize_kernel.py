@@ -128,9 +128,14 @@ def _max_qty_for_balance(
 
 @njit(cache=True)
 def _max_qty_for_initial_margin(
-    margin: float, price: float, cap_arr: FloatArray, floor: FloatArray, max_lev: FloatArray
+    margin: float,
+    price: float,
+    cap_arr: FloatArray,
+    floor: FloatArray,
+    max_lev: FloatArray,
+    lev_cap: float,
 ) -> float:
-    """Largest quantity ``Q`` with ``Q·price / maxLev(Q·price) ≤ margin``.
+    """Largest quantity ``Q`` with ``Q·price / min(maxLev(Q·price), lev_cap) ≤ margin``.
 
     Leverage allowed falls with the tier, so scanning tiers from the top, the first tier in
     which the bound is reachable holds the largest feasible quantity.
@@ -138,7 +143,7 @@ def _max_qty_for_initial_margin(
     if margin <= 0.0:
         return 0.0
     for k in range(cap_arr.shape[0] - 1, -1, -1):
-        top = min(cap_arr[k], margin * max_lev[k]) / price
+        top = min(cap_arr[k], margin * min(max_lev[k], lev_cap)) / price
         if top * price >= floor[k] * (1.0 - 1e-12):
             return top
     return 0.0
@@ -161,9 +166,12 @@ def _bind(
 
 
 @njit(cache=True, inline="always")
-def _initial_margin(qty: float, price: float, cap: FloatArray, max_lev: FloatArray) -> float:
+def _initial_margin(
+    qty: float, price: float, cap: FloatArray, max_lev: FloatArray, lev_cap: float
+) -> float:
+    """Initial margin at the tier's maximum leverage or the follower's setting, if lower."""
     n = qty * price
-    return n / max_lev[tier_index(cap, n)]
+    return n / min(max_lev[tier_index(cap, n)], lev_cap)
 
 
 @njit(cache=True, parallel=True)
@@ -206,6 +214,7 @@ def normalize_kernel(
     horizon_hours: FloatArray,
     max_notional: FloatArray,
     expected_return: FloatArray,
+    leverage_setting: FloatArray,
     margin_mode: IntArray,
     policy: IntArray,
     residual: FloatArray,
@@ -285,6 +294,7 @@ def normalize_kernel(
             and not (max_leverage[i] <= 0.0)
             and not (max_position_leverage[i] <= 0.0)
             and not (max_notional[i] < 0.0)
+            and not (leverage_setting[i] <= 0.0)
         )
         q = pos_c * cs  # signed base quantity held
         if not valid:
@@ -304,6 +314,8 @@ def normalize_kernel(
             continue
         s_f = 1.0 if q > 0.0 else (-1.0 if q < 0.0 else 0.0)
         avail = available[i]
+        # the follower's own leverage setting caps every tier's (NaN: the tier's maximum)
+        lev_cap = leverage_setting[i] if leverage_setting[i] > 0.0 else math.inf
         if not allowed[i]:
             reasons |= R_SYMBOL_NOT_ALLOWED
         elif kind == EV_NONE:
@@ -449,10 +461,15 @@ def normalize_kernel(
                     # initial margin: isolated posts it all (existing collateral counts);
                     # cross needs only the increase over what the position already locks
                     im_budget = avail + (
-                        c0 if isolated else _initial_margin(cur, p, t_cap, t_max_lev)
+                        c0 if isolated else _initial_margin(cur, p, t_cap, t_max_lev, lev_cap)
                     )
-                    if target > cur and _initial_margin(target, p, t_cap, t_max_lev) > im_budget:
-                        cap_q = _max_qty_for_initial_margin(im_budget, p, t_cap, t_floor, t_max_lev)
+                    if (
+                        target > cur
+                        and _initial_margin(target, p, t_cap, t_max_lev, lev_cap) > im_budget
+                    ):
+                        cap_q = _max_qty_for_initial_margin(
+                            im_budget, p, t_cap, t_floor, t_max_lev, lev_cap
+                        )
                         target, reasons = _bind(target, cap_q, cur, R_AVAILABLE_MARGIN, reasons)
                     cap_q = max_notional[i] * inv_p
                     target, reasons = _bind(target, cap_q, cur, R_MAX_NOTIONAL, reasons)
@@ -487,7 +504,7 @@ def normalize_kernel(
                                 and _required_balance(q_up, p, s, dist, t_cap, t_mmr, t_cum)
                                 <= budget
                                 and q_up * p <= max_notional[i] * (1.0 + 1e-12)
-                                and _initial_margin(q_up, p, t_cap, t_max_lev) <= im_budget
+                                and _initial_margin(q_up, p, t_cap, t_max_lev, lev_cap) <= im_budget
                             )
                             if ok:
                                 amt = lots_up * step_units / unit_scale
@@ -512,7 +529,7 @@ def normalize_kernel(
                         amount = amt + close_amt
                         new_q = cur + amt * cs
                         n_new = new_q * p
-                        tier_lev = t_max_lev[tier_index(t_cap, n_new)]
+                        tier_lev = min(t_max_lev[tier_index(t_cap, n_new)], lev_cap)
                         if isolated:
                             need = max(
                                 _required_balance(new_q, p, s, dist, t_cap, t_mmr, t_cum) - upnl0,
@@ -520,13 +537,17 @@ def normalize_kernel(
                                 c0,
                             )
                             coll_out = need - c0
-                            lev_out = min(tier_lev, max(1.0, math.ceil(n_new / need - 1e-9)))
+                            lev_out = (
+                                tier_lev
+                                if lev_cap < math.inf
+                                else min(tier_lev, max(1.0, math.ceil(n_new / need - 1e-9)))
+                            )
                             c0 = need
                         else:
                             cap_set = max_position_leverage[i]
                             lev_out = (
                                 tier_lev
-                                if not (cap_set < tier_lev)
+                                if lev_cap < math.inf or not (cap_set < tier_lev)
                                 else max(1.0, math.ceil(cap_set))
                             )
                         ep0 = (cur * ep0 + amt * cs * p) / new_q if cur > 0.0 else p

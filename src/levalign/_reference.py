@@ -104,6 +104,7 @@ def reference_normalize_one(
         and avail >= 0
         and 0 <= dist < 1
         and (math.isnan(alpha) or 0 < alpha <= 1)
+        and not row["leverage_setting"] <= 0
         and row["other_notional"] >= 0
         and row["other_maintenance_margin"] >= 0
         and row["mode"] in MODES
@@ -228,12 +229,17 @@ def reference_normalize_one(
                 out["residual"] = 0.0
             else:
                 upnl0 = s * cur * (p - ep) if cur > 0 else 0.0
+                setting = row["leverage_setting"]
+
+                def max_lev(notional: float) -> float:
+                    tier = tiers.max_leverage_at(notional)
+                    return min(tier, setting) if setting > 0 else tier
 
                 def entry_after(qty: float) -> float:
                     return (cur * ep + (qty - cur) * p) / qty if cur > 0 else p
 
                 def im(qty: float) -> float:
-                    return qty * p / tiers.max_leverage_at(qty * p) if qty > 0 else 0.0
+                    return qty * p / max_lev(qty * p) if qty > 0 else 0.0
 
                 budget = c0 + avail + upnl0 if isolated else eq - row["other_maintenance_margin"]
 
@@ -302,7 +308,7 @@ def reference_normalize_one(
                     )
                     new_q = cur + amt * cs
                     n_new = new_q * p
-                    tier_lev = tiers.max_leverage_at(n_new)
+                    tier_lev = max_lev(n_new)
                     if isolated:
                         # smallest collateral keeping liquidation `dist` away, by bisection
                         def far_enough(c: float, qty: float = new_q) -> bool:
@@ -320,12 +326,18 @@ def reference_normalize_one(
                                 lo = mid
                         need = max(need, n_new / tier_lev, c0)
                         out["collateral"] = need - c0
-                        out["leverage"] = min(tier_lev, max(1.0, math.ceil(n_new / need - 1e-9)))
+                        out["leverage"] = (
+                            tier_lev
+                            if setting > 0
+                            else min(tier_lev, max(1.0, math.ceil(n_new / need - 1e-9)))
+                        )
                         c0 = need
                     else:
                         cap = row["max_position_leverage"]
                         out["leverage"] = (
-                            tier_lev if not cap < tier_lev else max(1.0, math.ceil(cap))
+                            tier_lev
+                            if setting > 0 or not cap < tier_lev
+                            else max(1.0, math.ceil(cap))
                         )
                     ep = entry_after(new_q)
                     q = s * new_q

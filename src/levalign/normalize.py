@@ -133,6 +133,7 @@ _FLOAT_COLUMNS: dict[str, float | None] = {
     "horizon_hours": 24.0,
     "max_notional": math.inf,
     "expected_return": math.nan,  # NaN: the event's
+    "leverage_setting": math.nan,  # NaN: chosen per order (isolated: from the buffer)
     "residual": 0.0,
 }
 _CATEGORY_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -660,6 +661,7 @@ _KERNEL_FLOATS = (
     "horizon_hours",
     "max_notional",
     "expected_return",
+    "leverage_setting",
 )
 
 

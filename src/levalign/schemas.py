@@ -226,6 +226,7 @@ class FollowerProfile(_Model):
     horizon_hours: float = 24.0
     max_notional: float | None = None
     expected_return: float | None = None
+    leverage_setting: float | None = None
     margin_mode: MarginMode = "isolated"
     min_size_policy: MinSizePolicy = "skip"
     residual: float = 0.0

@@ -567,7 +567,7 @@ class _Lead:
 def _max_contracts(equity: float, price: float, setting: float, market: MarketSpec) -> float:
     """Largest position whose initial margin at ``min(setting, tier max)`` fits in ``equity``."""
     t = market.tiers
-    by_tier = _max_qty_for_initial_margin(equity, price, t.cap, t.floor, t.max_leverage)
+    by_tier = _max_qty_for_initial_margin(equity, price, t.cap, t.floor, t.max_leverage, math.inf)
     return min(equity * setting / price, float(by_tier)) / market.contract_size
 
 
