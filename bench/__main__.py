@@ -8,7 +8,7 @@ import platform
 import sys
 from pathlib import Path
 
-from bench import align, monte_carlo, normalize_million
+from bench import align, monte_carlo, normalize_million, venue
 
 
 def _row(label: str, value: str, ratio: str = "") -> None:
@@ -93,6 +93,21 @@ def main() -> None:
         f"{m['mc_p_liquidation']:.5f}",
         f"se {m['mc_p_liquidation_se']:.5f}, exact {m['mc_p_liquidation_exact']:.5f}",
     )
+
+    v = venue.run()
+    results["venue"] = v
+    print(
+        f"\npaper venue, {v['venue_bars']:,} one-minute bars x {v['venue_followers']:,} "
+        f"followers ({v['venue_liquidated']:,} liquidated in the crash)"
+    )
+    _row(
+        "bar walk (liquidation, mark, drawdown)",
+        f"{v['advance_median_s']:.2f} s",
+        f"{v['advance_speedup']:.1f}x the per-bar numpy loop",
+    )
+    _row("bar walk with per-mode equity sums", f"{v['advance_groups_median_s']:.2f} s")
+    _row("per-bar numpy loop (same work)", f"{v['advance_numpy_loop_s']:.2f} s")
+    _row("fill one event's orders for every follower", f"{v['execute_median_ms']:.1f} ms")
 
     if len(sys.argv) > 1:
         Path(sys.argv[1]).write_text(json.dumps(results, indent=2), encoding="utf-8")
