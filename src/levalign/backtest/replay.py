@@ -112,8 +112,10 @@ from levalign.exposure import effective_leverage, liquidation_distance
 from levalign.markets import Markets, MarketSpec
 from levalign.normalize import (
     COHORT_COLUMNS,
+    MARGIN_MODES,
     MODES,
     POLICIES,
+    Cohort,
     NormalizeResult,
     Reason,
     _columns_of,
@@ -583,6 +585,33 @@ def _followers_of(followers: Any) -> tuple[dict[str, Any], NDArray[np.str_]]:
     return columns, labels.astype(np.str_)
 
 
+#: the naive copier's profile (module docstring, "Naive copiers"), forced on group ``naive``
+_NAIVE_FLOATS = {
+    "scale": 1.0,
+    "min_liq_distance": 0.0,
+    "max_liq_probability": math.nan,
+    "max_leverage": math.inf,
+    "max_position_leverage": math.inf,
+    "max_notional": math.inf,
+}
+_NAIVE_CODES = {
+    "mode": MODES.index("proportional"),
+    "margin_mode": MARGIN_MODES.index("isolated"),
+    "min_size_policy": POLICIES.index("skip"),
+}
+
+
+def _naive_profile(cohort: Cohort, naive: NDArray[np.bool_]) -> Cohort:
+    """The cohort with the naive profile on the naive rows, whatever their columns said."""
+    floats = dict(cohort.floats)
+    codes = dict(cohort.codes)
+    for name, value in _NAIVE_FLOATS.items():
+        floats[name] = np.where(naive, value, floats[name])
+    for name, code in _NAIVE_CODES.items():
+        codes[name] = np.where(naive, code, codes[name]).astype(np.int8)
+    return Cohort(ids=cohort.ids, floats=floats, codes=codes, allowed=cohort.allowed)
+
+
 def _group_order(labels: NDArray[np.str_]) -> tuple[tuple[str, ...], IntArray]:
     present = set(labels.tolist())
     ordered = [g for g in (NAIVE, *MODES) if g in present]
@@ -758,18 +787,19 @@ class _Replay:
         columns, labels = _followers_of(followers)
         self.groups, self.group = _group_order(labels)
         self.naive = labels == NAIVE
+        if self.naive.any() and "leverage_setting" not in COHORT_COLUMNS:
+            raise ConfigurationError(
+                "naive copiers post isolated margin at the lead's leverage setting, which "
+                "needs the normalization kernel's leverage_setting column (this levalign "
+                "has none): update levalign or leave the naive group out",
+                field="followers.group",
+                value=NAIVE,
+            )
+        cohort = Cohort.from_table(columns)
         if self.naive.any():
-            if "leverage_setting" not in COHORT_COLUMNS:
-                raise ConfigurationError(
-                    "naive copiers post isolated margin at the lead's leverage setting, which "
-                    "needs the normalization kernel's leverage_setting column (this levalign "
-                    "has none): update levalign or leave the naive group out",
-                    field="followers.group",
-                    value=NAIVE,
-                )
-            columns.setdefault("leverage_setting", np.full(labels.size, math.nan))
+            cohort = _naive_profile(cohort, self.naive)
         self.venue = PaperVenue.from_cohort(
-            columns, self.spec, taker_fee=taker_fee, slippage=slippage
+            cohort, self.spec, taker_fee=taker_fee, slippage=slippage
         )
         self.base = self.venue.cohort()
         n = len(self.venue)
