@@ -155,12 +155,21 @@ def test_mini_replay_open_reduce_close_by_hand():
     # 101,000 after the cut at 21,000, 101,000 + 0.4 * (20,800 - 21,000) = 100,920, 100,800
     lead = [100_000, 100_000, 100_500, 101_000, 100_920, *[100_800] * 4]
     np.testing.assert_allclose(result.lead_equity, lead, atol=1e-9)
-    # the gap: follower P&L 77.96 minus the lead's 800 scaled by 10,000 / 100,000 = -2.04, all
-    # of it fees (the lead paid none); amounts were whole lots, nothing was skipped
-    assert f["gap"][0] == pytest.approx(77.96 - 80.0, abs=1e-9)
+    # the gap scales the lead's P&L by the capital ratio at each of its fills: 10,000 / 100,000
+    # from the open (the lead gains 1,000 to its cut), then at the cut the follower's 9,999 +
+    # 0.1 * 1,000 = 10,099 over the lead's 101,000 (the lead loses 200 to its close):
+    # 100 - 200 * 10,099 / 101,000 = 80.0019802; gap 77.96 - 80.0019802 = -2.0419802
+    rho = 10_099 / 101_000
+    assert f["lead_pnl_scaled"][0] == pytest.approx(100.0 - 200.0 * rho, abs=1e-9)
+    assert f["gap"][0] == pytest.approx(77.96 - (100.0 - 200.0 * rho), abs=1e-9)
+    # fees: the follower's 2.04, the lead paid none; no funding, slippage, skip or rounding
+    # (0.1, 0.06 and 0.04 BTC are whole lots)
     assert f["gap_fees"][0] == pytest.approx(-2.04, abs=1e-9)
-    for part in ("funding", "slippage", "liquidation", "skips", "rounding", "sizing"):
+    for part in ("funding", "slippage", "liquidation", "skips", "rounding"):
         assert f[f"gap_{part}"][0] == pytest.approx(0.0, abs=1e-9), part
+    # sizing: the 0.04 BTC left after the cut was sized at the first ratio; at the second it
+    # would be 0.4 * rho, and the excess lost (20,500 - 21,000) on the way to the close
+    assert f["gap_sizing"][0] == pytest.approx((0.04 - 0.4 * rho) * -500.0, abs=1e-9)
     # time in market: in market during bars 1, 2, 3 and bar 4 up to the close; bar 4 is split
     # in two segments, so 4 of 9 walked segments (bars 0-3, two of bar 4, bars 5-7)
     assert f["time_in_market"][0] == pytest.approx(4 / 9)

@@ -36,20 +36,31 @@ outside the bars are ignored. Liquidation is the venue's, at every bar.
 
 The P&L gap
 -----------
-Follower :math:`i` starts with equity :math:`E^F_0`; the lead's equity before its first fill
-is :math:`E^L_0` (its first row's equity plus that row's fee). With the capital ratio
-:math:`\rho = E^F_0 / E^L_0` the gap is the follower's P&L minus the lead's, scaled:
+The gap is the follower's P&L minus the lead's, scaled by the capital ratio the sizing
+uses. The lead's history splits time into intervals :math:`k` between its fills; at fill
+:math:`k` the ratio is :math:`\rho_k = E^F_k / E^L_k`, the follower's equity at the fill price
+before its order over the lead's equity after its fill (what ``proportional`` sizing
+multiplies the lead's order by); before the first fill :math:`\rho = E^F_0 / E^L_0`, with
+:math:`E^L_0` the first row's equity plus its fee. Over interval :math:`k` the lead's equity
+changes by :math:`\Delta E^L_k` (its history's equity before fill :math:`k+1`, i.e. after it
+plus its fee, or its last equity marked to the last close, minus its equity after fill
+:math:`k`), and at each fill by minus its fee :math:`f_k`:
 
-.. math:: G = \Delta E^F - \rho\,\Delta E^L
-          = \underbrace{-(F^F - \rho F^L)}_{\text{fees}}
-          \underbrace{-(\Phi^F - \rho \Phi^L)}_{\text{funding}}
+.. math:: G = \Delta E^F - \sum_k \rho_k\,\Delta E^L_k + \sum_k \rho_k f_k
+          = \underbrace{-\Big(F^F - \sum_k \rho_k f_k\Big)}_{\text{fees}}
+          \underbrace{-\Big(\Phi^F - \sum_t \rho_{k(t)} \Phi^L_t\Big)}_{\text{funding}}
           \underbrace{-\,S^F}_{\text{slippage}}
           \underbrace{-\,L^F}_{\text{liquidation}}
           + \text{skips} + \text{rounding} + \text{sizing}
 
-:math:`F` fees (the lead's from its history's ``fee`` column), :math:`\Phi` funding (the
-lead's priced by a shadow venue account holding the lead's position, with the same rates and
-marks as the followers), :math:`S` slippage against fills at the lead's price,
+A ratio that follows the follower's equity keeps the frictions of one interval out of the
+next: a follower that paid more fees holds proportionally less afterwards, as its sizing
+does, and is compared with a lead scaled down by as much (with the starting ratio instead,
+every later interval would count the compounding of earlier fees as a gap of its own).
+:math:`F` fees (the lead's :math:`f_k` from its history's ``fee`` column), :math:`\Phi`
+funding (the lead's :math:`\Phi^L_t` priced by a shadow venue account holding the lead's
+position, with the same rates and marks as the followers, scaled by the ratio of the interval
+holding :math:`t`), :math:`S` slippage against fills at the lead's price,
 :math:`L` what liquidations left to the insurance fund (the venue's columns). A venue fill at
 the lead's price has no slippage for the lead by definition. **Skips** and **rounding** are
 what exposure the follower missed (or held extra) because of them earned, at the lead's fill
@@ -65,8 +76,9 @@ of every lead reduction, cleared when the lead closes or flips and when the foll
 liquidated, and for the target modes (``target_leverage``, ``risk_constant``, ``vol_target``,
 ``optimal``) cleared at each increase, since their next order re-targets the whole position.
 **Sizing** is the remainder: the sizing mode and scale, the constraints (leverage caps,
-liquidation buffer, margin) and what a follower missed after a liquidation. The parts add up
-to the gap by construction.
+liquidation buffer, margin), a position held through a liquidation instead of the lead's
+de-risking, and the drift of a position built at earlier ratios (second order). The parts add
+up to the gap by construction.
 
 Tracking error
 --------------
@@ -838,6 +850,11 @@ class _Replay:
             else None
         )
         self.lead_funding = 0.0
+        # the capital ratio rho per follower and the lead's P&L, fees, funding scaled by it
+        self.rho = self.venue.equity_start / self.lead_start
+        self.lead_scaled = np.zeros(n)
+        self.lead_fees_scaled = np.zeros(n)
+        self.lead_funding_scaled = np.zeros(n)
         # representative follower per group: starting equity nearest the group's median
         eq0 = self.venue.equity_start
         self.rep = np.empty(len(self.groups), dtype=np.int64)
@@ -1051,6 +1068,7 @@ class _Replay:
         if ev.sigma is None and math.isfinite(sigma):
             ev = ev.model_copy(update={"sigma": sigma})
         cohort = self.venue.cohort(mark=p)
+        self._rescale(j, ev, cohort.floats["equity"])
         if self.naive.any():
             setting = ev.lead_leverage_setting or self.default_setting
             cohort.floats["leverage_setting"] = np.where(
@@ -1104,6 +1122,14 @@ class _Replay:
         acc = self.accumulate
         self.x_acc[acc] = -s_after * result["residual"][acc]
 
+    def _rescale(self, j: int, ev: LeadEvent, equity: FloatArray) -> None:
+        """Close the lead's interval at fill ``j`` and take the new ratio (the P&L gap)."""
+        fee = float(self.history.fee[j]) if math.isfinite(self.history.fee[j]) else 0.0
+        self.lead_scaled += self.rho * (ev.lead_equity + fee - self.lead_eq)
+        self.rho = equity / ev.lead_equity
+        self.lead_scaled -= self.rho * fee
+        self.lead_fees_scaled += self.rho * fee
+
     def _lead_fill(self, j: int, ev: LeadEvent, te: int) -> None:
         fee = float(self.history.fee[j])
         if math.isfinite(fee):
@@ -1119,7 +1145,9 @@ class _Replay:
         t = int(self.ohlc.timestamp[c]) if c < self.ohlc.timestamp.size else int(self.t_end[-1])
         self.venue.apply_funding(rate, mark, t)
         if self.lead_shadow is not None:
-            self.lead_funding += float(self.lead_shadow.apply_funding(rate, mark, t)[0])
+            paid = float(self.lead_shadow.apply_funding(rate, mark, t)[0])
+            self.lead_funding += paid
+            self.lead_funding_scaled += self.rho * paid
 
     # ------------------------------------------------------------------ samples
 
@@ -1217,12 +1245,12 @@ class _Replay:
         lead_end = self._lead_equity_at(end)
         lead_pnl = lead_end - self.lead_start
         eq0 = v.equity_start
-        ratio = eq0 / self.lead_start
+        lead_scaled = self.lead_scaled + self.rho * (lead_end - self.lead_eq)
         pnl = s["equity"] - eq0
-        gap = pnl - ratio * lead_pnl
+        gap = pnl - lead_scaled
         parts = {
-            "fees": -(s["fees"] - ratio * self.lead_fees),
-            "funding": -(s["funding"] - ratio * self.lead_funding),
+            "fees": -(s["fees"] - self.lead_fees_scaled),
+            "funding": -(s["funding"] - self.lead_funding_scaled),
             "slippage": -s["slippage"],
             "liquidation": -s["liquidation_losses"],
             "skips": self.pnl_skip.copy(),
@@ -1256,7 +1284,7 @@ class _Replay:
             "funding": s["funding"],
             "slippage": s["slippage"],
             "liquidation_losses": s["liquidation_losses"],
-            "lead_pnl_scaled": ratio * lead_pnl,
+            "lead_pnl_scaled": lead_scaled,
             "gap": gap,
             **{f"gap_{k}": np.asarray(parts[k], dtype=np.float64) for k in GAP_PARTS},
             "accounting_residual": v.accounting_residual(end),
