@@ -134,6 +134,7 @@ def mini_replay(taker_fee: float = 0.0005) -> BacktestResult:
 def test_mini_replay_open_reduce_close_by_hand():
     result = mini_replay()
     f = result.followers
+    assert tuple(f) == BacktestResult.follower_columns()
     # open: 1.0 BTC * 10,000 / 100,000 = 0.1 BTC at 20,000; fee 0.1 * 20,000 * 5 bp = 1.00;
     # wallet 9,999.00
     # reduce: the lead cuts 60%, the follower 0.06 BTC at 21,000: realized 0.06 * 1,000 = 60,

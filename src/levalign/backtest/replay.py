@@ -69,12 +69,13 @@ follower's own counterfactual) is kept for each cause and valued as
 :math:`\sum X\,c\,\Delta p` between events (and to the liquidation price or the last close).
 Skips: an opening or increase the kernel left out (``SKIPPED``; for ``accumulate`` followers
 the carried ``residual``), and a reduction not made for the minimum size. Rounding: the lot
-rounding of openings the constraints did not bind (the kernel reports the unconstrained
-amount ``raw_amount``; a constrained order's rounding, under one lot, stays in sizing) and of
-reductions (the exact cut is :math:`\phi |q|`). Ledgers are cut by the fraction :math:`\phi`
-of every lead reduction, cleared when the lead closes or flips and when the follower is
-liquidated, and for the target modes (``target_leverage``, ``risk_constant``, ``vol_target``,
-``optimal``) cleared at each increase, since their next order re-targets the whole position.
+rounding (and minimum-size round-ups) of openings the constraints did not bind (the kernel
+reports the unconstrained amount ``raw_amount``; a constrained order's rounding, under one
+lot, stays in sizing) and of reductions (the exact cut is :math:`\phi |q|`). Ledgers are cut
+by the fraction :math:`\phi` of every lead reduction, cleared when the lead closes or flips
+and when the follower is liquidated, and for the target modes (``target_leverage``,
+``risk_constant``, ``vol_target``, ``optimal``) cleared at each increase, since their next
+order re-targets the whole position.
 **Sizing** is the remainder: the sizing mode and scale, the constraints (leverage caps,
 liquidation buffer, margin), a position held through a liquidation instead of the lead's
 de-risking, and the drift of a position built at earlier ratios (second order). The parts add
@@ -122,6 +123,9 @@ from levalign.demo import sample_cohort
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.exposure import effective_leverage, liquidation_distance
 from levalign.markets import Markets, MarketSpec
+from levalign.normalize import (
+    _FLOAT_COLUMNS as _FLOAT_DEFAULTS,
+)
 from levalign.normalize import (
     COHORT_COLUMNS,
     MARGIN_MODES,
@@ -176,6 +180,17 @@ _CONSTRAINTS = int(
     | Reason.MAX_NOTIONAL
 )
 _BELOW_MIN = int(Reason.BELOW_MIN_AMOUNT | Reason.BELOW_MIN_COST | Reason.SKIPPED)
+#: the naive copier's profile (module docstring, "Naive copiers"), forced on group ``naive``
+_NAIVE_FLOATS = {
+    "scale": 1.0,
+    "min_liq_distance": 0.0,
+    "max_liq_probability": math.nan,
+    "max_leverage": math.inf,
+    "max_position_leverage": math.inf,
+    "max_notional": math.inf,
+}
+_NAIVE_CODES = {"mode": "proportional", "margin_mode": "isolated", "min_size_policy": "skip"}
+_CATEGORIES = {"mode": MODES, "margin_mode": MARGIN_MODES, "min_size_policy": POLICIES}
 
 
 # --------------------------------------------------------------------------- cohorts
@@ -219,15 +234,15 @@ def naive_cohort(n: int, seed: int) -> dict[str, NDArray[Any]]:
     naive = group == NAIVE
     out: dict[str, NDArray[Any]] = {k: np.asarray(v).copy() for k, v in base.items()}
     out["group"] = group
-    out["mode"] = np.where(naive, "proportional", group)
-    out["scale"] = np.where(naive, 1.0, out["scale"])
-    out["max_leverage"] = np.where(naive, math.inf, out["max_leverage"])
-    out["min_liq_distance"] = np.where(naive, 0.0, out["min_liq_distance"])
-    out["margin_mode"] = np.where(naive, "isolated", out["margin_mode"])
-    out["min_size_policy"] = np.where(naive, "skip", out["min_size_policy"])
+    out["mode"] = group
     optimal = group == "optimal"
     out["expected_return"] = np.where(optimal, 0.5, math.nan)
     out["max_liq_probability"] = np.where(optimal, 0.05, math.nan)
+    for name, value in _NAIVE_FLOATS.items():
+        current = out[name] if name in out else np.full(n, _FLOAT_DEFAULTS[name])
+        out[name] = np.where(naive, value, current)
+    for name, label in _NAIVE_CODES.items():
+        out[name] = np.where(naive, label, out[name])
     return out
 
 
@@ -319,13 +334,14 @@ class BacktestResult:
 
     @staticmethod
     def follower_columns() -> tuple[str, ...]:
-        """Names of the per-follower columns in :attr:`followers`, in order.
+        r"""Names of the per-follower columns in :attr:`followers`, in order.
 
         ``id, group, mode, equity_start, equity_end, pnl, return, max_drawdown,
         liquidations, time_in_market, orders, skipped_copies, tracking_error, fees, funding,
         slippage, liquidation_losses, lead_pnl_scaled, gap`` and ``gap_<part>`` for every
-        part in :data:`GAP_PARTS` (see the module docstring), and ``accounting_residual``
-        (the venue's identity, zero to rounding).
+        part in :data:`GAP_PARTS`, and ``accounting_residual`` (the venue's identity, zero to
+        rounding). ``lead_pnl_scaled`` is :math:`\sum_k \rho_k \Delta E^L_k - \sum_k \rho_k
+        f_k` and ``gap`` is ``pnl`` minus it (module docstring, "The P&L gap").
         """
         return (
             "id",
@@ -432,8 +448,8 @@ class BacktestResult:
             "horizon_hours": self.horizon_hours,
             "groups": list(self.groups),
             "representative": [int(r) for r in self.representative],
-            "lead": dict(self.lead),
-            "summary": self.summary(),
+            "lead": {k: _scalar(v) for k, v in self.lead.items()},
+            "summary": [{k: _scalar(v) for k, v in row.items()} for row in self.summary()],
             "curves": {k: _json(v) for k, v in self.curves().items()},
             "events": {k: _json(v) for k, v in self.events.items()},
         }
@@ -442,6 +458,11 @@ class BacktestResult:
 def _stat(fn: Callable[[FloatArray], Any], x: FloatArray) -> float:
     x = np.asarray(x, dtype=np.float64)
     return float(fn(x)) if np.isfinite(x).any() else math.nan
+
+
+def _scalar(v: Any) -> Any:
+    """A float that is NaN or infinite as None (JSON has neither)."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
 def _json(a: NDArray[Any]) -> list[Any]:
@@ -597,29 +618,14 @@ def _followers_of(followers: Any) -> tuple[dict[str, Any], NDArray[np.str_]]:
     return columns, labels.astype(np.str_)
 
 
-#: the naive copier's profile (module docstring, "Naive copiers"), forced on group ``naive``
-_NAIVE_FLOATS = {
-    "scale": 1.0,
-    "min_liq_distance": 0.0,
-    "max_liq_probability": math.nan,
-    "max_leverage": math.inf,
-    "max_position_leverage": math.inf,
-    "max_notional": math.inf,
-}
-_NAIVE_CODES = {
-    "mode": MODES.index("proportional"),
-    "margin_mode": MARGIN_MODES.index("isolated"),
-    "min_size_policy": POLICIES.index("skip"),
-}
-
-
 def _naive_profile(cohort: Cohort, naive: NDArray[np.bool_]) -> Cohort:
     """The cohort with the naive profile on the naive rows, whatever their columns said."""
     floats = dict(cohort.floats)
     codes = dict(cohort.codes)
     for name, value in _NAIVE_FLOATS.items():
         floats[name] = np.where(naive, value, floats[name])
-    for name, code in _NAIVE_CODES.items():
+    for name, label in _NAIVE_CODES.items():
+        code = _CATEGORIES[name].index(label)
         codes[name] = np.where(naive, code, codes[name]).astype(np.int8)
     return Cohort(ids=cohort.ids, floats=floats, codes=codes, allowed=cohort.allowed)
 
