@@ -3,8 +3,7 @@
 The lead is the bundled ``btc_trend_15x`` (58 events: opens, flips, increases, de-risking
 cuts) on the bundled BTC one-minute bars from 2023-03-01, cut to 30,000 bars (to 2023-03-21
 20:00; the lead's last fill is at 12:09). The cohort is ``naive_cohort(10_000, 7)``: naive
-copiers beside every normalization mode (``sample_cohort(10_000, 7)`` when the kernel has no
-``leverage_setting`` column yet). Hourly samples, fees and 1 bp slippage.
+copiers beside every normalization mode. Hourly samples, fees and 1 bp slippage.
 
 Figures:
 - ``replay``: one :func:`levalign.backtest.replay.backtest` call (events, sizing, fills, bar
@@ -29,9 +28,9 @@ from levalign.backtest.leads import load_lead_history
 from levalign.backtest.replay import backtest, naive_cohort
 from levalign.backtest.strategies import sample_leads
 from levalign.backtest.venue import PaperVenue, SlippageModel
-from levalign.demo import BTC_CANDLES, sample_cohort
+from levalign.demo import BTC_CANDLES
 from levalign.markets import load_markets
-from levalign.normalize import COHORT_COLUMNS, normalize
+from levalign.normalize import normalize
 from levalign.risk.ohlc import OHLC, load_ohlc
 
 FOLLOWERS = 10_000
@@ -53,9 +52,7 @@ def _bars() -> OHLC:
 
 
 def _cohort() -> dict[str, Any]:
-    if "leverage_setting" in COHORT_COLUMNS:
-        return naive_cohort(FOLLOWERS, 7)
-    return sample_cohort(FOLLOWERS, 7)
+    return naive_cohort(FOLLOWERS, 7)
 
 
 def _bar_walk(bars: OHLC, cohort: dict[str, Any], runs: int) -> float:

@@ -18,7 +18,7 @@ from levalign.demo import BTC_CANDLES, sample_cohort
 from levalign.errors import InvalidInput
 from levalign.margin import liquidation_prices
 from levalign.markets import Markets, MarketSpec, load_markets
-from levalign.normalize import COHORT_COLUMNS, MODES
+from levalign.normalize import MODES
 from levalign.risk.ohlc import OHLC, load_ohlc, ohlc_from_arrays
 
 SYMBOL = "BTC/USDT:USDT"
@@ -33,7 +33,6 @@ MINUTE = 60_000_000_000  # ns
 MS = 1_000_000  # ns
 T0 = 1_677_628_800_000_000_000  # 2023-03-01T00:00:00Z
 NO_SLIP = SlippageModel(fixed_bps=0.0)
-NAIVE_SUPPORTED = "leverage_setting" in COHORT_COLUMNS
 
 
 def minute_bars(rows: Sequence[tuple[float, float, float, float]]) -> OHLC:
@@ -332,9 +331,6 @@ def btc_bars() -> OHLC:
         return load_ohlc(path)
 
 
-@pytest.mark.skipif(
-    not NAIVE_SUPPORTED, reason="needs the normalization kernel's leverage_setting column"
-)
 def test_btc_trend_lead_golden_values(binance: Markets, btc_bars: OHLC):
     lead = load_lead_history(sample_leads()["btc_trend_15x"], markets=binance)
     cohort = naive_cohort(140, 7)

@@ -120,14 +120,13 @@ from levalign.backtest.leads import LeadHistory, format_timestamp, load_lead_his
 from levalign.backtest.strategies import FundingRates, load_funding
 from levalign.backtest.venue import DEFAULT_SLIPPAGE, ExecutionReport, PaperVenue, SlippageModel
 from levalign.demo import sample_cohort
-from levalign.errors import ConfigurationError, InvalidInput
+from levalign.errors import InvalidInput
 from levalign.exposure import effective_leverage, liquidation_distance
 from levalign.markets import Markets, MarketSpec
 from levalign.normalize import (
     _FLOAT_COLUMNS as _FLOAT_DEFAULTS,
 )
 from levalign.normalize import (
-    COHORT_COLUMNS,
     MARGIN_MODES,
     MODES,
     POLICIES,
@@ -712,8 +711,7 @@ def backtest(
         position; ``sample_minutes`` not a whole number of bars; bad settings. Each names the
         field.
     ConfigurationError
-        The market is inverse, or naive copiers are asked for and the normalization kernel
-        has no ``leverage_setting`` column.
+        The market is inverse (the paper venue is linear).
     """
     history = _lead_of(lead, markets)
     name, ohlc = _bars_of(bars, history, markets, symbol)
@@ -805,14 +803,6 @@ class _Replay:
         columns, labels = _followers_of(followers)
         self.groups, self.group = _group_order(labels)
         self.naive = labels == NAIVE
-        if self.naive.any() and "leverage_setting" not in COHORT_COLUMNS:
-            raise ConfigurationError(
-                "naive copiers post isolated margin at the lead's leverage setting, which "
-                "needs the normalization kernel's leverage_setting column (this levalign "
-                "has none): update levalign or leave the naive group out",
-                field="followers.group",
-                value=NAIVE,
-            )
         cohort = Cohort.from_table(columns)
         if self.naive.any():
             cohort = _naive_profile(cohort, self.naive)
