@@ -27,7 +27,8 @@ previous close as open, high, low and close). An event at time :math:`t_e` in ba
   from fill to fill. After the last event the rest of the bar is walked with the bar's full
   high, low and close. Positions held *before* an event therefore never see a price from
   after it (no look-ahead). Positions opened at the event see the bar's extremes, which may
-  have come before it: the conservative side, since OHLC data cannot tell.
+  have come before it: the conservative side, since OHLC data cannot tell. The venue counts
+  each segment of a split bar as a bar (time in market, drawdown marks).
 
 Funding at time :math:`t_f` is settled at the last bar boundary at or before it, after the
 bars that end there and the events at their close, with that bar's close as the mark (no
