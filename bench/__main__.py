@@ -8,7 +8,7 @@ import platform
 import sys
 from pathlib import Path
 
-from bench import align, monte_carlo, normalize_million, venue
+from bench import align, monte_carlo, normalize_million, replay, venue
 
 
 def _row(label: str, value: str, ratio: str = "") -> None:
@@ -108,6 +108,19 @@ def main() -> None:
     _row("bar walk with per-mode equity sums", f"{v['advance_groups_median_s']:.2f} s")
     _row("per-bar numpy loop (same work)", f"{v['advance_numpy_loop_s']:.2f} s")
     _row("fill one event's orders for every follower", f"{v['execute_median_ms']:.1f} ms")
+
+    b = replay.run()
+    results["replay"] = b
+    print(
+        f"\nbacktest replay, {b['replay_bars']:,.0f} one-minute bars x "
+        f"{b['replay_followers']:,.0f} followers, {b['replay_events']:.0f} lead events"
+    )
+    _row(
+        "backtest() end to end",
+        f"{b['replay_median_s']:.2f} s",
+        f"{b['replay_over_bar_walk']:.1f}x the bare bar walk (target <= 10 s)",
+    )
+    _row("bare bar walk of the same followers", f"{b['bar_walk_median_s']:.2f} s")
 
     if len(sys.argv) > 1:
         Path(sys.argv[1]).write_text(json.dumps(results, indent=2), encoding="utf-8")

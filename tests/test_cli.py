@@ -461,3 +461,45 @@ def test_readme_risk_examples_run_and_match_the_readme():
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert 0.07 < out["p_liquidation"] < 0.085
+
+
+# ---------------------------------------------------------------- backtest and demo
+
+
+def test_backtest_command_writes_the_report(tmp_path):
+    # the bundled 15x trend lead on the bundled BTC candles, the default naive-vs-modes cohort
+    data = Path(__file__).parents[1] / "src" / "levalign" / "data"
+    report = tmp_path / "bt.html"
+    result = runner.invoke(
+        app,
+        [
+            "backtest",
+            str(data / "leads" / "btc_trend_15x.csv.gz"),
+            "--prices",
+            str(data / "BTCUSDT_1m_2023-03-01_2023-03-21.csv.gz"),
+            "--cohort-size",
+            "140",
+            "--report",
+            str(report),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    groups = {row["group"]: row for row in out["summary"]}
+    # 140 rows cycle through naive + 6 modes: 20 each; every naive copier (isolated at the
+    # lead's 15x) is liquidated in the first trade (see tests/backtest/test_replay.py)
+    assert groups["naive"]["followers"] == 20
+    assert groups["naive"]["liquidated"] == 20
+    page = report.read_text()
+    assert "Naive copiers" in page  # the headline
+    assert "<table>" in page
+    assert "<script src=" not in page
+
+
+def test_backtest_bad_prices_file(tmp_path):
+    data = Path(__file__).parents[1] / "src" / "levalign" / "data"
+    bad = write(tmp_path, "p.csv", "timestamp,open,high,low,close\n")
+    result = runner.invoke(
+        app, ["backtest", str(data / "leads" / "btc_trend_15x.csv.gz"), "--prices", str(bad)]
+    )
+    assert result.exit_code == 2, result.output

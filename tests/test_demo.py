@@ -49,7 +49,9 @@ def test_demo_command_prints_summary():
 
     from levalign.cli import app
 
-    result = CliRunner().invoke(app, ["demo", "--followers", "500", "--seed", "3"])
+    result = CliRunner().invoke(
+        app, ["demo", "--single-event", "--followers", "500", "--seed", "3"]
+    )
     assert result.exit_code == 0, result.output
     assert "naive" in result.stdout
     assert "levalign normalized" in result.stdout

@@ -163,15 +163,33 @@ def normalize(
 @app.command()
 def demo(
     followers: Annotated[
-        int, typer.Option(help="Cohort size (bundled cohort has 10,000).")
-    ] = 10_000,
-    seed: Annotated[int, typer.Option(help="Seed for a generated cohort when not 10,000.")] = 7,
+        int | None,
+        typer.Option(
+            help="Cohort size (default: 1,400 for the backtest, 10,000 for --single-event)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generated cohort.")] = 7,
+    report: Annotated[Path, typer.Option(help="Where to write the report (.html or .png).")] = Path(
+        "levalign-report.html"
+    ),
+    single_event: Annotated[
+        bool,
+        typer.Option(
+            "--single-event",
+            help="Only normalize one lead event (a 12x long before the crash) for the cohort.",
+        ),
+    ] = False,
 ) -> None:
-    """Normalize a lead's 12x long before the March 2023 crash across a 10,000-follower cohort."""
-    from levalign.demo import run_demo
-
+    """Replay a 15x lead through the March 2023 crash: naive copiers against every mode."""
     try:
-        run_demo(followers=followers, seed=seed)
+        if single_event:
+            from levalign.demo import run_demo
+
+            run_demo(followers=followers or 10_000, seed=seed)
+        else:
+            from levalign.backtest.demo import run_backtest_demo
+
+            run_backtest_demo(followers=followers or 1_400, seed=seed, report=report)
     except LevalignError as err:
         raise _fail(err) from None
 
@@ -315,6 +333,67 @@ def align(
     except LevalignError as err:
         raise _fail(err) from None
     _print_json(result.to_dict())
+
+
+@app.command()
+def backtest(
+    lead_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="LEAD.csv", help="The lead's history (CSV or JSONL, docs/lead_history.md)."
+        ),
+    ],
+    prices: Annotated[Path, typer.Option(help="OHLC bars of the lead's market (CSV/Parquet).")],
+    followers: Annotated[
+        Path | None,
+        typer.Option(
+            help="Cohort (Parquet/CSV) with an optional 'group' column ('naive' marks naive "
+            "copiers). Default: naive copiers beside every mode (--cohort-size rows)."
+        ),
+    ] = None,
+    cohort_size: Annotated[int, typer.Option(help="Rows of the default cohort.")] = 1_400,
+    funding: Annotated[
+        Path | None, typer.Option(help="Funding rates (date, funding_rate), 8-hourly.")
+    ] = None,
+    exchange: Annotated[str, typer.Option(help="Venue of the lead and followers.")] = "binance",
+    report: Annotated[
+        Path | None, typer.Option(help="Write the report: .html (self-contained) or .png.")
+    ] = None,
+    sample_minutes: Annotated[int, typer.Option(help="Sampling step of the curves.")] = 60,
+) -> None:
+    """Replay a lead's history for a cohort of followers on real prices; prints a summary."""
+    from levalign.backtest.replay import backtest as run
+    from levalign.backtest.replay import naive_cohort
+    from levalign.markets import load_markets
+
+    try:
+        markets = load_markets(exchange)
+        cohort: Any = (
+            read_table(followers) if followers is not None else naive_cohort(cohort_size, 7)
+        )
+        result = run(
+            lead_file,
+            prices,
+            cohort,
+            markets,
+            funding=funding,
+            sample_minutes=sample_minutes,
+            progress=_progress_wanted(),
+        )
+        if report is not None:
+            from levalign.backtest.report import write_report
+
+            write_report(result, report)
+    except LevalignError as err:
+        raise _fail(err) from None
+    _print_json(
+        {
+            "symbol": result.symbol,
+            "lead": result.lead,
+            "summary": result.summary(),
+            "report": str(report) if report is not None else None,
+        }
+    )
 
 
 def _resolve_account(account: dict[str, Any] | None, base: Path) -> dict[str, Any] | None:

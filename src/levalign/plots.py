@@ -7,7 +7,10 @@ without a network.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import html
+import math
+import textwrap
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -31,6 +34,7 @@ class Series:
     y: ArrayLike
     kind: SeriesKind = "line"
     secondary: bool = False
+    color: str | None = None  # e.g. "#1f77b4"; None: the renderer's next colour
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,18 @@ class Panel:
     log_x: bool = False
 
 
-def save(path: Path, title: str, panels: Sequence[Panel]) -> Path:
+def save(
+    path: Path,
+    title: str,
+    panels: Sequence[Panel],
+    *,
+    headline: str = "",
+    table: Sequence[Mapping[str, object]] = (),
+) -> Path:
     """Write the figure to ``path`` (``.html`` or ``.png``) and return the path.
+
+    ``headline`` (a sentence) and ``table`` (rows of equal keys) go above and below the
+    figure in HTML; a PNG holds the headline as its subtitle and no table.
 
     Raises
     ------
@@ -55,9 +69,10 @@ def save(path: Path, title: str, panels: Sequence[Panel]) -> Path:
     """
     suffix = path.suffix.lower()
     if suffix == ".html":
-        _save_html(path, title, panels)
+        _save_html(path, title, panels, headline, table)
     elif suffix == ".png":
-        _save_png(path, title, panels)
+        wrapped = textwrap.fill(headline, 110)
+        _save_png(path, f"{title}\n{wrapped}" if headline else title, panels)
     else:
         raise InvalidInput(
             f"--plot must end in .html or .png, got {path.name!r}", field="plot", value=str(path)
@@ -65,7 +80,13 @@ def save(path: Path, title: str, panels: Sequence[Panel]) -> Path:
     return path
 
 
-def _save_html(path: Path, title: str, panels: Sequence[Panel]) -> None:
+def _save_html(
+    path: Path,
+    title: str,
+    panels: Sequence[Panel],
+    headline: str,
+    table: Sequence[Mapping[str, object]],
+) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -86,10 +107,12 @@ def _save_html(path: Path, title: str, panels: Sequence[Panel]) -> None:
                 continue
             trace: go.BaseTraceType
             if s.kind == "bar":
-                trace = go.Bar(x=x, y=y, name=s.name)
+                trace = go.Bar(x=x, y=y, name=s.name, marker_color=s.color)
             else:
                 mode = "markers" if s.kind == "marker" else "lines"
-                trace = go.Scatter(x=x, y=y, name=s.name, mode=mode)
+                trace = go.Scatter(
+                    x=x, y=y, name=s.name, mode=mode, line={"color": s.color}, legendgroup=s.name
+                )
             fig.add_trace(
                 trace, row=row, col=1, secondary_y=s.secondary if panel.y2_label else None
             )
@@ -98,7 +121,38 @@ def _save_html(path: Path, title: str, panels: Sequence[Panel]) -> None:
         if panel.y2_label:
             fig.update_yaxes(title_text=panel.y2_label, row=row, col=1, secondary_y=True)
     fig.update_layout(title=title, height=360 * len(panels), template="plotly_white")
-    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    if not headline and not table:
+        fig.write_html(path, include_plotlyjs=True, full_html=True)
+        return
+    body = fig.to_html(include_plotlyjs=True, full_html=False)
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "th{background:#f3f3f3}p.headline{font-size:1.3em}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p class='headline'>{html.escape(headline)}</p>"
+        f"{_html_table(table)}{body}</body></html>"
+    )
+    path.write_text(page, encoding="utf-8")
+
+
+def _html_table(rows: Sequence[Mapping[str, object]]) -> str:
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in keys)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(r.get(k)))}</td>" for k in keys) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}" if math.isfinite(value) else "—"
+    return str(value)
 
 
 def _save_png(path: Path, title: str, panels: Sequence[Panel]) -> None:
@@ -112,16 +166,16 @@ def _save_png(path: Path, title: str, panels: Sequence[Panel]) -> None:
         ax2 = ax.twinx() if panel.y2_label else None
         for s in panel.series:
             target = ax2 if (s.secondary and ax2 is not None) else ax
-            x, y = np.asarray(s.x, dtype=float), np.asarray(s.y, dtype=float)
+            x, y = np.asarray(s.x), np.asarray(s.y, dtype=float)
             if s.kind == "vline":
-                target.axvline(float(x[0]), linestyle="--", color="grey", label=s.name)
+                target.axvline(x[0], linestyle="--", color="grey", label=s.name)
             elif s.kind == "bar":
                 width = float(np.min(np.diff(x))) if x.size > 1 else 1.0
                 target.bar(x, y, width=width, alpha=0.7, label=s.name)
             elif s.kind == "marker":
-                target.plot(x, y, "o", label=s.name)
+                target.plot(x, y, "o", label=s.name, color=s.color)
             else:
-                target.plot(x, y, label=s.name, color="C1" if s.secondary else None)
+                target.plot(x, y, label=s.name, color=s.color or ("C1" if s.secondary else None))
         ax.set_title(panel.title)
         ax.set_xlabel(panel.x_label)
         ax.set_ylabel(panel.y_label)
@@ -137,6 +191,7 @@ def _save_png(path: Path, title: str, panels: Sequence[Panel]) -> None:
             ax.legend(handles, labels, fontsize="small")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
+    top = 1.0 - 0.35 * (title.count("\n") + 1) / (3.6 * len(panels))  # room for the title
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, top))
     fig.savefig(path, dpi=110)
     plt.close(fig)
