@@ -14,14 +14,14 @@ from levalign.markets import load_markets
 
 
 @pytest.fixture(scope="module")
-def result():  # type: ignore[no-untyped-def]
+def result():
     markets = load_markets("binance")
     data = resources.files("levalign.data").joinpath("BTCUSDT_1m_2023-03-01_2023-03-21.csv.gz")
     with resources.as_file(data) as candles:
         return backtest(sample_leads()["btc_trend_15x"], candles, naive_cohort(70, 7), markets)
 
 
-def test_headline_counts_liquidations(result) -> None:  # type: ignore[no-untyped-def]
+def test_headline_counts_liquidations(result) -> None:
     rows = {r["group"]: r for r in result.summary()}
     text = headline(result)
     naive = rows.pop("naive")
@@ -30,7 +30,7 @@ def test_headline_counts_liquidations(result) -> None:  # type: ignore[no-untype
     assert f"normalized followers: {normalized:,} of 60" in text
 
 
-def test_png_and_html(result, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_png_and_html(result, tmp_path: Path) -> None:
     png = write_report(result, tmp_path / "r.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     page = write_report(result, tmp_path / "r.html").read_text()
