@@ -396,6 +396,52 @@ def backtest(
     )
 
 
+@app.command()
+def sweep(
+    grid_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="GRID.json",
+            help="leads (sample names or files, with bars/funding), profiles, modes, "
+            "followers_per_cell, seed (levalign.backtest.sweep).",
+        ),
+    ],
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="A running Dask scheduler (tcp://HOST:8786); default a local cluster."),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes of the local cluster.")] = 2,
+    serial: Annotated[
+        bool, typer.Option("--serial", help="Run the cells in this process, without Dask.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Also write the summary table here (.parquet, .csv or .json)."),
+    ] = None,
+) -> None:
+    """Replay a grid of leads x follower profiles x modes on Dask; prints the summary table."""
+    from levalign.backtest.sweep import load_grid, sweep_grid
+
+    try:
+        if out is not None and out.suffix.lower() not in (".parquet", ".csv", ".json"):
+            raise InvalidInput(
+                f"--out must end in .parquet, .csv or .json, got {out.name!r}", field="out"
+            )
+        grid = load_grid(_read_json(grid_file, "grid"), grid_file.parent)
+        result = sweep_grid(
+            grid,
+            scheduler=scheduler,
+            n_workers=workers,
+            serial=serial,
+            progress=_progress_wanted(),
+        )
+        if out is not None:
+            write_table(result.table, out)
+    except LevalignError as err:
+        raise _fail(err) from None
+    _print_json({**result.to_dict(), "out": str(out) if out is not None else None})
+
+
 def _resolve_account(account: dict[str, Any] | None, base: Path) -> dict[str, Any] | None:
     """An inline account, with its markets/tiers file paths taken relative to the spec."""
     if account is None:
