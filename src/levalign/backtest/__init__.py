@@ -6,6 +6,7 @@
 :mod:`.venue`            the paper venue: fills, fees, slippage, funding, liquidation
 :mod:`.replay`           the replay: lead events through normalization and the venue
 :mod:`.report`           the HTML/PNG report of a replay
+:mod:`.sweep`            a grid of leads x profiles x modes on Dask
 =======================  ================================================================
 """
 
@@ -34,6 +35,7 @@ from levalign.backtest.strategies import (
     sample_leads,
     write_sample_leads,
 )
+from levalign.backtest.sweep import SweepResult, sweep
 from levalign.backtest.venue import AdvanceResult, ExecutionReport, PaperVenue, SlippageModel
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "SlippageModel",
     "Strategy",
     "StrategyRun",
+    "SweepResult",
     "TrendFollower",
     "backtest",
     "generate_lead",
@@ -61,6 +64,7 @@ __all__ = [
     "load_lead_history",
     "naive_cohort",
     "sample_leads",
+    "sweep",
     "write_lead_history",
     "write_report",
     "write_sample_leads",
