@@ -127,7 +127,7 @@ _SALT = np.uint64(0x5851F42D4C957F2D)
 _S11, _S12, _S20 = np.uint64(11), np.uint64(12), np.uint64(20)
 _S27, _S30, _S31 = np.uint64(27), np.uint64(30), np.uint64(31)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-_LAYER, _SIGN = np.uint64(255), np.uint64(256)
+_LAYER, _SIGN, _LAYER_SIGN = np.uint64(255), np.uint64(256), np.uint64(511)
 _TWO_M53 = 1.0 / 9007199254740992.0
 
 # 256-layer ziggurat for the standard normal (Marsaglia & Tsang 2000, §3; constants for 256
@@ -157,7 +157,11 @@ def _ziggurat_tables() -> tuple[IntArray, FloatArray, FloatArray]:
 
 
 ZIG_K, ZIG_W, ZIG_F = _ziggurat_tables()
-for _a in (ZIG_K, ZIG_W, ZIG_F):
+# the fast path indexed by layer and sign together (the low 9 bits of a draw): the threshold of
+# the layer, and its width with the sign applied (sign bit clear: negative)
+ZIG_KS = np.concatenate([ZIG_K, ZIG_K])
+ZIG_WS = np.concatenate([-ZIG_W, ZIG_W])
+for _a in (ZIG_K, ZIG_W, ZIG_F, ZIG_KS, ZIG_WS):
     _a.setflags(write=False)
 
 
@@ -203,11 +207,10 @@ def normal_at(key: np.uint64, gam: np.uint64, ctr: np.uint64, budget: int) -> fl
     """The standard normal at address ``ctr`` (ziggurat; owns ``budget`` slots from ``ctr``)."""
     if budget > 0:
         u = _mix(key + gam * ctr)
-        i = np.int64(u & _LAYER)
+        i = np.int64(u & _LAYER_SIGN)
         j = np.int64(u >> _S12)
-        if j < ZIG_K[i]:
-            x = float(j) * float(ZIG_W[i])
-            return x if u & _SIGN else -x
+        if j < ZIG_KS[i]:  # one lookup per table, no select for the sign
+            return float(j) * float(ZIG_WS[i])
     return _normal_slow(key, gam, ctr, budget)
 
 
@@ -329,11 +332,13 @@ def fill_pair(
     base: FloatArray,
     dev: FloatArray,
     var: FloatArray,
+    draws: U64Array,
 ) -> None:
     """Fill one antithetic pair's step buffers (every model but the bootstrap).
 
     Step ``t`` of path ``h`` moves the log price by ``base[t] + (1 - 2h) · dev[t]``; ``var[t]``
-    is the diffusion variance of the step, used by the Brownian bridge.
+    is the diffusion variance of the step, used by the Brownian bridge. ``draws`` is scratch
+    space of ``steps`` 64-bit integers.
 
     - GBM: ``base = (μ − σ²/2)Δ``, ``dev = σ√Δ z``;
     - Student-t: ``dev = σ√Δ · t_ν · sqrt((ν − 2)/ν)``;
@@ -347,10 +352,28 @@ def fill_pair(
     stride = np.uint64(SLOTS)
     if kind == K_GBM:
         v = sd * sd
+        # normal_at in three passes: the draws (a loop the compiler vectorizes), the fast path
+        # of the ziggurat (scalar: table lookups), then the 1% of draws it rejects, listed in
+        # the draws' own buffer as it is read (no call in the first two loops, so nothing is
+        # spilled around one)
+        x0 = key + gam * pc0
+        x_step = gam * stride
         for t in range(steps):
+            draws[t] = _mix(x0 + np.uint64(t) * x_step)
+        n_slow = 0
+        for t in range(steps):
+            u = draws[t]
+            layer = np.int64(u & _LAYER_SIGN)
+            mag = np.int64(u >> _S12)
+            if mag >= ZIG_KS[layer]:
+                draws[n_slow] = t
+                n_slow += 1
             base[t] = drift
-            dev[t] = sd * normal_at(key, gam, pc0 + np.uint64(t) * stride, NORMAL_BUDGET)
+            dev[t] = sd * (float(mag) * ZIG_WS[layer])
             var[t] = v
+        for k in range(n_slow):
+            ts = int(draws[k])
+            dev[ts] = sd * _normal_slow(key, gam, pc0 + np.uint64(ts) * stride, NORMAL_BUDGET)
     elif kind == K_STUDENT:
         scale = sd * mp[P_TSCALE]
         nu = mp[P_NU]
@@ -704,35 +727,134 @@ def _equity_line(groups: FloatArray, free: float, e0: float) -> tuple[float, flo
 
 
 @njit(cache=True)
-def run_far_pair(
-    ya: FloatArray, yb: FloatArray, steps: int, groups: FloatArray, free: float, e0: float
-) -> tuple[float, float, float, float]:
-    """:func:`run_static` for two paths that never come near a liquidation level.
+def walk_pair(
+    base: FloatArray,
+    dev: FloatArray,
+    steps: int,
+    lo_s: float,
+    hi_s: float,
+    groups: FloatArray,
+    free: float,
+    e0: float,
+) -> tuple[bool, bool, float, float, float, float]:
+    r"""Both paths of a pair, ``y_t = y_{t-1} + (base_t ± dev_t)``, run as far from liquidation.
 
-    Nothing is liquidated and survival is 1: terminal equity and drawdown are all that is left.
-    The two paths run in one loop, which overlaps the dependency chains of their bookkeeping.
-    Returns ``(E_T / E_0, max drawdown)`` of path ``a`` and of path ``b``.
+    Returns ``(near_a, near_b, E_T/E_0 of a, drawdown of a, E_T/E_0 of b, drawdown of b)``.
+    A path is *near* when a grid point (the start included) is at or below ``lo_s`` or at or
+    above ``hi_s``: with ``lo_s = ulo + d``, ``hi_s = uhi − d`` and ``d`` the largest bridge
+    threshold of the pair's steps, a path that is not near never enters the slow part of
+    :func:`run_static`, which then does nothing but the drawdown bookkeeping done here: its
+    equity and drawdown are final. A near path is run again by :func:`run_static` (its grid
+    points from :func:`pair_path`).
+
+    The loop is compiled once per sign of the equity's slope (a constant there): the
+    drawdown's running peak of :math:`z = \operatorname{sign}(c)\, y` is then one of the
+    path's extremes, and the other is one more ``min``. The two paths run in one loop, which
+    overlaps their dependency chains.
     """
     a, c, sgc, kb = _equity_line(groups, free, e0)
-    zpk_a = zlow_a = zpk_b = zlow_b = 0.0
-    dd_a = dd_b = 0.0
+    if sgc > 0.0:
+        return _walk(base, dev, steps, lo_s, hi_s, a, c, 1.0, kb, e0)
+    if sgc < 0.0:
+        return _walk(base, dev, steps, lo_s, hi_s, a, c, -1.0, kb, e0)
+    # no exposure to the price: equity is the constant a, no drawdown
+    lo_a = hi_a = lo_b = hi_b = y_a = y_b = 0.0
     for t in range(steps):
-        # as _drawdown_step, without the cached peak equity (no liquidation: never known)
-        za = sgc * ya[t]
-        zb = sgc * yb[t]
-        if min(za - zpk_a, (zpk_a - zlow_a) * kb - dd_a) > 0.0:
+        y_a = y_a + (base[t] + dev[t])
+        y_b = y_b + (base[t] + -1.0 * dev[t])
+        lo_a = min(lo_a, y_a)
+        hi_a = max(hi_a, y_a)
+        lo_b = min(lo_b, y_b)
+        hi_b = max(hi_b, y_b)
+    near_a = (lo_a <= lo_s) | (hi_a >= hi_s)
+    near_b = (lo_b <= lo_s) | (hi_b >= hi_s)
+    return near_a, near_b, a / e0, 0.0, a / e0, 0.0
+
+
+@njit(cache=True, inline="always")
+def _walk(
+    base: FloatArray,
+    dev: FloatArray,
+    steps: int,
+    lo_s: float,
+    hi_s: float,
+    a: float,
+    c: float,
+    sgc: float,
+    kb: float,
+    e0: float,
+) -> tuple[bool, bool, float, float, float, float]:
+    """:func:`walk_pair` for ``sgc = ±1`` (a literal: ``sgc · y`` compiles to ``±y``)."""
+    y_a = y_b = za = zb = 0.0
+    zpk_a = zlow_a = zmin_a = zpk_b = zlow_b = zmin_b = 0.0
+    dd_a = dd_b = 0.0
+    t = 0
+    while t < steps:
+        # the steps up to the next closing of a drawdown epoch: no call in this loop, so
+        # nothing is spilled around one (a slice and a range index: no negative-index checks)
+        fire_a = fire_b = False
+        bs = base[t:]
+        ds = dev[t:]
+        n = steps - t
+        run = n
+        for k in range(n):
+            y_a = y_a + (bs[k] + ds[k])
+            y_b = y_b + (bs[k] + -1.0 * ds[k])
+            za = sgc * y_a
+            zb = sgc * y_b
+            zmin_a = min(zmin_a, za)
+            zmin_b = min(zmin_b, zb)
+            fire_a = _closes_epoch(za, zpk_a, zlow_a, dd_a, kb)
+            fire_b = _closes_epoch(zb, zpk_b, zlow_b, dd_b, kb)
+            if fire_a | fire_b:
+                run = k
+                break
+            zpk_a, zlow_a = _peak_low(za, zpk_a, zlow_a)
+            zpk_b, zlow_b = _peak_low(zb, zpk_b, zlow_b)
+        t += run
+        if t == steps:
+            break
+        if fire_a:
             dd_a = _epoch_drawdown(zpk_a, zlow_a, a, c, sgc, dd_a)
-        if min(zb - zpk_b, (zpk_b - zlow_b) * kb - dd_b) > 0.0:
+        if fire_b:
             dd_b = _epoch_drawdown(zpk_b, zlow_b, a, c, sgc, dd_b)
-        zlow_a = za if (za > zpk_a) | (za < zlow_a) else zlow_a
-        zlow_b = zb if (zb > zpk_b) | (zb < zlow_b) else zlow_b
-        zpk_a = max(zpk_a, za)
-        zpk_b = max(zpk_b, zb)
+        zpk_a, zlow_a = _peak_low(za, zpk_a, zlow_a)
+        zpk_b, zlow_b = _peak_low(zb, zpk_b, zlow_b)
+        t += 1
     dd_a = _drawdown_end(zpk_a, zlow_a, math.nan, dd_a, a, c, sgc)
     dd_b = _drawdown_end(zpk_b, zlow_b, math.nan, dd_b, a, c, sgc)
-    eq_a = a + c * math.exp(ya[steps - 1]) if c != 0.0 else a
-    eq_b = a + c * math.exp(yb[steps - 1]) if c != 0.0 else a
-    return eq_a / e0, dd_a, eq_b / e0, dd_b
+    eq_a = a + c * math.exp(y_a)
+    eq_b = a + c * math.exp(y_b)
+    # the extremes of y are those of z, swapped when sgc = -1
+    if sgc > 0.0:
+        near_a = (zmin_a <= lo_s) | (zpk_a >= hi_s)
+        near_b = (zmin_b <= lo_s) | (zpk_b >= hi_s)
+    else:
+        near_a = (-zpk_a <= lo_s) | (-zmin_a >= hi_s)
+        near_b = (-zpk_b <= lo_s) | (-zmin_b >= hi_s)
+    return near_a, near_b, eq_a / e0, dd_a, eq_b / e0, dd_b
+
+
+@njit(cache=True)
+def pair_path(base: FloatArray, dev: FloatArray, steps: int, sg: float, y: FloatArray) -> None:
+    """Grid points of path ``a`` (``sg = 1``) or ``b`` (``sg = −1``) of a pair, as walked."""
+    x = 0.0
+    for t in range(steps):
+        x = x + (base[t] + sg * dev[t])
+        y[t] = x
+
+
+@njit(cache=True, inline="always")
+def _closes_epoch(z: float, zpk: float, zlow: float, dd: float, kb: float) -> bool:
+    """A new peak closes an epoch whose dip may beat the drawdown so far (:func:`run_static`)."""
+    return min(z - zpk, (zpk - zlow) * kb - dd) > 0.0
+
+
+@njit(cache=True, inline="always")
+def _peak_low(z: float, zpk: float, zlow: float) -> tuple[float, float]:
+    """Running peak and the low since it; selects, not branches: both come at random."""
+    zlow = z if (z > zpk) | (z < zlow) else zlow
+    return max(zpk, z), zlow
 
 
 @njit(cache=True, inline="always")
@@ -748,16 +870,12 @@ def _drawdown_step(
     sgc: float,
 ) -> tuple[float, float, float, float]:
     """One step of the drawdown bookkeeping of :func:`run_static` (see there)."""
-    up = z > zpk
-    # a new peak closes an epoch whose dip may beat the drawdown so far
-    if min(z - zpk, (zpk - zlow) * kb - dd) > 0.0:
+    if _closes_epoch(z, zpk, zlow, dd, kb):
         if math.isnan(epk):
             epk = a + c * math.exp(sgc * zpk)
         dd = max(dd, 1.0 - (a + c * math.exp(sgc * zlow)) / epk)
-    # selects, not branches: new peaks and lows come at random
-    zlow = z if up | (z < zlow) else zlow
-    epk = math.nan if up else epk
-    zpk = z if up else zpk
+    epk = math.nan if z > zpk else epk
+    zpk, zlow = _peak_low(z, zpk, zlow)
     return zpk, zlow, epk, dd
 
 
@@ -794,7 +912,7 @@ def scan_pair(
 
     Running the two paths in one loop overlaps their two chains of dependent additions. A path
     is *near* if a step has an end within ``dthr`` of ``(ulo, uhi)``, the test of the fast path
-    of :func:`run_static`; a pair whose paths are never near goes to :func:`run_far_pair`.
+    of :func:`run_static` (bootstrap paths, and the grid points of a pair with funding).
     """
     a = 0.0
     b = 0.0
@@ -993,6 +1111,7 @@ def simulate_chunks(
     for g in range(n_groups):
         ulo = max(ulo, groups[g, G_LO])
         uhi = min(uhi, groups[g, G_HI])
+    const_var = kind in (K_GBM, K_STUDENT, K_MERTON)  # step variance sd^2 (jumps excluded)
     for ch in range(c_lo, c_hi):
         key, gam = keys[ch], gams[ch]
         base = np.empty(steps)
@@ -1001,27 +1120,46 @@ def simulate_chunks(
         dthr = np.empty(steps)
         ya = np.empty(steps)
         yb = np.empty(steps)
+        draws = np.empty(steps, dtype=np.uint64)
         alive = np.empty(n_groups, dtype=np.bool_)
         w = np.empty(n_groups)
         p_begin = ch * chunk_pairs
         p_end = min(n_pairs, p_begin + chunk_pairs)
+        thresholds_known = False
+        dmax = 0.0
         for p in range(p_begin, p_end):
             pc0 = np.uint64((p - p_begin) * k_sub * steps * SLOTS)
             if kind != K_BOOTSTRAP:
-                fill_pair(kind, mp, k_sub, steps, key, gam, pc0, base, dev, var)
+                fill_pair(kind, mp, k_sub, steps, key, gam, pc0, base, dev, var, draws)
                 if eps < 0.0:
                     base *= -1.0
                     dev *= -1.0
-                _bridge_thresholds(var, dthr, steps, use_bridge)
-                near_a, near_b = scan_pair(base, dev, dthr, steps, ulo, uhi, ya, yb)
-            if kind != K_BOOTSTRAP and not (has_funding or near_a or near_b):
-                eq_a, dd_a, eq_b, dd_b = run_far_pair(ya, yb, steps, groups, free, e0)
-                for h, eq, dd in ((0, eq_a, dd_a), (1, eq_b, dd_b)):
-                    out_surv[2 * p + h] = 1.0
-                    out_liq[2 * p + h] = -1
-                    out_eq[2 * p + h] = eq
-                    out_dd[2 * p + h] = dd
+                if not thresholds_known:
+                    _bridge_thresholds(var, dthr, steps, use_bridge)
+                    dmax = np.max(dthr)
+                    # a constant step variance gives every pair the same thresholds
+                    thresholds_known = const_var
+            if kind != K_BOOTSTRAP and not has_funding:
+                near_a, near_b, eq_a, dd_a, eq_b, dd_b = walk_pair(
+                    base, dev, steps, ulo + dmax, uhi - dmax, groups, free, e0
+                )
+                for h, near, eq_far, dd_far in ((0, near_a, eq_a, dd_a), (1, near_b, eq_b, dd_b)):
+                    i = 2 * p + h
+                    if near:
+                        pair_path(base, dev, steps, 1.0 - 2.0 * h, ya)
+                        s, liq, eq, dd = run_static(
+                            ya, var, dthr, steps, k_sub, key, gam, pc0, h,
+                            use_bridge, groups, alive, ulo, uhi, free, e0,
+                        )  # fmt: skip
+                    else:
+                        s, liq, eq, dd = 1.0, -1, eq_far, dd_far
+                    out_surv[i] = s
+                    out_liq[i] = liq
+                    out_eq[i] = eq
+                    out_dd[i] = dd
                 continue
+            if kind != K_BOOTSTRAP:
+                scan_pair(base, dev, dthr, steps, ulo, uhi, ya, yb)
             for h in range(2):
                 if kind == K_BOOTSTRAP:
                     fill_bootstrap(mp, returns, k_sub, steps, key, gam, pc0, h, base, dev, var)
@@ -1080,59 +1218,82 @@ def extremes_chunks(
         M = \tfrac12\left(a + b + \sqrt{(b - a)^2 - 2\sigma^2\Delta \ln U'}\right)
 
     with independent :math:`U, U'` (each marginal is exact; their joint law is not needed for
-    a one-sided barrier). A step whose ends are both far above the running minimum
-    (:math:`2(a - m)(b - m) > 36\,\sigma^2\Delta`, so :math:`P(\text{step min} < m) < e^{-36}`)
-    cannot lower it and is not sampled; likewise for the maximum.
+    a one-sided barrier). Only a draw that sets a new extreme changes the output, and with
+    :math:`\ell` the running minimum and both ends above it, :math:`m < \ell` exactly when
+    :math:`U < e^{-Q}`, :math:`Q = 2(a - \ell)(b - \ell)/(\sigma^2\Delta)`, the bridge's
+    crossing probability of :math:`\ell` (:func:`bridge_probability`). A step with
+    :math:`Q > 36` (crossing probability below :math:`e^{-36}`) is not sampled at all; else the
+    uniform is drawn and :func:`_bridge_min` computes the extreme only when a cheap bound says
+    it may be new. Likewise for the maximum.
     Outputs have shape ``(checkpoints, 2 · n_pairs)``.
     """
+    step_ctr = np.uint64(k_sub * SLOTS)
     for ch in range(c_lo, c_hi):
         key, gam = keys[ch], gams[ch]
         base = np.empty(steps)
         dev = np.empty(steps)
         var = np.empty(steps)
-        inc = np.empty(steps)
+        draws = np.empty(steps, dtype=np.uint64)
         p_begin = ch * chunk_pairs
         p_end = min(n_pairs, p_begin + chunk_pairs)
         for p in range(p_begin, p_end):
             pc0 = np.uint64((p - p_begin) * k_sub * steps * SLOTS)
             if kind != K_BOOTSTRAP:
-                fill_pair(kind, mp, k_sub, steps, key, gam, pc0, base, dev, var)
+                fill_pair(kind, mp, k_sub, steps, key, gam, pc0, base, dev, var, draws)
             for h in range(2):
                 if kind == K_BOOTSTRAP:
                     fill_bootstrap(mp, returns, k_sub, steps, key, gam, pc0, h, base, dev, var)
                 sg = 1.0 - 2.0 * h
-                for t in range(steps):
-                    inc[t] = base[t] + sg * dev[t]
                 i = 2 * p + h
+                # the bridge uniforms of the step's last sub-step
+                ctr = pc0 + np.uint64((k_sub - 1) * SLOTS + SLOT_BRIDGE + 2 * h)
                 y = 0.0
                 lo = 0.0
                 hi = 0.0
+                left = every
+                j = 0
                 for t in range(steps):
-                    y1 = y + inc[t]
+                    y1 = y + (base[t] + sg * dev[t])
                     if use_bridge:
                         vt = var[t]
                         cut = BRIDGE_CUTOFF * vt
-                        ctr = pc0 + np.uint64(((t + 1) * k_sub - 1) * SLOTS + SLOT_BRIDGE + 2 * h)
-                        if 2.0 * (y - lo) * (y1 - lo) < cut:
-                            u = uniform_at(key, gam, ctr)
-                            dy = y1 - y
-                            lo = min(
-                                lo, 0.5 * (y + y1 - math.sqrt(dy * dy - 2.0 * vt * math.log(u)))
-                            )
-                        if 2.0 * (hi - y) * (hi - y1) < cut:
+                        q = 2.0 * (y - lo) * (y1 - lo)
+                        if q < cut:
+                            lo = min(lo, _bridge_min(y, y1, q, vt, uniform_at(key, gam, ctr), lo))
+                        q = 2.0 * (hi - y) * (hi - y1)
+                        if q < cut:
                             u = uniform_at(key, gam, ctr + np.uint64(1))
-                            dy = y1 - y
-                            hi = max(
-                                hi, 0.5 * (y + y1 + math.sqrt(dy * dy - 2.0 * vt * math.log(u)))
-                            )
+                            hi = max(hi, -_bridge_min(-y, -y1, q, vt, u, -hi))
                     lo = min(lo, y1)
                     hi = max(hi, y1)
                     y = y1
-                    if (t + 1) % every == 0:
-                        j = (t + 1) // every - 1
+                    ctr += step_ctr
+                    left -= 1
+                    if left == 0:  # a checkpoint (a countdown, not a division per step)
                         out_min[j, i] = lo
                         out_max[j, i] = hi
                         out_last[j, i] = y
+                        j += 1
+                        left = every
+
+
+@njit(cache=True, inline="always")
+def _bridge_min(y0: float, y1: float, q: float, var: float, u: float, lo: float) -> float:
+    r"""The minimum of the bridge from ``y0`` to ``y1`` at uniform ``u`` if it may be below ``lo``.
+
+    With ``q = 2 (y0 − lo)(y1 − lo)`` and :math:`Q = q / \text{var}`, the minimum is below
+    ``lo`` exactly when :math:`U < e^{-Q}`; as :math:`e^{Q} > 1 + Q + Q^2/2` for :math:`Q > 0`,
+    :math:`U (1 + Q + Q^2/2) \ge 1` rules that out, and ``lo`` is returned without a log or a
+    square root (``1 + 1e-9`` keeps the test clear of rounding: where it skips, the minimum is
+    above ``lo`` by far more than its rounding error). ``q <= 0`` (an end at or below ``lo``)
+    always computes it.
+    """
+    if q > 0.0:
+        x = q / var
+        if u * (1.0 + x * (1.0 + 0.5 * x)) >= 1.0 + 1e-9:
+            return lo
+    dy = y1 - y0
+    return 0.5 * (y0 + y1 - math.sqrt(dy * dy - 2.0 * var * math.log(u)))
 
 
 # ================================================================= plain-Python reference
