@@ -63,6 +63,26 @@ def liquidation_price_one_leg(
     (a fully collateralized long, or an inverse short), and ``ref_price`` when every price does
     (the balance is already below maintenance margin).
     """
+    return _liquidation_price(balance, side, qty, ref_price, linear, floor, cap, mmr, cum)
+
+
+@njit(cache=True, inline="always")
+def _liquidation_price(
+    balance: float,
+    side: float,
+    qty: float,
+    ref_price: float,
+    linear: bool,
+    floor: FloatArray,
+    cap: FloatArray,
+    mmr: FloatArray,
+    cum: FloatArray,
+) -> float:
+    """:func:`liquidation_price_one_leg`, inlined into callers' loops.
+
+    Hot loops (the normalization kernel) call this directly: a call that is not inlined
+    passes each tier array as seven words on the stack, which costs more than the solve.
+    """
     if qty <= 0.0:
         return math.nan
     if linear:

@@ -11,12 +11,13 @@ in the settle currency. Amounts leave as whole lots.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 from numba import njit, prange
 from numpy.typing import NDArray
 
-from levalign._margin_kernels import liquidation_price_one_leg, tier_index
+from levalign._margin_kernels import _liquidation_price, tier_index
 from levalign.risk.curve import required_distance
 
 FloatArray = NDArray[np.float64]
@@ -74,7 +75,36 @@ R_NO_LEAD_CHANGE = 1 << 20
 
 _HOURS_PER_YEAR = 8760.0
 _EPS = 1e-9
+# ``x <= _FLOAT_MAX`` is ``x < inf``; compared with inf, LLVM rewrites the test as integer bit
+# arithmetic on the float, several times longer than one comparison
+_FLOAT_MAX = sys.float_info.max
 _TIE = 1.0 - 1e-12  # a cap within this of the target is a tie, not a binding constraint
+
+
+# The first tier's (cap, mmr, cum, max leverage), read once per event: most followers' notionals
+# lie in it, and one comparison with its cap then replaces a tier_index scan and the array reads.
+FirstTier = tuple[float, float, float, float]
+
+
+@njit(cache=True, inline="always")
+def _tier_rates(
+    notional: float, cap: FloatArray, mmr: FloatArray, cum: FloatArray, first: FirstTier
+) -> tuple[float, float]:
+    """``(mmr_k, cum_k)`` of the tier :func:`tier_index` finds for ``notional >= 0``."""
+    if notional < first[0]:
+        return first[1], first[2]
+    k = tier_index(cap, notional)
+    return mmr[k], cum[k]
+
+
+@njit(cache=True, inline="always")
+def _tier_max_leverage(
+    notional: float, cap: FloatArray, max_lev: FloatArray, first: FirstTier
+) -> float:
+    """Maximum leverage of the tier :func:`tier_index` finds for ``notional >= 0``."""
+    if notional < first[0]:
+        return first[3]
+    return max_lev[tier_index(cap, notional)]
 
 
 @njit(cache=True, inline="always")
@@ -86,6 +116,7 @@ def _required_balance(
     cap: FloatArray,
     mmr: FloatArray,
     cum: FloatArray,
+    first: FirstTier,
 ) -> float:
     """Margin balance at ``price`` needed so that liquidation is ``dist`` (fraction) away.
 
@@ -93,8 +124,8 @@ def _required_balance(
     and must still equal the maintenance margin of the notional there.
     """
     x_notional = qty * price * (1.0 - side * dist)
-    k = tier_index(cap, x_notional)
-    return qty * price * dist + x_notional * mmr[k] - cum[k]
+    mmr_k, cum_k = _tier_rates(x_notional, cap, mmr, cum, first)
+    return qty * price * dist + x_notional * mmr_k - cum_k
 
 
 @njit(cache=True)
@@ -166,12 +197,37 @@ def _bind(
 
 
 @njit(cache=True, inline="always")
+def _finite_nonnegative(x: float) -> bool:
+    """``math.isfinite(x) and x >= 0``, in two comparisons (NaN fails both)."""
+    return 0.0 <= x <= _FLOAT_MAX
+
+
+@njit(cache=True, inline="always")
+def _finite_positive(x: float) -> bool:
+    """``math.isfinite(x) and x > 0``, in two comparisons (NaN fails both)."""
+    return 0.0 < x <= _FLOAT_MAX
+
+
+@njit(cache=True, inline="always")
+def _own_or(value: float, default: float) -> float:
+    """The follower's own ``value`` when set (finite), else the event's ``default``."""
+    return value if math.isfinite(value) else default
+
+
+@njit(cache=True, inline="always")
+def _ceil_small(x: float) -> float:
+    """``math.ceil(x)`` for ``|x| < 2**63`` by integer truncation, without a libm call."""
+    t = int(x)  # toward zero: already the ceiling for negative x and for integers
+    return float(t + 1) if t < x else float(t)
+
+
+@njit(cache=True, inline="always")
 def _initial_margin(
-    qty: float, price: float, cap: FloatArray, max_lev: FloatArray, lev_cap: float
+    qty: float, price: float, cap: FloatArray, max_lev: FloatArray, lev_cap: float, first: FirstTier
 ) -> float:
     """Initial margin at the tier's maximum leverage or the follower's setting, if lower."""
     n = qty * price
-    return n / min(max_lev[tier_index(cap, n)], lev_cap)
+    return n / min(_tier_max_leverage(n, cap, max_lev, first), lev_cap)
 
 
 @njit(cache=True, parallel=True)
@@ -247,6 +303,14 @@ def normalize_kernel(
     # ten is the correctly rounded decimal, with no per-row call to round(x, ndigits)
     unit_scale = 10.0**amount_decimals
     step_units = round(amount_step * unit_scale)
+    lead_dist = 0.0 if math.isnan(ev[E_LEAD_DIST]) else ev[E_LEAD_DIST]
+    # event fields the sizing modes read, as scalars (loads from ``ev`` are not hoisted out of
+    # the loop: the compiler cannot rule out that an output column aliases it)
+    ev_units, ev_open_frac, ev_growth = ev[E_UNITS], ev[E_OPEN_FRAC], ev[E_GROWTH]
+    ev_lev_total, ev_share, ev_stop = ev[E_LEV_TOTAL], ev[E_SHARE], ev[E_STOP]
+    ev_sigma, ev_mu = ev[E_SIGMA], ev[E_MU]
+    tier_cap_q = last_cap * inv_p  # the largest quantity the tier table allows
+    first = (t_cap[0], t_mmr[0], t_cum[0], t_max_lev[0])
     for i in prange(n):
         reasons = np.uint32(0)
         eq = equity[i]
@@ -258,7 +322,7 @@ def normalize_kernel(
         dist = min_liq_distance[i]
         if math.isnan(dist):
             # unset: a probability limit replaces it, else survive whatever the lead survives
-            dist = 0.0 if not math.isnan(alpha) or math.isnan(ev[E_LEAD_DIST]) else ev[E_LEAD_DIST]
+            dist = lead_dist if math.isnan(alpha) else 0.0
         # defaults: no order, state unchanged
         side_out = 0
         amount = 0.0
@@ -267,30 +331,25 @@ def normalize_kernel(
         lev_out = math.nan
         coll_out = 0.0
         raw = 0.0
-        res_out = residual[i] if policy[i] == P_ACCUMULATE else 0.0
+        pol = policy[i]
+        accumulate = pol == P_ACCUMULATE
+        avail = available[i]
+        res_out = residual[i] if accumulate else 0.0
         valid = (
-            math.isfinite(eq)
-            and eq > 0.0
+            _finite_positive(eq)
             and math.isfinite(pos_c)
-            and (pos_c == 0.0 or (math.isfinite(ep0) and ep0 > 0.0))
-            and math.isfinite(c0)
-            and c0 >= 0.0
-            and math.isfinite(scale[i])
-            and scale[i] >= 0.0
-            and not math.isnan(available[i])
-            and available[i] >= 0.0
-            and math.isfinite(other_notional[i])
-            and other_notional[i] >= 0.0
-            and math.isfinite(other_mm[i])
-            and other_mm[i] >= 0.0
-            and math.isfinite(dist)
-            and dist >= 0.0
-            and dist < 1.0
+            and (pos_c == 0.0 or _finite_positive(ep0))
+            and _finite_nonnegative(c0)
+            and _finite_nonnegative(scale[i])
+            and avail >= 0.0  # NaN fails; infinite is allowed
+            and _finite_nonnegative(other_notional[i])
+            and _finite_nonnegative(other_mm[i])
+            and 0.0 <= dist < 1.0
             and math.isfinite(res_out)
-            and (math.isnan(alpha) or (alpha > 0.0 and alpha <= 1.0))
+            and (math.isnan(alpha) or 0.0 < alpha <= 1.0)
             and mode[i] >= 0
             and margin_mode[i] >= 0
-            and policy[i] >= 0
+            and pol >= 0
             and not (max_leverage[i] <= 0.0)
             and not (max_position_leverage[i] <= 0.0)
             and not (max_notional[i] < 0.0)
@@ -313,7 +372,6 @@ def normalize_kernel(
             o_residual[i] = 0.0
             continue
         s_f = 1.0 if q > 0.0 else (-1.0 if q < 0.0 else 0.0)
-        avail = available[i]
         # the follower's own leverage setting caps every tier's (NaN: the tier's maximum)
         lev_cap = leverage_setting[i] if leverage_setting[i] > 0.0 else math.inf
         if not allowed[i]:
@@ -345,7 +403,7 @@ def normalize_kernel(
                         amt = held
                     elif amt < min_amount - _EPS * amount_step:
                         reasons |= R_BELOW_MIN_AMOUNT
-                        if policy[i] == P_ROUND_UP:
+                        if pol == P_ROUND_UP:
                             amt = min(
                                 math.ceil(min_amount / amount_step - _EPS) * amount_step, held
                             )
@@ -376,7 +434,6 @@ def normalize_kernel(
                 q = 0.0
                 res_out = 0.0
             cur = abs(q)
-            sig = sigma[i] if math.isfinite(sigma[i]) else ev[E_SIGMA]
             m = mode[i]
             d = math.nan
             if not math.isnan(alpha):
@@ -393,39 +450,39 @@ def normalize_kernel(
             if reasons & R_RISK_MODEL_REQUIRED:
                 pass
             elif m == M_PROPORTIONAL:
-                d = scale[i] * ev[E_UNITS] * eq
+                d = scale[i] * ev_units * eq
             elif m == M_FIXED:
                 if fixed_notional[i] >= 0.0:
-                    d = (
-                        fixed_notional[i] * inv_p * ev[E_OPEN_FRAC]
-                        if cur == 0.0
-                        else cur * ev[E_GROWTH]
-                    )
+                    d = fixed_notional[i] * inv_p * ev_open_frac if cur == 0.0 else cur * ev_growth
             elif m == M_TARGET_LEV:
-                lev = min(scale[i] * ev[E_LEV_TOTAL], max_leverage[i])
-                d = lev * eq * ev[E_SHARE] / p - cur
+                lev = min(scale[i] * ev_lev_total, max_leverage[i])
+                d = lev * eq * ev_share / p - cur
             elif m == M_RISK:
                 stop_dist = math.nan
-                if not math.isnan(ev[E_STOP]):
-                    stop_dist = abs(p - ev[E_STOP])
+                sig = _own_or(sigma[i], ev_sigma)
+                if not math.isnan(ev_stop):
+                    stop_dist = abs(p - ev_stop)
                 elif sig > 0.0 and horizon_hours[i] > 0.0:
                     stop_dist = (
                         p * stop_sigmas[i] * sig * math.sqrt(horizon_hours[i] / _HOURS_PER_YEAR)
                     )
                 if risk_fraction[i] >= 0.0 and stop_dist > 0.0:
                     d = risk_fraction[i] * eq / stop_dist - cur
-            elif m == M_VOL and vol_target[i] >= 0.0 and sig > 0.0:
-                d = vol_target[i] / sig * eq * inv_p - cur
+            elif m == M_VOL:
+                sig = _own_or(sigma[i], ev_sigma)
+                if vol_target[i] >= 0.0 and sig > 0.0:
+                    d = vol_target[i] / sig * eq * inv_p - cur
             elif m == M_OPTIMAL:
                 # growth-optimal (Kelly) leverage mu/sigma^2 in the lead's direction; the
                 # probability limit above caps it through the buffer solver
-                mu = expected_return[i] if math.isfinite(expected_return[i]) else ev[E_MU]
+                sig = _own_or(sigma[i], ev_sigma)
+                mu = _own_or(expected_return[i], ev_mu)
                 if sig > 0.0 and math.isfinite(mu):
                     d = s * mu / (sig * sig) * eq * inv_p - cur
             if math.isnan(d) and (reasons & R_RISK_MODEL_REQUIRED) == 0:
                 reasons |= R_MISSING_PARAMETER
             if not math.isnan(d):
-                if policy[i] == P_ACCUMULATE:
+                if accumulate:
                     d += res_out * cs
                 raw = d
                 if d <= 0.0:
@@ -435,18 +492,20 @@ def normalize_kernel(
                     target = cur + d
                     upnl0 = s * cur * (p - ep0) if cur > 0.0 else 0.0
                     # -- constraints in DESIGN order; each flags when it binds
-                    cap_q = max_position_leverage[i] * eq * inv_p
-                    target, reasons = _bind(target, cap_q, cur, R_POSITION_LEVERAGE, reasons)
-                    cap_q = last_cap * inv_p
-                    target, reasons = _bind(target, cap_q, cur, R_TIER_LIMIT, reasons)
-                    cap_q = (max_leverage[i] * eq - other_notional[i]) * inv_p
-                    target, reasons = _bind(target, cap_q, cur, R_ACCOUNT_LEVERAGE, reasons)
+                    cap_pos = max_position_leverage[i] * eq * inv_p
+                    cap_acct = (max_leverage[i] * eq - other_notional[i]) * inv_p
+                    # a cap at or above the target binds nowhere: most rows skip all three
+                    if cap_pos < target or tier_cap_q < target or cap_acct < target:
+                        target, reasons = _bind(target, cap_pos, cur, R_POSITION_LEVERAGE, reasons)
+                        target, reasons = _bind(target, tier_cap_q, cur, R_TIER_LIMIT, reasons)
+                        target, reasons = _bind(target, cap_acct, cur, R_ACCOUNT_LEVERAGE, reasons)
                     # once the target is at or below the holding the order is zero: the
                     # remaining constraints have nothing left to limit
                     budget = (c0 + avail + upnl0) if isolated else (eq - other_mm[i])
                     if (
                         target > cur
-                        and _required_balance(target, p, s, dist, t_cap, t_mmr, t_cum) > budget
+                        and _required_balance(target, p, s, dist, t_cap, t_mmr, t_cum, first)
+                        > budget
                     ):
                         cap_q = _max_qty_for_balance(
                             budget, p, s, dist, t_floor, t_cap, t_mmr, t_cum
@@ -461,22 +520,26 @@ def normalize_kernel(
                     # initial margin: isolated posts it all (existing collateral counts);
                     # cross needs only the increase over what the position already locks
                     im_budget = avail + (
-                        c0 if isolated else _initial_margin(cur, p, t_cap, t_max_lev, lev_cap)
+                        c0
+                        if isolated
+                        else _initial_margin(cur, p, t_cap, t_max_lev, lev_cap, first)
                     )
                     if (
                         target > cur
-                        and _initial_margin(target, p, t_cap, t_max_lev, lev_cap) > im_budget
+                        and _initial_margin(target, p, t_cap, t_max_lev, lev_cap, first) > im_budget
                     ):
                         cap_q = _max_qty_for_initial_margin(
                             im_budget, p, t_cap, t_floor, t_max_lev, lev_cap
                         )
                         target, reasons = _bind(target, cap_q, cur, R_AVAILABLE_MARGIN, reasons)
                     cap_q = max_notional[i] * inv_p
-                    target, reasons = _bind(target, cap_q, cur, R_MAX_NOTIONAL, reasons)
+                    if cap_q < target:
+                        target, reasons = _bind(target, cap_q, cur, R_MAX_NOTIONAL, reasons)
                     d_ok = max(target - cur, 0.0)
                     # -- lots, exchange minimums, min-size policy
                     exact = d_ok / lot
-                    lots = math.floor(exact + _EPS)
+                    # int() truncates: the floor of a non-negative number, without a libm call
+                    lots = int(exact + _EPS)
                     if exact - lots > _EPS * max(1.0, exact):  # dropped > a billionth
                         reasons |= R_LOT_ROUNDING
                     amt = lots * step_units / unit_scale
@@ -488,7 +551,6 @@ def normalize_kernel(
                         reasons |= R_BELOW_MIN_COST
                         small = True
                     if small:
-                        pol = policy[i]
                         if pol == P_ROUND_UP and d_ok > 0.0:
                             lots_up = max(
                                 1.0,
@@ -501,10 +563,11 @@ def normalize_kernel(
                                 and q_up * p <= last_cap
                                 and q_up * p + other_notional[i]
                                 <= max_leverage[i] * eq * (1.0 + 1e-12)
-                                and _required_balance(q_up, p, s, dist, t_cap, t_mmr, t_cum)
+                                and _required_balance(q_up, p, s, dist, t_cap, t_mmr, t_cum, first)
                                 <= budget
                                 and q_up * p <= max_notional[i] * (1.0 + 1e-12)
-                                and _initial_margin(q_up, p, t_cap, t_max_lev, lev_cap) <= im_budget
+                                and _initial_margin(q_up, p, t_cap, t_max_lev, lev_cap, first)
+                                <= im_budget
                             )
                             if ok:
                                 amt = lots_up * step_units / unit_scale
@@ -519,20 +582,21 @@ def normalize_kernel(
                             amt = 0.0
                             reasons |= R_SKIPPED
                     if amt > 0.0:
-                        res_out = (d_ok - amt * cs) / cs if policy[i] == P_ACCUMULATE else 0.0
+                        res_out = (d_ok - amt * cs) / cs if accumulate else 0.0
                     else:
                         res_out = d_ok / cs  # carried (accumulate) or recorded (skip)
-                    if policy[i] == P_ACCUMULATE and res_out < 0.0:
+                    if accumulate and res_out < 0.0:
                         res_out = 0.0
                     if amt > 0.0:
                         side_out = int(s)
                         amount = amt + close_amt
                         new_q = cur + amt * cs
                         n_new = new_q * p
-                        tier_lev = min(t_max_lev[tier_index(t_cap, n_new)], lev_cap)
+                        tier_lev = min(_tier_max_leverage(n_new, t_cap, t_max_lev, first), lev_cap)
                         if isolated:
                             need = max(
-                                _required_balance(new_q, p, s, dist, t_cap, t_mmr, t_cum) - upnl0,
+                                _required_balance(new_q, p, s, dist, t_cap, t_mmr, t_cum, first)
+                                - upnl0,
                                 n_new / tier_lev,
                                 c0,
                             )
@@ -540,7 +604,7 @@ def normalize_kernel(
                             lev_out = (
                                 tier_lev
                                 if lev_cap < math.inf
-                                else min(tier_lev, max(1.0, math.ceil(n_new / need - 1e-9)))
+                                else min(tier_lev, max(1.0, _ceil_small(n_new / need - 1e-9)))
                             )
                             c0 = need
                         else:
@@ -573,11 +637,9 @@ def normalize_kernel(
         if held_q > 0.0:
             sq = 1.0 if q > 0.0 else -1.0
             if isolated:
-                lp = liquidation_price_one_leg(
-                    c0, sq, held_q, ep0, True, t_floor, t_cap, t_mmr, t_cum
-                )
+                lp = _liquidation_price(c0, sq, held_q, ep0, True, t_floor, t_cap, t_mmr, t_cum)
             else:
-                lp = liquidation_price_one_leg(
+                lp = _liquidation_price(
                     eq - other_mm[i], sq, held_q, p, True, t_floor, t_cap, t_mmr, t_cum
                 )
             o_liq[i] = lp
