@@ -265,6 +265,108 @@ def test_kernel_equals_the_plain_python_reference(case, rate_8h):
     assert np.any((surv > 0) & (surv < 1))
 
 
+# ---------------------------------------------------------------- the lean kernels
+
+
+def test_gbm_fill_draws_the_documented_normals_including_rejected_ones():
+    # the GBM fill takes the ziggurat's fast path in one loop and draws the ~1.2% of 64-bit
+    # draws it rejects (wedges, tail) afterwards: every step is still sd times the normal at
+    # its address, the one draw_normals (tested against the plain-integer reference) returns
+    keys, gams = chunk_streams(5, 1)
+    key, gam = int(keys[0]), int(gams[0])
+    steps, pairs, sd, drift = 50, 40, 0.03, -0.001
+    mp = np.zeros(mck.P_SIZE)
+    mp[mck.P_SD], mp[mck.P_DRIFT] = sd, drift
+    z = mck.draw_normals(keys, gams, 0, pairs, steps, mck.SLOT_NORMAL, mck.NORMAL_BUDGET)
+    base, dev, var = np.empty(steps), np.empty(steps), np.empty(steps)
+    draws = np.empty(steps, dtype=np.uint64)
+    rejected = 0
+    for p in range(pairs):
+        pc0 = np.uint64(p * steps * mck.SLOTS)
+        mck.fill_pair(mck.K_GBM, mp, 1, steps, keys[0], gams[0], pc0, base, dev, var, draws)
+        np.testing.assert_array_equal(dev, sd * z[p])
+        np.testing.assert_array_equal(base, np.full(steps, drift))
+        np.testing.assert_array_equal(var, np.full(steps, sd * sd))
+        for t in range(steps):
+            u = mck.reference_draw(key, gam, (p * steps + t) * mck.SLOTS, 0, 1)
+            rejected += (u >> 12) >= int(mck.ZIG_K[u & 255])
+    assert rejected >= 5  # about 24 of the 2,000 draws
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0, 0.0])
+def test_walk_lanes_equals_the_drawdown_by_its_definition(rng, sign):
+    # a 5x position (equity 1 - c + c e^y, c = 5 sign; no exposure for sign 0): the vector
+    # walk, which evaluates equity only where an epoch's dip may beat the drawdown so far,
+    # against max_t 1 - E_t / max_{s <= t} E_s at every step; 1% steps over 60 steps reach
+    # the near thresholds at +-8% on some paths only; lane 3 can never be near
+    steps, lanes = 60, mck.LANES
+    bases = np.full((steps, lanes), -2e-4)
+    devs = rng.standard_normal((steps, lanes)) * 0.01
+    lo_s, hi_s = np.full(lanes, -0.08), np.full(lanes, 0.08)
+    lo_s[3], hi_s[3] = -np.inf, np.inf
+    c = 5.0 * sign
+    groups = np.zeros((1, mck.G_SIZE))
+    groups[0, mck.G_W0], groups[0, mck.G_C], groups[0, mck.G_CR] = 1.0, c, c
+    near = np.empty(2 * lanes, dtype=np.bool_)
+    eq, dd, st = np.empty(2 * lanes), np.empty(2 * lanes), np.empty(mck.W_SIZE)
+    mck.walk_lanes(bases, devs, steps, lo_s, hi_s, groups, 0.0, 1.0, st, near, eq, dd)
+    ref_near, ref_eq, ref_dd = mck.reference_walk(bases, devs, lo_s, hi_s, 1.0 - c, c, 1.0)
+    np.testing.assert_array_equal(near, ref_near)
+    np.testing.assert_allclose(eq, ref_eq, rtol=1e-13)
+    np.testing.assert_allclose(dd, ref_dd, rtol=1e-12, atol=1e-15)
+    assert 0 < near.sum() < near.size
+    assert not near[6]
+    assert not near[7]
+    if sign:
+        assert np.all(dd > 0)
+    else:
+        assert np.all(dd == 0)
+        assert np.all(eq == 1.0)
+
+
+def test_sample_extremes_skips_only_bridge_draws_that_cannot_set_an_extreme():
+    # the kernel computes a step's bridge extreme only when U (1 + Q + Q^2/2) < 1 (Q the
+    # crossing exponent of the running extreme) and draws nothing past Q = 36; the
+    # reference computes every step's extreme: the results are the same numbers
+    model, days, pairs, steps, every = GBM(0.9, 0.2), 3.0, 200, 24, 6
+    ext = sample_extremes(model, 100.0, days, 2 * pairs, steps, 4, steps // every)
+    ma = mc._model_arrays(model, days * 24 / steps)
+    keys, gams = chunk_streams(4, 1)
+    z = mck.draw_normals(keys, gams, 0, pairs, steps, mck.SLOT_NORMAL, mck.NORMAL_BUDGET)
+    u_lo = np.empty((2 * pairs, steps))
+    u_hi = np.empty((2 * pairs, steps))
+    for h in range(2):
+        u_lo[h::2] = mck.draw_uniforms(keys, gams, 0, pairs, steps, mck.SLOT_BRIDGE + 2 * h)
+        u_hi[h::2] = mck.draw_uniforms(keys, gams, 0, pairs, steps, mck.SLOT_BRIDGE + 2 * h + 1)
+    lo, hi, last = mck.reference_extremes(z, u_lo, u_hi, ma.mp[mck.P_DRIFT], ma.mp[mck.P_SD], every)
+    np.testing.assert_array_equal(ext.running_min, lo)
+    np.testing.assert_array_equal(ext.running_max, hi)
+    np.testing.assert_array_equal(ext.terminal, last)
+
+
+def test_bridge_minimum_is_skipped_only_when_it_is_above_the_running_minimum(rng):
+    # the bridge minimum m = (y0 + y1 - sqrt((y1 - y0)^2 - 2 v ln U)) / 2 is below lo exactly
+    # when U < exp(-Q), Q = 2 (y0 - lo)(y1 - lo) / v; the skip test may only drop draws with
+    # m >= lo, and otherwise returns m itself
+    n = 4000
+    var = 10.0 ** rng.uniform(-6, -2, n)
+    sd = np.sqrt(var)
+    lo = rng.normal(0, 0.1, n)
+    y0 = lo + np.abs(rng.normal(0, 1, n)) * sd * rng.choice([0.0, 0.01, 1.0, 3.0], n)
+    y1 = lo + np.abs(rng.normal(0, 1, n)) * sd * rng.choice([0.01, 1.0, 3.0], n)
+    u = rng.uniform(0, 1, n)
+    m = 0.5 * (y0 + y1 - np.sqrt((y1 - y0) ** 2 - 2 * var * np.log(u)))
+    q = 2.0 * (y0 - lo) * (y1 - lo)
+    got = np.array([mck._bridge_min(*args) for args in zip(y0, y1, q, var, u, lo, strict=True)])
+    skipped = got == lo
+    assert 0.2 < skipped.mean() < 0.95
+    assert np.all(m[skipped] >= lo[skipped])
+    np.testing.assert_allclose(got[~skipped], m[~skipped], rtol=1e-14, atol=1e-17)
+    # every draw that does set a new minimum is computed
+    assert np.all(~skipped[m < lo])
+    assert np.sum(m < lo) > 50
+
+
 # ---------------------------------------------------------------- reproducibility
 
 

@@ -50,6 +50,17 @@ ones, as in :mod:`levalign._margin_kernels`). Its margin excess
 is piecewise linear in :math:`v` with breakpoints where a leg changes tier; the group is
 liquidated when :math:`e_g < 0`. Paths run in :math:`y = \ln v`. The roots of :math:`e_g` (the
 liquidation levels) bound the safe interval :math:`(b^-_g, b^+_g)` in :math:`y`.
+
+Speed
+-----
+Without funding (barriers fixed in :math:`y`) most paths never come within a bridge threshold
+of a level, where every crossing probability is below :math:`e^{-36}`: for them the
+liquidation check does nothing and only equity and drawdown remain. The chunk kernel fills
+``LANES`` pairs (:func:`fill_pair`; for GBM the ziggurat's fast path in a loop without calls),
+walks them side by side in one vectorized loop (:func:`walk_lanes`: grid points, their
+extremes, the drawdown bookkeeping), and runs only the paths that came near through the full
+step (:func:`run_static`). The results are those of running every path through
+:func:`run_static`, number for number.
 """
 
 from __future__ import annotations
@@ -118,6 +129,22 @@ K_GBM, K_STUDENT, K_GARCH, K_MERTON, K_BOOTSTRAP = range(5)
     G_SIZE,
 ) = range(13)
 (L_C, L_R, L_N, L_T0, L_T1, L_SIZE) = range(6)  # leg: c_i, r_i, n_i, tier rows [T0, T1)
+
+# ---------------------------------------------------------------- the walk of far pairs
+#: pairs walked side by side by :func:`walk_lanes` (the compiler vectorizes across them; it
+#: leaves loops of fewer than 16 iterations scalar)
+LANES = 16
+# its state, each field LANES wide; path a of the pair, then path b
+(
+    W_Y,  # log price
+    W_LO,  # lowest grid point so far (the start included)
+    W_HI,  # highest
+    W_PK,  # drawdown bookkeeping (run_static): z = sign(c) y of the running peak,
+    W_LOW,  # the lowest z since it,
+    W_DD,  # the drawdown so far
+    W_FIELDS,
+) = range(7)
+W_SIZE = 2 * W_FIELDS * LANES
 
 # exp(-x) is not computed for x above this: e^-36 = 2.3e-16 is below the spacing of doubles
 # near 1, so a survival factor 1 - e^-x would round to 1 anyway
@@ -727,112 +754,84 @@ def _equity_line(groups: FloatArray, free: float, e0: float) -> tuple[float, flo
 
 
 @njit(cache=True)
-def walk_pair(
-    base: FloatArray,
-    dev: FloatArray,
+def walk_lanes(
+    bases: FloatArray,
+    devs: FloatArray,
     steps: int,
-    lo_s: float,
-    hi_s: float,
+    lo_s: FloatArray,
+    hi_s: FloatArray,
     groups: FloatArray,
     free: float,
     e0: float,
-) -> tuple[bool, bool, float, float, float, float]:
-    r"""Both paths of a pair, ``y_t = y_{t-1} + (base_t ± dev_t)``, run as far from liquidation.
+    st: FloatArray,
+    near: BoolArray,
+    eq: FloatArray,
+    dd: FloatArray,
+) -> None:
+    r"""``LANES`` pairs walked as if far from liquidation, step by step side by side.
 
-    Returns ``(near_a, near_b, E_T/E_0 of a, drawdown of a, E_T/E_0 of b, drawdown of b)``.
-    A path is *near* when a grid point (the start included) is at or below ``lo_s`` or at or
-    above ``hi_s``: with ``lo_s = ulo + d``, ``hi_s = uhi − d`` and ``d`` the largest bridge
-    threshold of the pair's steps, a path that is not near never enters the slow part of
-    :func:`run_static`, which then does nothing but the drawdown bookkeeping done here: its
-    equity and drawdown are final. A near path is run again by :func:`run_static` (its grid
-    points from :func:`pair_path`).
+    Pair ``k`` moves path ``a`` by ``bases[t, k] + devs[t, k]`` and path ``b`` by
+    ``bases[t, k] − devs[t, k]``. Writes, for path ``h`` of pair ``k`` at ``2k + h``: whether it
+    is *near* (a grid point, the start included, at or below ``lo_s[k]`` or at or above
+    ``hi_s[k]``), its terminal equity over ``e0`` and its drawdown. With ``lo_s = ulo + d``,
+    ``hi_s = uhi − d`` and ``d`` the largest bridge threshold of the pair's steps, a path that
+    is not near never enters the slow part of :func:`run_static`, which then does nothing but
+    the drawdown bookkeeping done here (the same operations, so the same numbers): its equity
+    and drawdown are final. A near path is run again by :func:`run_static`.
 
-    The loop is compiled once per sign of the equity's slope (a constant there): the
-    drawdown's running peak of :math:`z = \operatorname{sign}(c)\, y` is then one of the
-    path's extremes, and the other is one more ``min``. The two paths run in one loop, which
-    overlaps their dependency chains.
+    Every step is one loop over the lanes with no branch and no call, which the compiler turns
+    into vector instructions; the rare closing of a drawdown epoch that may beat the drawdown
+    so far (two ``exp``) leaves the lane's peak and low as they were and is finished in a
+    scalar loop after it. ``st`` is scratch space of ``W_SIZE`` floats.
     """
     a, c, sgc, kb = _equity_line(groups, free, e0)
-    if sgc > 0.0:
-        return _walk(base, dev, steps, lo_s, hi_s, a, c, 1.0, kb, e0)
-    if sgc < 0.0:
-        return _walk(base, dev, steps, lo_s, hi_s, a, c, -1.0, kb, e0)
-    # no exposure to the price: equity is the constant a, no drawdown
-    lo_a = hi_a = lo_b = hi_b = y_a = y_b = 0.0
+    st[:] = 0.0
     for t in range(steps):
-        y_a = y_a + (base[t] + dev[t])
-        y_b = y_b + (base[t] + -1.0 * dev[t])
-        lo_a = min(lo_a, y_a)
-        hi_a = max(hi_a, y_a)
-        lo_b = min(lo_b, y_b)
-        hi_b = max(hi_b, y_b)
-    near_a = (lo_a <= lo_s) | (hi_a >= hi_s)
-    near_b = (lo_b <= lo_s) | (hi_b >= hi_s)
-    return near_a, near_b, a / e0, 0.0, a / e0, 0.0
+        fired = False
+        for k in range(LANES):
+            b = bases[t, k]
+            d = devs[t, k]
+            fired |= _lane_step(b + d, k, 0, st, sgc, kb)
+            fired |= _lane_step(b + -1.0 * d, k, W_FIELDS * LANES, st, sgc, kb)
+        if fired:
+            for k in range(LANES):
+                for o in (0, W_FIELDS * LANES):
+                    i_pk, i_low, i_dd = (
+                        o + W_PK * LANES + k,
+                        o + W_LOW * LANES + k,
+                        o + W_DD * LANES + k,
+                    )
+                    z = sgc * st[o + W_Y * LANES + k]
+                    if _closes_epoch(z, st[i_pk], st[i_low], st[i_dd], kb):
+                        st[i_dd] = _epoch_drawdown(st[i_pk], st[i_low], a, c, sgc, st[i_dd])
+                        st[i_pk], st[i_low] = _peak_low(z, st[i_pk], st[i_low])
+    for k in range(LANES):
+        for h in range(2):
+            o = h * W_FIELDS * LANES + k
+            y = st[o + W_Y * LANES]
+            zpk = st[o + W_PK * LANES]
+            near[2 * k + h] = (st[o + W_LO * LANES] <= lo_s[k]) | (st[o + W_HI * LANES] >= hi_s[k])
+            eq[2 * k + h] = (a + c * math.exp(y) if c != 0.0 else a) / e0
+            dd[2 * k + h] = _drawdown_end(
+                zpk, st[o + W_LOW * LANES], math.nan, st[o + W_DD * LANES], a, c, sgc
+            )
 
 
-@njit(cache=True, inline="always")
-def _walk(
-    base: FloatArray,
-    dev: FloatArray,
-    steps: int,
-    lo_s: float,
-    hi_s: float,
-    a: float,
-    c: float,
-    sgc: float,
-    kb: float,
-    e0: float,
-) -> tuple[bool, bool, float, float, float, float]:
-    """:func:`walk_pair` for ``sgc = ±1`` (a literal: ``sgc · y`` compiles to ``±y``)."""
-    y_a = y_b = za = zb = 0.0
-    zpk_a = zlow_a = zmin_a = zpk_b = zlow_b = zmin_b = 0.0
-    dd_a = dd_b = 0.0
-    t = 0
-    while t < steps:
-        # the steps up to the next closing of a drawdown epoch: no call in this loop, so
-        # nothing is spilled around one (a slice and a range index: no negative-index checks)
-        fire_a = fire_b = False
-        bs = base[t:]
-        ds = dev[t:]
-        n = steps - t
-        run = n
-        for k in range(n):
-            y_a = y_a + (bs[k] + ds[k])
-            y_b = y_b + (bs[k] + -1.0 * ds[k])
-            za = sgc * y_a
-            zb = sgc * y_b
-            zmin_a = min(zmin_a, za)
-            zmin_b = min(zmin_b, zb)
-            fire_a = _closes_epoch(za, zpk_a, zlow_a, dd_a, kb)
-            fire_b = _closes_epoch(zb, zpk_b, zlow_b, dd_b, kb)
-            if fire_a | fire_b:
-                run = k
-                break
-            zpk_a, zlow_a = _peak_low(za, zpk_a, zlow_a)
-            zpk_b, zlow_b = _peak_low(zb, zpk_b, zlow_b)
-        t += run
-        if t == steps:
-            break
-        if fire_a:
-            dd_a = _epoch_drawdown(zpk_a, zlow_a, a, c, sgc, dd_a)
-        if fire_b:
-            dd_b = _epoch_drawdown(zpk_b, zlow_b, a, c, sgc, dd_b)
-        zpk_a, zlow_a = _peak_low(za, zpk_a, zlow_a)
-        zpk_b, zlow_b = _peak_low(zb, zpk_b, zlow_b)
-        t += 1
-    dd_a = _drawdown_end(zpk_a, zlow_a, math.nan, dd_a, a, c, sgc)
-    dd_b = _drawdown_end(zpk_b, zlow_b, math.nan, dd_b, a, c, sgc)
-    eq_a = a + c * math.exp(y_a)
-    eq_b = a + c * math.exp(y_b)
-    # the extremes of y are those of z, swapped when sgc = -1
-    if sgc > 0.0:
-        near_a = (zmin_a <= lo_s) | (zpk_a >= hi_s)
-        near_b = (zmin_b <= lo_s) | (zpk_b >= hi_s)
-    else:
-        near_a = (-zpk_a <= lo_s) | (-zmin_a >= hi_s)
-        near_b = (-zpk_b <= lo_s) | (-zmin_b >= hi_s)
-    return near_a, near_b, eq_a / e0, dd_a, eq_b / e0, dd_b
+@njit(cache=True)  # inlined by LLVM: numba's own inlining here stops the vectorizer
+def _lane_step(inc: float, k: int, o: int, st: FloatArray, sgc: float, kb: float) -> bool:
+    """One step of one path of :func:`walk_lanes`; True if it closes an epoch (left undone)."""
+    y = st[o + W_Y * LANES + k] + inc
+    st[o + W_Y * LANES + k] = y
+    st[o + W_LO * LANES + k] = min(st[o + W_LO * LANES + k], y)
+    st[o + W_HI * LANES + k] = max(st[o + W_HI * LANES + k], y)
+    z = sgc * y
+    zpk = st[o + W_PK * LANES + k]
+    zlow = st[o + W_LOW * LANES + k]
+    fire = _closes_epoch(z, zpk, zlow, st[o + W_DD * LANES + k], kb)
+    new_pk, new_low = _peak_low(z, zpk, zlow)
+    st[o + W_PK * LANES + k] = zpk if fire else new_pk
+    st[o + W_LOW * LANES + k] = zlow if fire else new_low
+    return fire
 
 
 @njit(cache=True)
@@ -1121,12 +1120,83 @@ def simulate_chunks(
         ya = np.empty(steps)
         yb = np.empty(steps)
         draws = np.empty(steps, dtype=np.uint64)
+        bases = np.empty((steps, LANES))
+        devs = np.empty((steps, LANES))
+        vars_ = np.empty((steps if not const_var else 0, LANES))
+        lane_lo = np.empty(LANES)
+        lane_hi = np.empty(LANES)
+        st = np.empty(W_SIZE)
+        near = np.empty(2 * LANES, dtype=np.bool_)
+        eq_l = np.empty(2 * LANES)
+        dd_l = np.empty(2 * LANES)
         alive = np.empty(n_groups, dtype=np.bool_)
         w = np.empty(n_groups)
         p_begin = ch * chunk_pairs
         p_end = min(n_pairs, p_begin + chunk_pairs)
         thresholds_known = False
+        bases_known = False
         dmax = 0.0
+        if kind != K_BOOTSTRAP and not has_funding:
+            for g0 in range(p_begin, p_end, LANES):
+                n_l = min(LANES, p_end - g0)
+                for k in range(LANES):
+                    if k >= n_l:  # an idle lane: a flat path, never near
+                        for t in range(steps):
+                            bases[t, k] = 0.0
+                            devs[t, k] = 0.0
+                        lane_lo[k] = -math.inf
+                        lane_hi[k] = math.inf
+                        continue
+                    pc0 = np.uint64((g0 + k - p_begin) * k_sub * steps * SLOTS)
+                    fill_pair(kind, mp, k_sub, steps, key, gam, pc0, base, dev, var, draws)
+                    if eps < 0.0:
+                        base *= -1.0
+                        dev *= -1.0
+                    if not thresholds_known:
+                        _bridge_thresholds(var, dthr, steps, use_bridge)
+                        dmax = np.max(dthr)
+                        # a constant step variance gives every pair the same thresholds
+                        thresholds_known = const_var
+                    for t in range(steps):
+                        devs[t, k] = dev[t]
+                    if not bases_known:
+                        for t in range(steps):
+                            bases[t, k] = base[t]
+                    if not const_var:
+                        for t in range(steps):
+                            vars_[t, k] = var[t]
+                    lane_lo[k] = ulo + dmax
+                    lane_hi[k] = uhi - dmax
+                walk_lanes(
+                    bases, devs, steps, lane_lo, lane_hi, groups, free, e0, st, near, eq_l, dd_l
+                )
+                # the drift part is the same for every pair but Merton's (its jumps)
+                bases_known = kind != K_MERTON and n_l == LANES
+                for k in range(n_l):
+                    p = g0 + k
+                    pc0 = np.uint64((p - p_begin) * k_sub * steps * SLOTS)
+                    for h in range(2):
+                        i = 2 * p + h
+                        if near[2 * k + h]:
+                            for t in range(steps):
+                                base[t] = bases[t, k]
+                                dev[t] = devs[t, k]
+                            if not const_var:
+                                for t in range(steps):
+                                    var[t] = vars_[t, k]
+                                _bridge_thresholds(var, dthr, steps, use_bridge)
+                            pair_path(base, dev, steps, 1.0 - 2.0 * h, ya)
+                            s, liq, eq, dd = run_static(
+                                ya, var, dthr, steps, k_sub, key, gam, pc0, h,
+                                use_bridge, groups, alive, ulo, uhi, free, e0,
+                            )  # fmt: skip
+                        else:
+                            s, liq, eq, dd = 1.0, -1, eq_l[2 * k + h], dd_l[2 * k + h]
+                        out_surv[i] = s
+                        out_liq[i] = liq
+                        out_eq[i] = eq
+                        out_dd[i] = dd
+            continue
         for p in range(p_begin, p_end):
             pc0 = np.uint64((p - p_begin) * k_sub * steps * SLOTS)
             if kind != K_BOOTSTRAP:
@@ -1136,28 +1206,7 @@ def simulate_chunks(
                     dev *= -1.0
                 if not thresholds_known:
                     _bridge_thresholds(var, dthr, steps, use_bridge)
-                    dmax = np.max(dthr)
-                    # a constant step variance gives every pair the same thresholds
                     thresholds_known = const_var
-            if kind != K_BOOTSTRAP and not has_funding:
-                near_a, near_b, eq_a, dd_a, eq_b, dd_b = walk_pair(
-                    base, dev, steps, ulo + dmax, uhi - dmax, groups, free, e0
-                )
-                for h, near, eq_far, dd_far in ((0, near_a, eq_a, dd_a), (1, near_b, eq_b, dd_b)):
-                    i = 2 * p + h
-                    if near:
-                        pair_path(base, dev, steps, 1.0 - 2.0 * h, ya)
-                        s, liq, eq, dd = run_static(
-                            ya, var, dthr, steps, k_sub, key, gam, pc0, h,
-                            use_bridge, groups, alive, ulo, uhi, free, e0,
-                        )  # fmt: skip
-                    else:
-                        s, liq, eq, dd = 1.0, -1, eq_far, dd_far
-                    out_surv[i] = s
-                    out_liq[i] = liq
-                    out_eq[i] = eq
-                    out_dd[i] = dd
-                continue
             if kind != K_BOOTSTRAP:
                 scan_pair(base, dev, dthr, steps, ulo, uhi, ya, yb)
             for h in range(2):
@@ -1166,7 +1215,7 @@ def simulate_chunks(
                     if eps < 0.0:
                         base *= -1.0
                     _bridge_thresholds(var, dthr, steps, use_bridge)
-                    near_a, near_b = scan_pair(base, dev, dthr, steps, ulo, uhi, ya, yb)
+                    scan_pair(base, dev, dthr, steps, ulo, uhi, ya, yb)
                     path = ya
                 else:
                     path = ya if h == 0 else yb
@@ -1422,6 +1471,78 @@ def reference_paths(
             y_prev, v_prev = y, v
         surv[i], eq_out[i], dd_out[i] = s, eq / e0, dd
     return surv, liq, eq_out, dd_out
+
+
+def reference_walk(
+    bases: FloatArray,
+    devs: FloatArray,
+    lo_s: FloatArray,
+    hi_s: FloatArray,
+    a: float,
+    c: float,
+    e0: float,
+) -> tuple[BoolArray, FloatArray, FloatArray]:
+    r"""Plain-numpy reference of :func:`walk_lanes`, the drawdown by its definition.
+
+    Path ``h`` of pair ``k`` (output ``2k + h``) has grid points
+    :math:`y_t = \sum_{s \le t} (\text{bases}_{s,k} \pm \text{devs}_{s,k})` and equity
+    :math:`E_t = a + c\,e^{y_t}` (:math:`y_{-1} = 0`: the start); its drawdown is
+    :math:`\max_t 1 - E_t / \max_{s \le t} E_s`, evaluated at every step.
+
+    Returns
+    -------
+    tuple
+        ``(near, E_T / e0, drawdown)``, each of length ``2 · LANES``.
+    """
+    steps = bases.shape[0]
+    near = np.zeros(2 * LANES, dtype=np.bool_)
+    eq = np.empty(2 * LANES)
+    dd = np.zeros(2 * LANES)
+    for k in range(LANES):
+        for h, sign in enumerate((1.0, -1.0)):
+            y = np.concatenate([[0.0], np.cumsum(bases[:, k] + sign * devs[:, k])])
+            equity = a + c * np.exp(y)
+            peak = np.maximum.accumulate(equity)
+            near[2 * k + h] = bool(y.min() <= lo_s[k] or y.max() >= hi_s[k])
+            eq[2 * k + h] = equity[steps] / e0
+            dd[2 * k + h] = float(np.max(1.0 - equity / peak))
+    return near, eq, dd
+
+
+def reference_extremes(
+    normals: FloatArray,
+    u_lo: FloatArray,
+    u_hi: FloatArray,
+    drift: float,
+    sd: float,
+    every: int,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    r"""Plain-Python reference of :func:`extremes_chunks` for GBM: every step's bridge extremes.
+
+    Path ``2p + h`` moves by ``drift + (1 − 2h) sd z``; each step's minimum and maximum are
+    drawn by inversion (Glasserman 2004, §6.4), from ``u_lo[i, t]`` and ``u_hi[i, t]``, with
+    no step skipped. Returns ``(running min, running max, log price)`` at every ``every``-th
+    step, shape ``(steps // every, 2 · pairs)``.
+    """
+    pairs, steps = normals.shape
+    var = sd * sd
+    n_cp = steps // every
+    lo_out = np.empty((n_cp, 2 * pairs))
+    hi_out = np.empty((n_cp, 2 * pairs))
+    last = np.empty((n_cp, 2 * pairs))
+    for i in range(2 * pairs):
+        p, h = divmod(i, 2)
+        y = lo = hi = 0.0
+        for t in range(steps):
+            y1 = y + (drift + (1.0 - 2.0 * h) * (sd * normals[p, t]))
+            d2 = (y1 - y) * (y1 - y)
+            lo = min(lo, y1, 0.5 * (y + y1 - math.sqrt(d2 - 2.0 * var * math.log(u_lo[i, t]))))
+            hi = max(hi, y1, 0.5 * (y + y1 + math.sqrt(d2 - 2.0 * var * math.log(u_hi[i, t]))))
+            y = y1
+            if (t + 1) % every == 0:
+                j = (t + 1) // every - 1
+                lo_out[j, i], hi_out[j, i], last[j, i] = lo, hi, y
+    return lo_out, hi_out, last
 
 
 _MASK = (1 << 64) - 1
