@@ -486,10 +486,12 @@ def test_backtest_command_writes_the_report(tmp_path):
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     groups = {row["group"]: row for row in out["summary"]}
-    # 140 rows cycle through naive + 6 modes: 20 each; every naive copier (isolated at the
-    # lead's 15x) is liquidated in the first trade (see tests/backtest/test_replay.py)
-    assert groups["naive"]["followers"] == 20
-    assert groups["naive"]["liquidated"] == 20
+    # 140 rows cycle through naive, naive_derisk + 6 modes: rows 0, 8, ..., 136 are naive
+    # (18); every naive copier (isolated at the lead's 20x setting) is liquidated in the
+    # first trade, none of those with a de-risking floor (see tests/backtest/test_replay.py)
+    assert groups["naive"]["followers"] == 18
+    assert groups["naive"]["liquidated"] == 18
+    assert groups["naive_derisk"]["liquidated"] == 0
     page = report.read_text()
     assert "Naive copiers" in page  # the headline
     assert "<table>" in page

@@ -15,6 +15,7 @@ from levalign._reference import reference_normalize_one
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.normalize import (
+    DERISK_ACTIONS,
     MARGIN_MODES,
     MODES,
     POLICIES,
@@ -564,7 +565,12 @@ def test_kernel_equals_plain_python_reference(seed, ev):
     cohort = Cohort.from_table(cols)
     vec = prepare_event(ev, SPEC, SPEC)
     curve = event_curve(ev, cohort)
-    names = {"mode": MODES, "margin_mode": MARGIN_MODES, "min_size_policy": POLICIES}
+    names = {
+        "mode": MODES,
+        "margin_mode": MARGIN_MODES,
+        "min_size_policy": POLICIES,
+        "derisk": DERISK_ACTIONS,
+    }
     for i in range(len(cohort)):
         row: dict[str, object] = {k: float(v[i]) for k, v in cohort.floats.items()}
         row.update({k: names[k][int(v[i])] for k, v in cohort.codes.items()})

@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from levalign import _derisk_kernel as _dk
 from levalign import _normalize_kernel as nk
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign.errors import ConfigurationError, InvalidInput
@@ -64,7 +65,7 @@ from levalign.markets import Markets, MarketSpec
 from levalign.risk.curve import LiquidationCurve
 from levalign.schemas import FollowerProfile, LeadEvent, parse
 
-__all__ = ["Cohort", "NormalizeResult", "Reason", "normalize", "prepare_event"]
+__all__ = ["Cohort", "NormalizeResult", "Reason", "derisk", "normalize", "prepare_event"]
 
 
 class Reason(enum.IntFlag):
@@ -92,6 +93,7 @@ class Reason(enum.IntFlag):
     FLIPPED = nk.R_FLIPPED
     NO_LEAD_CHANGE = nk.R_NO_LEAD_CHANGE
     VEGA_LIMIT = 1 << 21  # options only (levalign.risk.options): max_vega bound the order
+    DERISK = _dk.R_DERISK  # price moved the follower inside its derisk_distance (derisk())
 
     @classmethod
     def names(cls, bits: int) -> list[str]:
@@ -110,6 +112,7 @@ MODES = (
 )
 MARGIN_MODES = ("isolated", "cross")
 POLICIES = ("skip", "round_up", "accumulate")
+DERISK_ACTIONS = ("reduce", "add_margin")
 
 # column -> (default, dtype); None default means required
 _FLOAT_COLUMNS: dict[str, float | None] = {
@@ -135,11 +138,13 @@ _FLOAT_COLUMNS: dict[str, float | None] = {
     "expected_return": math.nan,  # NaN: the event's
     "leverage_setting": math.nan,  # NaN: chosen per order (isolated: from the buffer)
     "residual": 0.0,
+    "derisk_distance": math.nan,  # NaN: no de-risking
 }
 _CATEGORY_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
     "mode": (MODES, "proportional"),
     "margin_mode": (MARGIN_MODES, "isolated"),
     "min_size_policy": (POLICIES, "skip"),
+    "derisk": (DERISK_ACTIONS, "reduce"),
 }
 COHORT_COLUMNS = ("id", *_FLOAT_COLUMNS, *_CATEGORY_COLUMNS, "allowed")
 
@@ -556,20 +561,11 @@ def normalize(
     lead_venue = lead_markets or markets
     lead_spec = lead_venue[lead_venue.resolve(ev_model.symbol, field="event.symbol")]
     venue = lead_markets.exchange if lead_markets is not None else None
-    spec = markets[markets.resolve(ev_model.symbol, field="event.symbol", from_venue=venue)]
-    if spec.amount_step is None:
-        raise ConfigurationError(
-            f"{spec.symbol} has no amount step in the loaded markets: pass a ccxt markets JSON "
-            "stating precision.amount and limits for it",
-            field=f"markets.{spec.symbol}.precision.amount",
-        )
-    if not spec.linear:
-        raise ConfigurationError(
-            f"{spec.symbol} is an inverse (coin-margined) market: normalization supports linear "
-            "markets; the margin engine (levalign margin) supports both",
-            field="event.symbol",
-            value=spec.symbol,
-        )
+    spec = _linear_spec(
+        markets,
+        markets.resolve(ev_model.symbol, field="event.symbol", from_venue=venue),
+        "event.symbol",
+    )
     ev = prepare_event(ev_model, lead_spec, spec)
     cols = allocate_result(len(cohort))
     run_kernel(ev, spec, cohort, cols, curve or event_curve(ev_model, cohort))
@@ -580,6 +576,129 @@ def normalize(
         price=ev_model.price,
         columns={"id": cohort.ids, **cols},
     )
+
+
+def derisk(
+    symbol: str,
+    price: float,
+    followers: Any,
+    markets: Markets,
+    *,
+    event_id: str | None = None,
+    curve: LiquidationCurve | None = None,
+) -> NormalizeResult:
+    r"""De-risk every follower whom ``price`` put inside its ``derisk_distance`` (no lead fill).
+
+    The pipeline of :func:`normalize` triggered by price: a follower whose liquidation
+    distance at ``price`` is below its ``derisk_distance`` :math:`f` is cut back (reduce-only,
+    whole lots rounded up) or, with ``derisk = "add_margin"`` on isolated margin, topped up
+    from its free balance, until liquidation is :math:`\max(f, \text{buffer})` away, the
+    buffer being its ``min_liq_distance`` or the distance its ``max_liq_probability`` needs on
+    ``curve``. The largest quantity kept solves the buffer equation of :func:`normalize`:
+
+    .. math:: Q\,p\,d + \mathrm{MM}\big(Q\,p\,(1 - s\,d)\big) \le B,
+
+    with :math:`B` the cross equity less the other positions' maintenance margin, or the
+    isolated position's own margin balance (plus the free balance for ``add_margin``).
+    Details in :mod:`levalign._derisk_kernel`. The rows are :class:`NormalizeResult` rows:
+    ``reasons`` has ``DERISK`` on every follower the price triggered, ``NO_LEAD_CHANGE`` on
+    the others; ``collateral`` is the isolated margin to post after the cut (or the top-up).
+
+    Parameters
+    ----------
+    symbol, price
+        The market and the price (a mark or last trade) that triggered the check.
+    followers
+        The cohort, as for :func:`normalize` (``position``, ``entry_price``, ``collateral``,
+        ``equity`` at ``price``, ``derisk_distance``, ``derisk``).
+    markets
+        The followers' venue.
+    event_id
+        Label of the result (default ``derisk:{symbol}@{price}``).
+    curve
+        Liquidation curve for followers with ``max_liq_probability`` (without one their
+        buffer is ``min_liq_distance``).
+
+    Returns
+    -------
+    NormalizeResult
+
+    Raises
+    ------
+    InvalidInput
+        ``price`` not a positive finite number, unknown symbol, malformed cohort.
+    ConfigurationError
+        The market has no amount step, or is inverse.
+    """
+    if not (isinstance(price, int | float) and math.isfinite(price) and price > 0):
+        raise InvalidInput(f"price must be a positive finite number, got {price!r}", field="price")
+    cohort = Cohort.from_table(followers)
+    spec = _linear_spec(markets, markets.resolve(symbol, field="symbol"), "symbol")
+    cols = allocate_result(len(cohort))
+    f, t = cohort.floats, spec.tiers
+    curve_arrays = (
+        (curve.table, curve.log_distance, curve.horizon_hours) if curve is not None else _NO_CURVE
+    )
+    args: tuple[Any, ...] = (
+        float(price),
+        spec.contract_size,
+        float(spec.amount_step or 0.0),
+        spec.amount_decimals,
+        float(spec.min_amount or 0.0),
+        t.floor,
+        t.cap,
+        t.mmr,
+        t.cum,
+        t.max_leverage,
+        *curve_arrays,
+        *(
+            f[name]
+            for name in (
+                "equity",
+                "available_balance",
+                "position",
+                "entry_price",
+                "collateral",
+                "other_notional",
+                "other_maintenance_margin",
+                "min_liq_distance",
+                "max_liq_probability",
+                "horizon_hours",
+                "derisk_distance",
+            )
+        ),
+        cohort.codes["derisk"],
+        cohort.codes["margin_mode"],
+        cohort.allowed,
+        *(cols[name] for name in RESULT_COLUMNS[1:]),
+    )
+    _dk.derisk_kernel(*args)
+    return NormalizeResult(
+        event_id=event_id or f"derisk:{spec.symbol}@{price:g}",
+        event_kind="derisk",
+        symbol=spec.symbol,
+        price=float(price),
+        columns={"id": cohort.ids, **cols},
+    )
+
+
+def _linear_spec(markets: Markets, symbol: str, field: str) -> MarketSpec:
+    """The follower market, which must have an amount step and be linear."""
+    spec = markets[symbol]
+    if spec.amount_step is None:
+        raise ConfigurationError(
+            f"{spec.symbol} has no amount step in the loaded markets: pass a ccxt markets JSON "
+            "stating precision.amount and limits for it",
+            field=f"markets.{spec.symbol}.precision.amount",
+        )
+    if not spec.linear:
+        raise ConfigurationError(
+            f"{spec.symbol} is an inverse (coin-margined) market: normalization supports linear "
+            "markets; the margin engine (levalign margin) supports both",
+            field=field,
+            value=spec.symbol,
+        )
+    return spec
 
 
 def allocate_result(n: int) -> dict[str, NDArray[Any]]:

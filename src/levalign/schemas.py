@@ -40,6 +40,7 @@ MarginMode = Literal["isolated", "cross"]
 SizingMode = Literal[
     "proportional", "fixed_notional", "target_leverage", "risk_constant", "vol_target", "optimal"
 ]
+DeriskAction = Literal["reduce", "add_margin"]
 MinSizePolicy = Literal["skip", "round_up", "accumulate"]
 
 
@@ -231,6 +232,8 @@ class FollowerProfile(_Model):
     min_size_policy: MinSizePolicy = "skip"
     residual: float = 0.0
     allowed: bool = True
+    derisk_distance: float | None = None
+    derisk: DeriskAction = "reduce"
 
 
 class NormalizeRequest(_Model):

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from levalign.backtest import load_funding, load_lead_history, sample_leads
-from levalign.backtest.replay import GAP_PARTS, NAIVE, BacktestResult, backtest, naive_cohort
+from levalign.backtest.replay import (
+    GAP_PARTS,
+    NAIVE,
+    NAIVE_DERISK,
+    BacktestResult,
+    backtest,
+    naive_cohort,
+)
 from levalign.backtest.strategies import SAMPLE_LEADS, FundingRates
 from levalign.backtest.venue import SlippageModel
 from levalign.demo import BTC_CANDLES, sample_cohort
@@ -66,13 +73,17 @@ def flat(price: float, n: int) -> list[tuple[float, float, float, float]]:
 
 
 def test_naive_cohort_puts_naive_copiers_beside_every_mode():
-    cohort = naive_cohort(70, 7)
-    base = sample_cohort(70, 7)
-    # round robin over ("naive", *MODES): 70 rows, 10 per group
+    cohort = naive_cohort(80, 7)
+    base = sample_cohort(80, 7)
+    # round robin over ("naive", "naive_derisk", *MODES): 80 rows, 10 per group
     groups, counts = np.unique(cohort["group"], return_counts=True)
-    assert sorted(groups.tolist()) == sorted([NAIVE, *MODES])
-    assert counts.tolist() == [10] * 7
-    naive = cohort["group"] == NAIVE
+    assert sorted(groups.tolist()) == sorted([NAIVE, NAIVE_DERISK, *MODES])
+    assert counts.tolist() == [10] * 8
+    # naive_derisk rows are naive copiers with a 2% de-risking floor; nobody else has one
+    derisk = cohort["group"] == NAIVE_DERISK
+    assert (cohort["derisk_distance"][derisk] == 0.02).all()
+    assert np.isnan(cohort["derisk_distance"][~derisk]).all()
+    naive = np.isin(cohort["group"], [NAIVE, NAIVE_DERISK])
     assert (cohort["mode"][naive] == "proportional").all()
     assert (cohort["scale"][naive] == 1.0).all()
     assert (cohort["min_liq_distance"][naive] == 0.0).all()
@@ -369,8 +380,22 @@ def test_btc_trend_lead_golden_values(binance: Markets, btc_bars: OHLC):
     np.testing.assert_allclose(parts, f["gap"], atol=1e-6)
     # the report's table: one row per group, naive first
     rows = result.summary()
-    assert [r["group"] for r in rows] == [NAIVE, *MODES]
-    assert rows[0]["liquidated"] == rows[0]["followers"] == 20
+    assert [r["group"] for r in rows] == [NAIVE, NAIVE_DERISK, *MODES]
+    assert rows[0]["liquidated"] == rows[0]["followers"] == 18  # rows 0, 8, ..., 136
+    # Naive copiers with a 2% de-risking floor: after every bar's close a position is at
+    # least 2% from liquidation (untouched when it was, cut back to 2% when not), so only a
+    # bar whose low (high, for a short) moves more than 2% from the previous close could
+    # liquidate it. The largest such one-minute move in the data is 1.80% (computed here):
+    # none is liquidated, and each of them was de-risked in the crash.
+    prev = btc_bars.close[:-1]
+    worst = max(np.max((prev - btc_bars.low[1:]) / prev), np.max((btc_bars.high[1:] - prev) / prev))
+    assert worst < 0.02
+    derisk = f["group"] == NAIVE_DERISK
+    assert np.count_nonzero(derisk) == 18
+    assert (f["liquidations"][derisk] == 0).all()
+    assert (f["derisks"][derisk] > 0).all()
+    assert rows[1]["liquidated"] == 0
+    assert rows[1]["derisked"] == 18
     json.dumps(result.to_dict())  # JSON-ready
 
 

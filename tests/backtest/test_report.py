@@ -25,9 +25,13 @@ def test_headline_counts_liquidations(result) -> None:
     rows = {r["group"]: r for r in result.summary()}
     text = headline(result)
     naive = rows.pop("naive")
+    derisked = rows.pop("naive_derisk")
     normalized = sum(r["liquidated"] for r in rows.values())
-    assert f"{naive['liquidated']:,} of {naive['followers']:,} liquidated" in text
-    assert f"normalized followers: {normalized:,} of 60" in text
+    # 70 rows round robin over 8 groups: rows 0, 8, ..., 64 are naive (9), 1, ..., 65
+    # naive_derisk (9), the 52 others normalized
+    assert f"{naive['liquidated']:,} of 9 liquidated" in text
+    assert f"with a de-risking floor: {derisked['liquidated']:,} of 9" in text
+    assert f"normalized followers: {normalized:,} of 52" in text
 
 
 def test_png_and_html(result, tmp_path: Path) -> None:

@@ -559,9 +559,23 @@ def _assert_same(a: Mapping[str, NDArray[Any]], b: Mapping[str, NDArray[Any]]) -
         assert np.array_equal(value, b[name], equal_nan=True), name
 
 
-def test_advance_kernel_matches_reference(rng):
+@pytest.mark.parametrize("with_derisk", [False, True])
+def test_advance_kernel_matches_reference(rng, with_derisk):
     n, n_bars, price = 211, 300, 20_000.0
     state = _random_state(rng, n, price)
+    state["derisks"] = np.zeros(n, dtype=np.int64)
+    # de-risking floors of 1-6% on two thirds of the followers (NaN: none), restored to
+    # 1-3 points more; a third of the isolated ones add margin first
+    floor = np.where(rng.random(n) < 2 / 3, rng.uniform(0.01, 0.06, n), np.nan)
+    if not with_derisk:
+        floor[:] = np.nan
+    setup = vk.DeriskSetup(
+        floor=floor,
+        restore=floor + rng.uniform(0.0, 0.03, n),
+        add_margin=rng.random(n) < 1 / 3,
+        fill=np.array([0.0005, 1.5, 3.0, 1e6, 0.001, 3, 0.001]),
+        tiers=(*TIERS, SPEC.tiers.max_leverage),
+    )
     closes = price * np.exp(np.cumsum(rng.normal(0.0, 0.01, n_bars)))
     low = closes * (1 - rng.uniform(0.0, 0.02, n_bars))
     high = closes * (1 + rng.uniform(0.0, 0.02, n_bars))
@@ -588,16 +602,24 @@ def test_advance_kernel_matches_reference(rng):
             k["position"], k["entry_price"], k["wallet"], k["collateral"], k["isolated"],
             k["liq_price"], k["realized"], k["liquidations"], k["liquidation_losses"],
             k["peak_equity"], k["max_drawdown"], k["bars_in_market"],
+            setup.floor, setup.restore, setup.add_margin, setup.fill, *setup.tiers,
+            k["fees"], k["slippage"], k["derisks"],
             groups, tracks, *out.values(),
         )  # fmt: skip
         ref_state = _copy(state)
         ref = vk.advance_reference(
-            high, low, closes, 1.0, ref_state, groups, tracks, n_groups, n_tracked
+            high, low, closes, 1.0, ref_state, groups, tracks, n_groups, n_tracked, setup
         )
         _assert_same(kernel_state, ref_state)
         _assert_same(out, ref)
         # the walk is not trivial: some followers were liquidated, by both
         assert (out["liquidated_bar"] >= 0).sum() > 5
+        # and with floors, some were de-risked, some of those more than once
+        if with_derisk:
+            assert (kernel_state["derisks"] > 0).sum() > 5
+            assert (kernel_state["derisks"] > 1).sum() > 0
+        else:
+            assert (kernel_state["derisks"] == 0).all()
 
 
 def test_execute_kernel_matches_reference(rng):

@@ -28,11 +28,13 @@ since :math:`E(m) - s Q m = W - s Q\,EP` for every :math:`m`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
 from numpy.typing import NDArray
 
+from levalign._derisk_kernel import derisk_order
 from levalign._margin_kernels import liquidation_price_one_leg, tier_index
 
 FloatArray = NDArray[np.float64]
@@ -195,6 +197,97 @@ def free_balance_reference(
 # ================================================================= execute
 
 
+@njit(cache=True, inline="always")
+def _topup(ask: float, w: float, c: float) -> tuple[float, int]:
+    """Isolated margin ``ask`` moved from the free balance ``w − c``: new collateral, flags."""
+    add = min(ask, max(w - c, 0.0))
+    flags = X_COLLATERAL_SHORT if add < ask else 0
+    if add > 0.0:
+        flags |= X_TOPUP
+    return c + max(add, 0.0), flags
+
+
+@njit(cache=True, inline="always")
+def _fill(
+    s_o: float,
+    a: float,
+    reduce_only: bool,
+    ask: float,
+    price: float,
+    taker_fee: float,
+    slip_fixed_bps: float,
+    slip_impact_bps: float,
+    slip_impact_notional: float,
+    contract_size: float,
+    amount_step: float,
+    scale: float,
+    pos: float,
+    ep: float,
+    w: float,
+    c: float,
+    iso: bool,
+) -> tuple[float, float, float, float, float, float, float, float, int, bool]:
+    """One order filled on one account (module docstring; ``PaperVenue.execute``).
+
+    Returns ``(position, entry, wallet, collateral, fill price, fee, slippage cost, realized
+    PnL, flags, whether it opened or grew a position)``. Isolated margin ``ask`` is posted
+    after the fill while a position remains (an opening's margin, or what a de-risking cut
+    posts back to the rest).
+    """
+    flags = 0
+    fill = math.nan
+    fee = 0.0
+    slip_cost = 0.0
+    pnl = 0.0
+    opened = 0.0
+    held = abs(pos)
+    s_f = 1.0 if pos > 0.0 else (-1.0 if pos < 0.0 else 0.0)
+    if reduce_only:
+        if pos == 0.0 or s_f == s_o:
+            flags |= X_REDUCE_ONLY_REJECTED
+            a = 0.0
+        elif a > held:
+            a = held
+            flags |= X_REDUCE_ONLY_CLIPPED
+    if a > 0.0:
+        flags |= X_FILLED
+        closed = min(a, held) if (pos != 0.0 and s_f != s_o) else 0.0
+        opened = a - closed
+        notional = a * contract_size * price
+        slip = 1e-4 * (
+            slip_fixed_bps + slip_impact_bps * math.sqrt(notional / slip_impact_notional)
+        )
+        fill = price * (1.0 + s_o * slip)
+        fee = a * contract_size * fill * taker_fee
+        slip_cost = s_o * (fill - price) * a * contract_size
+        remaining = held
+        if closed > 0.0:
+            pnl = s_f * closed * contract_size * (fill - ep)
+            if closed >= held:
+                c = 0.0
+                remaining = 0.0
+            else:
+                c = c * (1.0 - closed / held)
+                remaining = _snap(held - closed, amount_step, scale)
+        w = w + pnl - fee
+        if opened > 0.0:
+            if remaining > 0.0:
+                ep = (remaining * ep + opened * fill) / (remaining + opened)
+            else:
+                ep = fill
+            pos = _snap(s_o * (remaining + opened), amount_step, scale)
+        else:
+            pos = s_f * remaining
+        if pos == 0.0:
+            pos = 0.0  # never -0.0
+            ep = math.nan
+            c = 0.0
+        elif iso and ask > 0.0:
+            c, posted = _topup(ask, w, c)
+            flags |= posted & X_COLLATERAL_SHORT
+    return pos, ep, w, c, fill, fee, slip_cost, pnl, flags, opened > 0.0
+
+
 @njit(cache=True)
 def execute_kernel(
     # orders (one row per follower, NormalizeResult columns)
@@ -254,65 +347,17 @@ def execute_kernel(
         s_o = float(side[i])
         if s_o == 0.0:
             if topup[i] and iso and pos != 0.0 and post[i] > 0.0:
-                add = min(post[i], max(w - c, 0.0))
-                if add < post[i]:
-                    flags |= X_COLLATERAL_SHORT
-                if add > 0.0:
-                    c += add
-                    flags |= X_TOPUP
-                    touched = True
+                c, flags = _topup(post[i], w, c)
+                touched = (flags & X_TOPUP) != 0
         else:
-            held = abs(pos)
-            s_f = 1.0 if pos > 0.0 else (-1.0 if pos < 0.0 else 0.0)
-            a = amount[i]
-            if reduce_only[i]:
-                if pos == 0.0 or s_f == s_o:
-                    flags |= X_REDUCE_ONLY_REJECTED
-                    a = 0.0
-                elif a > held:
-                    a = held
-                    flags |= X_REDUCE_ONLY_CLIPPED
-            if a > 0.0:
-                touched = True
-                flags |= X_FILLED
-                closed = min(a, held) if (pos != 0.0 and s_f != s_o) else 0.0
-                opened = a - closed
-                notional = a * contract_size * price
-                slip = 1e-4 * (
-                    slip_fixed_bps + slip_impact_bps * math.sqrt(notional / slip_impact_notional)
-                )
-                fill = price * (1.0 + s_o * slip)
-                fee = a * contract_size * fill * taker_fee
-                slip_cost = s_o * (fill - price) * a * contract_size
-                remaining = held
-                if closed > 0.0:
-                    pnl = s_f * closed * contract_size * (fill - ep)
-                    if closed >= held:
-                        c = 0.0
-                        remaining = 0.0
-                    else:
-                        c = c * (1.0 - closed / held)
-                        remaining = _snap(held - closed, amount_step, scale)
-                w = w + pnl - fee
-                if opened > 0.0:
-                    if remaining > 0.0:
-                        ep = (remaining * ep + opened * fill) / (remaining + opened)
-                    else:
-                        ep = fill
-                    pos = _snap(s_o * (remaining + opened), amount_step, scale)
-                    if math.isfinite(leverage_in[i]):
-                        leverage[i] = leverage_in[i]
-                    if iso and post[i] > 0.0:
-                        add = min(post[i], max(w - c, 0.0))
-                        if add < post[i]:
-                            flags |= X_COLLATERAL_SHORT
-                        c += add
-                else:
-                    pos = s_f * remaining
-                if pos == 0.0:
-                    pos = 0.0  # never -0.0
-                    ep = math.nan
-                    c = 0.0
+            pos, ep, w, c, fill, fee, slip_cost, pnl, flags, grew = _fill(
+                s_o, amount[i], reduce_only[i], post[i], price, taker_fee,
+                slip_fixed_bps, slip_impact_bps, slip_impact_notional,
+                contract_size, amount_step, scale, pos, ep, w, c, iso,
+            )  # fmt: skip
+            touched = (flags & X_FILLED) != 0
+            if grew and math.isfinite(leverage_in[i]):
+                leverage[i] = leverage_in[i]
         if iso and c > w:
             # charges come out of the free balance; what it cannot cover, out of collateral
             c = max(w, 0.0)
@@ -428,14 +473,15 @@ def execute_reference(
                     pos = snap(s_o * (remaining + opened))
                     if math.isfinite(leverage_in[i]):
                         state["leverage"][i] = leverage_in[i]
-                    if iso and ask > 0.0:
-                        add = min(ask, max(w - c, 0.0))
-                        flags |= X_COLLATERAL_SHORT if add < ask else 0
-                        c += add
                 else:
                     pos = s_f * remaining
                 if pos == 0.0:
                     pos, ep, c = 0.0, math.nan, 0.0
+                elif iso and ask > 0.0:
+                    # an opening's margin, or what a de-risking cut posts back to the rest
+                    add = min(ask, max(w - c, 0.0))
+                    flags |= X_COLLATERAL_SHORT if add < ask else 0
+                    c += add
         if iso and c > w:
             c, flags, touched = max(w, 0.0), flags | X_CHARGED_COLLATERAL, True
         if touched:
@@ -547,6 +593,82 @@ def funding_reference(
 # ================================================================= bars
 
 
+# the fill model and market as one vector (advance_kernel's ``fill``)
+(
+    FILL_TAKER_FEE,
+    FILL_SLIP_FIXED_BPS,
+    FILL_SLIP_IMPACT_BPS,
+    FILL_SLIP_IMPACT_NOTIONAL,
+    FILL_AMOUNT_STEP,
+    FILL_AMOUNT_DECIMALS,
+    FILL_MIN_AMOUNT,
+    FILL_SIZE,
+) = range(8)
+
+
+@njit(cache=True, inline="always")
+def _derisk_triggers(pos: float, lp: float, floor: float) -> tuple[float, float]:
+    r"""Marks below ``lo`` or above ``hi`` put the follower inside its de-risking floor.
+
+    The liquidation distance at mark :math:`m` is :math:`s(m - LP)/m`; it is below the floor
+    :math:`f` for a long when :math:`m < LP/(1 - f)`, for a short when :math:`m > LP/(1 + f)`.
+    """
+    if not (floor > 0.0) or pos == 0.0 or math.isnan(lp):
+        return -math.inf, math.inf
+    if pos > 0.0:
+        return lp / (1.0 - floor), math.inf
+    return -math.inf, lp / (1.0 + floor)
+
+
+@njit(cache=True)
+def _derisk_fill(
+    m: float,
+    contract_size: float,
+    fill: FloatArray,
+    t_floor: FloatArray,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+    t_max_lev: FloatArray,
+    pos: float,
+    ep: float,
+    w: float,
+    c: float,
+    iso: bool,
+    floor: float,
+    restore: float,
+    add_margin: bool,
+) -> tuple[float, float, float, float, float, float, float, float, bool]:
+    """De-risk one account at mark ``m`` and fill it: new state, liquidation price, charges.
+
+    Returns ``(position, entry, wallet, collateral, liquidation price, fee, slippage cost,
+    realized PnL, whether anything was done)``.
+    """
+    equity = w + pos * contract_size * (m - ep)
+    decimals = int(fill[FILL_AMOUNT_DECIMALS])
+    side, amount, post, _, _ = derisk_order(
+        m, contract_size, fill[FILL_AMOUNT_STEP], decimals, fill[FILL_MIN_AMOUNT],
+        t_floor, t_cap, t_mmr, t_cum, t_max_lev,
+        equity, w - c if iso else 0.0, pos, ep, c, 0.0, iso, floor, restore, add_margin,
+    )  # fmt: skip
+    fee = slip_cost = pnl = 0.0
+    acted = False
+    if side != 0:
+        pos, ep, w, c, _, fee, slip_cost, pnl, flags, _ = _fill(
+            float(side), amount, True, post, m, fill[FILL_TAKER_FEE],
+            fill[FILL_SLIP_FIXED_BPS], fill[FILL_SLIP_IMPACT_BPS], fill[FILL_SLIP_IMPACT_NOTIONAL],
+            contract_size, fill[FILL_AMOUNT_STEP], 10.0**decimals, pos, ep, w, c, iso,
+        )  # fmt: skip
+        acted = (flags & X_FILLED) != 0
+    elif iso and post > 0.0:
+        c, flags = _topup(post, w, c)
+        acted = (flags & X_TOPUP) != 0
+    if iso and c > w:
+        c = max(w, 0.0)
+    lp = _liquidation_price(pos, ep, w, c, iso, contract_size, t_floor, t_cap, t_mmr, t_cum)
+    return pos, ep, w, c, lp, fee, slip_cost, pnl, acted
+
+
 @njit(cache=True, parallel=True)
 def advance_kernel(
     high: FloatArray,
@@ -566,6 +688,20 @@ def advance_kernel(
     peak_equity: FloatArray,
     max_drawdown: FloatArray,
     bars_in_market: IntArray,
+    # de-risking at each bar's mark (levalign._derisk_kernel): floor (NaN: off), restore
+    # distance and add-margin choice per follower; the market and the fill model (FILL_*)
+    derisk_floor: FloatArray,
+    derisk_restore: FloatArray,
+    derisk_add_margin: BoolArray,
+    fill: FloatArray,
+    t_floor: FloatArray,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+    t_max_lev: FloatArray,
+    fees: FloatArray,
+    slippage: FloatArray,
+    derisks: IntArray,
     # optional recording: group code per follower (< 0: none), track row per follower (< 0)
     group: IntArray,
     track_row: IntArray,
@@ -577,7 +713,11 @@ def advance_kernel(
     o_track_equity: NDArray[np.float64],
     o_track_position: NDArray[np.float64],
 ) -> None:
-    """Walk the bars for every follower: liquidation, then mark to market (``advance``).
+    """Walk the bars for every follower: liquidation, de-risking, mark to market (``advance``).
+
+    A follower with a de-risking floor whose liquidation distance at a bar's mark is below it
+    gets :func:`levalign._derisk_kernel.derisk_order` at that mark, filled by :func:`_fill`
+    (or a margin top-up), before the bar's equity is marked.
 
     ``o_group_*`` are ``(CHUNKS, groups, bars)`` partial sums (zeroed by the caller) and
     ``o_track_*`` ``(tracked, bars)``. A flat follower that is not tracked stops early: its
@@ -604,6 +744,8 @@ def advance_kernel(
             tr = track_row[i]
             liq_bar = -1
             qc = pos * contract_size
+            f_d = derisk_floor[i]
+            trig_lo, trig_hi = _derisk_triggers(pos, lp, f_d)
             for t in range(n_bars):
                 if pos != 0.0:
                     in_market += 1
@@ -624,6 +766,19 @@ def advance_kernel(
                         ep = math.nan
                         c = 0.0
                         lp = math.nan
+                    elif mark[t] < trig_lo or mark[t] > trig_hi:
+                        pos, ep, w, c, lp, fee, slip_cost, pnl, acted = _derisk_fill(
+                            mark[t], contract_size, fill, t_floor, t_cap, t_mmr, t_cum,
+                            t_max_lev, pos, ep, w, c, isolated[i], f_d, derisk_restore[i],
+                            derisk_add_margin[i],
+                        )  # fmt: skip
+                        if acted:
+                            fees[i] += fee
+                            slippage[i] += slip_cost
+                            realized[i] += pnl
+                            derisks[i] += 1
+                            qc = pos * contract_size
+                            trig_lo, trig_hi = _derisk_triggers(pos, lp, f_d)
                 eq = w + qc * (mark[t] - ep) if pos != 0.0 else w
                 # drawdown (pk - eq) / pk is largest at the trough of each peak's reign, so it
                 # is evaluated only when a new peak ends that reign (and once at the end)
@@ -658,6 +813,46 @@ def advance_kernel(
             o_liquidated_bar[i] = liq_bar
 
 
+@dataclass(frozen=True)
+class DeriskSetup:
+    """De-risking inputs of :func:`advance_reference` (the kernel's arguments, by name)."""
+
+    floor: FloatArray
+    restore: FloatArray
+    add_margin: BoolArray
+    fill: FloatArray
+    tiers: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
+
+    def act(
+        self, one: dict[str, NDArray[np.generic]], m: float, contract_size: float, i: int
+    ) -> bool:
+        """Size and fill follower ``i``'s de-risking on the one-row state ``one``."""
+        f = self.fill
+        pos, ep = float(one["position"][0]), float(one["entry_price"][0])
+        w, c, iso = float(one["wallet"][0]), float(one["collateral"][0]), bool(one["isolated"][0])
+        decimals = int(f[FILL_AMOUNT_DECIMALS])
+        side, amount, post, _, _ = derisk_order.py_func(
+            m, contract_size, f[FILL_AMOUNT_STEP], decimals, f[FILL_MIN_AMOUNT], *self.tiers,
+            w + pos * contract_size * (m - ep), w - c if iso else 0.0, pos, ep, c, 0.0, iso,
+            float(self.floor[i]), float(self.restore[i]), bool(self.add_margin[i]),
+        )  # fmt: skip
+        if side == 0 and not (iso and post > 0.0):
+            if iso and c > w:
+                one["collateral"][0] = max(w, 0.0)
+                one["liq_price"][0] = _reference_liquidation_price(
+                    pos, ep, w, max(w, 0.0), iso, contract_size, self.tiers[:4]
+                )
+            return False
+        out = execute_reference(
+            np.array([side], dtype=np.int8), np.array([amount]), np.array([side != 0]),
+            np.array([post]), np.array([side == 0]), np.array([math.nan]), m,
+            f[FILL_TAKER_FEE], f[FILL_SLIP_FIXED_BPS], f[FILL_SLIP_IMPACT_BPS],
+            f[FILL_SLIP_IMPACT_NOTIONAL], contract_size, f[FILL_AMOUNT_STEP], decimals,
+            self.tiers[:4], one,
+        )  # fmt: skip
+        return bool(out["flags"][0] & (X_FILLED | X_TOPUP))
+
+
 def advance_reference(
     high: FloatArray,
     low: FloatArray,
@@ -668,12 +863,16 @@ def advance_reference(
     track_row: IntArray,
     n_groups: int,
     n_tracked: int,
+    derisk: DeriskSetup | None = None,
 ) -> dict[str, NDArray[np.generic]]:
     """Numpy reference of :func:`advance_kernel`: a per-bar loop vectorized over followers.
 
-    Also the benchmark's baseline. ``state`` is updated in place; returns ``liquidated_bar``,
-    ``group_equity``, ``group_notional``, ``group_flat`` (per-chunk partial sums, as the
-    kernel's), ``track_equity`` and ``track_position``.
+    Also the benchmark's baseline. ``state`` is updated in place (with ``derisk``, also its
+    ``fees``, ``slippage`` and ``derisks``); returns ``liquidated_bar``, ``group_equity``,
+    ``group_notional``, ``group_flat`` (per-chunk partial sums, as the kernel's),
+    ``track_equity`` and ``track_position``. De-risking orders are sized by
+    :func:`levalign._derisk_kernel.derisk_order` (tested on its own) and filled by
+    :func:`execute_reference`, one follower at a time.
     """
     n, n_bars = len(state["position"]), len(high)
     pos = np.array(state["position"], dtype=np.float64)
@@ -714,6 +913,26 @@ def advance_reference(
                 count[k] += 1
                 liq_bar[k] = t
                 pos[k], ep[k], c[k], lp[k] = 0.0, math.nan, 0.0, math.nan
+                held = pos != 0.0
+            if derisk is not None:
+                f = derisk.floor
+                lo = np.where(held & (f > 0.0) & (pos > 0.0), lp / (1.0 - f), -np.inf)
+                hi = np.where(held & (f > 0.0) & (pos < 0.0), lp / (1.0 + f), np.inf)
+                for i in np.flatnonzero(held & ~hit & ((mark[t] < lo) | (mark[t] > hi))):
+                    row = {"position": pos, "entry_price": ep, "wallet": w, "collateral": c}
+                    one = {k: np.array([v[i]]) for k, v in row.items()}
+                    one |= {"liq_price": lp[i : i + 1].copy(), "isolated": iso[i : i + 1]}
+                    for name in ("fees", "slippage", "realized", "leverage"):
+                        one[name] = np.zeros(1)
+                    if derisk.act(one, float(mark[t]), contract_size, int(i)):
+                        for name, column in (*row.items(), ("liq_price", lp)):
+                            column[i] = one[name][0]
+                        state["fees"][i] += one["fees"][0]
+                        state["slippage"][i] += one["slippage"][0]
+                        realized[i] += one["realized"][0]
+                        state["derisks"][i] += 1
+                    else:
+                        c[i], lp[i] = one["collateral"][0], one["liq_price"][0]
                 held = pos != 0.0
             eq = np.where(held, w + pos * contract_size * (mark[t] - ep), w)
             notional = np.where(held, np.abs(pos * contract_size) * mark[t], 0.0)

@@ -45,7 +45,15 @@ def run_backtest_demo(
     console.rule("[bold]levalign demo: copying a 15x BTC trend follower, 1–21 March 2023")
     console.print(headline(result))
     table = Table(title=f"{len(result.group):,} followers by group")
-    for name in ("group", "followers", "liquidated", "median return", "5% worst", "median max DD"):
+    for name in (
+        "group",
+        "followers",
+        "liquidated",
+        "de-risked",
+        "median return",
+        "5% worst",
+        "median max DD",
+    ):
         table.add_column(
             name, justify="left" if name == "group" else "right", no_wrap=name == "group"
         )
@@ -54,6 +62,7 @@ def run_backtest_demo(
             row["group"],
             f"{row['followers']:,}",
             f"{row['liquidated']:,} ({row['liquidated_share']:.0%})",
+            f"{row['derisked']:,}",
             f"{row['return_median']:+.1%}",
             f"{row['return_p05']:+.1%}",
             f"{row['max_drawdown_median']:.1%}",

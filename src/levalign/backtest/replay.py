@@ -33,7 +33,9 @@ previous close as open, high, low and close). An event at time :math:`t_e` in ba
 Funding at time :math:`t_f` is settled at the last bar boundary at or before it, after the
 bars that end there and the events at their close, with that bar's close as the mark (no
 look-ahead; on a grid of whole minutes or hours :math:`t_f` is a boundary). Funding times
-outside the bars are ignored. Liquidation is the venue's, at every bar.
+outside the bars are ignored. Liquidation is the venue's, at every bar, and so is de-risking
+(followers with a ``derisk_distance``, checked at each bar's close; see
+:mod:`levalign.backtest.venue`); with de-risking on, every sample ends a venue walk.
 
 The P&L gap
 -----------
@@ -79,7 +81,8 @@ and when the follower is liquidated, and for the target modes (``target_leverage
 order re-targets the whole position.
 **Sizing** is the remainder: the sizing mode and scale, the constraints (leverage caps,
 liquidation buffer, margin), a position held through a liquidation instead of the lead's
-de-risking, and the drift of a position built at earlier ratios (second order). The parts add
+de-risking, the follower's own de-risking cuts (their fees and slippage are in those parts),
+and the drift of a position built at earlier ratios (second order). The parts add
 up to the gap by construction.
 
 Tracking error
@@ -101,7 +104,9 @@ Naive copiers
 Rows of group ``naive`` copy as exchanges' fixed-ratio copy trading does: ``proportional``
 sizing, ``min_liq_distance`` 0, no caps, isolated margin at the lead's leverage *setting* (the
 history's ``leverage_setting``; ``default_leverage_setting`` when it states none), which the
-replay writes into their ``leverage_setting`` column before each event.
+replay writes into their ``leverage_setting`` column before each event. Rows of group
+``naive_derisk`` are the same naive copiers keeping their ``derisk_distance`` (plain ``naive``
+rows lose any): what a single safeguard does for an exchange-style copier.
 """
 
 from __future__ import annotations
@@ -147,6 +152,7 @@ from levalign.schemas import LeadEvent
 __all__ = [
     "GAP_PARTS",
     "NAIVE",
+    "NAIVE_DERISK",
     "BacktestResult",
     "backtest",
     "naive_cohort",
@@ -159,6 +165,11 @@ LeadSource = LeadHistory | str | Path | Iterable[Mapping[str, Any]]
 
 #: group label of the naive copiers (exchanges' fixed-ratio copy at the lead's setting)
 NAIVE = "naive"
+#: naive copiers with their own de-risking floor (``derisk_distance``), nothing else changed
+NAIVE_DERISK = "naive_derisk"
+_NAIVE_GROUPS = (NAIVE, NAIVE_DERISK)
+#: the floor ``naive_cohort`` gives group ``naive_derisk``
+DEMO_DERISK_DISTANCE = 0.02
 #: the parts of the follower-vs-lead P&L gap, in the order they are reported
 GAP_PARTS = ("fees", "funding", "slippage", "liquidation", "skips", "rounding", "sizing")
 
@@ -199,11 +210,14 @@ _CATEGORIES = {"mode": MODES, "margin_mode": MARGIN_MODES, "min_size_policy": PO
 def naive_cohort(n: int, seed: int) -> dict[str, NDArray[Any]]:
     """Naive copiers beside every normalization mode, on the demo's sample profiles.
 
-    Row ``i`` goes to group ``("naive", *MODES)[i % 7]``, so every group draws its equities
-    from the same distribution (log-normal around 2,000 USDT, 50 to 500,000). Naive rows copy
-    as exchanges do: ``proportional``, ``scale`` 1, ``min_liq_distance`` 0, no leverage or
-    notional caps, isolated margin, ``skip`` below the exchange minimum (the replay sets their
-    leverage setting to the lead's before each event). Mode rows keep the sample profile
+    Row ``i`` goes to group ``("naive", "naive_derisk", *MODES)[i % 8]``, so every group draws
+    its equities from the same distribution (log-normal around 2,000 USDT, 50 to 500,000).
+    Naive rows copy as exchanges do: ``proportional``, ``scale`` 1, ``min_liq_distance`` 0, no
+    leverage or notional caps, isolated margin, ``skip`` below the exchange minimum (the
+    replay sets their leverage setting to the lead's before each event). ``naive_derisk``
+    rows are naive copiers with one safeguard: a de-risking floor ``derisk_distance`` of
+    :data:`DEMO_DERISK_DISTANCE` (cut back whenever a bar closes within 2% of
+    liquidation). Mode rows keep the sample profile
     (scale, buffers, caps, margin mode, min-size policy); ``optimal`` rows take an expected
     return of 50% a year in the lead's direction and ``max_liq_probability`` 5% over 24 h,
     since the optimal mode needs a view on drift.
@@ -229,9 +243,9 @@ def naive_cohort(n: int, seed: int) -> dict[str, NDArray[Any]]:
     if n < 1:
         raise InvalidInput(f"n must be at least 1 follower, got {n}", field="n", value=n)
     base = sample_cohort(n, seed)
-    labels = np.array([NAIVE, *MODES])
+    labels = np.array([*_NAIVE_GROUPS, *MODES])
     group = labels[np.arange(n) % labels.size]
-    naive = group == NAIVE
+    naive = np.isin(group, _NAIVE_GROUPS)
     out: dict[str, NDArray[Any]] = {k: np.asarray(v).copy() for k, v in base.items()}
     out["group"] = group
     out["mode"] = group
@@ -243,6 +257,7 @@ def naive_cohort(n: int, seed: int) -> dict[str, NDArray[Any]]:
         out[name] = np.where(naive, value, current)
     for name, label in _NAIVE_CODES.items():
         out[name] = np.where(naive, label, out[name])
+    out["derisk_distance"] = np.where(group == NAIVE_DERISK, DEMO_DERISK_DISTANCE, math.nan)
     return out
 
 
@@ -337,11 +352,12 @@ class BacktestResult:
         r"""Names of the per-follower columns in :attr:`followers`, in order.
 
         ``id, group, mode, equity_start, equity_end, pnl, return, max_drawdown,
-        liquidations, time_in_market, orders, skipped_copies, tracking_error, fees, funding,
-        slippage, liquidation_losses, lead_pnl_scaled, gap`` and ``gap_<part>`` for every
-        part in :data:`GAP_PARTS`, and ``accounting_residual`` (the venue's identity, zero to
-        rounding). ``lead_pnl_scaled`` is :math:`\sum_k \rho_k \Delta E^L_k - \sum_k \rho_k
-        f_k` and ``gap`` is ``pnl`` minus it (module docstring, "The P&L gap").
+        liquidations, derisks`` (de-risking fills and top-ups), ``time_in_market, orders,
+        skipped_copies, tracking_error, fees, funding, slippage, liquidation_losses,
+        lead_pnl_scaled, gap`` and ``gap_<part>`` for every part in :data:`GAP_PARTS`, and
+        ``accounting_residual`` (the venue's identity, zero to rounding).
+        ``lead_pnl_scaled`` is :math:`\sum_k \rho_k \Delta E^L_k - \sum_k \rho_k f_k` and
+        ``gap`` is ``pnl`` minus it (module docstring, "The P&L gap").
         """
         return (
             "id",
@@ -353,6 +369,7 @@ class BacktestResult:
             "return",
             "max_drawdown",
             "liquidations",
+            "derisks",
             "time_in_market",
             "orders",
             "skipped_copies",
@@ -386,10 +403,10 @@ class BacktestResult:
     def summary(self) -> list[dict[str, Any]]:
         """One row per group: outcome medians, liquidations and the gap's parts summed.
 
-        Keys: ``group, followers, liquidated, liquidated_share, return_median, return_mean,
-        return_p05, max_drawdown_median, tracking_error_median, time_in_market_median,
-        skipped_copies, equity_start, equity_end, pnl, gap`` and ``gap_<part>`` (sums over
-        the group, settle currency).
+        Keys: ``group, followers, liquidated, liquidated_share, derisked`` (followers de-risked
+        at least once), ``return_median, return_mean, return_p05, max_drawdown_median,
+        tracking_error_median, time_in_market_median, skipped_copies, equity_start,
+        equity_end, pnl, gap`` and ``gap_<part>`` (sums over the group, settle currency).
         """
         f = self.followers
         rows: list[dict[str, Any]] = []
@@ -401,6 +418,7 @@ class BacktestResult:
                 "liquidated": int(np.count_nonzero(f["liquidations"][sel] > 0)),
             }
             row["liquidated_share"] = row["liquidated"] / max(row["followers"], 1)
+            row["derisked"] = int(np.count_nonzero(f["derisks"][sel] > 0))
             ret = f["return"][sel]
             row["return_median"] = _stat(np.nanmedian, ret)
             row["return_mean"] = _stat(np.nanmean, ret)
@@ -618,12 +636,17 @@ def _followers_of(followers: Any) -> tuple[dict[str, Any], NDArray[np.str_]]:
     return columns, labels.astype(np.str_)
 
 
-def _naive_profile(cohort: Cohort, naive: NDArray[np.bool_]) -> Cohort:
-    """The cohort with the naive profile on the naive rows, whatever their columns said."""
+def _naive_profile(cohort: Cohort, naive: NDArray[np.bool_], plain: NDArray[np.bool_]) -> Cohort:
+    """The cohort with the naive profile on the naive rows, whatever their columns said.
+
+    ``plain`` rows (group ``naive``) also lose any de-risking floor; ``naive_derisk`` rows
+    keep theirs.
+    """
     floats = dict(cohort.floats)
     codes = dict(cohort.codes)
     for name, value in _NAIVE_FLOATS.items():
         floats[name] = np.where(naive, value, floats[name])
+    floats["derisk_distance"] = np.where(plain, math.nan, floats["derisk_distance"])
     for name, label in _NAIVE_CODES.items():
         code = _CATEGORIES[name].index(label)
         codes[name] = np.where(naive, code, codes[name]).astype(np.int8)
@@ -632,7 +655,7 @@ def _naive_profile(cohort: Cohort, naive: NDArray[np.bool_]) -> Cohort:
 
 def _group_order(labels: NDArray[np.str_]) -> tuple[tuple[str, ...], IntArray]:
     present = set(labels.tolist())
-    ordered = [g for g in (NAIVE, *MODES) if g in present]
+    ordered = [g for g in (*_NAIVE_GROUPS, *MODES) if g in present]
     ordered += sorted(present - set(ordered))
     lookup = {g: i for i, g in enumerate(ordered)}
     return tuple(ordered), np.array([lookup[g] for g in labels.tolist()], dtype=np.int64)
@@ -803,10 +826,10 @@ class _Replay:
 
         columns, labels = _followers_of(followers)
         self.groups, self.group = _group_order(labels)
-        self.naive = labels == NAIVE
+        self.naive = np.isin(labels, _NAIVE_GROUPS)
         cohort = Cohort.from_table(columns)
         if self.naive.any():
-            cohort = _naive_profile(cohort, self.naive)
+            cohort = _naive_profile(cohort, self.naive, labels == NAIVE)
         self.venue = PaperVenue.from_cohort(
             cohort, self.spec, taker_fee=taker_fee, slippage=slippage
         )
@@ -919,6 +942,10 @@ class _Replay:
         # samples in between are read from the walk's snapshots (_walk)
         actions = set(close_events) | set(fund) | set(inside) | {k + 1 for k in inside}
         actions.add(n_bars)
+        if np.isfinite(self.venue.derisk_distance).any():
+            # de-risking changes accounts inside a walk: its samples cannot be read from the
+            # states before and after it (_walk), so every sample ends a walk
+            actions |= samples
         report = _progress(progress, n_bars)
         try:
             pos = 0
@@ -1273,6 +1300,7 @@ class _Replay:
             "return": s["return"],
             "max_drawdown": s["max_drawdown"],
             "liquidations": s["liquidations"],
+            "derisks": v.derisks.copy(),
             "time_in_market": s["time_in_market"],
             "orders": self.orders.copy(),
             "skipped_copies": self.skipped.copy(),

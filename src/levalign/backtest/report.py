@@ -49,6 +49,11 @@ def headline(result: BacktestResult) -> str:
             f"Naive copiers (the lead's leverage setting): {naive['liquidated']:,} of "
             f"{naive['followers']:,} liquidated"
         )
+    derisked = rows.pop("naive_derisk", None)
+    if derisked is not None:
+        parts.append(
+            f"with a de-risking floor: {derisked['liquidated']:,} of {derisked['followers']:,}"
+        )
     if rows:
         liquidated = sum(r["liquidated"] for r in rows.values())
         followers = sum(r["followers"] for r in rows.values())

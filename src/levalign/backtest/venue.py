@@ -3,7 +3,7 @@ r"""The paper venue: simulated execution and margin for a cohort of followers in
 Backtests (issue 4) execute every follower's orders here, and the live engine uses it for
 paper trading. The venue holds N followers' accounts in ONE linear market as numpy columns
 and runs three kernels over them (:mod:`levalign.backtest._venue_kernels`): fills, funding,
-and the walk over price bars with liquidation.
+and the walk over price bars with liquidation and de-risking.
 
 Accounts
 --------
@@ -72,6 +72,21 @@ margin is zero). Partial ("smart") liquidation and the clearance fee are not mod
 whole remaining margin is lost, which is the worst case of both. Liquidation executes at
 :math:`LP` even when a bar gaps through it: losses beyond the margin are the insurance fund's.
 
+De-risking
+----------
+A follower with a hard floor ``derisk_distance`` :math:`f` (its cohort column; none when
+empty) is checked at every bar's mark (the close, or the ``mark`` given to :meth:`advance`),
+after the liquidation test: when the liquidation distance there is below :math:`f`, i.e. a
+long's mark is under :math:`LP/(1 - f)` or a short's above :math:`LP/(1 + f)`, the walk sizes
+:func:`levalign._derisk_kernel.derisk_order` at that mark (the kernel behind
+:func:`levalign.normalize.derisk`) and fills it on the spot like any order: a reduce-only cut
+back to :math:`\max(f, \text{min\_liq\_distance})` from liquidation, with fees and slippage,
+the freed isolated margin posted back to what remains; or, with ``derisk = "add_margin"``, a
+top-up from the free balance first. Checking at the close (what a copier polling each bar
+sees) never uses a price from inside the bar before it happened; a bar whose low goes from
+outside the floor through the liquidation price still liquidates. ``derisks`` counts the
+de-risking fills and top-ups.
+
 Time
 ----
 Timestamps are integer nanoseconds since the Unix epoch, UTC (or ``datetime64``), as
@@ -91,6 +106,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from levalign import _derisk_kernel as _dk
 from levalign.backtest import _venue_kernels as vk
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import MarketSpec
@@ -272,6 +288,10 @@ class PaperVenue:
     bars_in_market: IntArray
     equity_start: FloatArray
     unrealized_start: FloatArray
+    derisk_distance: FloatArray
+    derisk_restore: FloatArray
+    derisk_add_margin: NDArray[np.bool_]
+    derisks: IntArray
     mark_price: float = math.nan
     bars_seen: int = 0
     last_bar_time: int | None = None
@@ -368,6 +388,18 @@ class PaperVenue:
                 field=f"followers.collateral[{i}]",
                 value=float(collateral[i]),
             )
+        floor = f["derisk_distance"].copy()
+        bad = ~(np.isnan(floor) | ((floor > 0.0) & (floor < 1.0))) | (cohort.codes["derisk"] < 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InvalidInput(
+                f"follower {cohort.ids[i]!r} (row {i}) has derisk_distance {floor[i]:g} or an "
+                "unknown derisk action: the floor is a fraction of price in (0, 1), e.g. 0.03, "
+                "or empty for none; derisk is 'reduce' or 'add_margin'",
+                field=f"followers.derisk_distance[{i}]",
+                value=float(floor[i]),
+            )
+        buffer = np.nan_to_num(f["min_liq_distance"], nan=0.0)
         t = market.tiers
         return cls(
             ids=cohort.ids,
@@ -404,6 +436,10 @@ class PaperVenue:
             bars_in_market=np.zeros(n, dtype=np.int64),
             equity_start=equity,
             unrealized_start=upnl,
+            derisk_distance=floor,
+            derisk_restore=np.where(np.isnan(floor), math.nan, np.fmax(floor, buffer)),
+            derisk_add_margin=cohort.codes["derisk"] == _dk.DR_ADD_MARGIN,
+            derisks=np.zeros(n, dtype=np.int64),
             mark_price=ref,
             clock=None if timestamp is None else _as_ns(timestamp, "timestamp"),
             _cohort=cohort,
@@ -839,6 +875,7 @@ class PaperVenue:
         group, n_groups = _groups(groups, n)
         track_row, n_tracked = _track(track, n)
         liquidated_bar = np.empty(n, dtype=np.int64)
+        t = self.market.tiers
         g_equity = np.zeros((vk.CHUNKS, n_groups, n_bars))
         g_notional = np.zeros((vk.CHUNKS, n_groups, n_bars))
         g_flat = np.zeros((vk.CHUNKS, n_groups, n_bars))
@@ -861,6 +898,18 @@ class PaperVenue:
             self.peak_equity,
             self.max_drawdown,
             self.bars_in_market,
+            self.derisk_distance,
+            self.derisk_restore,
+            self.derisk_add_margin,
+            self._fill_model(),
+            t.floor,
+            t.cap,
+            t.mmr,
+            t.cum,
+            t.max_leverage,
+            self.fees,
+            self.slippage,
+            self.derisks,
             group,
             track_row,
             liquidated_bar,
@@ -888,6 +937,19 @@ class PaperVenue:
             track_equity=t_equity if n_tracked else None,
             track_position=t_position if n_tracked else None,
         )
+
+    def _fill_model(self) -> FloatArray:
+        """The fee, slippage and lot parameters of de-risking fills (``vk.FILL_*``)."""
+        fill = np.empty(vk.FILL_SIZE)
+        m, s = self.market, self.slippage_model
+        fill[vk.FILL_TAKER_FEE] = self.taker_fee
+        fill[vk.FILL_SLIP_FIXED_BPS] = s.fixed_bps
+        fill[vk.FILL_SLIP_IMPACT_BPS] = s.impact_bps
+        fill[vk.FILL_SLIP_IMPACT_NOTIONAL] = s.impact_notional
+        fill[vk.FILL_AMOUNT_STEP] = float(m.amount_step or 0.0)
+        fill[vk.FILL_AMOUNT_DECIMALS] = m.amount_decimals
+        fill[vk.FILL_MIN_AMOUNT] = float(m.min_amount or 0.0)
+        return fill
 
     def _tick(self, timestamp: int | np.datetime64, name: str) -> int:
         ts = _as_ns(timestamp, name)
