@@ -360,6 +360,13 @@ def backtest(
         Path | None, typer.Option(help="Write the report: .html (self-contained) or .png.")
     ] = None,
     sample_minutes: Annotated[int, typer.Option(help="Sampling step of the curves.")] = 60,
+    mark_prices: Annotated[
+        Path | None,
+        typer.Option(
+            help="Mark-price klines on the same grid as --prices: liquidation, de-risking, "
+            "funding and equity use the mark (fills stay at the lead's prices)."
+        ),
+    ] = None,
 ) -> None:
     """Replay a lead's history for a cohort of followers on real prices; prints a summary."""
     from levalign.backtest.replay import backtest as run
@@ -378,6 +385,7 @@ def backtest(
             markets,
             funding=funding,
             sample_minutes=sample_minutes,
+            mark_bars=mark_prices,
             progress=_progress_wanted(),
         )
         if report is not None:

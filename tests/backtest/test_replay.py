@@ -433,6 +433,49 @@ def test_xrp_mean_reverter_with_funding_identities(binance: Markets):
     assert calls[-1] == (1_999, 1_999)
 
 
+def test_mark_bars_liquidate_on_the_mark_not_on_the_last_price():
+    # A naive 20x isolated long of 0.1 BTC from 20,000 (collateral 20,000 * 0.1 / 20 = 100):
+    # liquidation at 20,000 (1 - 1/20) / (1 - 0.004) = 19,076.31. Bar 2's last-price low wicks
+    # to 19,000 (through it) while the mark-price kline's low is 19,500 (above it): on last
+    # prices the follower is liquidated in bar 2; on the mark, never, and its equity at the
+    # end is marked to the mark's close 19,900 instead of the last close 19,950:
+    # 10,000 - fee 1.00 + 0.1 * (19,900 - 20,000) = 9,989.00.
+    last = minute_bars(
+        [
+            (20_000, 20_000, 20_000, 20_000),
+            (20_000, 20_000, 20_000, 20_000),
+            (20_000, 20_000, 19_000, 19_950),
+            (19_950, 19_950, 19_950, 19_950),
+        ]
+    )
+    mark = minute_bars(
+        [
+            (20_000, 20_000, 20_000, 20_000),
+            (20_000, 20_000, 20_000, 20_000),
+            (20_000, 20_000, 19_500, 19_900),
+            (19_900, 19_900, 19_900, 19_900),
+        ]
+    )
+    history = lead_rows((at_close(0), 20_000.0, 1.0, 100_000.0), (at_close(3), 19_950.0, 1.0, 1e5))
+    follower = one_follower(equity=10_000.0, group=NAIVE)
+    kwargs: dict[str, Any] = {"slippage": NO_SLIP, "sample_minutes": 1}
+    on_last = backtest(history, last, follower, MARKETS, **kwargs)
+    on_mark = backtest(history, last, follower, MARKETS, mark_bars=mark, **kwargs)
+    assert on_last.followers["liquidations"][0] == 1
+    assert on_mark.followers["liquidations"][0] == 0
+    assert on_mark.followers["equity_end"][0] == pytest.approx(9_989.0, abs=1e-9)
+    assert on_mark.price[-1] == 19_900.0
+
+
+def test_mark_bars_off_the_grid_are_rejected():
+    bars = minute_bars(flat(20_000, 4))
+    mark = minute_bars(flat(20_000, 3))
+    history = lead_rows((at_close(0), 20_000.0, 1.0, 100_000.0))
+    with pytest.raises(InvalidInput, match="mark bars must lie on the bars' timestamps") as info:
+        backtest(history, bars, one_follower(equity=1_000.0), MARKETS, mark_bars=mark)
+    assert info.value.field == "mark_bars.timestamp[3]"
+
+
 # ------------------------------------------------------------------ bad input
 
 

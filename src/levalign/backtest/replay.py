@@ -552,6 +552,37 @@ def _bars_of(
     return name, checked
 
 
+def _mark_bars_of(
+    raw: OHLC | str | Path | None, bars: OHLC, gaps: Literal["error", "ffill"]
+) -> OHLC:
+    """The mark-price bars, validated and on the grid of ``bars`` (``bars`` when None)."""
+    if raw is None:
+        return bars
+    loaded = raw if isinstance(raw, OHLC) else load_ohlc(raw)
+    try:
+        checked = ohlc_from_arrays(
+            loaded.timestamp, loaded.open, loaded.high, loaded.low, loaded.close
+        )
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"mark bars: {exc.message}", field=f"mark_bars.{exc.field}", value=exc.value
+        ) from exc
+    mark, _ = _on_grid(checked, gaps)
+    if mark.timestamp.shape != bars.timestamp.shape or not np.array_equal(
+        mark.timestamp, bars.timestamp
+    ):
+        n = min(mark.timestamp.size, bars.timestamp.size)
+        differ = np.flatnonzero(mark.timestamp[:n] != bars.timestamp[:n])
+        i = int(differ[0]) if differ.size else n
+        raise InvalidInput(
+            f"mark bars must lie on the bars' timestamps: {mark.timestamp.size} mark bars "
+            f"against {bars.timestamp.size} bars, first difference at row {i}; fetch both "
+            "klines for the same interval and period",
+            field=f"mark_bars.timestamp[{i}]",
+        )
+    return mark
+
+
 def _on_grid(ohlc: OHLC, gaps: Literal["error", "ffill"]) -> tuple[OHLC, int]:
     """Bars on one grid of the bar length; a missing bar is an error or forward-filled."""
     if gaps not in ("error", "ffill"):
@@ -679,6 +710,7 @@ def backtest(
     vol_window_hours: float = 24.0,
     default_leverage_setting: float = 20.0,
     gaps: Literal["error", "ffill"] = "error",
+    mark_bars: OHLC | str | Path | None = None,
     progress: bool | Progress = False,
 ) -> BacktestResult:
     """Replay a lead's history for a cohort of followers on real price bars.
@@ -719,6 +751,12 @@ def backtest(
     gaps
         ``"error"`` (default): a missing bar is an error; ``"ffill"``: it repeats the
         previous close.
+    mark_bars
+        Mark-price klines of the market on the same grid as ``bars`` (Binance
+        ``/fapi/v1/markPriceKlines``), or None to use ``bars`` as the mark. With them,
+        liquidation and de-risking are tested on the mark (its high, low and close, as
+        exchanges liquidate), equity, funding and the curves are marked to it, and fills
+        stay at the lead's prices.
     progress
         True for a progress bar (rich), or a callback ``(bars_done, bars_total)``.
 
@@ -730,16 +768,17 @@ def backtest(
     ------
     InvalidInput
         Bars unsorted, duplicated, off their grid or with a gap (``gaps="error"``) or a bad
-        price; a lead symbol with no prices, or more than one market; a lead event before the
-        first bar or after the last; a follower with negative or non-finite equity or an open
-        position; ``sample_minutes`` not a whole number of bars; bad settings. Each names the
-        field.
+        price; mark bars on other timestamps than ``bars``; a lead symbol with no prices, or
+        more than one market; a lead event before the first bar or after the last; a follower
+        with negative or non-finite equity or an open position; ``sample_minutes`` not a
+        whole number of bars; bad settings. Each names the field.
     ConfigurationError
         The market is inverse (the paper venue is linear).
     """
     history = _lead_of(lead, markets)
     name, ohlc = _bars_of(bars, history, markets, symbol)
     ohlc, bar_ns = _on_grid(ohlc, gaps)
+    mark = _mark_bars_of(mark_bars, ohlc, gaps)
     rates = load_funding(funding) if isinstance(funding, str | Path) else funding
     _check_settings(
         sample_minutes, bar_ns, horizon_hours, vol_window_hours, default_leverage_setting
@@ -747,6 +786,7 @@ def backtest(
     replay = _Replay(
         history=history,
         ohlc=ohlc,
+        mark=mark,
         bar_ns=bar_ns,
         followers=followers,
         markets=markets,
@@ -797,6 +837,7 @@ class _Replay:
         *,
         history: LeadHistory,
         ohlc: OHLC,
+        mark: OHLC,
         bar_ns: int,
         followers: Any,
         markets: Markets,
@@ -812,6 +853,7 @@ class _Replay:
     ) -> None:
         self.history = history
         self.ohlc = ohlc
+        self.mark = mark  # the mark-price bars (``ohlc`` itself without them)
         self.bar_ns = bar_ns
         self.markets = markets
         self.spec: MarketSpec = markets[symbol]
@@ -991,7 +1033,7 @@ class _Replay:
         so its state at a boundary ``c`` is the state before the walk, or after it if it was
         liquidated in a bar before ``c``.
         """
-        o = self.ohlc
+        o = self.mark
         v = self.venue
         before = _State(
             v.position.copy(),
@@ -1042,9 +1084,12 @@ class _Replay:
                 self._segment(t_anchor, max(p_anchor, p), min(p_anchor, p), p)
             self._event(j)
             t_anchor, p_anchor = te, p
-        high = max(float(o.high[k]), p_anchor)
-        low = min(float(o.low[k]), p_anchor)
-        self._segment(t_anchor, high, low, float(o.close[k]))
+        # the rest of the bar on the mark's extremes (the event's fill stands in for the mark
+        # at the anchor)
+        m = self.mark
+        high = max(float(m.high[k]), p_anchor)
+        low = min(float(m.low[k]), p_anchor)
+        self._segment(t_anchor, high, low, float(m.close[k]))
         self.done = k + 1
 
     def _advance(self, bars: Mapping[str, NDArray[Any]]) -> IntArray:
@@ -1165,7 +1210,7 @@ class _Replay:
             self.lead_shadow.execute(_lead_order(self.lead_shadow, ev), ev.price, te)
 
     def _funding(self, rate: float, c: int) -> None:
-        mark = float(self.ohlc.close[c - 1])
+        mark = float(self.mark.close[c - 1])
         t = int(self.ohlc.timestamp[c]) if c < self.ohlc.timestamp.size else int(self.t_end[-1])
         self.venue.apply_funding(rate, mark, t)
         if self.lead_shadow is not None:
@@ -1182,7 +1227,7 @@ class _Replay:
 
     def _sample(self, c: int, state: _State) -> None:
         """Record the curves at bar boundary ``c`` from the followers' ``state`` there."""
-        o = self.ohlc
+        o = self.mark
         cs = self.spec.contract_size
         mark = float(o.close[c - 1]) if c > 0 else float(o.open[0])
         t = int(o.timestamp[c]) if c < o.timestamp.size else int(self.t_end[-1])
@@ -1261,8 +1306,7 @@ class _Replay:
     # ------------------------------------------------------------------ result
 
     def _result(self) -> BacktestResult:
-        o = self.ohlc
-        end = float(o.close[-1])
+        end = float(self.mark.close[-1])
         self._accrue(end)
         v = self.venue
         s = v.summary(end)
