@@ -469,6 +469,9 @@ def test_accounting_identity_holds_per_follower(ops, fee, bps):
             "entry_price": [math.nan, 21_000.0, math.nan, 19_000.0],
             "collateral": [0.0, 800.0, 0.0, 0.0],
             "margin_mode": ["isolated", "isolated", "cross", "cross"],
+            # the short adds margin, the cross long reduces, inside their floors
+            "derisk_distance": [math.nan, 0.04, math.nan, 0.05],
+            "derisk": ["reduce", "add_margin", "reduce", "reduce"],
         },
         SPEC,
         taker_fee=fee,
@@ -513,6 +516,7 @@ def test_accounting_identity_holds_per_follower(ops, fee, bps):
         assert np.all(np.abs(residual) <= 1e-12 * scale), residual
         assert np.all(venue.collateral <= np.maximum(venue.wallet_balance, 0.0) + 1e-9)
     event(f"liquidated: {int(np.count_nonzero(venue.liquidations))} of 4")
+    event(f"de-risked: {int(np.count_nonzero(venue.derisks))} of 2")
 
 
 # ---------------------------------------------------------------- kernels vs references
