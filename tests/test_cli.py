@@ -220,6 +220,34 @@ def test_readme_examples_run_and_match_the_readme_table():
     assert rows["frank"]["reasons"] == ["invalid_row"]
 
 
+def test_readme_derisk_example_matches_the_readme_table():
+    # derivations of iso and topup: tests/test_derisk.py; cross: balance 600 at 19,500 keeps
+    # 600 / (19,500 * 0.03 + 19,500 * 0.97 * 0.004) = 0.9082 BTC, so 0.0918 is cut -> 0.092
+    result = runner.invoke(app, ["derisk", str(EXAMPLES / "derisk.json")])
+    assert result.exit_code == 0, result.output
+    rows = {o["id"]: o for o in json.loads(result.stdout)["orders"]}
+    assert [rows[k]["amount"] for k in ("iso", "topup", "cross", "calm")] == [
+        0.524,
+        0.0,
+        0.092,
+        0.0,
+    ]
+    assert rows["iso"]["collateral"] == pytest.approx(261.37, abs=0.005)
+    assert rows["topup"]["collateral"] == pytest.approx(549.10, abs=0.005)
+    assert rows["topup"]["reasons"] == ["margin_topup", "derisk"]
+    assert rows["cross"]["liquidation_distance"] == pytest.approx(0.03, abs=5e-4)
+    assert rows["cross"]["liquidation_distance"] >= 0.03
+    assert rows["calm"]["reasons"] == ["no_lead_change"]
+
+
+def test_derisk_without_followers_names_the_field(tmp_path):
+    request = tmp_path / "r.json"
+    request.write_text(json.dumps({"symbol": "BTC/USDT:USDT", "price": 19_500}))
+    result = runner.invoke(app, ["derisk", str(request)])
+    assert result.exit_code == 2
+    assert "request.followers" in result.output
+
+
 # --- levalign vol ---------------------------------------------------------------------------
 
 

@@ -11,11 +11,16 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from levalign.errors import ConfigurationError, InvalidInput, LevalignError, Rejected, Retryable
+
+if TYPE_CHECKING:  # imported lazily at run time: each command loads only what it needs
+    from levalign.markets import Markets
+    from levalign.normalize import NormalizeResult
+    from levalign.schemas import DeriskRequest, NormalizeRequest
 
 app = typer.Typer(
     add_completion=False,
@@ -133,26 +138,70 @@ def normalize(
 
     try:
         req = parse(NormalizeRequest, _read_json(request_file, "request"), root="request")
-        base = request_file.parent
-        markets = load_markets(
-            req.exchange,
-            markets=_relative_to(base, req.markets),
-            tiers=_relative_to(base, req.tiers),
-            symbol_map=req.symbol_map,
-        )
+        markets, cohort = _venue_and_cohort(req, request_file.parent, followers)
         lead_markets = load_markets(req.lead_exchange) if req.lead_exchange else None
-        if followers is not None:
-            cohort: Any = read_table(followers)
-        elif req.followers is not None:
-            cohort = list(req.followers)
-        else:
-            raise InvalidInput(
-                "no followers: put a 'followers' list in the request or pass --followers FILE",
-                field="request.followers",
-            )
         result = run(req.event, cohort, markets, lead_markets=lead_markets)
     except LevalignError as err:
         raise _fail(err) from None
+    _print_result(result, out)
+
+
+@app.command()
+def derisk(
+    request_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="REQUEST.json",
+            help="exchange, markets/tiers, symbol, price, followers (with derisk_distance).",
+        ),
+    ],
+    followers: Annotated[
+        Path | None,
+        typer.Option(help="Cohort as Parquet or CSV (instead of the request's followers)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write orders here (.parquet, .csv or .json); stdout then has the summary."
+        ),
+    ] = None,
+) -> None:
+    """De-risk the followers the price put inside their floor; prints {orders, summary}."""
+    from levalign.normalize import derisk as run
+    from levalign.schemas import DeriskRequest, parse
+
+    try:
+        req = parse(DeriskRequest, _read_json(request_file, "request"), root="request")
+        markets, cohort = _venue_and_cohort(req, request_file.parent, followers)
+        result = run(req.symbol, req.price, cohort, markets)
+    except LevalignError as err:
+        raise _fail(err) from None
+    _print_result(result, out)
+
+
+def _venue_and_cohort(
+    req: NormalizeRequest | DeriskRequest, base: Path, followers: Path | None
+) -> tuple[Markets, Any]:
+    """The followers' markets and cohort of a normalize or derisk request."""
+    from levalign.markets import load_markets
+
+    markets = load_markets(
+        req.exchange,
+        markets=_relative_to(base, req.markets),
+        tiers=_relative_to(base, req.tiers),
+        symbol_map=req.symbol_map,
+    )
+    if followers is not None:
+        return markets, read_table(followers)
+    if req.followers is not None:
+        return markets, list(req.followers)
+    raise InvalidInput(
+        "no followers: put a 'followers' list in the request or pass --followers FILE",
+        field="request.followers",
+    )
+
+
+def _print_result(result: NormalizeResult, out: Path | None) -> None:
     if out is not None:
         write_table(result.to_arrow(), out)
         _print_json({"summary": result.summary(), "out": str(out)})

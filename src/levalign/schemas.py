@@ -26,6 +26,7 @@ __all__ = [
     "Account",
     "AccountReport",
     "AlignSpec",
+    "DeriskRequest",
     "FollowerProfile",
     "LeadEvent",
     "NormalizeRequest",
@@ -236,16 +237,28 @@ class FollowerProfile(_Model):
     derisk: DeriskAction = "reduce"
 
 
-class NormalizeRequest(_Model):
-    """``levalign normalize REQUEST.json`` reads this."""
+class _CohortRequest(_Model):
+    """The venue and the followers, shared by the requests of ``normalize`` and ``derisk``."""
 
     exchange: str = "binance"
     markets: str | None = None
     tiers: str | None = None
-    lead_exchange: str | None = None
     symbol_map: dict[str, str] | None = None
-    event: LeadEvent
     followers: list[FollowerProfile] | None = None
+
+
+class NormalizeRequest(_CohortRequest):
+    """``levalign normalize REQUEST.json`` reads this."""
+
+    lead_exchange: str | None = None
+    event: LeadEvent
+
+
+class DeriskRequest(_CohortRequest):
+    """``levalign derisk REQUEST.json`` reads this: the followers' state at ``price``."""
+
+    symbol: str
+    price: Positive
 
 
 M = TypeVar("M", bound=BaseModel)
