@@ -114,22 +114,25 @@ def margin(
     _print_json(report.model_dump())
 
 
+# options shared by the commands that size a cohort (normalize, derisk)
+_FollowersFile = Annotated[
+    Path | None,
+    typer.Option(help="Cohort as Parquet or CSV (instead of the request's followers)."),
+]
+_OrdersOut = Annotated[
+    Path | None,
+    typer.Option(help="Write orders here (.parquet, .csv or .json); stdout then has the summary."),
+]
+
+
 @app.command()
 def normalize(
     request_file: Annotated[
         Path,
         typer.Argument(metavar="REQUEST.json", help="exchange, markets/tiers, event, followers."),
     ],
-    followers: Annotated[
-        Path | None,
-        typer.Option(help="Cohort as Parquet or CSV (instead of the request's followers)."),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            help="Write orders here (.parquet, .csv or .json); stdout then has the summary."
-        ),
-    ] = None,
+    followers: _FollowersFile = None,
+    out: _OrdersOut = None,
 ) -> None:
     """Size one lead event for every follower; prints {orders, summary}."""
     from levalign.markets import load_markets
@@ -155,16 +158,8 @@ def derisk(
             help="exchange, markets/tiers, symbol, price, followers (with derisk_distance).",
         ),
     ],
-    followers: Annotated[
-        Path | None,
-        typer.Option(help="Cohort as Parquet or CSV (instead of the request's followers)."),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            help="Write orders here (.parquet, .csv or .json); stdout then has the summary."
-        ),
-    ] = None,
+    followers: _FollowersFile = None,
+    out: _OrdersOut = None,
 ) -> None:
     """De-risk the followers the price put inside their floor; prints {orders, summary}."""
     from levalign.normalize import derisk as run
