@@ -199,13 +199,13 @@ def _bind(
 @njit(cache=True, inline="always")
 def _finite_nonnegative(x: float) -> bool:
     """``math.isfinite(x) and x >= 0``, in two comparisons (NaN fails both)."""
-    return 0.0 <= x <= _FLOAT_MAX
+    return (x >= 0.0) & (x <= _FLOAT_MAX)
 
 
 @njit(cache=True, inline="always")
 def _finite_positive(x: float) -> bool:
     """``math.isfinite(x) and x > 0``, in two comparisons (NaN fails both)."""
-    return 0.0 < x <= _FLOAT_MAX
+    return (x > 0.0) & (x <= _FLOAT_MAX)
 
 
 @njit(cache=True, inline="always")
@@ -334,26 +334,30 @@ def normalize_kernel(
         pol = policy[i]
         accumulate = pol == P_ACCUMULATE
         avail = available[i]
-        res_out = residual[i] if accumulate else 0.0
+        # read unconditionally: a select, where a load under the policy test is a branch that
+        # follows the (random) policy column
+        r0 = residual[i]
+        res_out = r0 if accumulate else 0.0
+        # ``&`` rather than ``and``: every row is valid in the common case, and one test of the
+        # combined flag replaces a chain of a dozen branches
         valid = (
             _finite_positive(eq)
-            and math.isfinite(pos_c)
-            and (pos_c == 0.0 or _finite_positive(ep0))
-            and _finite_nonnegative(c0)
-            and _finite_nonnegative(scale[i])
-            and avail >= 0.0  # NaN fails; infinite is allowed
-            and _finite_nonnegative(other_notional[i])
-            and _finite_nonnegative(other_mm[i])
-            and 0.0 <= dist < 1.0
-            and math.isfinite(res_out)
-            and (math.isnan(alpha) or 0.0 < alpha <= 1.0)
-            and mode[i] >= 0
-            and margin_mode[i] >= 0
-            and pol >= 0
-            and not (max_leverage[i] <= 0.0)
-            and not (max_position_leverage[i] <= 0.0)
-            and not (max_notional[i] < 0.0)
-            and not (leverage_setting[i] <= 0.0)
+            & math.isfinite(pos_c)
+            & ((pos_c == 0.0) | _finite_positive(ep0))
+            & _finite_nonnegative(c0)
+            & _finite_nonnegative(scale[i])
+            & (avail >= 0.0)  # NaN fails; infinite is allowed
+            & _finite_nonnegative(other_notional[i])
+            & _finite_nonnegative(other_mm[i])
+            & (dist >= 0.0)
+            & (dist < 1.0)
+            & math.isfinite(res_out)
+            & (math.isnan(alpha) | ((alpha > 0.0) & (alpha <= 1.0)))
+            & ((mode[i] | margin_mode[i] | pol) >= 0)
+            & (not (max_leverage[i] <= 0.0))
+            & (not (max_position_leverage[i] <= 0.0))
+            & (not (max_notional[i] < 0.0))
+            & (not (leverage_setting[i] <= 0.0))
         )
         q = pos_c * cs  # signed base quantity held
         if not valid:
