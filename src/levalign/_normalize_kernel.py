@@ -189,11 +189,10 @@ def _bind(
     Once the target is at or below the quantity ``held``, the order is zero and later
     constraints have nothing left to limit: they neither change nor flag anything.
     """
-    if target > held and cap_q < target:
-        if cap_q < target * _TIE:
-            reasons |= flag
-        return cap_q, reasons
-    return target, reasons
+    # selects, not branches: whether a cap binds follows the data row by row
+    binds = (target > held) & (cap_q < target)
+    flagged = binds & (cap_q < target * _TIE)
+    return (cap_q if binds else target), (reasons | flag if flagged else reasons)
 
 
 @njit(cache=True, inline="always")
@@ -498,11 +497,9 @@ def normalize_kernel(
                     # -- constraints in DESIGN order; each flags when it binds
                     cap_pos = max_position_leverage[i] * eq * inv_p
                     cap_acct = (max_leverage[i] * eq - other_notional[i]) * inv_p
-                    # a cap at or above the target binds nowhere: most rows skip all three
-                    if cap_pos < target or tier_cap_q < target or cap_acct < target:
-                        target, reasons = _bind(target, cap_pos, cur, R_POSITION_LEVERAGE, reasons)
-                        target, reasons = _bind(target, tier_cap_q, cur, R_TIER_LIMIT, reasons)
-                        target, reasons = _bind(target, cap_acct, cur, R_ACCOUNT_LEVERAGE, reasons)
+                    target, reasons = _bind(target, cap_pos, cur, R_POSITION_LEVERAGE, reasons)
+                    target, reasons = _bind(target, tier_cap_q, cur, R_TIER_LIMIT, reasons)
+                    target, reasons = _bind(target, cap_acct, cur, R_ACCOUNT_LEVERAGE, reasons)
                     # once the target is at or below the holding the order is zero: the
                     # remaining constraints have nothing left to limit
                     budget = (c0 + avail + upnl0) if isolated else (eq - other_mm[i])
@@ -640,12 +637,19 @@ def normalize_kernel(
         o_eff_lev[i] = (held_q * p + other_notional[i]) / eq
         if held_q > 0.0:
             sq = 1.0 if q > 0.0 else -1.0
-            if isolated:
-                lp = _liquidation_price(c0, sq, held_q, ep0, True, t_floor, t_cap, t_mmr, t_cum)
-            else:
-                lp = _liquidation_price(
-                    eq - other_mm[i], sq, held_q, p, True, t_floor, t_cap, t_mmr, t_cum
-                )
+            # one inlined solve on selected inputs: isolated margin at the entry price, or the
+            # cross balance at the mark (two call sites would inline the tier loop twice)
+            lp = _liquidation_price(
+                c0 if isolated else eq - other_mm[i],
+                sq,
+                held_q,
+                ep0 if isolated else p,
+                True,
+                t_floor,
+                t_cap,
+                t_mmr,
+                t_cum,
+            )
             o_liq[i] = lp
             o_liq_dist[i] = abs(p - lp) * inv_p
         else:
