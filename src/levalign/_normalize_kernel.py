@@ -497,9 +497,12 @@ def normalize_kernel(
                     # -- constraints in DESIGN order; each flags when it binds
                     cap_pos = max_position_leverage[i] * eq * inv_p
                     cap_acct = (max_leverage[i] * eq - other_notional[i]) * inv_p
-                    target, reasons = _bind(target, cap_pos, cur, R_POSITION_LEVERAGE, reasons)
-                    target, reasons = _bind(target, tier_cap_q, cur, R_TIER_LIMIT, reasons)
-                    target, reasons = _bind(target, cap_acct, cur, R_ACCOUNT_LEVERAGE, reasons)
+                    # a cap at or above the target binds nowhere: most rows skip all three (and
+                    # the plain-Python run of this kernel makes no calls for them)
+                    if cap_pos < target or tier_cap_q < target or cap_acct < target:
+                        target, reasons = _bind(target, cap_pos, cur, R_POSITION_LEVERAGE, reasons)
+                        target, reasons = _bind(target, tier_cap_q, cur, R_TIER_LIMIT, reasons)
+                        target, reasons = _bind(target, cap_acct, cur, R_ACCOUNT_LEVERAGE, reasons)
                     # once the target is at or below the holding the order is zero: the
                     # remaining constraints have nothing left to limit
                     budget = (c0 + avail + upnl0) if isolated else (eq - other_mm[i])
