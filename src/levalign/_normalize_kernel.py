@@ -189,23 +189,22 @@ def _bind(
     Once the target is at or below the quantity ``held``, the order is zero and later
     constraints have nothing left to limit: they neither change nor flag anything.
     """
-    if target > held and cap_q < target:
-        if cap_q < target * _TIE:
-            reasons |= flag
-        return cap_q, reasons
-    return target, reasons
+    # selects, not branches: whether a cap binds follows the data row by row
+    binds = (target > held) & (cap_q < target)
+    flagged = binds & (cap_q < target * _TIE)
+    return (cap_q if binds else target), (reasons | flag if flagged else reasons)
 
 
 @njit(cache=True, inline="always")
 def _finite_nonnegative(x: float) -> bool:
     """``math.isfinite(x) and x >= 0``, in two comparisons (NaN fails both)."""
-    return 0.0 <= x <= _FLOAT_MAX
+    return (x >= 0.0) & (x <= _FLOAT_MAX)
 
 
 @njit(cache=True, inline="always")
 def _finite_positive(x: float) -> bool:
     """``math.isfinite(x) and x > 0``, in two comparisons (NaN fails both)."""
-    return 0.0 < x <= _FLOAT_MAX
+    return (x > 0.0) & (x <= _FLOAT_MAX)
 
 
 @njit(cache=True, inline="always")
@@ -334,26 +333,30 @@ def normalize_kernel(
         pol = policy[i]
         accumulate = pol == P_ACCUMULATE
         avail = available[i]
-        res_out = residual[i] if accumulate else 0.0
+        # read unconditionally: a select, where a load under the policy test is a branch that
+        # follows the (random) policy column
+        r0 = residual[i]
+        res_out = r0 if accumulate else 0.0
+        # ``&`` rather than ``and``: every row is valid in the common case, and one test of the
+        # combined flag replaces a chain of a dozen branches
         valid = (
             _finite_positive(eq)
-            and math.isfinite(pos_c)
-            and (pos_c == 0.0 or _finite_positive(ep0))
-            and _finite_nonnegative(c0)
-            and _finite_nonnegative(scale[i])
-            and avail >= 0.0  # NaN fails; infinite is allowed
-            and _finite_nonnegative(other_notional[i])
-            and _finite_nonnegative(other_mm[i])
-            and 0.0 <= dist < 1.0
-            and math.isfinite(res_out)
-            and (math.isnan(alpha) or 0.0 < alpha <= 1.0)
-            and mode[i] >= 0
-            and margin_mode[i] >= 0
-            and pol >= 0
-            and not (max_leverage[i] <= 0.0)
-            and not (max_position_leverage[i] <= 0.0)
-            and not (max_notional[i] < 0.0)
-            and not (leverage_setting[i] <= 0.0)
+            & math.isfinite(pos_c)
+            & ((pos_c == 0.0) | _finite_positive(ep0))
+            & _finite_nonnegative(c0)
+            & _finite_nonnegative(scale[i])
+            & (avail >= 0.0)  # NaN fails; infinite is allowed
+            & _finite_nonnegative(other_notional[i])
+            & _finite_nonnegative(other_mm[i])
+            & (dist >= 0.0)
+            & (dist < 1.0)
+            & math.isfinite(res_out)
+            & (math.isnan(alpha) | ((alpha > 0.0) & (alpha <= 1.0)))
+            & ((mode[i] | margin_mode[i] | pol) >= 0)
+            & (not (max_leverage[i] <= 0.0))
+            & (not (max_position_leverage[i] <= 0.0))
+            & (not (max_notional[i] < 0.0))
+            & (not (leverage_setting[i] <= 0.0))
         )
         q = pos_c * cs  # signed base quantity held
         if not valid:
@@ -494,7 +497,8 @@ def normalize_kernel(
                     # -- constraints in DESIGN order; each flags when it binds
                     cap_pos = max_position_leverage[i] * eq * inv_p
                     cap_acct = (max_leverage[i] * eq - other_notional[i]) * inv_p
-                    # a cap at or above the target binds nowhere: most rows skip all three
+                    # a cap at or above the target binds nowhere: most rows skip all three (and
+                    # the plain-Python run of this kernel makes no calls for them)
                     if cap_pos < target or tier_cap_q < target or cap_acct < target:
                         target, reasons = _bind(target, cap_pos, cur, R_POSITION_LEVERAGE, reasons)
                         target, reasons = _bind(target, tier_cap_q, cur, R_TIER_LIMIT, reasons)
@@ -636,12 +640,19 @@ def normalize_kernel(
         o_eff_lev[i] = (held_q * p + other_notional[i]) / eq
         if held_q > 0.0:
             sq = 1.0 if q > 0.0 else -1.0
-            if isolated:
-                lp = _liquidation_price(c0, sq, held_q, ep0, True, t_floor, t_cap, t_mmr, t_cum)
-            else:
-                lp = _liquidation_price(
-                    eq - other_mm[i], sq, held_q, p, True, t_floor, t_cap, t_mmr, t_cum
-                )
+            # one inlined solve on selected inputs: isolated margin at the entry price, or the
+            # cross balance at the mark (two call sites would inline the tier loop twice)
+            lp = _liquidation_price(
+                c0 if isolated else eq - other_mm[i],
+                sq,
+                held_q,
+                ep0 if isolated else p,
+                True,
+                t_floor,
+                t_cap,
+                t_mmr,
+                t_cum,
+            )
             o_liq[i] = lp
             o_liq_dist[i] = abs(p - lp) * inv_p
         else:
