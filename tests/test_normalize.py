@@ -19,6 +19,7 @@ from levalign.normalize import (
     MARGIN_MODES,
     MODES,
     POLICIES,
+    RESULT_COLUMNS,
     Cohort,
     Reason,
     allocate_result,
@@ -616,6 +617,21 @@ def test_numba_kernel_equals_its_python_execution(seed, ev):
         np.testing.assert_allclose(
             outs[0][k].astype(float), outs[1][k].astype(float), rtol=1e-12, err_msg=k
         )
+
+
+@given(seed=st.integers(0, 2**32 - 1), ev=events)
+def test_a_cohort_grouped_by_profile_gets_the_same_orders_by_id(seed, ev):
+    cohort = Cohort.from_table(random_cohort(seed, 60))
+    grouped = cohort.grouped_by_profile()
+    plain = normalize(ev, cohort, MARKETS)
+    regrouped = normalize(ev, grouped, MARKETS)
+    # the same followers in another row order: neighbours share their sizing mode
+    assert sorted(grouped.ids.tolist()) == sorted(cohort.ids.tolist())
+    assert np.all(np.diff(grouped.codes["mode"]) >= 0)
+    row = {follower: i for i, follower in enumerate(plain["id"].tolist())}
+    order = np.array([row[follower] for follower in regrouped["id"].tolist()])
+    for name in RESULT_COLUMNS[1:]:
+        np.testing.assert_array_equal(regrouped[name], plain[name][order], err_msg=name)
 
 
 @given(seed=st.integers(0, 2**32 - 1), after=st.sampled_from([5.0, -3.0]))

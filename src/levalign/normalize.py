@@ -189,6 +189,38 @@ class Cohort:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def grouped_by_profile(self) -> Cohort:
+        """The same followers, rows reordered so that followers of one profile sit together.
+
+        Rows are sorted by sizing mode, margin mode, min-size policy, whether a buffer
+        (``min_liq_distance``) is set and whether the position, account and notional caps are
+        set, then by equity. The kernel takes the same branches for neighbouring rows, which
+        the processor then predicts: one event for a million followers runs about a fifth
+        faster than on rows in random order (README, "Benchmarks"). Results come in this
+        cohort's row order, each with its ``id``; a live engine keeps its cohort grouped
+        across events (the sort is a one-off cost, like :meth:`from_table`).
+        """
+        f, c = self.floats, self.codes
+        # np.lexsort sorts by the last key first
+        order = np.lexsort(
+            (
+                f["equity"],
+                np.isfinite(f["max_notional"]),
+                np.isfinite(f["max_leverage"]),
+                np.isfinite(f["max_position_leverage"]),
+                np.isnan(f["min_liq_distance"]),
+                c["min_size_policy"],
+                c["margin_mode"],
+                c["mode"],
+            )
+        )
+        return Cohort(
+            ids=self.ids[order],
+            floats={k: np.ascontiguousarray(v[order]) for k, v in f.items()},
+            codes={k: np.ascontiguousarray(v[order]) for k, v in c.items()},
+            allowed=np.ascontiguousarray(self.allowed[order]),
+        )
+
     @classmethod
     def from_table(cls, table: Any) -> Cohort:
         """Convert a pyarrow/pandas/polars table, dict of columns or list of rows.
