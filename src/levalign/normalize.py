@@ -668,9 +668,6 @@ def derisk(
     spec = _linear_spec(markets, markets.resolve(symbol, field="symbol"), "symbol")
     cols = allocate_result(len(cohort))
     f, t = cohort.floats, spec.tiers
-    curve_arrays = (
-        (curve.table, curve.log_distance, curve.horizon_hours) if curve is not None else _NO_CURVE
-    )
     args: tuple[Any, ...] = (
         float(price),
         spec.contract_size,
@@ -682,7 +679,7 @@ def derisk(
         t.mmr,
         t.cum,
         t.max_leverage,
-        *curve_arrays,
+        *_curve_arrays(curve),
         *(
             f[name]
             for name in (
@@ -761,9 +758,6 @@ def kernel_args(
 ) -> tuple[Any, ...]:
     """The cohort kernel's positional arguments, in its order (outputs from ``cols``)."""
     f, c, t = cohort.floats, cohort.codes, spec.tiers
-    curve_arrays = (
-        (curve.table, curve.log_distance, curve.horizon_hours) if curve is not None else _NO_CURVE
-    )
     return (
         ev,
         spec.contract_size,
@@ -776,7 +770,7 @@ def kernel_args(
         t.mmr,
         t.cum,
         t.max_leverage,
-        *curve_arrays,
+        *_curve_arrays(curve),
         *(f[name] for name in _KERNEL_FLOATS[:7]),
         c["mode"],
         *(f[name] for name in _KERNEL_FLOATS[7:]),
@@ -789,6 +783,13 @@ def kernel_args(
 
 
 _NO_CURVE = (np.empty((2, 0, 0)), np.empty(0), np.empty(0))
+
+
+def _curve_arrays(curve: LiquidationCurve | None) -> tuple[NDArray[np.float64], ...]:
+    """The curve's (table, log distances, horizons) kernel arguments; empty without a curve."""
+    if curve is None:
+        return _NO_CURVE
+    return (curve.table, curve.log_distance, curve.horizon_hours)
 
 # float columns in the kernel's argument order (``mode`` sits after the first seven)
 _KERNEL_FLOATS = (
