@@ -19,36 +19,22 @@ Figures:
 from __future__ import annotations
 
 import time
-from importlib import resources
 from typing import Any
 
 import numpy as np
 
+from bench._data import btc_minute_bars
 from levalign.backtest.leads import load_lead_history
 from levalign.backtest.replay import backtest, naive_cohort
 from levalign.backtest.strategies import sample_leads
 from levalign.backtest.venue import PaperVenue, SlippageModel
-from levalign.demo import BTC_CANDLES
 from levalign.markets import load_markets
 from levalign.normalize import normalize
-from levalign.risk.ohlc import OHLC, load_ohlc
+from levalign.risk.ohlc import OHLC
 
 FOLLOWERS = 10_000
 BARS = 30_000
 SLIPPAGE = SlippageModel(fixed_bps=1.0)
-
-
-def _bars() -> OHLC:
-    with resources.as_file(resources.files("levalign.data").joinpath(BTC_CANDLES)) as path:
-        bars = load_ohlc(path)
-    return OHLC(
-        timestamp=bars.timestamp[:BARS],
-        open=bars.open[:BARS],
-        high=bars.high[:BARS],
-        low=bars.low[:BARS],
-        close=bars.close[:BARS],
-        bar_hours=bars.bar_hours,
-    )
 
 
 def _cohort() -> dict[str, Any]:
@@ -82,7 +68,7 @@ def _bar_walk(bars: OHLC, cohort: dict[str, Any], runs: int) -> float:
 
 
 def run(runs: int = 3) -> dict[str, float]:
-    bars = _bars()
+    bars = btc_minute_bars(BARS)
     markets = load_markets("binance")
     lead = load_lead_history(sample_leads()["btc_trend_15x"], markets=markets)
     cohort = _cohort()

@@ -19,33 +19,20 @@ Figures:
 from __future__ import annotations
 
 import time
-from importlib import resources
 
 import numpy as np
 
+from bench._data import btc_minute_bars
 from levalign.backtest import _venue_kernels as vk
 from levalign.backtest.venue import PaperVenue, SlippageModel
-from levalign.demo import BTC_CANDLES, sample_cohort
+from levalign.demo import sample_cohort
 from levalign.markets import load_markets
 from levalign.normalize import MODES, normalize
-from levalign.risk.ohlc import OHLC, load_ohlc
+from levalign.risk.ohlc import OHLC
 from levalign.schemas import LeadEvent
 
 FOLLOWERS = 10_000
 BARS = 30_000
-
-
-def _bars() -> OHLC:
-    with resources.as_file(resources.files("levalign.data").joinpath(BTC_CANDLES)) as path:
-        bars = load_ohlc(path)
-    return OHLC(
-        timestamp=bars.timestamp[:BARS],
-        open=bars.open[:BARS],
-        high=bars.high[:BARS],
-        low=bars.low[:BARS],
-        close=bars.close[:BARS],
-        bar_hours=bars.bar_hours,
-    )
 
 
 def _opened_venue(bars: OHLC) -> tuple[PaperVenue, np.ndarray, float]:
@@ -95,7 +82,7 @@ def _state(venue: PaperVenue) -> dict[str, np.ndarray]:
 
 
 def run(runs: int = 5) -> dict[str, float]:
-    bars = _bars()
+    bars = btc_minute_bars(BARS)
     high, low, close = bars.high[1:], bars.low[1:], bars.close[1:]
     walk = {"timestamp": bars.timestamp[1:], "high": high, "low": low, "close": close}
     venue, groups, execute_s = _opened_venue(bars)
