@@ -791,6 +791,7 @@ def _curve_arrays(curve: LiquidationCurve | None) -> tuple[NDArray[np.float64], 
         return _NO_CURVE
     return (curve.table, curve.log_distance, curve.horizon_hours)
 
+
 # float columns in the kernel's argument order (``mode`` sits after the first seven)
 _KERNEL_FLOATS = (
     "equity",

@@ -112,7 +112,8 @@ rows lose any): what a single safeguard does for an exchange-style copier.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -121,6 +122,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from levalign import _normalize_kernel as nk
+from levalign._progress import progress_bar
 from levalign.backtest import _venue_kernels as vk
 from levalign.backtest.leads import LeadHistory, format_timestamp, load_lead_history
 from levalign.backtest.strategies import FundingRates, load_funding
@@ -988,8 +990,7 @@ class _Replay:
             # de-risking changes accounts inside a walk: its samples cannot be read from the
             # states before and after it (_walk), so every sample ends a walk
             actions |= samples
-        report = _progress(progress, n_bars)
-        try:
+        with _progress(progress, n_bars) as report:
             pos = 0
             deferred: list[int] = []
             for c in sorted(actions | samples):
@@ -1014,8 +1015,6 @@ class _Replay:
                     self._split_bar(c, inside[c])
                     pos = c + 1
                     report(pos)
-        finally:
-            report(-1)
         return self._result()
 
     # ------------------------------------------------------------------ bars
@@ -1481,32 +1480,12 @@ def _lead_order(shadow: PaperVenue, ev: LeadEvent) -> NormalizeResult:
     )
 
 
-def _progress(progress: bool | Progress, total: int) -> Callable[[int], None]:
-    """A ``report(done)`` function; ``report(-1)`` closes it."""
+@contextmanager
+def _progress(progress: bool | Progress, total: int) -> Iterator[Callable[[int], None]]:
+    """Yield ``report(bars_done)``: the caller's callback, or the progress bar when True."""
     if callable(progress):
         callback = progress
-
-        def call(done: int) -> None:
-            if done >= 0:
-                callback(done, total)
-
-        return call
-    if not progress:
-
-        def silent(done: int) -> None:
-            del done
-
-        return silent
-    from rich.progress import Progress as RichProgress
-
-    bar = RichProgress(transient=True)
-    task = bar.add_task("replaying bars", total=total)
-    bar.start()
-
-    def update(done: int) -> None:
-        if done < 0:
-            bar.stop()
-        else:
-            bar.update(task, completed=done)
-
-    return update
+        yield lambda done: callback(done, total)
+        return
+    with progress_bar(progress, total, "replaying bars") as update:
+        yield update

@@ -41,7 +41,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +48,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from levalign._progress import progress_bar
 from levalign.backtest.leads import LeadHistory, load_lead_history
 from levalign.backtest.replay import NAIVE, backtest
 from levalign.backtest.strategies import (
@@ -614,12 +614,11 @@ def sweep(
         for k, mode in enumerate(checked_modes)
     ]
     if serial:
-        done = _progress_bar(progress, len(cells))
         per_cell = []
-        for n, cell in enumerate(cells):
-            per_cell.append(run_cell(cell, resolved[cell.lead], mkts))
-            done(n + 1)
-        done(-1)
+        with progress_bar(progress, len(cells), "sweep cells") as update:
+            for n, cell in enumerate(cells):
+                per_cell.append(run_cell(cell, resolved[cell.lead], mkts))
+                update(n + 1)
     else:
         per_cell = _run_distributed(
             cells, resolved, mkts, scheduler, n_workers, processes, progress, connect_timeout
@@ -679,10 +678,9 @@ def _run_distributed(
             )
             for cell in cells
         ]
-        done = _progress_bar(progress, len(futures))
-        for n, _ in enumerate(as_completed(futures)):  # type: ignore[no-untyped-call]
-            done(n + 1)
-        done(-1)
+        with progress_bar(progress, len(futures), "sweep cells") as update:
+            for n, _ in enumerate(as_completed(futures)):  # type: ignore[no-untyped-call]
+                update(n + 1)
         results: list[list[dict[str, Any]]] = client.gather(futures)
         return results
 
@@ -711,30 +709,6 @@ def _connect(address: str, timeout: float) -> Any:
         raise InvalidInput(
             f"scheduler address {address!r} is not valid: {exc}", field="scheduler", value=address
         ) from exc
-
-
-def _progress_bar(show: bool, total: int) -> Callable[[int], None]:
-    """A ``report(done)`` function drawing a rich bar on stderr; ``report(-1)`` closes it."""
-    if not show:
-
-        def silent(done: int) -> None:
-            del done
-
-        return silent
-    from rich.console import Console
-    from rich.progress import Progress
-
-    bar = Progress(console=Console(file=sys.stderr), transient=True)
-    task = bar.add_task("sweep cells", total=total)
-    bar.start()
-
-    def update(done: int) -> None:
-        if done < 0:
-            bar.stop()
-        else:
-            bar.update(task, completed=done)
-
-    return update
 
 
 # --------------------------------------------------------------------------- grid files

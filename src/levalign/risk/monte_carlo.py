@@ -68,16 +68,15 @@ Standard errors are taken over antithetic pairs: each pair's mean is one indepen
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Literal, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from levalign._progress import progress_bar
 from levalign.errors import InvalidInput
 from levalign.margin import margin_report
 from levalign.markets import Markets, load_markets
@@ -869,20 +868,6 @@ def _funding_per_step(funding_rate: float | ArrayLike, steps: int, step_hours: f
 # ================================================================= running the kernels
 
 
-@contextmanager
-def _progress_bar(show: bool, total: int, what: str) -> Iterator[Callable[[int], None] | None]:
-    """A rich progress bar on stderr over ``total`` chunks, when asked and stderr is a tty."""
-    if not (show and sys.stderr.isatty()):
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(what, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
 def _run_chunks(
     kernel: Callable[[int, int], None], n_chunks: int, progress: bool, what: str
 ) -> None:
@@ -896,19 +881,19 @@ def _run_chunks(
     workers = max(1, min(numba.get_num_threads(), n_chunks))
     size = max(1, min(8, n_chunks // (4 * workers)))
     tasks = [(lo, min(n_chunks, lo + size)) for lo in range(0, n_chunks, size)]
-    with _progress_bar(progress, n_chunks, what) as advance:
+    with progress_bar(progress, n_chunks, what) as update:
         if workers == 1:
             for lo, hi in tasks:
                 kernel(lo, hi)
-                if advance is not None:
-                    advance(hi - lo)
+                update(hi)
             return
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = {pool.submit(kernel, lo, hi): hi - lo for lo, hi in tasks}
+            completed = 0
             for done in as_completed(futures):
                 done.result()
-                if advance is not None:
-                    advance(futures[done])
+                completed += futures[done]
+                update(completed)
 
 
 @dataclass(frozen=True, eq=False)
