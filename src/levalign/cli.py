@@ -312,13 +312,18 @@ def simulate(
             "seed": spec.seed,
             "funding_rate": spec.funding_rate,
         }
-        result = mc.simulate(
-            model, spec.spot, var_level=spec.var_level, progress=_progress_wanted(), **common
+        # one run gives the summary and, for the plot, the paths behind it
+        result, outcomes = mc._simulate(
+            model,
+            spec.spot,
+            var_level=spec.var_level,
+            progress=_progress_wanted(),
+            wealth_floor=mc.WEALTH_FLOOR,
+            **common,
         )
         if plot is not None:
             from levalign.risk.figures import simulation_figure
 
-            outcomes = mc.simulate_paths(model, spec.spot, **common)
             simulation_figure(result, outcomes, plot)
     except LevalignError as err:
         raise _fail(err) from None

@@ -1097,6 +1097,31 @@ def simulate(
         of a bar-stepped model; a funding series of the wrong length; a ``var_level`` outside
         (0, 1); an account that is malformed or already liquidatable.
     """
+    return _simulate(
+        model, spot, side=side, liquidation_price=liquidation_price, account=account,
+        horizon_days=horizon_days, paths=paths, steps=steps, seed=seed,
+        funding_rate=funding_rate, var_level=var_level, progress=progress,
+        wealth_floor=wealth_floor,
+    )[0]  # fmt: skip
+
+
+def _simulate(
+    model: Model,
+    spot: float | None,
+    *,
+    side: Literal["long", "short"] | None,
+    liquidation_price: float | None,
+    account: Account | Mapping[str, Any] | None,
+    horizon_days: float,
+    paths: int,
+    steps: int,
+    seed: int,
+    funding_rate: float | Sequence[float] | FloatArray,
+    var_level: float,
+    progress: bool,
+    wealth_floor: float,
+) -> tuple[SimulationResult, PathOutcomes]:
+    """:func:`simulate`, also returning the per-path outcomes it summarized (for plots)."""
     if isinstance(var_level, bool) or not (
         isinstance(var_level, float | int) and 0.0 < var_level < 1.0
     ):
@@ -1133,7 +1158,7 @@ def simulate(
             )
         else:
             analytic = _analytic_account(run.book, run.arrays, model, run.horizon_days)
-    return SimulationResult(
+    result = SimulationResult(
         p_liquidation=float(p_path.mean()),
         p_liquidation_se=_pair_se(p_path),
         time_to_liquidation_quantiles=_quantiles(
@@ -1157,6 +1182,7 @@ def simulate(
         wealth_floor=float(wealth_floor),
         model=_model_summary(model),
     )
+    return result, out
 
 
 def _analytic_account(
