@@ -72,6 +72,7 @@ R_AT_TARGET = 1 << 17
 R_MARGIN_TOPUP = 1 << 18
 R_FLIPPED = 1 << 19
 R_NO_LEAD_CHANGE = 1 << 20
+R_VEGA_LIMIT = 1 << 21  # options only (levalign.risk.options)
 
 _HOURS_PER_YEAR = 8760.0
 _EPS = 1e-9

@@ -92,7 +92,7 @@ class Reason(enum.IntFlag):
     MARGIN_TOPUP = nk.R_MARGIN_TOPUP
     FLIPPED = nk.R_FLIPPED
     NO_LEAD_CHANGE = nk.R_NO_LEAD_CHANGE
-    VEGA_LIMIT = 1 << 21  # options only (levalign.risk.options): max_vega bound the order
+    VEGA_LIMIT = nk.R_VEGA_LIMIT  # options only (levalign.risk.options): max_vega bound the order
     DERISK = _dk.R_DERISK  # price moved the follower inside its derisk_distance (derisk())
 
     @classmethod

@@ -234,28 +234,6 @@ class AdvanceResult:
     track_position: FloatArray | None = None
 
 
-# state columns of a venue, float unless listed in _INT_STATE
-_FLOAT_STATE = (
-    "wallet_balance",
-    "position",
-    "entry_price",
-    "collateral",
-    "liquidation_price",
-    "leverage",
-    "residual",
-    "fees",
-    "funding",
-    "slippage",
-    "realized_pnl",
-    "liquidation_losses",
-    "peak_equity",
-    "max_drawdown",
-    "equity_start",
-    "unrealized_start",
-)
-_INT_STATE = ("liquidations", "bars_in_market")
-
-
 @dataclass(eq=False)
 class PaperVenue:
     """A simulated exchange account per follower, in one linear market (see the module).

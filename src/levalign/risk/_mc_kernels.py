@@ -226,14 +226,14 @@ def _unit(u: np.uint64) -> float:
 @njit(cache=True, inline="always")
 def uniform_at(key: np.uint64, gam: np.uint64, ctr: np.uint64) -> float:
     """The uniform on (0, 1] at address ``ctr``."""
-    return _unit(_mix(key + gam * ctr))
+    return _unit(draw_u64(key, gam, ctr))
 
 
 @njit(cache=True, inline="always")
 def normal_at(key: np.uint64, gam: np.uint64, ctr: np.uint64, budget: int) -> float:
     """The standard normal at address ``ctr`` (ziggurat; owns ``budget`` slots from ``ctr``)."""
     if budget > 0:
-        u = _mix(key + gam * ctr)
+        u = draw_u64(key, gam, ctr)
         i = np.int64(u & _LAYER_SIGN)
         j = np.int64(u >> _S12)
         if j < ZIG_KS[i]:  # one lookup per table, no select for the sign

@@ -65,7 +65,6 @@ def required_distance(
     if alpha >= 1.0:
         return 0.0
     n_h = horizon_hours.shape[0]
-    j = 0
     # first grid horizon at or above the request (a tie within 1e-12 is a hit)
     lo, hi = 0, n_h
     while lo < hi:

@@ -466,7 +466,6 @@ class _ModelArrays:
     mp: FloatArray
     returns: FloatArray
     k_sub: int
-    gaussian_sigma: float | None  # GBM sigma: enables the closed form
 
 
 def _bars_per_step(bar_hours: float, step_hours: float) -> int:
@@ -490,11 +489,11 @@ def _model_arrays(model: Model, step_hours: float) -> _ModelArrays:
         mp[mck.P_SD] = model.sigma * math.sqrt(dt)
         mp[mck.P_DRIFT] = (model.mu - 0.5 * model.sigma**2) * dt
     if isinstance(model, GBM):
-        return _ModelArrays(mck.K_GBM, mp, empty, 1, model.sigma)
+        return _ModelArrays(mck.K_GBM, mp, empty, 1)
     if isinstance(model, StudentT):
         mp[mck.P_NU] = model.nu
         mp[mck.P_TSCALE] = math.sqrt((model.nu - 2.0) / model.nu)
-        return _ModelArrays(mck.K_STUDENT, mp, empty, 1, None)
+        return _ModelArrays(mck.K_STUDENT, mp, empty, 1)
     if isinstance(model, MertonJump):
         lam = model.jump_intensity * dt
         mp[mck.P_DRIFT] -= model.jump_intensity * model.kappa * dt
@@ -502,7 +501,7 @@ def _model_arrays(model: Model, step_hours: float) -> _ModelArrays:
         mp[mck.P_P0] = math.exp(-lam)
         mp[mck.P_JMEAN] = model.jump_mean
         mp[mck.P_JSTD] = model.jump_std
-        return _ModelArrays(mck.K_MERTON, mp, empty, 1, None)
+        return _ModelArrays(mck.K_MERTON, mp, empty, 1)
     k = _bars_per_step(model.bar_hours, step_hours)
     if isinstance(model, GarchT):
         mp[mck.P_DRIFT] = model.mu
@@ -513,7 +512,7 @@ def _model_arrays(model: Model, step_hours: float) -> _ModelArrays:
         mp[mck.P_TSCALE] = math.sqrt((model.nu - 2.0) / model.nu)
         sd0 = model.sigma0 if model.sigma0 is not None else model.unconditional_sd
         mp[mck.P_VAR0] = sd0 * sd0
-        return _ModelArrays(mck.K_GARCH, mp, empty, k, None)
+        return _ModelArrays(mck.K_GARCH, mp, empty, k)
     r = model.returns
     bar_var = float(np.var(r, ddof=1))
     if model.mu is not None:
@@ -521,7 +520,7 @@ def _model_arrays(model: Model, step_hours: float) -> _ModelArrays:
         mp[mck.P_DRIFT] = model.mu * bar_dt - 0.5 * bar_var - float(np.mean(r))
     mp[mck.P_PNEW] = 1.0 / model.block_length
     mp[mck.P_BVAR] = bar_var
-    return _ModelArrays(mck.K_BOOTSTRAP, mp, np.array(r, dtype=np.float64), k, None)
+    return _ModelArrays(mck.K_BOOTSTRAP, mp, np.array(r, dtype=np.float64), k)
 
 
 @dataclass(frozen=True)
@@ -544,11 +543,9 @@ class _Book:
     groups: list[list[_Leg]]
     free: float
     e0: float
-    symbols: list[str] = field(default_factory=list)
 
     def arrays(self) -> dict[str, Any]:
         legs = [leg for g in self.groups for leg in g]
-        t_floor = np.concatenate([leg.floor for leg in legs])
         t_cap = np.concatenate([leg.cap for leg in legs])
         t_mmr = np.concatenate([leg.mmr for leg in legs])
         t_cum = np.concatenate([leg.cum for leg in legs])
@@ -578,7 +575,6 @@ class _Book:
             "groups": grp,
             "legs": leg_arr,
             "bp": bp,
-            "t_floor": t_floor,
             "t_cap": t_cap,
             "t_mmr": t_mmr,
             "t_cum": t_cum,
@@ -676,7 +672,6 @@ def _account_book(account: Account | Mapping[str, Any]) -> _Book:
         groups=groups,
         free=free,
         e0=report.equity,
-        symbols=[s.symbol for s in specs],
     )
 
 

@@ -102,7 +102,7 @@ Kind = Literal["call", "put"]
 Model = Literal["black_scholes", "black76", "inverse"]
 Side = Literal["long", "short"]
 
-VEGA_LIMIT = 1 << 21  # = levalign.normalize.Reason.VEGA_LIMIT (a test holds them equal)
+VEGA_LIMIT = nk.R_VEGA_LIMIT  # = levalign.normalize.Reason.VEGA_LIMIT
 """Reason bit: the follower's vega per unit of equity cap (``max_vega``) bound the order."""
 
 _SECONDS_PER_YEAR = 365.0 * 86_400.0  # ACT/365, as Deribit quotes time to expiry
