@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from levalign._paths import beside
 from levalign.errors import ConfigurationError, InvalidInput, LevalignError, Rejected, Retryable
 
 if TYPE_CHECKING:  # imported lazily at run time: each command loads only what it needs
@@ -80,10 +81,7 @@ def _print_json(data: Any) -> None:
 
 def _relative_to(base: Path, value: str | None) -> str | None:
     """Resolve a file reference inside a request relative to the request's folder."""
-    if value is None:
-        return None
-    candidate = base / value
-    return str(candidate) if candidate.exists() else value
+    return None if value is None else beside(base, value)
 
 
 @app.command()

@@ -10,18 +10,16 @@ summary table and writes the HTML report.
 from __future__ import annotations
 
 import time
-from importlib import resources
 from pathlib import Path
 
 from levalign.backtest.replay import BacktestResult, backtest, naive_cohort
 from levalign.backtest.report import headline, write_report
-from levalign.backtest.strategies import sample_leads
+from levalign.backtest.strategies import SAMPLE_LEADS, _data_path, sample_leads
 from levalign.markets import load_markets
 
 __all__ = ["DEMO_LEAD", "run_backtest_demo"]
 
 DEMO_LEAD = "btc_trend_15x"
-_CANDLES = "BTCUSDT_1m_2023-03-01_2023-03-21.csv.gz"
 
 
 def run_backtest_demo(
@@ -34,14 +32,14 @@ def run_backtest_demo(
     console = Console()
     start = time.perf_counter()
     markets = load_markets("binance")
-    with resources.as_file(resources.files("levalign.data").joinpath(_CANDLES)) as candles:
-        result = backtest(
-            sample_leads()[DEMO_LEAD],
-            candles,
-            naive_cohort(followers, seed),
-            markets,
-            progress=console.is_terminal,
-        )
+    # replayed on the bars the demo lead was generated on
+    result = backtest(
+        sample_leads()[DEMO_LEAD],
+        _data_path(SAMPLE_LEADS[DEMO_LEAD].prices),
+        naive_cohort(followers, seed),
+        markets,
+        progress=console.is_terminal,
+    )
     console.rule("[bold]levalign demo: copying a 15x BTC trend follower, 1–21 March 2023")
     console.print(headline(result))
     table = Table(title=f"{len(result.group):,} followers by group")

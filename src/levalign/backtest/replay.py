@@ -542,16 +542,23 @@ def _bars_of(
             field="lead.symbol",
         )
     name = next(iter(traded))
-    raw = priced[name]
+    return name, _checked_ohlc(priced[name], "bars")
+
+
+def _checked_ohlc(raw: OHLC | str | Path, label: str) -> OHLC:
+    """Bars loaded if need be and validated, errors named ``label.<field>``.
+
+    Validated again when given as OHLC: one built by hand skips ``ohlc_from_arrays``' checks.
+    """
     ohlc = raw if isinstance(raw, OHLC) else load_ohlc(raw)
-    # validate again: an OHLC built by hand skips ohlc_from_arrays' checks
     try:
-        checked = ohlc_from_arrays(ohlc.timestamp, ohlc.open, ohlc.high, ohlc.low, ohlc.close)
+        return ohlc_from_arrays(ohlc.timestamp, ohlc.open, ohlc.high, ohlc.low, ohlc.close)
     except InvalidInput as exc:
         raise InvalidInput(
-            f"bars: {exc.message}", field=f"bars.{exc.field}", value=exc.value
+            f"{label.replace('_', ' ')}: {exc.message}",
+            field=f"{label}.{exc.field}",
+            value=exc.value,
         ) from exc
-    return name, checked
 
 
 def _mark_bars_of(
@@ -560,16 +567,7 @@ def _mark_bars_of(
     """The mark-price bars, validated and on the grid of ``bars`` (``bars`` when None)."""
     if raw is None:
         return bars
-    loaded = raw if isinstance(raw, OHLC) else load_ohlc(raw)
-    try:
-        checked = ohlc_from_arrays(
-            loaded.timestamp, loaded.open, loaded.high, loaded.low, loaded.close
-        )
-    except InvalidInput as exc:
-        raise InvalidInput(
-            f"mark bars: {exc.message}", field=f"mark_bars.{exc.field}", value=exc.value
-        ) from exc
-    mark, _ = _on_grid(checked, gaps)
+    mark, _ = _on_grid(_checked_ohlc(raw, "mark_bars"), gaps)
     if mark.timestamp.shape != bars.timestamp.shape or not np.array_equal(
         mark.timestamp, bars.timestamp
     ):

@@ -70,6 +70,7 @@ from levalign.backtest.leads import (
     parse_timestamp,
     write_lead_history,
 )
+from levalign.demo import BTC_CANDLES
 from levalign.errors import InvalidInput
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.risk.ohlc import OHLC, load_ohlc
@@ -719,7 +720,7 @@ class SampleLead:
         return f"{self.name}.csv.gz"
 
 
-_BTC = "BTCUSDT_1m_2023-03-01_2023-03-21.csv.gz"
+_BTC = BTC_CANDLES
 _XRP = "XRPUSDT_perp_5m_2021-11-15_2021-11-21.csv.gz"
 _XRP_FUNDING = "XRPUSDT_perp_funding_8h_2021-11-18_2021-12-18.csv.gz"
 

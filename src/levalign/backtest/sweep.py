@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from levalign._paths import beside
 from levalign._progress import progress_bar
 from levalign.backtest.leads import LeadHistory, load_lead_history
 from levalign.backtest.replay import NAIVE, backtest
@@ -801,10 +802,10 @@ def load_grid(grid: Mapping[str, Any], base: Path | None = None) -> SweepGrid:
         lead_funding = entry_obj.get("funding", funding_by.get(text))
         leads.append(
             resolve_lead(
-                text if text in SAMPLE_LEADS else _under(folder, text),
+                text if text in SAMPLE_LEADS else beside(folder, text),
                 markets,
-                bars=_under(folder, lead_bars) if lead_bars is not None else None,
-                funding=_under(folder, lead_funding) if lead_funding is not None else None,
+                bars=beside(folder, lead_bars) if lead_bars is not None else None,
+                funding=beside(folder, lead_funding) if lead_funding is not None else None,
                 name=entry_obj.get("name") or (text if text in SAMPLE_LEADS else None),
                 field=where,
             )
@@ -837,12 +838,6 @@ def _path_map(value: Any, key: str) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
         raise InvalidInput(f"{key} must map leads (as written in 'leads') to files", field=key)
     return {str(k): v for k, v in value.items()}
-
-
-def _under(base: Path, value: str) -> str:
-    """A path from a grid file: relative to the grid's folder when it exists there."""
-    candidate = base / value
-    return str(candidate) if candidate.exists() else value
 
 
 def sweep_grid(

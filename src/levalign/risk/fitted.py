@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from levalign._paths import beside
 from levalign.errors import InvalidInput
 
 __all__ = ["model_from_spec_or_data"]
@@ -42,9 +43,7 @@ def model_from_spec_or_data(spec: Mapping[str, Any], base: Path | None = None) -
     from levalign.risk.ohlc import load_ohlc
     from levalign.risk.volatility import close_to_close, garch_t
 
-    data = Path(str(spec["data"]))
-    if base is not None and not data.is_absolute() and (base / data).exists():
-        data = base / data
+    data = Path(str(spec["data"]) if base is None else beside(base, str(spec["data"])))
     rest = {k: v for k, v in spec.items() if k not in ("data", "resample_minutes")}
     kind = rest.get("type")
     ohlc = load_ohlc(data)
