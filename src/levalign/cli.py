@@ -478,10 +478,8 @@ def sweep(
     from levalign.backtest.sweep import load_grid, sweep_grid
 
     try:
-        if out is not None and out.suffix.lower() not in (".parquet", ".csv", ".json"):
-            raise InvalidInput(
-                f"--out must end in .parquet, .csv or .json, got {out.name!r}", field="out"
-            )
+        if out is not None:
+            _check_table_suffix(out)  # before the sweep, not after it
         grid = load_grid(_read_json(grid_file, "grid"), grid_file.parent)
         result = sweep_grid(
             grid,
@@ -537,7 +535,7 @@ def read_table(path: Path) -> Any:
 
 def write_table(table: Any, path: Path) -> None:
     """Write a pyarrow Table as Parquet, CSV or JSON rows, by extension."""
-    suffix = path.suffix.lower()
+    suffix = _check_table_suffix(path)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -546,14 +544,20 @@ def write_table(table: Any, path: Path) -> None:
         import pyarrow.csv as pcsv
 
         pcsv.write_csv(table, path)
-    elif suffix == ".json":
+    else:
         path.write_text(
             json.dumps(_clean(table.to_pylist()), default=_json_default), encoding="utf-8"
         )
-    else:
+
+
+def _check_table_suffix(path: Path) -> str:
+    """The suffix of an output table, which must be one :func:`write_table` writes."""
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv", ".json"):
         raise InvalidInput(
             f"--out must end in .parquet, .csv or .json, got {path.name!r}", field="out"
         )
+    return suffix
 
 
 def main() -> None:
