@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench._data import btc_minute_bars
+from bench._timing import median_seconds
 from levalign.backtest.leads import load_lead_history
 from levalign.backtest.replay import backtest, naive_cohort
 from levalign.backtest.strategies import sample_leads
@@ -76,15 +77,8 @@ def run(runs: int = 3) -> dict[str, float]:
     def replay() -> Any:
         return backtest(lead, bars, cohort, markets, slippage=SLIPPAGE)
 
-    replay()  # numba caches, scipy import
-    samples = []
-    result = None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        result = replay()
-        samples.append(time.perf_counter() - t0)
-    assert result is not None
-    replay_s = float(np.median(samples))
+    result = replay()  # numba caches, scipy import; the figures below come from it
+    replay_s, samples = median_seconds(replay, runs, warmup=0)
     walk_s = _bar_walk(bars, cohort, runs)
     f = result.followers
     return {
