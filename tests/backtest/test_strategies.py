@@ -421,3 +421,14 @@ def test_samples_load_as_events_and_show_their_strategy():
     assert reverter.symbols == ("XRP/USDT:USDT",)
     with pytest.raises(InvalidInput, match="unknown sample lead"):
         generate_sample("nope")
+
+
+@pytest.mark.parametrize("content", [None, b"not gzip at all"])
+def test_unreadable_funding_file_is_a_clear_error(tmp_path, content):
+    # a missing file, and a .gz that is not gzip: both name the funding input
+    path = tmp_path / "funding.csv.gz"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InvalidInput, match="cannot read funding file") as info:
+        load_funding(path)
+    assert info.value.field == "funding"

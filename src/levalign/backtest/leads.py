@@ -519,7 +519,8 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def _open_text(path: Path) -> str:
+def _open_text(path: Path, what: str = "lead history", field: str = "path") -> str:
+    """The text of a UTF-8 file, gzip-compressed when its name ends in ``.gz``."""
     try:
         if path.name.lower().endswith(".gz"):
             with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
@@ -527,7 +528,7 @@ def _open_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise InvalidInput(
-            f"cannot read lead history {str(path)!r}: {exc}", field="path", value=str(path)
+            f"cannot read {what} {str(path)!r}: {exc}", field=field, value=str(path)
         ) from exc
 
 

@@ -49,7 +49,6 @@ deterministic and a strategy object can be reused.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import math
 from collections.abc import Mapping
@@ -67,6 +66,7 @@ from levalign.backtest.leads import (
     LeadHistory,
     _build,
     _Columns,
+    _open_text,
     parse_timestamp,
     write_lead_history,
 )
@@ -448,14 +448,7 @@ def load_funding(path: str | Path) -> FundingRates:
         strictly increasing; the message names the row.
     """
     p = Path(path)
-    try:
-        if p.name.lower().endswith(".gz"):
-            with gzip.open(p, "rt", encoding="utf-8", newline="") as fh:
-                text = fh.read()
-        else:
-            text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read funding file {str(p)!r}: {exc}", field="funding") from exc
+    text = _open_text(p, "funding file", "funding")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = list(reader.fieldnames or [])
     time_col = next((c for c in ("date", "timestamp", "fundingTime", "time") if c in header), None)
