@@ -112,6 +112,7 @@ from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import MarketSpec
 from levalign.normalize import MARGIN_MODES, Cohort, NormalizeResult, Reason
 from levalign.risk.ohlc import OHLC
+from levalign.risk.ohlc import _as_ns as _ns_column
 
 __all__ = [
     "AdvanceResult",
@@ -1084,16 +1085,10 @@ def _bar_columns(
             )
     if mark is not None:
         raw["mark"] = mark
-    ts_raw = np.asarray(raw["timestamp"]).ravel()
-    if np.issubdtype(ts_raw.dtype, np.datetime64):
-        ts = ts_raw.astype("datetime64[ns]").astype(np.int64)
-    elif np.issubdtype(ts_raw.dtype, np.integer):
-        ts = ts_raw.astype(np.int64)
-    else:
-        raise InvalidInput(
-            f"bars.timestamp must be integer nanoseconds or datetime64, got dtype {ts_raw.dtype}",
-            field="bars.timestamp",
-        )
+    try:
+        ts = _ns_column(np.asarray(raw["timestamp"]))
+    except InvalidInput as exc:
+        raise InvalidInput(f"bars.{exc.message}", field="bars.timestamp") from exc
     if ts.size == 0:
         raise InvalidInput("bars are empty: pass at least one bar", field="bars")
     prices: dict[str, FloatArray] = {}
