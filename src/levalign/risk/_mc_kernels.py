@@ -897,38 +897,20 @@ def _drawdown_end(
 
 
 @njit(cache=True)
-def scan_pair(
-    base: FloatArray,
-    dev: FloatArray,
-    dthr: FloatArray,
-    steps: int,
-    ulo: float,
-    uhi: float,
-    ya: FloatArray,
-    yb: FloatArray,
-) -> tuple[bool, bool]:
-    """Both paths of a pair, ``y_t = y_{t-1} + (base_t ± dev_t)``, and whether each comes near.
+def pair_paths(
+    base: FloatArray, dev: FloatArray, steps: int, ya: FloatArray, yb: FloatArray
+) -> None:
+    """Grid points of both paths of a pair, ``y_t = y_{t-1} + (base_t ± dev_t)``.
 
-    Running the two paths in one loop overlaps their two chains of dependent additions. A path
-    is *near* if a step has an end within ``dthr`` of ``(ulo, uhi)``, the test of the fast path
-    of :func:`run_static` (bootstrap paths, and the grid points of a pair with funding).
+    Running the two paths in one loop overlaps their two chains of dependent additions.
     """
     a = 0.0
     b = 0.0
-    near_a = False
-    near_b = False
     for t in range(steps):
-        lo_s = ulo + dthr[t]
-        hi_s = uhi - dthr[t]
-        near_a |= (a <= lo_s) | (a >= hi_s)
-        near_b |= (b <= lo_s) | (b >= hi_s)
         a = a + (base[t] + dev[t])
         b = b + (base[t] + -1.0 * dev[t])
         ya[t] = a
         yb[t] = b
-        near_a |= (a <= lo_s) | (a >= hi_s)
-        near_b |= (b <= lo_s) | (b >= hi_s)
-    return near_a, near_b
 
 
 @njit(cache=True)
@@ -1207,15 +1189,14 @@ def simulate_chunks(
                 if not thresholds_known:
                     _bridge_thresholds(var, dthr, steps, use_bridge)
                     thresholds_known = const_var
-            if kind != K_BOOTSTRAP:
-                scan_pair(base, dev, dthr, steps, ulo, uhi, ya, yb)
+                pair_paths(base, dev, steps, ya, yb)
             for h in range(2):
                 if kind == K_BOOTSTRAP:
                     fill_bootstrap(mp, returns, k_sub, steps, key, gam, pc0, h, base, dev, var)
                     if eps < 0.0:
                         base *= -1.0
                     _bridge_thresholds(var, dthr, steps, use_bridge)
-                    scan_pair(base, dev, dthr, steps, ulo, uhi, ya, yb)
+                    pair_path(base, dev, steps, 1.0, ya)
                     path = ya
                 else:
                     path = ya if h == 0 else yb
