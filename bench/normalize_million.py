@@ -2,12 +2,15 @@
 
 Figures:
 - ``kernel``: the cohort kernel with the cohort already columnar and the output columns
-  preallocated, as a live engine holding its cohort in memory runs it for every event;
+  preallocated, as a live engine holding its cohort in memory runs it for every event (the
+  vectorized open fast path, then the generic kernel for the rows it leaves);
+- ``generic``: the same kernel without the fast path (the generic kernel over every row);
 - ``grouped``: the kernel on the same followers with rows grouped by profile
   (:meth:`levalign.normalize.Cohort.grouped_by_profile`), the layout a live engine keeps;
 - ``normalize()``: the public call (event validation, output allocation, amount rounding);
-- ``python loop``: the same algorithm run follower by follower by CPython (the kernel's
-  ``py_func``), measured on a slice and scaled per follower: the baseline of the ratio.
+- ``python loop``: the same algorithm run follower by follower by CPython (the generic
+  kernel's ``py_func``), measured on a slice and scaled per follower: the baseline of the
+  ratio.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from levalign.schemas import LeadEvent
 
 N = 1_000_000
 BASELINE_N = 5_000
+# the generic kernel's row selection: every row
+_EVERY_ROW = (np.empty(0, dtype=np.int64), True)
 
 
 def _with_risk_limits(table: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -94,6 +99,11 @@ def run(runs: int = 25) -> dict[str, float]:
     cols = allocate_result(N)
 
     kernel_s, _ = median_seconds(lambda: run_kernel(ev, spec, cohort, cols), runs)
+    generic_args: tuple[Any, ...] = (
+        *kernel_args(ev, spec, cohort, allocate_result(N)),
+        *_EVERY_ROW,
+    )
+    generic_s, _ = median_seconds(lambda: nk.generic_kernel(*generic_args), runs)
     # the same followers with rows grouped by profile (Cohort.grouped_by_profile), as a live
     # engine would keep them; timed right after the random order, on the same machine state
     grouped = cohort.grouped_by_profile()
@@ -121,9 +131,10 @@ def run(runs: int = 25) -> dict[str, float]:
     )
     small_cols = allocate_result(BASELINE_N)
     small_args = kernel_args(ev, spec, small, small_cols)
+    generic_small: tuple[Any, ...] = (*small_args, *_EVERY_ROW)
 
     def python_loop() -> None:
-        nk.normalize_kernel.py_func(*small_args)
+        nk.generic_kernel.py_func(*generic_small)
 
     loop_s, _ = median_seconds(python_loop, 3, warmup=1)
     # the loop must compute what the kernel computes: compare on the slice
@@ -140,6 +151,8 @@ def run(runs: int = 25) -> dict[str, float]:
         "kernel_median_ms": kernel_s * 1e3,
         "grouped_kernel_median_ms": grouped_s * 1e3,
         "grouped_over_random": grouped_s / kernel_s,
+        "generic_kernel_median_ms": generic_s * 1e3,
+        "fast_path_speedup": generic_s / kernel_s,
         "normalize_median_ms": full_s * 1e3,
         "cohort_conversion_ms": convert_s * 1e3,
         "python_loop_per_follower_us": loop_per_follower * 1e6,

@@ -96,7 +96,7 @@ def _liquidation_price(
         denom = qty * mmr[k] - c
         if denom == 0.0:
             continue
-        v = (balance + cum[k] - c * r) / denom
+        v = tier_root(balance, c, r, cum[k], denom)
         if v <= 0.0:
             continue
         n = qty * v
@@ -104,6 +104,12 @@ def _liquidation_price(
         if n >= lo and (k == last or n <= cap[k] * (1.0 + _REL_TOL)):
             return v if linear else 1.0 / v
     return _no_root(balance, qty, r, ref_price, cap, mmr, cum)
+
+
+@njit(cache=True, inline="always")
+def tier_root(balance: float, c: float, r: float, cum_k: float, denom: float) -> float:
+    """``v_k`` of :func:`liquidation_price_one_leg` with ``denom = Q·mmr_k − c`` (non-zero)."""
+    return (balance + cum_k - c * r) / denom
 
 
 @njit(cache=True, inline="never")

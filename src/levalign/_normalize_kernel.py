@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import Any
 
+import llvmlite.binding as llvm
 import numpy as np
 from numba import njit, prange
 from numpy.typing import NDArray
 
-from levalign._margin_kernels import _liquidation_price, tier_index
+from levalign._margin_kernels import _liquidation_price, tier_index, tier_root
 from levalign.risk.curve import required_distance
 
 FloatArray = NDArray[np.float64]
@@ -74,6 +76,12 @@ R_FLIPPED = 1 << 19
 R_NO_LEAD_CHANGE = 1 << 20
 R_VEGA_LIMIT = 1 << 21  # options only (levalign.risk.options)
 
+# LLVM's loop vectorizer gives up on a loop that needs more than 128 run-time checks that its
+# arrays do not overlap; open_fast_kernel reads 27 columns and writes 14, and needs several
+# hundred. The checks run once per call, not per row. The option is process-wide: it only
+# lets loops with many arrays vectorize, and cannot change what any compiled code computes.
+llvm.set_option("", "--vectorize-memory-check-threshold=4096")
+
 _HOURS_PER_YEAR = 8760.0
 _EPS = 1e-9
 # ``x <= _FLOAT_MAX`` is ``x < inf``; compared with inf, LLVM rewrites the test as integer bit
@@ -126,7 +134,24 @@ def _required_balance(
     """
     x_notional = qty * price * (1.0 - side * dist)
     mmr_k, cum_k = _tier_rates(x_notional, cap, mmr, cum, first)
+    return _balance_at(qty, price, dist, x_notional, mmr_k, cum_k)
+
+
+@njit(cache=True, inline="always")
+def _balance_at(
+    qty: float, price: float, dist: float, x_notional: float, mmr_k: float, cum_k: float
+) -> float:
+    """:func:`_required_balance` once the tier ``k`` of the liquidation notional is known."""
     return qty * price * dist + x_notional * mmr_k - cum_k
+
+
+@njit(cache=True, inline="always")
+def _first_tier_required_balance(
+    qty: float, price: float, side: float, dist: float, first: FirstTier
+) -> tuple[float, bool]:
+    """:func:`_required_balance` with the first tier's rates, and whether that is its tier."""
+    x_notional = qty * price * (1.0 - side * dist)
+    return _balance_at(qty, price, dist, x_notional, first[1], first[2]), x_notional < first[0]
 
 
 @njit(cache=True)
@@ -230,8 +255,114 @@ def _initial_margin(
     return n / min(_tier_max_leverage(n, cap, max_lev, first), lev_cap)
 
 
+# The event fields the sizing modes read: (units, open_frac, growth, lev_total, share, stop)
+SizingEvent = tuple[float, float, float, float, float, float]
+
+
+@njit(cache=True, inline="always")
+def _sizing_event(ev: FloatArray) -> SizingEvent:
+    """The event fields :func:`_mode_quantity` reads, as scalars read once per event."""
+    return ev[E_UNITS], ev[E_OPEN_FRAC], ev[E_GROWTH], ev[E_LEV_TOTAL], ev[E_SHARE], ev[E_STOP]
+
+
+@njit(cache=True, inline="always")
+def _valid_row(
+    equity: float,
+    position: float,
+    entry_price: float,
+    collateral: float,
+    scale: float,
+    available: float,
+    other_notional: float,
+    other_mm: float,
+    dist: float,
+    residual: float,
+    alpha: float,
+    codes: int,
+    max_leverage: float,
+    max_position_leverage: float,
+    max_notional: float,
+    leverage_setting: float,
+) -> bool:
+    """Whether a follower row can be sized at all (else it gets ``INVALID_ROW``).
+
+    ``codes`` is the bitwise or of the mode, margin-mode and policy codes (negative: unknown).
+    ``&`` rather than ``and``: every row is valid in the common case, and one test of the
+    combined flag replaces a chain of a dozen branches.
+    """
+    return (
+        _finite_positive(equity)
+        & math.isfinite(position)
+        & ((position == 0.0) | _finite_positive(entry_price))
+        & _finite_nonnegative(collateral)
+        & _finite_nonnegative(scale)
+        & (available >= 0.0)  # NaN fails; infinite is allowed
+        & _finite_nonnegative(other_notional)
+        & _finite_nonnegative(other_mm)
+        & (dist >= 0.0)
+        & (dist < 1.0)
+        & math.isfinite(residual)
+        & (math.isnan(alpha) | ((alpha > 0.0) & (alpha <= 1.0)))
+        & (codes >= 0)
+        & (not (max_leverage <= 0.0))
+        & (not (max_position_leverage <= 0.0))
+        & (not (max_notional < 0.0))
+        & (not (leverage_setting <= 0.0))
+    )
+
+
+@njit(cache=True, inline="always")
+def _mode_quantity(
+    mode: int,
+    side: float,
+    held: float,
+    equity: float,
+    price: float,
+    inv_price: float,
+    scale: float,
+    fixed_notional: float,
+    risk_fraction: float,
+    vol_target: float,
+    sigma: float,
+    stop_sigmas: float,
+    horizon_hours: float,
+    expected_return: float,
+    max_leverage: float,
+    sizing_ev: SizingEvent,
+) -> float:
+    """Base quantity the sizing mode asks to add to ``held`` (DESIGN §4).
+
+    NaN when a parameter the mode needs is missing. ``sigma`` and ``expected_return`` are the
+    follower's own or the event's.
+    """
+    units, open_frac, growth, lev_total, share, stop = sizing_ev
+    d = math.nan
+    if mode == M_PROPORTIONAL:
+        d = scale * units * equity
+    elif mode == M_FIXED and fixed_notional >= 0.0:
+        d = fixed_notional * inv_price * open_frac if held == 0.0 else held * growth
+    elif mode == M_TARGET_LEV:
+        lev = min(scale * lev_total, max_leverage)
+        d = lev * equity * share / price - held
+    elif mode == M_RISK:
+        stop_dist = math.nan
+        if not math.isnan(stop):
+            stop_dist = abs(price - stop)
+        elif sigma > 0.0 and horizon_hours > 0.0:
+            stop_dist = price * stop_sigmas * sigma * math.sqrt(horizon_hours / _HOURS_PER_YEAR)
+        if risk_fraction >= 0.0 and stop_dist > 0.0:
+            d = risk_fraction * equity / stop_dist - held
+    elif mode == M_VOL and vol_target >= 0.0 and sigma > 0.0:
+        d = vol_target / sigma * equity * inv_price - held
+    elif mode == M_OPTIMAL and sigma > 0.0 and math.isfinite(expected_return):
+        # growth-optimal (Kelly) leverage mu/sigma^2 in the lead's direction; the
+        # probability limit caps it through the buffer solver
+        d = side * expected_return / (sigma * sigma) * equity * inv_price - held
+    return d
+
+
 @njit(cache=True, parallel=True)
-def normalize_kernel(
+def generic_kernel(
     ev: FloatArray,
     # market
     contract_size: float,
@@ -289,8 +420,14 @@ def normalize_kernel(
     o_liq: FloatArray,
     o_liq_dist: FloatArray,
     o_residual: FloatArray,
+    rows: NDArray[np.int64],
+    all_rows: bool,
 ) -> None:
-    """Fill the output columns for every follower (see :func:`levalign.normalize.normalize`)."""
+    """Fill the output columns of the followers in ``rows`` (every follower if ``all_rows``).
+
+    Every event kind and every row, one follower at a time: the reference semantics of
+    :func:`normalize_kernel` (see :func:`levalign.normalize.normalize`).
+    """
     kind = int(ev[E_KIND])
     s_lead = ev[E_SIDE]
     p = ev[E_PRICE]
@@ -306,12 +443,14 @@ def normalize_kernel(
     lead_dist = 0.0 if math.isnan(ev[E_LEAD_DIST]) else ev[E_LEAD_DIST]
     # event fields the sizing modes read, as scalars (loads from ``ev`` are not hoisted out of
     # the loop: the compiler cannot rule out that an output column aliases it)
-    ev_units, ev_open_frac, ev_growth = ev[E_UNITS], ev[E_OPEN_FRAC], ev[E_GROWTH]
-    ev_lev_total, ev_share, ev_stop = ev[E_LEV_TOTAL], ev[E_SHARE], ev[E_STOP]
     ev_sigma, ev_mu = ev[E_SIGMA], ev[E_MU]
+    sizing_ev = _sizing_event(ev)
     tier_cap_q = last_cap * inv_p  # the largest quantity the tier table allows
     first = (t_cap[0], t_mmr[0], t_cum[0], t_max_lev[0])
-    for i in prange(n):
+    m_rows = n if all_rows else rows.shape[0]
+    for j in prange(m_rows):
+        # both as intp: the loop index is unsigned, and int64 | uint64 unifies to float64
+        i = np.intp(j) if all_rows else np.intp(rows[j])
         reasons = np.uint32(0)
         eq = equity[i]
         pos_c = position[i]
@@ -340,24 +479,23 @@ def normalize_kernel(
         res_out = r0 if accumulate else 0.0
         # ``&`` rather than ``and``: every row is valid in the common case, and one test of the
         # combined flag replaces a chain of a dozen branches
-        valid = (
-            _finite_positive(eq)
-            & math.isfinite(pos_c)
-            & ((pos_c == 0.0) | _finite_positive(ep0))
-            & _finite_nonnegative(c0)
-            & _finite_nonnegative(scale[i])
-            & (avail >= 0.0)  # NaN fails; infinite is allowed
-            & _finite_nonnegative(other_notional[i])
-            & _finite_nonnegative(other_mm[i])
-            & (dist >= 0.0)
-            & (dist < 1.0)
-            & math.isfinite(res_out)
-            & (math.isnan(alpha) | ((alpha > 0.0) & (alpha <= 1.0)))
-            & ((mode[i] | margin_mode[i] | pol) >= 0)
-            & (not (max_leverage[i] <= 0.0))
-            & (not (max_position_leverage[i] <= 0.0))
-            & (not (max_notional[i] < 0.0))
-            & (not (leverage_setting[i] <= 0.0))
+        valid = _valid_row(
+            eq,
+            pos_c,
+            ep0,
+            c0,
+            scale[i],
+            avail,
+            other_notional[i],
+            other_mm[i],
+            dist,
+            res_out,
+            alpha,
+            mode[i] | margin_mode[i] | pol,
+            max_leverage[i],
+            max_position_leverage[i],
+            max_notional[i],
+            leverage_setting[i],
         )
         q = pos_c * cs  # signed base quantity held
         if not valid:
@@ -451,38 +589,25 @@ def normalize_kernel(
                     reasons |= R_RISK_MODEL_REQUIRED
                 elif d_req > dist:
                     dist = d_req
-            if reasons & R_RISK_MODEL_REQUIRED:
-                pass
-            elif m == M_PROPORTIONAL:
-                d = scale[i] * ev_units * eq
-            elif m == M_FIXED:
-                if fixed_notional[i] >= 0.0:
-                    d = fixed_notional[i] * inv_p * ev_open_frac if cur == 0.0 else cur * ev_growth
-            elif m == M_TARGET_LEV:
-                lev = min(scale[i] * ev_lev_total, max_leverage[i])
-                d = lev * eq * ev_share / p - cur
-            elif m == M_RISK:
-                stop_dist = math.nan
-                sig = _own_or(sigma[i], ev_sigma)
-                if not math.isnan(ev_stop):
-                    stop_dist = abs(p - ev_stop)
-                elif sig > 0.0 and horizon_hours[i] > 0.0:
-                    stop_dist = (
-                        p * stop_sigmas[i] * sig * math.sqrt(horizon_hours[i] / _HOURS_PER_YEAR)
-                    )
-                if risk_fraction[i] >= 0.0 and stop_dist > 0.0:
-                    d = risk_fraction[i] * eq / stop_dist - cur
-            elif m == M_VOL:
-                sig = _own_or(sigma[i], ev_sigma)
-                if vol_target[i] >= 0.0 and sig > 0.0:
-                    d = vol_target[i] / sig * eq * inv_p - cur
-            elif m == M_OPTIMAL:
-                # growth-optimal (Kelly) leverage mu/sigma^2 in the lead's direction; the
-                # probability limit above caps it through the buffer solver
-                sig = _own_or(sigma[i], ev_sigma)
-                mu = _own_or(expected_return[i], ev_mu)
-                if sig > 0.0 and math.isfinite(mu):
-                    d = s * mu / (sig * sig) * eq * inv_p - cur
+            if (reasons & R_RISK_MODEL_REQUIRED) == 0:
+                d = _mode_quantity(
+                    m,
+                    s,
+                    cur,
+                    eq,
+                    p,
+                    inv_p,
+                    scale[i],
+                    fixed_notional[i],
+                    risk_fraction[i],
+                    vol_target[i],
+                    _own_or(sigma[i], ev_sigma),
+                    stop_sigmas[i],
+                    horizon_hours[i],
+                    _own_or(expected_return[i], ev_mu),
+                    max_leverage[i],
+                    sizing_ev,
+                )
             if math.isnan(d) and (reasons & R_RISK_MODEL_REQUIRED) == 0:
                 reasons |= R_MISSING_PARAMETER
             if not math.isnan(d):
@@ -659,3 +784,398 @@ def normalize_kernel(
         else:
             o_liq[i] = math.nan
             o_liq_dist[i] = math.nan
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def open_fast_kernel(
+    ev: FloatArray,
+    contract_size: float,
+    amount_step: float,
+    amount_decimals: int,
+    min_amount: float,
+    min_cost: float,
+    t_floor: FloatArray,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+    t_max_lev: FloatArray,
+    equity: FloatArray,
+    available: FloatArray,
+    position: FloatArray,
+    entry_price: FloatArray,
+    collateral: FloatArray,
+    other_notional: FloatArray,
+    other_mm: FloatArray,
+    mode: IntArray,
+    scale: FloatArray,
+    fixed_notional: FloatArray,
+    risk_fraction: FloatArray,
+    vol_target: FloatArray,
+    sigma: FloatArray,
+    stop_sigmas: FloatArray,
+    max_leverage: FloatArray,
+    max_position_leverage: FloatArray,
+    min_liq_distance: FloatArray,
+    max_liq_probability: FloatArray,
+    horizon_hours: FloatArray,
+    max_notional: FloatArray,
+    expected_return: FloatArray,
+    leverage_setting: FloatArray,
+    margin_mode: IntArray,
+    policy: IntArray,
+    residual: FloatArray,
+    allowed: NDArray[np.bool_],
+    o_side: IntArray,
+    o_amount: FloatArray,
+    o_close_amount: FloatArray,
+    o_reduce_only: NDArray[np.bool_],
+    o_leverage: FloatArray,
+    o_collateral: FloatArray,
+    o_target: FloatArray,
+    o_raw: FloatArray,
+    o_reasons: NDArray[np.uint32],
+    o_eff_lev: FloatArray,
+    o_liq: FloatArray,
+    o_liq_dist: FloatArray,
+    o_residual: FloatArray,
+    slow: NDArray[np.bool_],
+) -> None:
+    """The common case of an open, increase or flip, for every follower at once.
+
+    The common case: a valid, allowed row with no probability limit, flat or on the lead's
+    side, whose sizing mode asks for more, whose notionals stay in the first tier and whose
+    order is not rounded up to the exchange minimum. For those rows it computes exactly what
+    :func:`generic_kernel` computes, with the same floating-point operations in the same
+    order; every other row is marked in ``slow`` (its outputs are scratch) for
+    :func:`generic_kernel` to size.
+
+    Written without branches that depend on the row, so that LLVM's loop vectorizer runs
+    four followers per instruction: each constraint is computed for every row and applied
+    by a select, and numpy's error model lets divisions by zero in rows bound for the
+    generic path yield inf or NaN instead of raising.
+    """
+    s = ev[E_SIDE]
+    p = ev[E_PRICE]
+    cs = contract_size
+    lot = amount_step * cs
+    last = t_cap.shape[0] - 1
+    n = equity.shape[0]
+    inv_p = 1.0 / p
+    unit_scale = 10.0**amount_decimals
+    step_units = round(amount_step * unit_scale)
+    lead_dist = 0.0 if math.isnan(ev[E_LEAD_DIST]) else ev[E_LEAD_DIST]
+    ev_sigma, ev_mu = ev[E_SIGMA], ev[E_MU]
+    sizing_ev = _sizing_event(ev)
+    tier_cap_q = t_cap[last] * inv_p
+    first = (t_cap[0], t_mmr[0], t_cum[0], t_max_lev[0])
+    first_cap_hi = first[0] * (1.0 + 1e-12)
+    # The initial-margin solver scans the tiers from the top; when leverage never rises with
+    # the tier, a budget that cannot reach the second tier's floor reaches no higher floor,
+    # and the first tier holds the answer (otherwise such rows take the generic path)
+    lev_falls = True
+    for k in range(2, last + 1):
+        lev_falls &= t_max_lev[k] <= t_max_lev[1]
+    floor_1 = t_floor[1] * (1.0 - 1e-12) if last > 0 else math.inf
+    cap_1 = t_cap[1] if last > 0 else math.inf
+    max_lev_1 = t_max_lev[1] if last > 0 else math.inf
+    for i in prange(n):
+        eq = equity[i]
+        pos_c = position[i]
+        ep0 = entry_price[i]
+        c0 = collateral[i]
+        mm = margin_mode[i]
+        isolated = mm == MM_ISOLATED
+        alpha = max_liq_probability[i]
+        dist_set = min_liq_distance[i]
+        dist = lead_dist if math.isnan(dist_set) else dist_set
+        pol = policy[i]
+        accumulate = pol == P_ACCUMULATE
+        avail = available[i]
+        r0 = residual[i]
+        res_in = r0 if accumulate else 0.0
+        m = mode[i]
+        max_lev = max_leverage[i]
+        max_pos_lev = max_position_leverage[i]
+        other = other_notional[i]
+        other_maint = other_mm[i]
+        setting = leverage_setting[i]
+        valid = _valid_row(
+            eq,
+            pos_c,
+            ep0,
+            c0,
+            scale[i],
+            avail,
+            other,
+            other_maint,
+            dist,
+            res_in,
+            alpha,
+            m | mm | pol,
+            max_lev,
+            max_pos_lev,
+            max_notional[i],
+            setting,
+        )
+        q = pos_c * cs
+        s_f = 1.0 if q > 0.0 else (-1.0 if q < 0.0 else 0.0)
+        lev_cap = setting if setting > 0.0 else math.inf
+        cur = abs(q)
+        d = _mode_quantity(
+            m,
+            s,
+            cur,
+            eq,
+            p,
+            inv_p,
+            scale[i],
+            fixed_notional[i],
+            risk_fraction[i],
+            vol_target[i],
+            _own_or(sigma[i], ev_sigma),
+            stop_sigmas[i],
+            horizon_hours[i],
+            _own_or(expected_return[i], ev_mu),
+            max_lev,
+            sizing_ev,
+        )
+        if accumulate:
+            d += res_in * cs
+        fast = valid & allowed[i] & math.isnan(alpha) & ((q == 0.0) | (s_f == s)) & (d > 0.0)
+        reasons = np.uint32(0)
+        target = cur + d
+        upnl0 = s * cur * (p - ep0) if cur > 0.0 else 0.0
+        # -- constraints in DESIGN order, each applied by a select
+        target, reasons = _bind(target, max_pos_lev * eq * inv_p, cur, R_POSITION_LEVERAGE, reasons)
+        target, reasons = _bind(target, tier_cap_q, cur, R_TIER_LIMIT, reasons)
+        target, reasons = _bind(
+            target, (max_lev * eq - other) * inv_p, cur, R_ACCOUNT_LEVERAGE, reasons
+        )
+        budget = (c0 + avail + upnl0) if isolated else (eq - other_maint)
+        need_target, target_in_first = _first_tier_required_balance(target, p, s, dist, first)
+        buffer_binds = (target > cur) & (need_target > budget)
+        # _max_qty_for_balance's first-tier root
+        factor = 1.0 - s * dist
+        q_buffer = (budget + first[2]) / (p * dist + p * factor * first[1])
+        n_buffer = q_buffer * p * factor
+        root_in_first = ((n_buffer <= first_cap_hi) | (last == 0)) & (n_buffer >= 0.0)
+        fast &= ~(target > cur) | target_in_first
+        fast &= ~buffer_binds | (budget <= 0.0) | root_in_first
+        target, reasons = _bind(
+            target,
+            (q_buffer if budget > 0.0 else 0.0) if buffer_binds else target,
+            cur,
+            R_LIQ_BUFFER if dist > 0.0 else R_AVAILABLE_MARGIN,
+            reasons,
+        )
+        n_cur = cur * p
+        fast &= isolated | (n_cur < first[0])
+        im_budget = avail + (c0 if isolated else n_cur / min(first[3], lev_cap))
+        n_target = target * p
+        fast &= ~(target > cur) | (n_target < first[0])
+        im_binds = (target > cur) & (n_target / min(first[3], lev_cap) > im_budget)
+        # _max_qty_for_initial_margin: the second tier unreachable, the first tier's bound
+        top_1 = min(cap_1, im_budget * min(max_lev_1, lev_cap)) / p
+        fast &= ~im_binds | (im_budget <= 0.0) | (lev_falls & ~(top_1 * p >= floor_1))
+        q_im = min(first[0], im_budget * min(first[3], lev_cap)) / p if im_budget > 0.0 else 0.0
+        target, reasons = _bind(
+            target, q_im if im_binds else target, cur, R_AVAILABLE_MARGIN, reasons
+        )
+        target, reasons = _bind(target, max_notional[i] * inv_p, cur, R_MAX_NOTIONAL, reasons)
+        d_ok = max(target - cur, 0.0)
+        # -- lots, exchange minimums, min-size policy (rounding up: the generic path)
+        exact = d_ok / lot
+        lots = int(exact + _EPS)
+        if exact - lots > _EPS * max(1.0, exact):
+            reasons |= R_LOT_ROUNDING
+        amt = lots * step_units / unit_scale
+        below_amount = (lots == 0) | (amt < min_amount - _EPS * amount_step)
+        below_cost = amt * cs * p < min_cost * (1.0 - 1e-12)
+        if below_amount:
+            reasons |= R_BELOW_MIN_AMOUNT
+        if below_cost:
+            reasons |= R_BELOW_MIN_COST
+        small = below_amount | below_cost
+        fast &= ~small | (pol != P_ROUND_UP)
+        if small:
+            reasons |= R_ACCUMULATED if accumulate else R_SKIPPED
+            amt = 0.0
+        filled = amt > 0.0
+        # filled: what accumulates of the order, else the whole order (carried or recorded)
+        res_out = ((d_ok - amt * cs) / cs if accumulate else 0.0) if filled else d_ok / cs
+        if accumulate and res_out < 0.0:
+            res_out = 0.0
+        # -- the order and the state after it
+        new_q = cur + amt * cs
+        n_new = new_q * p
+        tier_lev = min(first[3], lev_cap)
+        need_new, new_in_first = _first_tier_required_balance(new_q, p, s, dist, first)
+        fast &= ~filled | ((n_new < first[0]) & (new_in_first | ~isolated))
+        need = max(need_new - upnl0, n_new / tier_lev, c0)
+        if isolated:
+            lev_set = (
+                tier_lev
+                if lev_cap < math.inf
+                else min(tier_lev, max(1.0, _ceil_small(n_new / need - 1e-9)))
+            )
+        else:
+            lev_set = (
+                tier_lev
+                if (lev_cap < math.inf) | ~(max_pos_lev < tier_lev)
+                else max(1.0, math.ceil(max_pos_lev))
+            )
+        c_after = need if filled & isolated else c0
+        ep_after = ((cur * ep0 + amt * cs * p) / new_q if cur > 0.0 else p) if filled else ep0
+        q_after = s * new_q if filled else q
+        held_q = abs(q_after)
+        held = held_q > 0.0
+        # the first tier's root of _liquidation_price
+        c_liq = (1.0 if q_after > 0.0 else -1.0) * held_q
+        denom = held_q * first[1] - c_liq
+        lp = tier_root(
+            c_after if isolated else eq - other_maint,
+            c_liq,
+            ep_after if isolated else p,
+            first[2],
+            denom,
+        )
+        fast &= ~held | (
+            (denom != 0.0) & (lp > 0.0) & ((held_q * lp <= first_cap_hi) | (last == 0))
+        )
+        slow[i] = not fast
+        o_side[i] = int(s) if filled else 0
+        o_amount[i] = amt
+        o_close_amount[i] = 0.0
+        o_reduce_only[i] = False
+        o_leverage[i] = lev_set if filled else math.nan
+        o_collateral[i] = need - c0 if filled & isolated else 0.0
+        o_target[i] = q_after / cs
+        o_raw[i] = d / cs
+        o_reasons[i] = reasons
+        o_residual[i] = res_out
+        o_eff_lev[i] = (held_q * p + other) / eq
+        o_liq[i] = lp if held else math.nan
+        o_liq_dist[i] = abs(p - lp) * inv_p if held else math.nan
+
+
+@njit(cache=True)
+def normalize_kernel(
+    ev: FloatArray,
+    contract_size: float,
+    amount_step: float,
+    amount_decimals: int,
+    min_amount: float,
+    min_cost: float,
+    t_floor: FloatArray,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+    t_max_lev: FloatArray,
+    curve_table: NDArray[np.float64],
+    curve_y: FloatArray,
+    curve_h: FloatArray,
+    equity: FloatArray,
+    available: FloatArray,
+    position: FloatArray,
+    entry_price: FloatArray,
+    collateral: FloatArray,
+    other_notional: FloatArray,
+    other_mm: FloatArray,
+    mode: IntArray,
+    scale: FloatArray,
+    fixed_notional: FloatArray,
+    risk_fraction: FloatArray,
+    vol_target: FloatArray,
+    sigma: FloatArray,
+    stop_sigmas: FloatArray,
+    max_leverage: FloatArray,
+    max_position_leverage: FloatArray,
+    min_liq_distance: FloatArray,
+    max_liq_probability: FloatArray,
+    horizon_hours: FloatArray,
+    max_notional: FloatArray,
+    expected_return: FloatArray,
+    leverage_setting: FloatArray,
+    margin_mode: IntArray,
+    policy: IntArray,
+    residual: FloatArray,
+    allowed: NDArray[np.bool_],
+    o_side: IntArray,
+    o_amount: FloatArray,
+    o_close_amount: FloatArray,
+    o_reduce_only: NDArray[np.bool_],
+    o_leverage: FloatArray,
+    o_collateral: FloatArray,
+    o_target: FloatArray,
+    o_raw: FloatArray,
+    o_reasons: NDArray[np.uint32],
+    o_eff_lev: FloatArray,
+    o_liq: FloatArray,
+    o_liq_dist: FloatArray,
+    o_residual: FloatArray,
+) -> None:
+    """Fill the output columns for every follower (see :func:`levalign.normalize.normalize`).
+
+    Opens, increases and flips run :func:`open_fast_kernel` over every row first, and
+    :func:`generic_kernel` then sizes only the rows it left; other events run the generic
+    kernel over every row. Results are identical either way (tested).
+    """
+    # ``Any``: the call sites below unpack these, and numba checks their types
+    cohort: tuple[Any, ...] = (
+        equity,
+        available,
+        position,
+        entry_price,
+        collateral,
+        other_notional,
+        other_mm,
+        mode,
+        scale,
+        fixed_notional,
+        risk_fraction,
+        vol_target,
+        sigma,
+        stop_sigmas,
+        max_leverage,
+        max_position_leverage,
+        min_liq_distance,
+        max_liq_probability,
+        horizon_hours,
+        max_notional,
+        expected_return,
+        leverage_setting,
+        margin_mode,
+        policy,
+        residual,
+        allowed,
+    )
+    outputs: tuple[Any, ...] = (
+        o_side,
+        o_amount,
+        o_close_amount,
+        o_reduce_only,
+        o_leverage,
+        o_collateral,
+        o_target,
+        o_raw,
+        o_reasons,
+        o_eff_lev,
+        o_liq,
+        o_liq_dist,
+        o_residual,
+    )
+    market: tuple[Any, ...] = (contract_size, amount_step, amount_decimals, min_amount, min_cost)
+    tiers: tuple[Any, ...] = (t_floor, t_cap, t_mmr, t_cum, t_max_lev)
+    kind = int(ev[E_KIND])
+    if kind in (EV_OPEN, EV_INCREASE, EV_FLIP):
+        slow = np.empty(equity.shape[0], dtype=np.bool_)
+        # mypy cannot count the arguments of star-unpacked tuples; numba types every one
+        open_fast_kernel(ev, *market, *tiers, *cohort, *outputs, slow)  # type: ignore[call-arg]
+        rows = np.flatnonzero(slow)
+        every = False
+    else:
+        rows = np.empty(0, dtype=np.int64)
+        every = True
+    generic_kernel(  # type: ignore[call-arg]
+        ev, *market, *tiers, curve_table, curve_y, curve_h, *cohort, *outputs, rows, every
+    )
