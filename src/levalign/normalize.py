@@ -195,8 +195,8 @@ class Cohort:
         Rows are sorted by sizing mode, margin mode, min-size policy, whether a buffer
         (``min_liq_distance``) is set and whether the position, account and notional caps are
         set, then by equity. The kernel takes the same branches for neighbouring rows, which
-        the processor then predicts: one event for a million followers runs about a fifth
-        faster than on rows in random order (README, "Benchmarks"). Results come in this
+        the processor then predicts: one event for a million followers runs 10–20% faster
+        than on rows in random order (README, "Benchmarks"). Results come in this
         cohort's row order, each with its ``id``; a live engine keeps its cohort grouped
         across events (the sort is a one-off cost, like :meth:`from_table`).
         """
