@@ -27,6 +27,7 @@ from levalign import _normalize_kernel as nk
 from levalign.demo import sample_cohort
 from levalign.markets import load_markets
 from levalign.normalize import (
+    EVERY_ROW,
     Cohort,
     allocate_result,
     event_curve,
@@ -39,8 +40,6 @@ from levalign.schemas import LeadEvent
 
 N = 1_000_000
 BASELINE_N = 5_000
-# the generic kernel's row selection: every row
-_EVERY_ROW = (np.empty(0, dtype=np.int64), True)
 
 
 def _with_risk_limits(table: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -66,7 +65,14 @@ cohort = Cohort.from_table(sample_cohort(1_000_000, 11))
 event = {"event_id": "rss", "symbol": "BTC/USDT:USDT", "price": 22_198.59,
          "lead_equity": 100_000.0, "lead_position_before": 0.0, "lead_position_after": 31.53}
 normalize(event, cohort, markets)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM is this image's own peak; ru_maxrss keeps the parent's peak across fork and exec, so a
+# large benchmark process would show through it
+try:
+    with open("/proc/self/status") as status:
+        hwm = next(line for line in status if line.startswith("VmHWM:"))
+    print(int(hwm.split()[1]) / 1024)
+except OSError:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
@@ -99,11 +105,11 @@ def run(runs: int = 25) -> dict[str, float]:
     cols = allocate_result(N)
 
     kernel_s, _ = median_seconds(lambda: run_kernel(ev, spec, cohort, cols), runs)
-    generic_args: tuple[Any, ...] = (
-        *kernel_args(ev, spec, cohort, allocate_result(N)),
-        *_EVERY_ROW,
-    )
-    generic_s, _ = median_seconds(lambda: nk.generic_kernel(*generic_args), runs)
+    generic_s, _ = median_seconds(lambda: run_kernel(ev, spec, cohort, cols, fast_path=False), runs)
+    # the share of followers the vectorized open fast path sizes itself
+    slow = np.empty(N, dtype=np.bool_)
+    fast_args: tuple[Any, ...] = (*kernel_args(ev, spec, cohort, allocate_result(N)), slow)
+    nk.open_fast_kernel(*fast_args)
     # the same followers with rows grouped by profile (Cohort.grouped_by_profile), as a live
     # engine would keep them; timed right after the random order, on the same machine state
     grouped = cohort.grouped_by_profile()
@@ -131,7 +137,7 @@ def run(runs: int = 25) -> dict[str, float]:
     )
     small_cols = allocate_result(BASELINE_N)
     small_args = kernel_args(ev, spec, small, small_cols)
-    generic_small: tuple[Any, ...] = (*small_args, *_EVERY_ROW)
+    generic_small: tuple[Any, ...] = (*small_args, EVERY_ROW, True)
 
     def python_loop() -> None:
         nk.generic_kernel.py_func(*generic_small)
@@ -153,6 +159,7 @@ def run(runs: int = 25) -> dict[str, float]:
         "grouped_over_random": grouped_s / kernel_s,
         "generic_kernel_median_ms": generic_s * 1e3,
         "fast_path_speedup": generic_s / kernel_s,
+        "fast_path_rows": 1.0 - float(slow.mean()),
         "normalize_median_ms": full_s * 1e3,
         "cohort_conversion_ms": convert_s * 1e3,
         "python_loop_per_follower_us": loop_per_follower * 1e6,

@@ -17,6 +17,7 @@ from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.normalize import (
     DERISK_ACTIONS,
+    EVERY_ROW,
     MARGIN_MODES,
     MODES,
     POLICIES,
@@ -28,6 +29,7 @@ from levalign.normalize import (
     kernel_args,
     normalize,
     prepare_event,
+    run_kernel,
 )
 from levalign.risk.curve import LiquidationCurve
 from levalign.risk.first_passage import liquidation_probability
@@ -605,23 +607,21 @@ def test_kernel_equals_plain_python_reference(seed, ev):
             )
 
 
-def _run_generic(fn: Any, args: tuple[Any, ...]) -> None:
-    """``generic_kernel`` (or its ``py_func``) over every row, without the open fast path."""
-    every_row: tuple[Any, ...] = (*args, np.empty(0, dtype=np.int64), True)
-    fn(*every_row)
-
-
 @given(seed=st.integers(0, 2**32 - 1), ev=events)
 def test_numba_kernel_equals_its_python_execution(seed, ev):
     # the compiled kernel (fast path for opens, generic kernel for the rest) against the
     # generic kernel's plain-Python execution over every row
     cohort = Cohort.from_table(random_cohort(seed, 25))
-    outs = []
-    for run in (nk.normalize_kernel, lambda *a: _run_generic(nk.generic_kernel.py_func, a)):
-        cols = allocate_result(len(cohort))
-        vec = prepare_event(ev, SPEC, SPEC)
-        run(*kernel_args(vec, SPEC, cohort, cols, event_curve(ev, cohort)))
-        outs.append(cols)
+    vec = prepare_event(ev, SPEC, SPEC)
+    curve = event_curve(ev, cohort)
+    outs = [allocate_result(len(cohort)), allocate_result(len(cohort))]
+    run_kernel(vec, SPEC, cohort, outs[0], curve)
+    python_args: tuple[Any, ...] = (
+        *kernel_args(vec, SPEC, cohort, outs[1], curve),
+        EVERY_ROW,
+        True,
+    )
+    nk.generic_kernel.py_func(*python_args)
     for k in outs[0]:
         np.testing.assert_allclose(
             outs[0][k].astype(float), outs[1][k].astype(float), rtol=1e-12, err_msg=k
@@ -652,8 +652,8 @@ def test_the_open_fast_path_computes_exactly_what_the_generic_kernel_computes(ex
     cohort = Cohort.from_table(random_cohort(seed, 200))
     vec = prepare_event(ev, spec, spec)
     fast, generic = allocate_result(len(cohort)), allocate_result(len(cohort))
-    nk.normalize_kernel(*kernel_args(vec, spec, cohort, fast))
-    _run_generic(nk.generic_kernel, kernel_args(vec, spec, cohort, generic))
+    run_kernel(vec, spec, cohort, fast)
+    run_kernel(vec, spec, cohort, generic, fast_path=False)
     for k in fast:
         np.testing.assert_array_equal(fast[k], generic[k], err_msg=k)
 
@@ -667,8 +667,10 @@ def test_the_fast_path_sizes_most_of_a_realistic_cohort():
     cohort = Cohort.from_table(sample_cohort(20_000, 3))
     vec = prepare_event(LeadEvent.model_validate(event(sigma=0.55)), SPEC, SPEC)
     slow = np.empty(len(cohort), dtype=np.bool_)
-    args = kernel_args(vec, SPEC, cohort, allocate_result(len(cohort)))
-    fast_args: tuple[Any, ...] = (*args[:11], *args[14:], slow)  # no curve arguments
+    fast_args: tuple[Any, ...] = (
+        *kernel_args(vec, SPEC, cohort, allocate_result(len(cohort))),
+        slow,
+    )
     nk.open_fast_kernel(*fast_args)
     assert slow.mean() < 0.3
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -27,6 +26,8 @@ IntArray = NDArray[np.int8]
 
 # ---- event kinds
 EV_NONE, EV_OPEN, EV_INCREASE, EV_REDUCE, EV_CLOSE, EV_FLIP, EV_MARGIN = range(7)
+# the kinds open_fast_kernel sizes before generic_kernel takes the rows it leaves
+FAST_PATH_KINDS = (EV_OPEN, EV_INCREASE, EV_FLIP)
 
 # ---- event vector layout
 (
@@ -154,6 +155,25 @@ def _first_tier_required_balance(
     return _balance_at(qty, price, dist, x_notional, first[1], first[2]), x_notional < first[0]
 
 
+@njit(cache=True, inline="always")
+def _balance_root(
+    budget: float, price: float, dist: float, factor: float, mmr_k: float, cum_k: float
+) -> float:
+    """Quantity needing ``budget`` (:func:`_required_balance`) when tier ``k`` is the tier.
+
+    ``k`` is the tier of the liquidation notional; ``factor = 1 − s·dist``.
+    """
+    return (budget + cum_k) / (price * dist + price * factor * mmr_k)
+
+
+@njit(cache=True, inline="always")
+def _margin_top(
+    margin: float, price: float, cap_k: float, max_lev_k: float, lev_cap: float
+) -> float:
+    """Largest quantity ``margin`` buys at tier ``k``'s leverage, capped at the tier's top."""
+    return min(cap_k, margin * min(max_lev_k, lev_cap)) / price
+
+
 @njit(cache=True)
 def _max_qty_for_balance(
     budget: float,
@@ -175,8 +195,7 @@ def _max_qty_for_balance(
     factor = 1.0 - side * dist
     last = cap.shape[0] - 1
     for k in range(last + 1):
-        slope = price * dist + price * factor * mmr[k]
-        q = (budget + cum[k]) / slope
+        q = _balance_root(budget, price, dist, factor, mmr[k], cum[k])
         n = q * price * factor
         if (n <= cap[k] * (1.0 + 1e-12) or k == last) and n >= floor[k] * (1.0 - 1e-12):
             return q
@@ -200,7 +219,7 @@ def _max_qty_for_initial_margin(
     if margin <= 0.0:
         return 0.0
     for k in range(cap_arr.shape[0] - 1, -1, -1):
-        top = min(cap_arr[k], margin * min(max_lev[k], lev_cap)) / price
+        top = _margin_top(margin, price, cap_arr[k], max_lev[k], lev_cap)
         if top * price >= floor[k] * (1.0 - 1e-12):
             return top
     return 0.0
@@ -425,8 +444,9 @@ def generic_kernel(
 ) -> None:
     """Fill the output columns of the followers in ``rows`` (every follower if ``all_rows``).
 
-    Every event kind and every row, one follower at a time: the reference semantics of
-    :func:`normalize_kernel` (see :func:`levalign.normalize.normalize`).
+    Every event kind and every kind of row, one follower at a time: the cohort kernel's
+    semantics, which :func:`open_fast_kernel` reproduces for the common case of an open (see
+    :func:`levalign.normalize.run_kernel`).
     """
     kind = int(ev[E_KIND])
     s_lead = ev[E_SIDE]
@@ -477,8 +497,6 @@ def generic_kernel(
         # follows the (random) policy column
         r0 = residual[i]
         res_out = r0 if accumulate else 0.0
-        # ``&`` rather than ``and``: every row is valid in the common case, and one test of the
-        # combined flag replaces a chain of a dozen branches
         valid = _valid_row(
             eq,
             pos_c,
@@ -799,6 +817,10 @@ def open_fast_kernel(
     t_mmr: FloatArray,
     t_cum: FloatArray,
     t_max_lev: FloatArray,
+    # the generic kernel's curve arguments, unused here (one argument tuple serves both)
+    curve_table: NDArray[np.float64],  # noqa: ARG001
+    curve_y: FloatArray,  # noqa: ARG001
+    curve_h: FloatArray,  # noqa: ARG001
     equity: FloatArray,
     available: FloatArray,
     position: FloatArray,
@@ -847,7 +869,9 @@ def open_fast_kernel(
     order is not rounded up to the exchange minimum. For those rows it computes exactly what
     :func:`generic_kernel` computes, with the same floating-point operations in the same
     order; every other row is marked in ``slow`` (its outputs are scratch) for
-    :func:`generic_kernel` to size.
+    :func:`generic_kernel` to size. It takes the generic kernel's arguments (without its row
+    selection) so that one argument tuple serves both; the curve is unused, since rows with a
+    probability limit are left to the generic kernel.
 
     Written without branches that depend on the row, so that LLVM's loop vectorizer runs
     four followers per instruction: each constraint is computed for every row and applied
@@ -956,7 +980,7 @@ def open_fast_kernel(
         buffer_binds = (target > cur) & (need_target > budget)
         # _max_qty_for_balance's first-tier root
         factor = 1.0 - s * dist
-        q_buffer = (budget + first[2]) / (p * dist + p * factor * first[1])
+        q_buffer = _balance_root(budget, p, dist, factor, first[1], first[2])
         n_buffer = q_buffer * p * factor
         root_in_first = ((n_buffer <= first_cap_hi) | (last == 0)) & (n_buffer >= 0.0)
         fast &= ~(target > cur) | target_in_first
@@ -975,9 +999,9 @@ def open_fast_kernel(
         fast &= ~(target > cur) | (n_target < first[0])
         im_binds = (target > cur) & (n_target / min(first[3], lev_cap) > im_budget)
         # _max_qty_for_initial_margin: the second tier unreachable, the first tier's bound
-        top_1 = min(cap_1, im_budget * min(max_lev_1, lev_cap)) / p
+        top_1 = _margin_top(im_budget, p, cap_1, max_lev_1, lev_cap)
         fast &= ~im_binds | (im_budget <= 0.0) | (lev_falls & ~(top_1 * p >= floor_1))
-        q_im = min(first[0], im_budget * min(first[3], lev_cap)) / p if im_budget > 0.0 else 0.0
+        q_im = _margin_top(im_budget, p, first[0], first[3], lev_cap) if im_budget > 0.0 else 0.0
         target, reasons = _bind(
             target, q_im if im_binds else target, cur, R_AVAILABLE_MARGIN, reasons
         )
@@ -1056,126 +1080,3 @@ def open_fast_kernel(
         o_eff_lev[i] = (held_q * p + other) / eq
         o_liq[i] = lp if held else math.nan
         o_liq_dist[i] = abs(p - lp) * inv_p if held else math.nan
-
-
-@njit(cache=True)
-def normalize_kernel(
-    ev: FloatArray,
-    contract_size: float,
-    amount_step: float,
-    amount_decimals: int,
-    min_amount: float,
-    min_cost: float,
-    t_floor: FloatArray,
-    t_cap: FloatArray,
-    t_mmr: FloatArray,
-    t_cum: FloatArray,
-    t_max_lev: FloatArray,
-    curve_table: NDArray[np.float64],
-    curve_y: FloatArray,
-    curve_h: FloatArray,
-    equity: FloatArray,
-    available: FloatArray,
-    position: FloatArray,
-    entry_price: FloatArray,
-    collateral: FloatArray,
-    other_notional: FloatArray,
-    other_mm: FloatArray,
-    mode: IntArray,
-    scale: FloatArray,
-    fixed_notional: FloatArray,
-    risk_fraction: FloatArray,
-    vol_target: FloatArray,
-    sigma: FloatArray,
-    stop_sigmas: FloatArray,
-    max_leverage: FloatArray,
-    max_position_leverage: FloatArray,
-    min_liq_distance: FloatArray,
-    max_liq_probability: FloatArray,
-    horizon_hours: FloatArray,
-    max_notional: FloatArray,
-    expected_return: FloatArray,
-    leverage_setting: FloatArray,
-    margin_mode: IntArray,
-    policy: IntArray,
-    residual: FloatArray,
-    allowed: NDArray[np.bool_],
-    o_side: IntArray,
-    o_amount: FloatArray,
-    o_close_amount: FloatArray,
-    o_reduce_only: NDArray[np.bool_],
-    o_leverage: FloatArray,
-    o_collateral: FloatArray,
-    o_target: FloatArray,
-    o_raw: FloatArray,
-    o_reasons: NDArray[np.uint32],
-    o_eff_lev: FloatArray,
-    o_liq: FloatArray,
-    o_liq_dist: FloatArray,
-    o_residual: FloatArray,
-) -> None:
-    """Fill the output columns for every follower (see :func:`levalign.normalize.normalize`).
-
-    Opens, increases and flips run :func:`open_fast_kernel` over every row first, and
-    :func:`generic_kernel` then sizes only the rows it left; other events run the generic
-    kernel over every row. Results are identical either way (tested).
-    """
-    # ``Any``: the call sites below unpack these, and numba checks their types
-    cohort: tuple[Any, ...] = (
-        equity,
-        available,
-        position,
-        entry_price,
-        collateral,
-        other_notional,
-        other_mm,
-        mode,
-        scale,
-        fixed_notional,
-        risk_fraction,
-        vol_target,
-        sigma,
-        stop_sigmas,
-        max_leverage,
-        max_position_leverage,
-        min_liq_distance,
-        max_liq_probability,
-        horizon_hours,
-        max_notional,
-        expected_return,
-        leverage_setting,
-        margin_mode,
-        policy,
-        residual,
-        allowed,
-    )
-    outputs: tuple[Any, ...] = (
-        o_side,
-        o_amount,
-        o_close_amount,
-        o_reduce_only,
-        o_leverage,
-        o_collateral,
-        o_target,
-        o_raw,
-        o_reasons,
-        o_eff_lev,
-        o_liq,
-        o_liq_dist,
-        o_residual,
-    )
-    market: tuple[Any, ...] = (contract_size, amount_step, amount_decimals, min_amount, min_cost)
-    tiers: tuple[Any, ...] = (t_floor, t_cap, t_mmr, t_cum, t_max_lev)
-    kind = int(ev[E_KIND])
-    if kind in (EV_OPEN, EV_INCREASE, EV_FLIP):
-        slow = np.empty(equity.shape[0], dtype=np.bool_)
-        # mypy cannot count the arguments of star-unpacked tuples; numba types every one
-        open_fast_kernel(ev, *market, *tiers, *cohort, *outputs, slow)  # type: ignore[call-arg]
-        rows = np.flatnonzero(slow)
-        every = False
-    else:
-        rows = np.empty(0, dtype=np.int64)
-        every = True
-    generic_kernel(  # type: ignore[call-arg]
-        ev, *market, *tiers, curve_table, curve_y, curve_h, *cohort, *outputs, rows, every
-    )

@@ -178,10 +178,8 @@ def test_running_extremes_bound_the_grid_path():
 # ---------------------------------------------------------------- kernel against the reference
 
 
-def _reference(run_book: Any, model: GBM, horizon_days: float, steps: int, pairs: int,
-               seed: int, rate_8h: float) -> tuple[np.ndarray, ...]:  # fmt: skip
-    step_hours = horizon_days * 24 / steps
-    ma = mc._model_arrays(model, step_hours)
+def _reference_draws(seed: int, pairs: int, steps: int) -> tuple[np.ndarray, ...]:
+    """The kernel's normals and, per path of each pair, its bridge uniforms (low, high)."""
     keys, gams = chunk_streams(seed, 1)
     z = mck.draw_normals(keys, gams, 0, pairs, steps, mck.SLOT_NORMAL, mck.NORMAL_BUDGET)
     u_lo = np.empty((2 * pairs, steps))
@@ -189,6 +187,14 @@ def _reference(run_book: Any, model: GBM, horizon_days: float, steps: int, pairs
     for h in range(2):
         u_lo[h::2] = mck.draw_uniforms(keys, gams, 0, pairs, steps, mck.SLOT_BRIDGE + 2 * h)
         u_hi[h::2] = mck.draw_uniforms(keys, gams, 0, pairs, steps, mck.SLOT_BRIDGE + 2 * h + 1)
+    return z, u_lo, u_hi
+
+
+def _reference(run_book: Any, model: GBM, horizon_days: float, steps: int, pairs: int,
+               seed: int, rate_8h: float) -> tuple[np.ndarray, ...]:  # fmt: skip
+    step_hours = horizon_days * 24 / steps
+    ma = mc._model_arrays(model, step_hours)
+    z, u_lo, u_hi = _reference_draws(seed, pairs, steps)
     legs = [
         [(x.c, x.r, x.n, TierTable(x.floor, x.cap, x.mmr, x.cum, np.ones_like(x.mmr))) for x in g]
         for g in run_book.groups
@@ -331,13 +337,7 @@ def test_sample_extremes_skips_only_bridge_draws_that_cannot_set_an_extreme():
     model, days, pairs, steps, every = GBM(0.9, 0.2), 3.0, 200, 24, 6
     ext = sample_extremes(model, 100.0, days, 2 * pairs, steps, 4, steps // every)
     ma = mc._model_arrays(model, days * 24 / steps)
-    keys, gams = chunk_streams(4, 1)
-    z = mck.draw_normals(keys, gams, 0, pairs, steps, mck.SLOT_NORMAL, mck.NORMAL_BUDGET)
-    u_lo = np.empty((2 * pairs, steps))
-    u_hi = np.empty((2 * pairs, steps))
-    for h in range(2):
-        u_lo[h::2] = mck.draw_uniforms(keys, gams, 0, pairs, steps, mck.SLOT_BRIDGE + 2 * h)
-        u_hi[h::2] = mck.draw_uniforms(keys, gams, 0, pairs, steps, mck.SLOT_BRIDGE + 2 * h + 1)
+    z, u_lo, u_hi = _reference_draws(4, pairs, steps)
     lo, hi, last = mck.reference_extremes(z, u_lo, u_hi, ma.mp[mck.P_DRIFT], ma.mp[mck.P_SD], every)
     np.testing.assert_array_equal(ext.running_min, lo)
     np.testing.assert_array_equal(ext.running_max, hi)
