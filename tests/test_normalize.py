@@ -615,7 +615,7 @@ def test_numba_kernel_equals_its_python_execution(seed, ev):
     vec = prepare_event(ev, SPEC, SPEC)
     curve = event_curve(ev, cohort)
     outs = [allocate_result(len(cohort)), allocate_result(len(cohort))]
-    run_kernel(vec, SPEC, cohort, outs[0], curve)
+    run_kernel(vec, SPEC, cohort, outs[0], curve, fast_path=True)
     python_args: tuple[Any, ...] = (
         *kernel_args(vec, SPEC, cohort, outs[1], curve),
         EVERY_ROW,
@@ -652,7 +652,7 @@ def test_the_open_fast_path_computes_exactly_what_the_generic_kernel_computes(ex
     cohort = Cohort.from_table(random_cohort(seed, 200))
     vec = prepare_event(ev, spec, spec)
     fast, generic = allocate_result(len(cohort)), allocate_result(len(cohort))
-    run_kernel(vec, spec, cohort, fast)
+    run_kernel(vec, spec, cohort, fast, fast_path=True)
     run_kernel(vec, spec, cohort, generic, fast_path=False)
     for k in fast:
         np.testing.assert_array_equal(fast[k], generic[k], err_msg=k)

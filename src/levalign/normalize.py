@@ -825,7 +825,7 @@ def run_kernel(
     cols: Mapping[str, NDArray[Any]],
     curve: LiquidationCurve | None = None,
     *,
-    fast_path: bool = True,
+    fast_path: bool | None = None,
 ) -> None:
     """Run the cohort kernel into preallocated output columns (the benchmark's hot path).
 
@@ -833,10 +833,13 @@ def run_kernel(
     :func:`~levalign._normalize_kernel.open_fast_kernel` over every row, and
     :func:`~levalign._normalize_kernel.generic_kernel` then sizes only the rows it left; other
     events, and ``fast_path=False``, run the generic kernel over every row. The results are
-    identical either way (tested).
+    identical either way (tested). ``None`` takes the fast path for cohorts of at least
+    ``FAST_PATH_MIN_ROWS`` followers.
     """
     args = kernel_args(ev, spec, cohort, cols, curve)
     rows, every = EVERY_ROW, True
+    if fast_path is None:
+        fast_path = len(cohort) >= FAST_PATH_MIN_ROWS
     if fast_path and int(ev[nk.E_KIND]) in nk.FAST_PATH_KINDS:
         slow = np.empty(len(cohort), dtype=np.bool_)
         # annotated tuples: mypy cannot count the arguments of a star-unpacked tuple
@@ -849,3 +852,7 @@ def run_kernel(
 
 # generic_kernel's row selection when it sizes every row (the array is then unread)
 EVERY_ROW = np.empty(0, dtype=np.int64)
+# Smaller cohorts run the generic kernel alone: it sizes 50,000 followers in a few
+# milliseconds, and the fast path would add its one-off compilation (about 20 s on a cold numba
+# cache) to a first run, the demo's included
+FAST_PATH_MIN_ROWS = 50_000
