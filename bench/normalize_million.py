@@ -2,14 +2,17 @@
 
 Figures:
 - ``kernel``: the cohort kernel with the cohort already columnar and the output columns
-  preallocated, as a live engine holding its cohort in memory runs it for every event (the
-  vectorized open fast path, then the generic kernel for the rows it leaves);
-- ``generic``: the same kernel without the fast path (the generic kernel over every row);
+  preallocated, as a live engine holding its cohort in memory runs it for every event
+  (``open_kernel``: per block of rows, the vectorized pass, then the generic row code for the
+  rows it leaves);
+- ``generic``: the same event through ``generic_kernel`` (the generic row code for every row);
 - ``grouped``: the kernel on the same followers with rows grouped by profile
   (:meth:`levalign.normalize.Cohort.grouped_by_profile`), the layout a live engine keeps;
-- ``normalize()``: the public call (event validation, output allocation, amount rounding);
-- ``python loop``: the same algorithm run follower by follower by CPython (the generic
-  kernel's ``py_func``), measured on a slice and scaled per follower: the baseline of the
+- ``normalize()``: the public call (event validation, the curve, output columns): with fresh
+  output columns, which the operating system zeroes page by page on first touch, and with
+  ``out=`` a previous result's columns, as a live engine would reuse them;
+- ``python loop``: the same algorithm run follower by follower by CPython (the generic row
+  code's ``py_func``), measured on a slice and scaled per follower: the baseline of the
   ratio.
 """
 
@@ -27,7 +30,6 @@ from levalign import _normalize_kernel as nk
 from levalign.demo import sample_cohort
 from levalign.markets import load_markets
 from levalign.normalize import (
-    EVERY_ROW,
     Cohort,
     allocate_result,
     event_curve,
@@ -108,14 +110,16 @@ def run(runs: int = 25) -> dict[str, float]:
     generic_s, _ = median_seconds(lambda: run_kernel(ev, spec, cohort, cols, fast_path=False), runs)
     # the share of followers the vectorized open fast path sizes itself
     slow = np.empty(N, dtype=np.bool_)
-    fast_args: tuple[Any, ...] = (*kernel_args(ev, spec, cohort, allocate_result(N)), slow)
-    nk.open_fast_kernel(*fast_args)
+    open_args: tuple[Any, ...] = (*kernel_args(ev, spec, cohort, allocate_result(N)), slow)
+    nk.open_kernel(*open_args)
     # the same followers with rows grouped by profile (Cohort.grouped_by_profile), as a live
     # engine would keep them; timed right after the random order, on the same machine state
     grouped = cohort.grouped_by_profile()
     grouped_cols = allocate_result(N)
     grouped_s, _ = median_seconds(lambda: run_kernel(ev, spec, grouped, grouped_cols), runs)
     full_s, _ = median_seconds(lambda: normalize(event, cohort, markets), runs)
+    previous = normalize(event, cohort, markets)
+    reused_s, _ = median_seconds(lambda: normalize(event, cohort, markets, out=previous), runs)
 
     # the same cohort with the risk engine on: 40% of followers limit P(liquidation within
     # their horizon), 10% size by the optimal (Kelly) mode; the curve is built once per event
@@ -137,10 +141,10 @@ def run(runs: int = 25) -> dict[str, float]:
     )
     small_cols = allocate_result(BASELINE_N)
     small_args = kernel_args(ev, spec, small, small_cols)
-    generic_small: tuple[Any, ...] = (*small_args, EVERY_ROW, True)
+    every_row: tuple[Any, ...] = (*small_args, np.empty(0, dtype=np.bool_), 0, BASELINE_N)
 
     def python_loop() -> None:
-        nk.generic_kernel.py_func(*generic_small)
+        nk.generic_rows.py_func(*every_row)
 
     loop_s, _ = median_seconds(python_loop, 3, warmup=1)
     # the loop must compute what the kernel computes: compare on the slice
@@ -161,6 +165,8 @@ def run(runs: int = 25) -> dict[str, float]:
         "fast_path_speedup": generic_s / kernel_s,
         "fast_path_rows": 1.0 - float(slow.mean()),
         "normalize_median_ms": full_s * 1e3,
+        "normalize_reused_median_ms": reused_s * 1e3,
+        "speedup_normalize_reused": loop_per_follower * N / reused_s,
         "cohort_conversion_ms": convert_s * 1e3,
         "python_loop_per_follower_us": loop_per_follower * 1e6,
         "python_loop_extrapolated_s": loop_per_follower * N,

@@ -17,7 +17,6 @@ from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.normalize import (
     DERISK_ACTIONS,
-    EVERY_ROW,
     MARGIN_MODES,
     MODES,
     POLICIES,
@@ -609,8 +608,8 @@ def test_kernel_equals_plain_python_reference(seed, ev):
 
 @given(seed=st.integers(0, 2**32 - 1), ev=events)
 def test_numba_kernel_equals_its_python_execution(seed, ev):
-    # the compiled kernel (fast path for opens, generic kernel for the rest) against the
-    # generic kernel's plain-Python execution over every row
+    # the compiled kernel (open_kernel for opens, generic_kernel for the rest) against the
+    # generic row code's plain-Python execution over every row
     cohort = Cohort.from_table(random_cohort(seed, 25))
     vec = prepare_event(ev, SPEC, SPEC)
     curve = event_curve(ev, cohort)
@@ -618,10 +617,11 @@ def test_numba_kernel_equals_its_python_execution(seed, ev):
     run_kernel(vec, SPEC, cohort, outs[0], curve, fast_path=True)
     python_args: tuple[Any, ...] = (
         *kernel_args(vec, SPEC, cohort, outs[1], curve),
-        EVERY_ROW,
-        True,
+        np.empty(0, dtype=np.bool_),  # no selection: every row
+        0,
+        len(cohort),
     )
-    nk.generic_kernel.py_func(*python_args)
+    nk.generic_rows.py_func(*python_args)
     for k in outs[0]:
         np.testing.assert_allclose(
             outs[0][k].astype(float), outs[1][k].astype(float), rtol=1e-12, err_msg=k
@@ -658,6 +658,52 @@ def test_the_open_fast_path_computes_exactly_what_the_generic_kernel_computes(ex
         np.testing.assert_array_equal(fast[k], generic[k], err_msg=k)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_open_kernel_blocks_cover_every_row_once(seed):
+    # two whole blocks and a partial third (2 * 2048 + 37 rows): each block's vectorized pass
+    # and its generic rows give the generic kernel's bits, at block edges too
+    n = 2 * nk._BLOCK + 37
+    cohort = Cohort.from_table(random_cohort(seed, n))
+    vec = prepare_event(LeadEvent.model_validate(event(sigma=0.7)), SPEC, SPEC)
+    fast, generic = allocate_result(n), allocate_result(n)
+    run_kernel(vec, SPEC, cohort, fast, fast_path=True)
+    run_kernel(vec, SPEC, cohort, generic, fast_path=False)
+    for k in fast:
+        np.testing.assert_array_equal(fast[k], generic[k], err_msg=k)
+
+
+@pytest.mark.parametrize("margin_mode", ["cross", "isolated"])
+def test_a_fully_collateralized_long_has_no_liquidation_price_on_either_path(margin_mode):
+    # a flat follower with 10,000 USDT opens a fixed 5,000 USDT: 0.25 BTC at 20,000 (0.5x).
+    # Cross: the balance at the mark, 10,000, exceeds the notional, so the first-tier root
+    # (10,000 + 0 - 0.25 * 20,000) / (0.25 * 0.004 - 0.25) is negative and no price liquidates
+    # the long. Isolated at a 1x setting: the 5,000 margin posted covers the whole notional,
+    # root (5,000 - 5,000) / (0.25 * 0.004 - 0.25) = -0, the same
+    rows = Cohort.from_table(
+        {
+            "id": np.arange(3),
+            "equity": np.full(3, 10_000.0),
+            "mode": np.full(3, "fixed_notional"),
+            "fixed_notional": np.full(3, 5_000.0),
+            "margin_mode": np.full(3, margin_mode),
+            "leverage_setting": np.full(3, 1.0 if margin_mode == "isolated" else np.nan),
+        }
+    )
+    vec = prepare_event(LeadEvent.model_validate(event()), SPEC, SPEC)
+    fast, generic = allocate_result(3), allocate_result(3)
+    slow = np.ones(3, dtype=np.bool_)
+    open_args: tuple[Any, ...] = (*kernel_args(vec, SPEC, rows, fast), slow)
+
+    nk.open_kernel(*open_args)
+    run_kernel(vec, SPEC, rows, generic, fast_path=False)
+
+    assert not slow.any()  # sized by the vectorized pass itself
+    np.testing.assert_allclose(fast["amount"], 0.25)
+    assert np.isnan(fast["liquidation_price"]).all()
+    for k in fast:
+        np.testing.assert_array_equal(fast[k], generic[k], err_msg=k)
+
+
 def test_the_fast_path_sizes_most_of_a_realistic_cohort():
     # the sample cohort copying a 10x open (with the sigma its risk and volatility modes need):
     # rows leave the fast path for a notional beyond the first tier (a quarter of them hold
@@ -671,8 +717,29 @@ def test_the_fast_path_sizes_most_of_a_realistic_cohort():
         *kernel_args(vec, SPEC, cohort, allocate_result(len(cohort))),
         slow,
     )
-    nk.open_fast_kernel(*fast_args)
+    nk.open_kernel(*fast_args)
     assert slow.mean() < 0.3
+
+
+def test_out_reuses_a_previous_results_columns():
+    # a second event for the same cohort written into the first result's columns gives what a
+    # fresh call gives, in the same arrays
+    cohort = Cohort.from_table(random_cohort(5, 40))
+    first = normalize(event(), cohort, MARKETS)
+    fresh = normalize(event(before=5.0, after=8.0), cohort, MARKETS)
+
+    reused = normalize(event(before=5.0, after=8.0), cohort, MARKETS, out=first)
+
+    for name in RESULT_COLUMNS[1:]:
+        assert reused[name] is first[name]
+        np.testing.assert_array_equal(reused[name], fresh[name], err_msg=name)
+
+
+def test_out_of_another_length_is_refused():
+    first = normalize(event(), random_cohort(5, 40), MARKETS)
+    with pytest.raises(InvalidInput, match=r"out must be a result for 41 followers") as err:
+        normalize(event(), random_cohort(5, 41), MARKETS, out=first)
+    assert err.value.field == "out"
 
 
 @given(seed=st.integers(0, 2**32 - 1), ev=events)

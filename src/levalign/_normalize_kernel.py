@@ -26,8 +26,11 @@ IntArray = NDArray[np.int8]
 
 # ---- event kinds
 EV_NONE, EV_OPEN, EV_INCREASE, EV_REDUCE, EV_CLOSE, EV_FLIP, EV_MARGIN = range(7)
-# the kinds open_fast_kernel sizes before generic_kernel takes the rows it leaves
+# the kinds open_kernel sizes (other kinds: generic_kernel)
 FAST_PATH_KINDS = (EV_OPEN, EV_INCREASE, EV_FLIP)
+# Rows per parallel block: a block's 40-odd columns (about 270 bytes a row) stay in a core's L2
+# cache between open_kernel's vectorized pass and generic_rows' pass over the rows it left
+_BLOCK = 2048
 
 # ---- event vector layout
 (
@@ -78,9 +81,10 @@ R_NO_LEAD_CHANGE = 1 << 20
 R_VEGA_LIMIT = 1 << 21  # options only (levalign.risk.options)
 
 # LLVM's loop vectorizer gives up on a loop that needs more than 128 run-time checks that its
-# arrays do not overlap; open_fast_kernel reads 27 columns and writes 14, and needs several
-# hundred. The checks run once per call, not per row. The option is process-wide: it only
-# lets loops with many arrays vectorize, and cannot change what any compiled code computes.
+# arrays do not overlap; open_kernel's vectorized pass reads 27 columns and writes 14, and
+# needs several hundred. The checks run once per block of rows, not per row. The option is
+# process-wide: it only lets loops with many arrays vectorize, and cannot change what any
+# compiled code computes.
 llvm.set_option("", "--vectorize-memory-check-threshold=4096")
 
 _HOURS_PER_YEAR = 8760.0
@@ -284,6 +288,54 @@ def _sizing_event(ev: FloatArray) -> SizingEvent:
     return ev[E_UNITS], ev[E_OPEN_FRAC], ev[E_GROWTH], ev[E_LEV_TOTAL], ev[E_SHARE], ev[E_STOP]
 
 
+# What every row of one event shares (see _event_constants)
+EventConstants = tuple[
+    int, float, float, float, float, float, int, float, float, float, SizingEvent, float, FirstTier
+]
+
+
+# not inlined: numba's parallel array analysis rejects the inlined nested tuple, and it runs
+# once per call
+@njit(cache=True)
+def _event_constants(
+    ev: FloatArray,
+    contract_size: float,
+    amount_step: float,
+    amount_decimals: int,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+    t_max_lev: FloatArray,
+) -> EventConstants:
+    """Per-event scalars both kernels read, computed once per event (or block of rows).
+
+    ``(kind, lead side, price, 1/price, base units per lot, 10^decimals, units per step, lead
+    liquidation distance, event sigma, event mu, sizing fields, largest tier quantity, first
+    tier)``. Amounts leave as whole decimal units over ``10^decimals``: an exact integer over an
+    exact power of ten is the correctly rounded decimal, with no per-row ``round(x, ndigits)``.
+    """
+    p = ev[E_PRICE]
+    inv_p = 1.0 / p  # one division per event instead of several per follower
+    unit_scale = 10.0**amount_decimals
+    return (
+        int(ev[E_KIND]),
+        ev[E_SIDE],
+        p,
+        inv_p,
+        amount_step * contract_size,
+        unit_scale,
+        round(amount_step * unit_scale),
+        0.0 if math.isnan(ev[E_LEAD_DIST]) else ev[E_LEAD_DIST],
+        # loads from ``ev`` are not hoisted out of a row loop (the compiler cannot rule out
+        # that an output column aliases it): read once here
+        ev[E_SIGMA],
+        ev[E_MU],
+        _sizing_event(ev),
+        t_cap[t_cap.shape[0] - 1] * inv_p,
+        (t_cap[0], t_mmr[0], t_cum[0], t_max_lev[0]),
+    )
+
+
 @njit(cache=True, inline="always")
 def _valid_row(
     equity: float,
@@ -380,8 +432,12 @@ def _mode_quantity(
     return d
 
 
-@njit(cache=True, parallel=True)
-def generic_kernel(
+# Compiled without numba's reference-counting runtime: it allocates nothing, and with the
+# runtime every row increments and decrements the count of the arrays it passes to the solvers
+# (measured: 1.8x slower than without). Should it ever allocate, numba refuses to compile it.
+# numba's type stubs do not list the ``_nrt`` option.
+@njit(cache=True, _nrt=False)  # type: ignore[call-overload, untyped-decorator]
+def generic_rows(
     ev: FloatArray,
     # market
     contract_size: float,
@@ -439,38 +495,41 @@ def generic_kernel(
     o_liq: FloatArray,
     o_liq_dist: FloatArray,
     o_residual: FloatArray,
-    rows: NDArray[np.int64],
-    all_rows: bool,
+    select: NDArray[np.bool_],
+    start: int,
+    stop: int,
 ) -> None:
-    """Fill the output columns of the followers in ``rows`` (every follower if ``all_rows``).
+    """Fill the output columns of the rows ``select`` marks from ``start`` to ``stop``.
 
-    Every event kind and every kind of row, one follower at a time: the cohort kernel's
-    semantics, which :func:`open_fast_kernel` reproduces for the common case of an open (see
-    :func:`levalign.normalize.run_kernel`).
+    An empty ``select`` marks every row. Every event kind and every kind of row, one follower
+    at a time: the cohort kernel's semantics, which :func:`open_kernel`'s vectorized pass
+    reproduces for the common case of an open (see :func:`levalign.normalize.run_kernel`).
+    Serial: :func:`generic_kernel` and :func:`open_kernel` run it over blocks of rows in
+    parallel, and its ``py_func`` is the plain-Python execution tests and the benchmark
+    compare them with.
     """
-    kind = int(ev[E_KIND])
-    s_lead = ev[E_SIDE]
-    p = ev[E_PRICE]
     cs = contract_size
-    lot = amount_step * cs  # base units per lot
+    (
+        kind,
+        s_lead,
+        p,
+        inv_p,
+        lot,
+        unit_scale,
+        step_units,
+        lead_dist,
+        ev_sigma,
+        ev_mu,
+        sizing_ev,
+        tier_cap_q,
+        first,
+    ) = _event_constants(ev, cs, amount_step, amount_decimals, t_cap, t_mmr, t_cum, t_max_lev)
     last_cap = t_cap[t_cap.shape[0] - 1]
-    n = equity.shape[0]
-    inv_p = 1.0 / p  # one division per event instead of several per follower
-    # amounts as whole decimal units / 10^decimals: an exact integer over an exact power of
-    # ten is the correctly rounded decimal, with no per-row call to round(x, ndigits)
-    unit_scale = 10.0**amount_decimals
-    step_units = round(amount_step * unit_scale)
-    lead_dist = 0.0 if math.isnan(ev[E_LEAD_DIST]) else ev[E_LEAD_DIST]
-    # event fields the sizing modes read, as scalars (loads from ``ev`` are not hoisted out of
-    # the loop: the compiler cannot rule out that an output column aliases it)
-    ev_sigma, ev_mu = ev[E_SIGMA], ev[E_MU]
-    sizing_ev = _sizing_event(ev)
-    tier_cap_q = last_cap * inv_p  # the largest quantity the tier table allows
-    first = (t_cap[0], t_mmr[0], t_cum[0], t_max_lev[0])
-    m_rows = n if all_rows else rows.shape[0]
-    for j in prange(m_rows):
-        # both as intp: the loop index is unsigned, and int64 | uint64 unifies to float64
-        i = np.intp(j) if all_rows else np.intp(rows[j])
+    selected = select.shape[0] > 0
+    # an unsigned index: a signed one makes every column read test for a negative index
+    for i in range(np.uint64(start), np.uint64(stop)):
+        if selected and not select[i]:
+            continue
         reasons = np.uint32(0)
         eq = equity[i]
         pos_c = position[i]
@@ -804,8 +863,132 @@ def generic_kernel(
             o_liq_dist[i] = math.nan
 
 
+@njit(cache=True, parallel=True)
+def generic_kernel(
+    ev: FloatArray,
+    # market
+    contract_size: float,
+    amount_step: float,
+    amount_decimals: int,
+    min_amount: float,
+    min_cost: float,
+    t_floor: FloatArray,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+    t_max_lev: FloatArray,
+    # liquidation curve of the event's volatility model (levalign.risk.curve); empty: none
+    curve_table: NDArray[np.float64],
+    curve_y: FloatArray,
+    curve_h: FloatArray,
+    # cohort columns
+    equity: FloatArray,
+    available: FloatArray,
+    position: FloatArray,
+    entry_price: FloatArray,
+    collateral: FloatArray,
+    other_notional: FloatArray,
+    other_mm: FloatArray,
+    mode: IntArray,
+    scale: FloatArray,
+    fixed_notional: FloatArray,
+    risk_fraction: FloatArray,
+    vol_target: FloatArray,
+    sigma: FloatArray,
+    stop_sigmas: FloatArray,
+    max_leverage: FloatArray,
+    max_position_leverage: FloatArray,
+    min_liq_distance: FloatArray,
+    max_liq_probability: FloatArray,
+    horizon_hours: FloatArray,
+    max_notional: FloatArray,
+    expected_return: FloatArray,
+    leverage_setting: FloatArray,
+    margin_mode: IntArray,
+    policy: IntArray,
+    residual: FloatArray,
+    allowed: NDArray[np.bool_],
+    # outputs
+    o_side: IntArray,
+    o_amount: FloatArray,
+    o_close_amount: FloatArray,
+    o_reduce_only: NDArray[np.bool_],
+    o_leverage: FloatArray,
+    o_collateral: FloatArray,
+    o_target: FloatArray,
+    o_raw: FloatArray,
+    o_reasons: NDArray[np.uint32],
+    o_eff_lev: FloatArray,
+    o_liq: FloatArray,
+    o_liq_dist: FloatArray,
+    o_residual: FloatArray,
+) -> None:
+    """Every follower through :func:`generic_rows`, blocks of rows in parallel."""
+    n = equity.shape[0]
+    everyone = np.empty(0, dtype=np.bool_)
+    for b in prange((n + _BLOCK - 1) // _BLOCK):
+        generic_rows(
+            ev,
+            contract_size,
+            amount_step,
+            amount_decimals,
+            min_amount,
+            min_cost,
+            t_floor,
+            t_cap,
+            t_mmr,
+            t_cum,
+            t_max_lev,
+            curve_table,
+            curve_y,
+            curve_h,
+            equity,
+            available,
+            position,
+            entry_price,
+            collateral,
+            other_notional,
+            other_mm,
+            mode,
+            scale,
+            fixed_notional,
+            risk_fraction,
+            vol_target,
+            sigma,
+            stop_sigmas,
+            max_leverage,
+            max_position_leverage,
+            min_liq_distance,
+            max_liq_probability,
+            horizon_hours,
+            max_notional,
+            expected_return,
+            leverage_setting,
+            margin_mode,
+            policy,
+            residual,
+            allowed,
+            o_side,
+            o_amount,
+            o_close_amount,
+            o_reduce_only,
+            o_leverage,
+            o_collateral,
+            o_target,
+            o_raw,
+            o_reasons,
+            o_eff_lev,
+            o_liq,
+            o_liq_dist,
+            o_residual,
+            everyone,
+            b * _BLOCK,
+            min(n, (b + 1) * _BLOCK),
+        )
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
-def open_fast_kernel(
+def open_kernel(
     ev: FloatArray,
     contract_size: float,
     amount_step: float,
@@ -817,10 +1000,9 @@ def open_fast_kernel(
     t_mmr: FloatArray,
     t_cum: FloatArray,
     t_max_lev: FloatArray,
-    # the generic kernel's curve arguments, unused here (one argument tuple serves both)
-    curve_table: NDArray[np.float64],  # noqa: ARG001
-    curve_y: FloatArray,  # noqa: ARG001
-    curve_h: FloatArray,  # noqa: ARG001
+    curve_table: NDArray[np.float64],
+    curve_y: FloatArray,
+    curve_h: FloatArray,
     equity: FloatArray,
     available: FloatArray,
     position: FloatArray,
@@ -862,36 +1044,41 @@ def open_fast_kernel(
     o_residual: FloatArray,
     slow: NDArray[np.bool_],
 ) -> None:
-    """The common case of an open, increase or flip, for every follower at once.
+    """An open, increase or flip for every follower: what :func:`generic_kernel` computes.
 
-    The common case: a valid, allowed row with no probability limit, flat or on the lead's
+    Rows go in blocks of ``_BLOCK``, the blocks in parallel. A vectorized pass sizes the common
+    case of each block: a valid, allowed row with no probability limit, flat or on the lead's
     side, whose sizing mode asks for more, whose notionals stay in the first tier and whose
     order is not rounded up to the exchange minimum. For those rows it computes exactly what
-    :func:`generic_kernel` computes, with the same floating-point operations in the same
-    order; every other row is marked in ``slow`` (its outputs are scratch) for
-    :func:`generic_kernel` to size. It takes the generic kernel's arguments (without its row
-    selection) so that one argument tuple serves both; the curve is unused, since rows with a
-    probability limit are left to the generic kernel.
+    :func:`generic_rows` computes, with the same floating-point operations in the same order.
+    It marks every other row in ``slow``, and :func:`generic_rows` then sizes those while the
+    block's columns are still in cache (gathered from memory afterwards, a sixth of a
+    million rows cost as much as the vectorized pass over all of them). It takes the generic
+    kernel's arguments plus ``slow``, so that one argument tuple serves both.
 
-    Written without branches that depend on the row, so that LLVM's loop vectorizer runs
-    four followers per instruction: each constraint is computed for every row and applied
-    by a select, and numpy's error model lets divisions by zero in rows bound for the
-    generic path yield inf or NaN instead of raising.
+    The vectorized pass has no branches that depend on the row, so that LLVM's loop
+    vectorizer runs four followers per instruction: each constraint is computed for every
+    row and applied by a select, and numpy's error model lets divisions by zero in rows bound
+    for the generic path yield inf or NaN instead of raising.
     """
-    s = ev[E_SIDE]
-    p = ev[E_PRICE]
     cs = contract_size
-    lot = amount_step * cs
+    (
+        _,
+        s,
+        p,
+        inv_p,
+        lot,
+        unit_scale,
+        step_units,
+        lead_dist,
+        ev_sigma,
+        ev_mu,
+        sizing_ev,
+        tier_cap_q,
+        first,
+    ) = _event_constants(ev, cs, amount_step, amount_decimals, t_cap, t_mmr, t_cum, t_max_lev)
     last = t_cap.shape[0] - 1
     n = equity.shape[0]
-    inv_p = 1.0 / p
-    unit_scale = 10.0**amount_decimals
-    step_units = round(amount_step * unit_scale)
-    lead_dist = 0.0 if math.isnan(ev[E_LEAD_DIST]) else ev[E_LEAD_DIST]
-    ev_sigma, ev_mu = ev[E_SIGMA], ev[E_MU]
-    sizing_ev = _sizing_event(ev)
-    tier_cap_q = t_cap[last] * inv_p
-    first = (t_cap[0], t_mmr[0], t_cum[0], t_max_lev[0])
     first_cap_hi = first[0] * (1.0 + 1e-12)
     # The initial-margin solver scans the tiers from the top; when leverage never rises with
     # the tier, a budget that cannot reach the second tier's floor reaches no higher floor,
@@ -902,181 +1089,260 @@ def open_fast_kernel(
     floor_1 = t_floor[1] * (1.0 - 1e-12) if last > 0 else math.inf
     cap_1 = t_cap[1] if last > 0 else math.inf
     max_lev_1 = t_max_lev[1] if last > 0 else math.inf
-    for i in prange(n):
-        eq = equity[i]
-        pos_c = position[i]
-        ep0 = entry_price[i]
-        c0 = collateral[i]
-        mm = margin_mode[i]
-        isolated = mm == MM_ISOLATED
-        alpha = max_liq_probability[i]
-        dist_set = min_liq_distance[i]
-        dist = lead_dist if math.isnan(dist_set) else dist_set
-        pol = policy[i]
-        accumulate = pol == P_ACCUMULATE
-        avail = available[i]
-        r0 = residual[i]
-        res_in = r0 if accumulate else 0.0
-        m = mode[i]
-        max_lev = max_leverage[i]
-        max_pos_lev = max_position_leverage[i]
-        other = other_notional[i]
-        other_maint = other_mm[i]
-        setting = leverage_setting[i]
-        valid = _valid_row(
-            eq,
-            pos_c,
-            ep0,
-            c0,
-            scale[i],
-            avail,
-            other,
-            other_maint,
-            dist,
-            res_in,
-            alpha,
-            m | mm | pol,
-            max_lev,
-            max_pos_lev,
-            max_notional[i],
-            setting,
-        )
-        q = pos_c * cs
-        s_f = 1.0 if q > 0.0 else (-1.0 if q < 0.0 else 0.0)
-        lev_cap = setting if setting > 0.0 else math.inf
-        cur = abs(q)
-        d = _mode_quantity(
-            m,
-            s,
-            cur,
-            eq,
-            p,
-            inv_p,
-            scale[i],
-            fixed_notional[i],
-            risk_fraction[i],
-            vol_target[i],
-            _own_or(sigma[i], ev_sigma),
-            stop_sigmas[i],
-            horizon_hours[i],
-            _own_or(expected_return[i], ev_mu),
-            max_lev,
-            sizing_ev,
-        )
-        if accumulate:
-            d += res_in * cs
-        fast = valid & allowed[i] & math.isnan(alpha) & ((q == 0.0) | (s_f == s)) & (d > 0.0)
-        reasons = np.uint32(0)
-        target = cur + d
-        upnl0 = s * cur * (p - ep0) if cur > 0.0 else 0.0
-        # -- constraints in DESIGN order, each applied by a select
-        target, reasons = _bind(target, max_pos_lev * eq * inv_p, cur, R_POSITION_LEVERAGE, reasons)
-        target, reasons = _bind(target, tier_cap_q, cur, R_TIER_LIMIT, reasons)
-        target, reasons = _bind(
-            target, (max_lev * eq - other) * inv_p, cur, R_ACCOUNT_LEVERAGE, reasons
-        )
-        budget = (c0 + avail + upnl0) if isolated else (eq - other_maint)
-        need_target, target_in_first = _first_tier_required_balance(target, p, s, dist, first)
-        buffer_binds = (target > cur) & (need_target > budget)
-        # _max_qty_for_balance's first-tier root
-        factor = 1.0 - s * dist
-        q_buffer = _balance_root(budget, p, dist, factor, first[1], first[2])
-        n_buffer = q_buffer * p * factor
-        root_in_first = ((n_buffer <= first_cap_hi) | (last == 0)) & (n_buffer >= 0.0)
-        fast &= ~(target > cur) | target_in_first
-        fast &= ~buffer_binds | (budget <= 0.0) | root_in_first
-        target, reasons = _bind(
-            target,
-            (q_buffer if budget > 0.0 else 0.0) if buffer_binds else target,
-            cur,
-            R_LIQ_BUFFER if dist > 0.0 else R_AVAILABLE_MARGIN,
-            reasons,
-        )
-        n_cur = cur * p
-        fast &= isolated | (n_cur < first[0])
-        im_budget = avail + (c0 if isolated else n_cur / min(first[3], lev_cap))
-        n_target = target * p
-        fast &= ~(target > cur) | (n_target < first[0])
-        im_binds = (target > cur) & (n_target / min(first[3], lev_cap) > im_budget)
-        # _max_qty_for_initial_margin: the second tier unreachable, the first tier's bound
-        top_1 = _margin_top(im_budget, p, cap_1, max_lev_1, lev_cap)
-        fast &= ~im_binds | (im_budget <= 0.0) | (lev_falls & ~(top_1 * p >= floor_1))
-        q_im = _margin_top(im_budget, p, first[0], first[3], lev_cap) if im_budget > 0.0 else 0.0
-        target, reasons = _bind(
-            target, q_im if im_binds else target, cur, R_AVAILABLE_MARGIN, reasons
-        )
-        target, reasons = _bind(target, max_notional[i] * inv_p, cur, R_MAX_NOTIONAL, reasons)
-        d_ok = max(target - cur, 0.0)
-        # -- lots, exchange minimums, min-size policy (rounding up: the generic path)
-        exact = d_ok / lot
-        lots = int(exact + _EPS)
-        if exact - lots > _EPS * max(1.0, exact):
-            reasons |= R_LOT_ROUNDING
-        amt = lots * step_units / unit_scale
-        below_amount = (lots == 0) | (amt < min_amount - _EPS * amount_step)
-        below_cost = amt * cs * p < min_cost * (1.0 - 1e-12)
-        if below_amount:
-            reasons |= R_BELOW_MIN_AMOUNT
-        if below_cost:
-            reasons |= R_BELOW_MIN_COST
-        small = below_amount | below_cost
-        fast &= ~small | (pol != P_ROUND_UP)
-        if small:
-            reasons |= R_ACCUMULATED if accumulate else R_SKIPPED
-            amt = 0.0
-        filled = amt > 0.0
-        # filled: what accumulates of the order, else the whole order (carried or recorded)
-        res_out = ((d_ok - amt * cs) / cs if accumulate else 0.0) if filled else d_ok / cs
-        if accumulate and res_out < 0.0:
-            res_out = 0.0
-        # -- the order and the state after it
-        new_q = cur + amt * cs
-        n_new = new_q * p
-        tier_lev = min(first[3], lev_cap)
-        need_new, new_in_first = _first_tier_required_balance(new_q, p, s, dist, first)
-        fast &= ~filled | ((n_new < first[0]) & (new_in_first | ~isolated))
-        need = max(need_new - upnl0, n_new / tier_lev, c0)
-        if isolated:
-            lev_set = (
-                tier_lev
-                if lev_cap < math.inf
-                else min(tier_lev, max(1.0, _ceil_small(n_new / need - 1e-9)))
+    # A long whose first-tier liquidation root is not positive is safe at every price when
+    # cum starts at 0 and never falls and every mmr is in [0, 1): each tier's root numerator
+    # is then at least the first's (>= 0) over a denominator q·mmr_k − q <= 0, so
+    # _liquidation_price skips every tier, and _no_root finds the balance (>= q·price) at or
+    # above every tier's maintenance margin (q·price·mmr_k − cum_k): NaN
+    no_liq_if_first_root_fails = t_cum[0] == 0.0
+    for k in range(last + 1):
+        no_liq_if_first_root_fails &= (0.0 <= t_mmr[k] < 1.0) and t_cum[k] >= t_cum[max(k - 1, 0)]
+    for b in prange((n + _BLOCK - 1) // _BLOCK):
+        lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
+        # an unsigned index: with a signed one every column read tests for a negative index,
+        # and the vectorizer turns the reads into gathers
+        for i in range(np.uint64(lo), np.uint64(hi)):
+            eq = equity[i]
+            pos_c = position[i]
+            ep0 = entry_price[i]
+            c0 = collateral[i]
+            mm = margin_mode[i]
+            isolated = mm == MM_ISOLATED
+            alpha = max_liq_probability[i]
+            dist_set = min_liq_distance[i]
+            dist = lead_dist if math.isnan(dist_set) else dist_set
+            pol = policy[i]
+            accumulate = pol == P_ACCUMULATE
+            avail = available[i]
+            r0 = residual[i]
+            res_in = r0 if accumulate else 0.0
+            m = mode[i]
+            max_lev = max_leverage[i]
+            max_pos_lev = max_position_leverage[i]
+            other = other_notional[i]
+            other_maint = other_mm[i]
+            setting = leverage_setting[i]
+            valid = _valid_row(
+                eq,
+                pos_c,
+                ep0,
+                c0,
+                scale[i],
+                avail,
+                other,
+                other_maint,
+                dist,
+                res_in,
+                alpha,
+                m | mm | pol,
+                max_lev,
+                max_pos_lev,
+                max_notional[i],
+                setting,
             )
-        else:
-            lev_set = (
-                tier_lev
-                if (lev_cap < math.inf) | ~(max_pos_lev < tier_lev)
-                else max(1.0, math.ceil(max_pos_lev))
+            q = pos_c * cs
+            s_f = 1.0 if q > 0.0 else (-1.0 if q < 0.0 else 0.0)
+            lev_cap = setting if setting > 0.0 else math.inf
+            cur = abs(q)
+            d = _mode_quantity(
+                m,
+                s,
+                cur,
+                eq,
+                p,
+                inv_p,
+                scale[i],
+                fixed_notional[i],
+                risk_fraction[i],
+                vol_target[i],
+                _own_or(sigma[i], ev_sigma),
+                stop_sigmas[i],
+                horizon_hours[i],
+                _own_or(expected_return[i], ev_mu),
+                max_lev,
+                sizing_ev,
             )
-        c_after = need if filled & isolated else c0
-        ep_after = ((cur * ep0 + amt * cs * p) / new_q if cur > 0.0 else p) if filled else ep0
-        q_after = s * new_q if filled else q
-        held_q = abs(q_after)
-        held = held_q > 0.0
-        # the first tier's root of _liquidation_price
-        c_liq = (1.0 if q_after > 0.0 else -1.0) * held_q
-        denom = held_q * first[1] - c_liq
-        lp = tier_root(
-            c_after if isolated else eq - other_maint,
-            c_liq,
-            ep_after if isolated else p,
-            first[2],
-            denom,
+            if accumulate:
+                d += res_in * cs
+            fast = valid & allowed[i] & math.isnan(alpha) & ((q == 0.0) | (s_f == s)) & (d > 0.0)
+            reasons = np.uint32(0)
+            target = cur + d
+            upnl0 = s * cur * (p - ep0) if cur > 0.0 else 0.0
+            # -- constraints in DESIGN order, each applied by a select
+            target, reasons = _bind(
+                target, max_pos_lev * eq * inv_p, cur, R_POSITION_LEVERAGE, reasons
+            )
+            target, reasons = _bind(target, tier_cap_q, cur, R_TIER_LIMIT, reasons)
+            target, reasons = _bind(
+                target, (max_lev * eq - other) * inv_p, cur, R_ACCOUNT_LEVERAGE, reasons
+            )
+            budget = (c0 + avail + upnl0) if isolated else (eq - other_maint)
+            need_target, target_in_first = _first_tier_required_balance(target, p, s, dist, first)
+            buffer_binds = (target > cur) & (need_target > budget)
+            # _max_qty_for_balance's first-tier root
+            factor = 1.0 - s * dist
+            q_buffer = _balance_root(budget, p, dist, factor, first[1], first[2])
+            n_buffer = q_buffer * p * factor
+            root_in_first = ((n_buffer <= first_cap_hi) | (last == 0)) & (n_buffer >= 0.0)
+            fast &= ~(target > cur) | target_in_first
+            fast &= ~buffer_binds | (budget <= 0.0) | root_in_first
+            target, reasons = _bind(
+                target,
+                (q_buffer if budget > 0.0 else 0.0) if buffer_binds else target,
+                cur,
+                R_LIQ_BUFFER if dist > 0.0 else R_AVAILABLE_MARGIN,
+                reasons,
+            )
+            n_cur = cur * p
+            fast &= isolated | (n_cur < first[0])
+            im_budget = avail + (c0 if isolated else n_cur / min(first[3], lev_cap))
+            n_target = target * p
+            fast &= ~(target > cur) | (n_target < first[0])
+            im_binds = (target > cur) & (n_target / min(first[3], lev_cap) > im_budget)
+            # _max_qty_for_initial_margin: the second tier unreachable, the first tier's bound
+            top_1 = _margin_top(im_budget, p, cap_1, max_lev_1, lev_cap)
+            fast &= ~im_binds | (im_budget <= 0.0) | (lev_falls & ~(top_1 * p >= floor_1))
+            q_im = (
+                _margin_top(im_budget, p, first[0], first[3], lev_cap) if im_budget > 0.0 else 0.0
+            )
+            target, reasons = _bind(
+                target, q_im if im_binds else target, cur, R_AVAILABLE_MARGIN, reasons
+            )
+            target, reasons = _bind(target, max_notional[i] * inv_p, cur, R_MAX_NOTIONAL, reasons)
+            d_ok = max(target - cur, 0.0)
+            # -- lots, exchange minimums, min-size policy (rounding up: the generic path)
+            exact = d_ok / lot
+            lots = int(exact + _EPS)
+            if exact - lots > _EPS * max(1.0, exact):
+                reasons |= R_LOT_ROUNDING
+            amt = lots * step_units / unit_scale
+            below_amount = (lots == 0) | (amt < min_amount - _EPS * amount_step)
+            below_cost = amt * cs * p < min_cost * (1.0 - 1e-12)
+            if below_amount:
+                reasons |= R_BELOW_MIN_AMOUNT
+            if below_cost:
+                reasons |= R_BELOW_MIN_COST
+            small = below_amount | below_cost
+            fast &= ~small | (pol != P_ROUND_UP)
+            if small:
+                reasons |= R_ACCUMULATED if accumulate else R_SKIPPED
+                amt = 0.0
+            filled = amt > 0.0
+            # filled: what accumulates of the order, else the whole order (carried or recorded)
+            res_out = ((d_ok - amt * cs) / cs if accumulate else 0.0) if filled else d_ok / cs
+            if accumulate and res_out < 0.0:
+                res_out = 0.0
+            # -- the order and the state after it
+            new_q = cur + amt * cs
+            n_new = new_q * p
+            tier_lev = min(first[3], lev_cap)
+            need_new, new_in_first = _first_tier_required_balance(new_q, p, s, dist, first)
+            fast &= ~filled | ((n_new < first[0]) & (new_in_first | ~isolated))
+            need = max(need_new - upnl0, n_new / tier_lev, c0)
+            if isolated:
+                lev_set = (
+                    tier_lev
+                    if lev_cap < math.inf
+                    else min(tier_lev, max(1.0, _ceil_small(n_new / need - 1e-9)))
+                )
+            else:
+                lev_set = (
+                    tier_lev
+                    if (lev_cap < math.inf) | ~(max_pos_lev < tier_lev)
+                    else max(1.0, math.ceil(max_pos_lev))
+                )
+            c_after = need if filled & isolated else c0
+            ep_after = ((cur * ep0 + amt * cs * p) / new_q if cur > 0.0 else p) if filled else ep0
+            q_after = s * new_q if filled else q
+            held_q = abs(q_after)
+            held = held_q > 0.0
+            # the first tier's root of _liquidation_price
+            c_liq = (1.0 if q_after > 0.0 else -1.0) * held_q
+            denom = held_q * first[1] - c_liq
+            lp = tier_root(
+                c_after if isolated else eq - other_maint,
+                c_liq,
+                ep_after if isolated else p,
+                first[2],
+                denom,
+            )
+            safe_long = no_liq_if_first_root_fails & (c_liq > 0.0) & (denom < 0.0) & (lp <= 0.0)
+            fast &= (
+                ~held
+                | safe_long
+                | ((denom != 0.0) & (lp > 0.0) & ((held_q * lp <= first_cap_hi) | (last == 0)))
+            )
+            liquidates = held & ~safe_long
+            slow[i] = not fast
+            o_side[i] = int(s) if filled else 0
+            o_amount[i] = amt
+            o_close_amount[i] = 0.0
+            o_reduce_only[i] = False
+            o_leverage[i] = lev_set if filled else math.nan
+            o_collateral[i] = need - c0 if filled & isolated else 0.0
+            o_target[i] = q_after / cs
+            o_raw[i] = d / cs
+            o_reasons[i] = reasons
+            o_residual[i] = res_out
+            o_eff_lev[i] = (held_q * p + other) / eq
+            o_liq[i] = lp if liquidates else math.nan
+            o_liq_dist[i] = abs(p - lp) * inv_p if liquidates else math.nan
+        # the rows the vectorized pass left, while the block is still in cache
+        generic_rows(
+            ev,
+            contract_size,
+            amount_step,
+            amount_decimals,
+            min_amount,
+            min_cost,
+            t_floor,
+            t_cap,
+            t_mmr,
+            t_cum,
+            t_max_lev,
+            curve_table,
+            curve_y,
+            curve_h,
+            equity,
+            available,
+            position,
+            entry_price,
+            collateral,
+            other_notional,
+            other_mm,
+            mode,
+            scale,
+            fixed_notional,
+            risk_fraction,
+            vol_target,
+            sigma,
+            stop_sigmas,
+            max_leverage,
+            max_position_leverage,
+            min_liq_distance,
+            max_liq_probability,
+            horizon_hours,
+            max_notional,
+            expected_return,
+            leverage_setting,
+            margin_mode,
+            policy,
+            residual,
+            allowed,
+            o_side,
+            o_amount,
+            o_close_amount,
+            o_reduce_only,
+            o_leverage,
+            o_collateral,
+            o_target,
+            o_raw,
+            o_reasons,
+            o_eff_lev,
+            o_liq,
+            o_liq_dist,
+            o_residual,
+            slow,
+            lo,
+            hi,
         )
-        fast &= ~held | (
-            (denom != 0.0) & (lp > 0.0) & ((held_q * lp <= first_cap_hi) | (last == 0))
-        )
-        slow[i] = not fast
-        o_side[i] = int(s) if filled else 0
-        o_amount[i] = amt
-        o_close_amount[i] = 0.0
-        o_reduce_only[i] = False
-        o_leverage[i] = lev_set if filled else math.nan
-        o_collateral[i] = need - c0 if filled & isolated else 0.0
-        o_target[i] = q_after / cs
-        o_raw[i] = d / cs
-        o_reasons[i] = reasons
-        o_residual[i] = res_out
-        o_eff_lev[i] = (held_q * p + other) / eq
-        o_liq[i] = lp if held else math.nan
-        o_liq_dist[i] = abs(p - lp) * inv_p if held else math.nan
