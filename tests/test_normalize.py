@@ -645,15 +645,17 @@ OPEN_EVENTS = st.sampled_from(
 @pytest.mark.parametrize("exchange", ["binance", "hyperliquid"])
 @given(seed=st.integers(0, 2**32 - 1), ev=OPEN_EVENTS)
 def test_the_open_fast_path_computes_exactly_what_the_generic_kernel_computes(exchange, seed, ev):
-    # every constraint, tier edge and rounding the random cohort reaches gives the same bits
-    # on the vectorized fast path; Binance's BTC brackets (10 tiers, the first to 50,000) and
-    # Hyperliquid's (two tiers, the first to 150 M)
+    # every constraint, tier edge, probability limit and rounding the random cohort reaches
+    # gives the same bits on the vectorized fast path; Binance's BTC brackets (10 tiers, the
+    # first to 50,000) and Hyperliquid's (two tiers, the first to 150 M)
     spec = SPEC if exchange == "binance" else load_markets("hyperliquid")["BTC/USDC:USDC"]
     cohort = Cohort.from_table(random_cohort(seed, 200))
     vec = prepare_event(ev, spec, spec)
+    # probability limits on the event's curve (None without sigma: the limit cannot be met)
+    curve = event_curve(ev, cohort)
     fast, generic = allocate_result(len(cohort)), allocate_result(len(cohort))
-    run_kernel(vec, spec, cohort, fast, fast_path=True)
-    run_kernel(vec, spec, cohort, generic, fast_path=False)
+    run_kernel(vec, spec, cohort, fast, curve, fast_path=True)
+    run_kernel(vec, spec, cohort, generic, curve, fast_path=False)
     for k in fast:
         np.testing.assert_array_equal(fast[k], generic[k], err_msg=k)
 

@@ -1046,15 +1046,17 @@ def open_kernel(
 ) -> None:
     """An open, increase or flip for every follower: what :func:`generic_kernel` computes.
 
-    Rows go in blocks of ``_BLOCK``, the blocks in parallel. A vectorized pass sizes the common
-    case of each block: a valid, allowed row with no probability limit, flat or on the lead's
-    side, whose sizing mode asks for more, whose notionals stay in the first tier and whose
-    order is not rounded up to the exchange minimum. For those rows it computes exactly what
-    :func:`generic_rows` computes, with the same floating-point operations in the same order.
-    It marks every other row in ``slow``, and :func:`generic_rows` then sizes those while the
-    block's columns are still in cache (gathered from memory afterwards, a sixth of a
-    million rows cost as much as the vectorized pass over all of them). It takes the generic
-    kernel's arguments plus ``slow``, so that one argument tuple serves both.
+    Rows go in blocks of ``_BLOCK``, the blocks in parallel. A scalar pass looks up the
+    buffer each probability limit needs on the curve; a vectorized pass then sizes the common
+    case of the block: a valid, allowed row whose probability limit (if any) the curve
+    resolves, flat or on the lead's side, whose sizing mode asks for more, whose notionals stay
+    in the first tier and whose order is not rounded up to the exchange minimum. For those
+    rows it computes exactly what :func:`generic_rows` computes, with the same floating-point
+    operations in the same order. It marks every other row in ``slow``, and
+    :func:`generic_rows` then sizes those while the block's columns are still in cache
+    (gathered from memory afterwards, a sixth of a million rows cost as much as the vectorized
+    pass over all of them). It takes the generic kernel's arguments plus ``slow``, so that one
+    argument tuple serves both.
 
     The vectorized pass has no branches that depend on the row, so that LLVM's loop
     vectorizer runs four followers per instruction: each constraint is computed for every
@@ -1079,6 +1081,8 @@ def open_kernel(
     ) = _event_constants(ev, cs, amount_step, amount_decimals, t_cap, t_mmr, t_cum, t_max_lev)
     last = t_cap.shape[0] - 1
     n = equity.shape[0]
+    has_curve = curve_h.shape[0] > 0
+    curve_side = 0 if s > 0.0 else 1
     first_cap_hi = first[0] * (1.0 + 1e-12)
     # The initial-margin solver scans the tiers from the top; when leverage never rises with
     # the tier, a budget that cannot reach the second tier's floor reaches no higher floor,
@@ -1101,7 +1105,21 @@ def open_kernel(
         lo, hi = b * _BLOCK, min(n, (b + 1) * _BLOCK)
         # an unsigned index: with a signed one every column read tests for a negative index,
         # and the vectorizer turns the reads into gathers
-        for i in range(np.uint64(lo), np.uint64(hi)):
+        lo_u, hi_u = np.uint64(lo), np.uint64(hi)
+        # the buffers the rows' probability limits need, looked up on the curve first: a
+        # binary search per row would stop the pass below from vectorizing (NaN: no limit, or
+        # no curve, and the row is left to generic_rows)
+        required = np.empty(_BLOCK)
+        for i in range(lo_u, hi_u):
+            alpha = max_liq_probability[i]
+            required[i - lo_u] = (
+                required_distance(
+                    curve_table, curve_y, curve_h, curve_side, alpha, horizon_hours[i]
+                )
+                if has_curve and not math.isnan(alpha)
+                else math.nan
+            )
+        for i in range(lo_u, hi_u):
             eq = equity[i]
             pos_c = position[i]
             ep0 = entry_price[i]
@@ -1110,7 +1128,13 @@ def open_kernel(
             isolated = mm == MM_ISOLATED
             alpha = max_liq_probability[i]
             dist_set = min_liq_distance[i]
-            dist = lead_dist if math.isnan(dist_set) else dist_set
+            # generic_rows' buffer: the follower's, else the lead's (none under a probability
+            # limit), raised to what the limit requires
+            dist_own = (
+                (lead_dist if math.isnan(alpha) else 0.0) if math.isnan(dist_set) else dist_set
+            )
+            d_req = required[i - lo_u]
+            dist = d_req if d_req > dist_own else dist_own
             pol = policy[i]
             accumulate = pol == P_ACCUMULATE
             avail = available[i]
@@ -1131,7 +1155,7 @@ def open_kernel(
                 avail,
                 other,
                 other_maint,
-                dist,
+                dist_own,
                 res_in,
                 alpha,
                 m | mm | pol,
@@ -1164,7 +1188,13 @@ def open_kernel(
             )
             if accumulate:
                 d += res_in * cs
-            fast = valid & allowed[i] & math.isnan(alpha) & ((q == 0.0) | (s_f == s)) & (d > 0.0)
+            fast = (
+                valid
+                & allowed[i]
+                & (math.isnan(alpha) | ~math.isnan(d_req))
+                & ((q == 0.0) | (s_f == s))
+                & (d > 0.0)
+            )
             reasons = np.uint32(0)
             target = cur + d
             upnl0 = s * cur * (p - ep0) if cur > 0.0 else 0.0
