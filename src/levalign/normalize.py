@@ -581,8 +581,8 @@ def normalize(
         A previous result for a cohort of the same length, whose columns this call overwrites
         and returns (``out`` then holds the new orders too). A live engine sizing event after
         event for the same cohort saves the fresh columns' cost: about 100 MB for a million
-        followers, which the operating system zeroes page by page (measured: 15 ms of the
-        call's 33 ms, see the README's benchmarks).
+        followers, which the operating system zeroes page by page (measured: 11 ms of the
+        call's 30 ms, see the README's benchmarks).
 
     Returns
     -------
@@ -878,6 +878,6 @@ def run_kernel(
 
 
 # Smaller cohorts run the generic kernel alone: it sizes 50,000 followers in a few
-# milliseconds, and the fast path would add its one-off compilation (about 20 s on a cold numba
+# milliseconds, and open_kernel would add its one-off compilation (about 35 s on a cold numba
 # cache) to a first run, the demo's included
 FAST_PATH_MIN_ROWS = 50_000
