@@ -14,7 +14,7 @@ from levalign import _normalize_kernel as nk
 from levalign._reference import reference_normalize_one
 from levalign.demo import sample_cohort
 from levalign.errors import ConfigurationError, InvalidInput
-from levalign.markets import Markets, MarketSpec, load_markets
+from levalign.markets import Markets, MarketSpec, TierTable, load_markets
 from levalign.normalize import (
     DERISK_ACTIONS,
     MARGIN_MODES,
@@ -660,18 +660,80 @@ def test_the_open_fast_path_computes_exactly_what_the_generic_kernel_computes(ex
         np.testing.assert_array_equal(fast[k], generic[k], err_msg=k)
 
 
+def _filled_result(n: int, value: int) -> dict[str, np.ndarray]:
+    """Output columns holding ``value`` everywhere: a row a kernel skips keeps it."""
+    cols = allocate_result(n)
+    for col in cols.values():
+        col[:] = value
+    return cols
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_open_kernel_blocks_cover_every_row_once(seed):
-    # two whole blocks and a partial third (2 * 2048 + 37 rows): each block's vectorized pass
-    # and its generic rows give the generic kernel's bits, at block edges too
+    # two whole blocks and a partial third (2 * 2048 + 37 rows), probability limits included:
+    # each block's vectorized pass and its generic rows give the generic kernel's bits, at
+    # block edges too; outputs start as different sentinels, so a row either kernel skipped
+    # would show
     n = 2 * nk._BLOCK + 37
     cohort = Cohort.from_table(random_cohort(seed, n))
-    vec = prepare_event(LeadEvent.model_validate(event(sigma=0.7)), SPEC, SPEC)
-    fast, generic = allocate_result(n), allocate_result(n)
-    run_kernel(vec, SPEC, cohort, fast, fast_path=True)
-    run_kernel(vec, SPEC, cohort, generic, fast_path=False)
+    ev = LeadEvent.model_validate(event(sigma=0.7))
+    vec, curve = prepare_event(ev, SPEC, SPEC), event_curve(ev, cohort)
+    fast, generic = _filled_result(n, 7), _filled_result(n, 9)
+    run_kernel(vec, SPEC, cohort, fast, curve, fast_path=True)
+    run_kernel(vec, SPEC, cohort, generic, curve, fast_path=False)
     for k in fast:
         np.testing.assert_array_equal(fast[k], generic[k], err_msg=k)
+
+
+def test_a_tier_table_not_starting_at_zero_leaves_every_row_to_the_generic_code():
+    # the vectorized pass's first-tier shortcuts assume a first floor of 0 (TierTable.from_rows
+    # guarantees it); a table built around that check still gets the generic kernel's bits
+    t = SPEC.tiers
+    floor = t.floor.copy()
+    floor[0] = 1_000.0
+    spec = dataclasses.replace(
+        SPEC,
+        tiers=TierTable(floor=floor, cap=t.cap, mmr=t.mmr, cum=t.cum, max_leverage=t.max_leverage),
+    )
+    cohort = Cohort.from_table(random_cohort(3, 400))
+    vec = prepare_event(LeadEvent.model_validate(event(sigma=0.7)), spec, spec)
+    fast, generic = allocate_result(400), allocate_result(400)
+    slow = np.zeros(400, dtype=np.bool_)
+    open_args: tuple[Any, ...] = (*kernel_args(vec, spec, cohort, fast), slow)
+
+    nk.open_kernel(*open_args)
+    run_kernel(vec, spec, cohort, generic, fast_path=False)
+
+    assert slow.all()
+    for k in fast:
+        np.testing.assert_array_equal(fast[k], generic[k], err_msg=k)
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_division_by_zero_is_a_value_on_both_paths(fast_path):
+    # sigma = 1e-170 squares to 0: the optimal (Kelly) quantity mu / sigma^2 is inf, which the
+    # position cap binds to 2 x 10,000 / 20,000 = 1 BTC; both kernels use numpy's error model
+    # (set, not inherited from whichever kernel compiled the generic rows first), so neither
+    # raises from inside its parallel loop
+    cohort = Cohort.from_table(
+        {
+            "id": np.arange(2),
+            "equity": np.full(2, 10_000.0),
+            "mode": np.full(2, "optimal"),
+            "sigma": np.array([1e-170, 1e-170]),
+            "expected_return": np.full(2, 0.3),
+            "margin_mode": np.full(2, "cross"),
+            "max_position_leverage": np.full(2, 2.0),
+        }
+    )
+    vec = prepare_event(LeadEvent.model_validate(event()), SPEC, SPEC)
+    cols = allocate_result(2)
+
+    run_kernel(vec, SPEC, cohort, cols, fast_path=fast_path)
+
+    np.testing.assert_array_equal(cols["amount"], [1.0, 1.0])
+    assert np.isinf(cols["raw_amount"]).all()
+    assert (cols["reasons"] & Reason.POSITION_LEVERAGE).all()
 
 
 @pytest.mark.parametrize("margin_mode", ["cross", "isolated"])
@@ -739,9 +801,35 @@ def test_out_reuses_a_previous_results_columns():
 
 def test_out_of_another_length_is_refused():
     first = normalize(event(), random_cohort(5, 40), MARKETS)
-    with pytest.raises(InvalidInput, match=r"out must be a result for 41 followers") as err:
+    with pytest.raises(InvalidInput, match=r"these 41 followers.*'side' is int8 of shape \(40,\)"):
         normalize(event(), random_cohort(5, 41), MARKETS, out=first)
+
+
+def test_out_sharing_memory_with_the_cohort_is_refused():
+    # a live engine feeding the last targets back in as positions: the kernel would read
+    # positions it has already overwritten
+    cohort = random_cohort(5, 40)
+    first = normalize(event(), cohort, MARKETS)
+    cohort["position"] = first["target_position"]
+    with pytest.raises(
+        InvalidInput, match=r"'target_position' shares memory with 'position'"
+    ) as err:
+        normalize(event(), cohort, MARKETS, out=first)
     assert err.value.field == "out"
+
+
+@pytest.mark.parametrize("fault", ["read_only", "shared_column"])
+def test_out_with_unusable_columns_is_refused(fault):
+    cohort = Cohort.from_table(random_cohort(5, 40))
+    first = normalize(event(), cohort, MARKETS)
+    if fault == "read_only":
+        first["amount"].setflags(write=False)
+        message = r"'amount' is read-only or not contiguous"
+    else:
+        first.columns["close_amount"] = first["amount"]
+        message = r"'close_amount' shares memory with 'amount'"
+    with pytest.raises(InvalidInput, match=message):
+        normalize(event(), cohort, MARKETS, out=first)
 
 
 @given(seed=st.integers(0, 2**32 - 1), ev=events)

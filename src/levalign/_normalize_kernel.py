@@ -81,10 +81,10 @@ R_NO_LEAD_CHANGE = 1 << 20
 R_VEGA_LIMIT = 1 << 21  # options only (levalign.risk.options)
 
 # LLVM's loop vectorizer gives up on a loop that needs more than 128 run-time checks that its
-# arrays do not overlap; open_kernel's vectorized pass reads 27 columns and writes 14, and
-# needs several hundred. The checks run once per block of rows, not per row. The option is
-# process-wide: it only lets loops with many arrays vectorize, and cannot change what any
-# compiled code computes.
+# arrays do not overlap; open_kernel's vectorized pass reads 26 cohort columns and the block's
+# buffers and writes 14 columns, and needs several hundred. The checks run once per block of
+# rows, not per row. The option is process-wide: it only lets loops with many arrays
+# vectorize, and cannot change what any compiled code computes.
 llvm.set_option("", "--vectorize-memory-check-threshold=4096")
 
 _HOURS_PER_YEAR = 8760.0
@@ -178,7 +178,7 @@ def _margin_top(
     return min(cap_k, margin * min(max_lev_k, lev_cap)) / price
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _max_qty_for_balance(
     budget: float,
     price: float,
@@ -206,7 +206,7 @@ def _max_qty_for_balance(
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _max_qty_for_initial_margin(
     margin: float,
     price: float,
@@ -296,7 +296,7 @@ EventConstants = tuple[
 
 # not inlined: numba's parallel array analysis rejects the inlined nested tuple, and it runs
 # once per call
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _event_constants(
     ev: FloatArray,
     contract_size: float,
@@ -434,9 +434,14 @@ def _mode_quantity(
 
 # Compiled without numba's reference-counting runtime: it allocates nothing, and with the
 # runtime every row increments and decrements the count of the arrays it passes to the solvers
-# (measured: 1.8x slower than without). Should it ever allocate, numba refuses to compile it.
-# numba's type stubs do not list the ``_nrt`` option.
-@njit(cache=True, _nrt=False)  # type: ignore[call-overload, untyped-decorator]
+# (measured: 1.8x slower than without). numba refuses to compile an allocation here, and in a
+# callee it compiles for this function first (today's callees allocate nothing). numba's type
+# stubs do not list the ``_nrt`` option.
+# The error model is set, not inherited: a callee without one takes its first caller's, so
+# open_kernel's (numpy) or generic_kernel's (python, raising) would depend on which compiled
+# first. numpy's, as in the vectorized pass: a division by zero gives inf or NaN, and the row
+# gets its reason codes, never an exception from inside the parallel loop.
+@njit(cache=True, error_model="numpy", _nrt=False)  # type: ignore[call-overload, untyped-decorator]
 def generic_rows(
     ev: FloatArray,
     # market
@@ -506,7 +511,8 @@ def generic_rows(
     reproduces for the common case of an open (see :func:`levalign.normalize.run_kernel`).
     Serial: :func:`generic_kernel` and :func:`open_kernel` run it over blocks of rows in
     parallel, and its ``py_func`` is the plain-Python execution tests and the benchmark
-    compare them with.
+    compare them with (where the compiled code divides by zero into inf or NaN, numpy's error
+    model, the plain-Python run raises ZeroDivisionError).
     """
     cs = contract_size
     (
@@ -863,7 +869,7 @@ def generic_rows(
             o_liq_dist[i] = math.nan
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def generic_kernel(
     ev: FloatArray,
     # market
@@ -1083,6 +1089,9 @@ def open_kernel(
     n = equity.shape[0]
     has_curve = curve_h.shape[0] > 0
     curve_side = 0 if s > 0.0 else 1
+    # the first-tier shortcuts take the first tier to start at 0, as TierTable.from_rows
+    # ensures; a table built around it leaves every row to generic_rows
+    tiers_from_zero = t_floor[0] == 0.0
     first_cap_hi = first[0] * (1.0 + 1e-12)
     # The initial-margin solver scans the tiers from the top; when leverage never rises with
     # the tier, a budget that cannot reach the second tier's floor reaches no higher floor,
@@ -1189,7 +1198,8 @@ def open_kernel(
             if accumulate:
                 d += res_in * cs
             fast = (
-                valid
+                tiers_from_zero
+                & valid
                 & allowed[i]
                 & (math.isnan(alpha) | ~math.isnan(d_req))
                 & ((q == 0.0) | (s_f == s))

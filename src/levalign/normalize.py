@@ -578,11 +578,12 @@ def normalize(
         Monte Carlo run of a GARCH-t model). Default: the closed-form GBM curve at the event's
         ``sigma`` and ``expected_return`` (:func:`event_curve`).
     out
-        A previous result for a cohort of the same length, whose columns this call overwrites
-        and returns (``out`` then holds the new orders too). A live engine sizing event after
-        event for the same cohort saves the fresh columns' cost: about 100 MB for a million
-        followers, which the operating system zeroes page by page (measured: 11 ms of the
-        call's 30 ms, see the README's benchmarks).
+        An earlier result for this cohort, whose output columns this call overwrites and
+        returns in a new result: use the returned one, and copy whatever you still need from
+        ``out`` first (its arrays and its ``to_arrow()`` / ``to_pandas()`` tables share the
+        memory). A live engine sizing event after event for one cohort saves the fresh
+        columns' cost: about 100 MB for a million followers, which the operating system zeroes
+        page by page (measured: 11 ms of the call's 30 ms, see the README's benchmarks).
 
     Returns
     -------
@@ -591,8 +592,9 @@ def normalize(
     Raises
     ------
     InvalidInput
-        Malformed event (the field is named), unknown symbol, missing follower column, an
-        ``out`` of another length.
+        Malformed event (the field is named), unknown symbol, missing follower column; an
+        ``out`` whose columns are missing, of another length or type, read-only, strided, or
+        share memory with a cohort column or with each other.
     ConfigurationError
         The follower market lacks an amount step, or is inverse (not yet supported here).
     """
@@ -607,7 +609,7 @@ def normalize(
         "event.symbol",
     )
     ev = prepare_event(ev_model, lead_spec, spec)
-    cols = allocate_result(len(cohort)) if out is None else _reused_columns(out, len(cohort))
+    cols = allocate_result(len(cohort)) if out is None else _reused_columns(out, cohort)
     run_kernel(ev, spec, cohort, cols, curve or event_curve(ev_model, cohort))
     return NormalizeResult(
         event_id=ev_model.event_id,
@@ -738,22 +740,37 @@ def _linear_spec(markets: Markets, symbol: str, field: str) -> MarketSpec:
     return spec
 
 
-def _reused_columns(out: NormalizeResult, n: int) -> dict[str, NDArray[Any]]:
-    """``out``'s output columns, checked against what the kernel writes for ``n`` followers."""
-    fresh = allocate_result(0)
-    cols = {}
-    for name, like in fresh.items():
+def _reused_columns(out: NormalizeResult, cohort: Cohort) -> dict[str, NDArray[Any]]:
+    """``out``'s output columns, checked against what the kernel writes for ``cohort``.
+
+    The kernel reads each block's inputs after writing some of its outputs, so an output
+    column may share memory with no input column and no other output column.
+    """
+    n = len(cohort)
+    inputs = {
+        **cohort.floats,
+        **cohort.codes,
+        "allowed": cohort.allowed,
+    }
+    cols: dict[str, NDArray[Any]] = {}
+    for name, like in allocate_result(0).items():
         col = out.columns.get(name)
-        if (
-            col is None
-            or col.shape != (n,)
-            or col.dtype != like.dtype
-            or not (col.flags.writeable and col.flags.c_contiguous)
-        ):
+        fault = None
+        if col is None:
+            fault = "is missing"
+        elif col.shape != (n,) or col.dtype != like.dtype:
+            fault = f"is {col.dtype} of shape {col.shape}, not {like.dtype} of shape ({n},)"
+        elif not (col.flags.writeable and col.flags.c_contiguous):
+            fault = "is read-only or not contiguous"
+        else:
+            shared = [k for k, v in {**inputs, **cols}.items() if np.may_share_memory(col, v)]
+            if shared:
+                fault = f"shares memory with {shared[0]!r}: copy that column into the cohort"
+        if col is None or fault is not None:
             raise InvalidInput(
-                f"out must be a result for {n} followers (its column {name!r} is "
-                f"{'missing' if col is None else f'{col.dtype} of shape {col.shape}'}); pass "
-                "the result of an earlier normalize() call on this cohort, or no out",
+                f"out must be an earlier result for these {n} followers, and its column "
+                f"{name!r} {fault}; pass the result of an earlier normalize() call on this "
+                "cohort, or no out",
                 field="out",
             )
         cols[name] = col
