@@ -197,7 +197,8 @@ def _margin_top(
     margin: float, price: float, cap_k: float, max_lev_k: float, lev_cap: float
 ) -> float:
     """Largest quantity ``margin`` buys at tier ``k``'s leverage, capped at the tier's top."""
-    return min(cap_k, margin * min(max_lev_k, lev_cap)) / price
+    # times the reciprocal: loop-invariant, so one division per event in a row loop
+    return min(cap_k, margin * min(max_lev_k, lev_cap)) * (1.0 / price)
 
 
 @njit(cache=True, error_model="numpy")
@@ -312,7 +313,21 @@ def _sizing_event(ev: FloatArray) -> SizingEvent:
 
 # What every row of one event shares (see _event_constants)
 EventConstants = tuple[
-    int, float, float, float, float, float, int, float, float, float, SizingEvent, float, FirstTier
+    int,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    float,
+    int,
+    float,
+    float,
+    float,
+    SizingEvent,
+    float,
+    FirstTier,
 ]
 
 
@@ -331,10 +346,15 @@ def _event_constants(
 ) -> EventConstants:
     """Per-event scalars both kernels read, computed once per event (or block of rows).
 
-    ``(kind, lead side, price, 1/price, base units per lot, 10^decimals, units per step, lead
-    liquidation distance, event sigma, event mu, sizing fields, largest tier quantity, first
-    tier)``. Amounts leave as whole decimal units over ``10^decimals``: an exact integer over an
-    exact power of ten is the correctly rounded decimal, with no per-row ``round(x, ndigits)``.
+    ``(kind, lead side, price, 1/price, base units per lot, lots per base unit, 1/contract
+    size, 10^decimals, units per step, lead liquidation distance, event sigma, event mu, sizing
+    fields, largest tier quantity, first tier)``. Amounts leave as whole decimal units over
+    ``10^decimals``: an exact integer over an exact power of ten is the correctly rounded
+    decimal, with no per-row ``round(x, ndigits)``. Every other division by a per-event
+    constant is a product with its reciprocal: divisions are the vectorized pass's bottleneck
+    (measured: 1.5 ms of 19 for a million followers). With the usual contract size of 1 the
+    products are exact; otherwise they may differ from the quotients by one ulp, and lot
+    counting tolerates a billionth of a lot.
     """
     p = ev[E_PRICE]
     inv_p = 1.0 / p  # one division per event instead of several per follower
@@ -345,6 +365,8 @@ def _event_constants(
         p,
         inv_p,
         amount_step * contract_size,
+        1.0 / (amount_step * contract_size),
+        1.0 / contract_size,
         unit_scale,
         round(amount_step * unit_scale),
         0.0 if math.isnan(ev[E_LEAD_DIST]) else ev[E_LEAD_DIST],
@@ -436,7 +458,7 @@ def _mode_quantity(
         d = fixed_notional * inv_price * open_frac if held == 0.0 else held * growth
     elif mode == M_TARGET_LEV:
         lev = min(scale * lev_total, max_leverage)
-        d = lev * equity * share / price - held
+        d = lev * equity * share * inv_price - held
     elif mode == M_RISK:
         stop_dist = math.nan
         if not math.isnan(stop):
@@ -543,6 +565,8 @@ def generic_rows(
         p,
         inv_p,
         lot,
+        inv_lot,
+        inv_cs,
         unit_scale,
         step_units,
         lead_dist,
@@ -772,7 +796,7 @@ def generic_rows(
                         target, reasons = _bind(target, cap_q, cur, R_MAX_NOTIONAL, reasons)
                     d_ok = max(target - cur, 0.0)
                     # -- lots, exchange minimums, min-size policy
-                    exact = d_ok / lot
+                    exact = d_ok * inv_lot
                     # int() truncates: the floor of a non-negative number, without a libm call
                     lots = int(exact + _EPS)
                     if exact - lots > _EPS * max(1.0, exact):  # dropped > a billionth
@@ -817,9 +841,9 @@ def generic_rows(
                             amt = 0.0
                             reasons |= R_SKIPPED
                     if amt > 0.0:
-                        res_out = (d_ok - amt * cs) / cs if accumulate else 0.0
+                        res_out = (d_ok - amt * cs) * inv_cs if accumulate else 0.0
                     else:
-                        res_out = d_ok / cs  # carried (accumulate) or recorded (skip)
+                        res_out = d_ok * inv_cs  # carried (accumulate) or recorded (skip)
                     if accumulate and res_out < 0.0:
                         res_out = 0.0
                     if amt > 0.0:
@@ -864,8 +888,8 @@ def generic_rows(
         o_reduce_only[i] = reduce_only
         o_leverage[i] = lev_out
         o_collateral[i] = coll_out
-        o_target[i] = q / cs
-        o_raw[i] = raw / cs
+        o_target[i] = q * inv_cs
+        o_raw[i] = raw * inv_cs
         o_reasons[i] = reasons
         o_residual[i] = res_out
         o_eff_lev[i] = (held_q * p + other_notional[i]) / eq
@@ -1124,7 +1148,9 @@ def open_kernel(
         s,
         p,
         inv_p,
-        lot,
+        _,
+        inv_lot,
+        inv_cs,
         unit_scale,
         step_units,
         lead_dist,
@@ -1324,7 +1350,7 @@ def open_kernel(
             target, reasons = _bind(target, max_notional[i] * inv_p, cur, R_MAX_NOTIONAL, reasons)
             d_ok = max(target - cur, 0.0)
             # -- lots, exchange minimums, min-size policy (rounding up: the generic path)
-            exact = d_ok / lot
+            exact = d_ok * inv_lot
             lots = int(exact + _EPS)
             if exact - lots > _EPS * max(1.0, exact):
                 reasons |= R_LOT_ROUNDING
@@ -1342,7 +1368,9 @@ def open_kernel(
                 amt = 0.0
             filled = amt > 0.0
             # filled: what accumulates of the order, else the whole order (carried or recorded)
-            res_out = ((d_ok - amt * cs) / cs if accumulate else 0.0) if filled else d_ok / cs
+            res_out = (
+                ((d_ok - amt * cs) * inv_cs if accumulate else 0.0) if filled else d_ok * inv_cs
+            )
             if accumulate and res_out < 0.0:
                 res_out = 0.0
             # -- the order and the state after it
@@ -1400,8 +1428,8 @@ def open_kernel(
             o_reduce_only[i] = False
             o_leverage[i] = lev_set if filled else math.nan
             o_collateral[i] = need - c0 if filled & isolated else 0.0
-            o_target[i] = q_after / cs
-            o_raw[i] = d / cs
+            o_target[i] = q_after * inv_cs
+            o_raw[i] = d * inv_cs
             o_reasons[i] = reasons
             o_residual[i] = res_out
             o_eff_lev[i] = (held_q * p + other) / eq
