@@ -895,6 +895,6 @@ def run_kernel(
 
 
 # Smaller cohorts run the generic kernel alone: it sizes 50,000 followers in a few
-# milliseconds, and open_kernel would add its one-off compilation (about 35 s on a cold numba
+# milliseconds, and open_kernel would add its one-off compilation (about 17 s on a cold numba
 # cache) to a first run, the demo's included
 FAST_PATH_MIN_ROWS = 50_000
