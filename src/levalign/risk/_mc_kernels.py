@@ -635,7 +635,6 @@ def run_static(
     gam: np.uint64,
     pc0: np.uint64,
     h: int,
-    use_bridge: bool,
     groups: FloatArray,
     alive: BoolArray,
     ulo: float,
@@ -698,7 +697,7 @@ def run_static(
             if s > 0.0:
                 if y <= ulo or y >= uhi:
                     s = 0.0
-                elif use_bridge:
+                else:
                     s *= (1.0 - bridge_probability(yp, y, ulo, vt)) * (
                         1.0 - bridge_probability(yp, y, uhi, vt)
                     )
@@ -711,7 +710,7 @@ def run_static(
                         continue
                     lo, hi = groups[g, G_LO], groups[g, G_HI]
                     hit = y <= lo or y >= hi
-                    if not hit and use_bridge:
+                    if not hit:
                         p = bridge_probability(yp, y, lo, vt)
                         if p > 0.0:
                             if u_lo < 0.0:
@@ -834,6 +833,28 @@ def _lane_step(inc: float, k: int, o: int, st: FloatArray, sgc: float, kb: float
     return fire
 
 
+@njit(cache=True, inline="always")
+def _fill_signed_pair(
+    kind: int,
+    mp: FloatArray,
+    k_sub: int,
+    steps: int,
+    key: np.uint64,
+    gam: np.uint64,
+    pc0: np.uint64,
+    eps: float,
+    base: FloatArray,
+    dev: FloatArray,
+    var: FloatArray,
+    draws: U64Array,
+) -> None:
+    """:func:`fill_pair`, the moves turned over when ``eps < 0`` (the book's sign)."""
+    fill_pair(kind, mp, k_sub, steps, key, gam, pc0, base, dev, var, draws)
+    if eps < 0.0:
+        base *= -1.0
+        dev *= -1.0
+
+
 @njit(cache=True)
 def pair_path(base: FloatArray, dev: FloatArray, steps: int, sg: float, y: FloatArray) -> None:
     """Grid points of path ``a`` (``sg = 1``) or ``b`` (``sg = −1``) of a pair, as walked."""
@@ -924,7 +945,6 @@ def run_funding(
     gam: np.uint64,
     pc0: np.uint64,
     h: int,
-    use_bridge: bool,
     rate: FloatArray,
     groups: FloatArray,
     legs: FloatArray,
@@ -981,7 +1001,7 @@ def run_funding(
             hit = e1 < 0.0 or e_prev < 0.0
             p_lo = 0.0
             p_hi = 0.0
-            if not hit and use_bridge:
+            if not hit:
                 near = False
                 sp, sm = groups[g, G_SPLUS], groups[g, G_SMINUS]
                 if sp > 0.0 and min(e1 / (sp * v), e_prev / (sp * vp)) < d:
@@ -1039,14 +1059,14 @@ def run_funding(
 
 
 @njit(cache=True)
-def _bridge_thresholds(var: FloatArray, dthr: FloatArray, steps: int, use_bridge: bool) -> None:
+def _bridge_thresholds(var: FloatArray, dthr: FloatArray, steps: int) -> None:
     """``dthr = sqrt(BRIDGE_CUTOFF · var / 2)``: closer to a level than this, take the bridge."""
     last_v = -1.0
     last_d = 0.0
     for t in range(steps):
         if var[t] != last_v:  # constant for most models: one square root per pair
             last_v = var[t]
-            last_d = math.sqrt(0.5 * BRIDGE_CUTOFF * last_v) if use_bridge else 0.0
+            last_d = math.sqrt(0.5 * BRIDGE_CUTOFF * last_v)
         dthr[t] = last_d
 
 
@@ -1064,7 +1084,6 @@ def simulate_chunks(
     c_lo: int,
     c_hi: int,
     eps: float,
-    use_bridge: bool,
     has_funding: bool,
     rate: FloatArray,
     groups: FloatArray,
@@ -1130,12 +1149,11 @@ def simulate_chunks(
                         lane_hi[k] = math.inf
                         continue
                     pc0 = np.uint64((g0 + k - p_begin) * k_sub * steps * SLOTS)
-                    fill_pair(kind, mp, k_sub, steps, key, gam, pc0, base, dev, var, draws)
-                    if eps < 0.0:
-                        base *= -1.0
-                        dev *= -1.0
+                    _fill_signed_pair(
+                        kind, mp, k_sub, steps, key, gam, pc0, eps, base, dev, var, draws
+                    )
                     if not thresholds_known:
-                        _bridge_thresholds(var, dthr, steps, use_bridge)
+                        _bridge_thresholds(var, dthr, steps)
                         dmax = np.max(dthr)
                         # a constant step variance gives every pair the same thresholds
                         thresholds_known = const_var
@@ -1166,11 +1184,11 @@ def simulate_chunks(
                             if not const_var:
                                 for t in range(steps):
                                     var[t] = vars_[t, k]
-                                _bridge_thresholds(var, dthr, steps, use_bridge)
+                                _bridge_thresholds(var, dthr, steps)
                             pair_path(base, dev, steps, 1.0 - 2.0 * h, ya)
                             s, liq, eq, dd = run_static(
                                 ya, var, dthr, steps, k_sub, key, gam, pc0, h,
-                                use_bridge, groups, alive, ulo, uhi, free, e0,
+                                groups, alive, ulo, uhi, free, e0,
                             )  # fmt: skip
                         else:
                             s, liq, eq, dd = 1.0, -1, eq_l[2 * k + h], dd_l[2 * k + h]
@@ -1182,12 +1200,9 @@ def simulate_chunks(
         for p in range(p_begin, p_end):
             pc0 = np.uint64((p - p_begin) * k_sub * steps * SLOTS)
             if kind != K_BOOTSTRAP:
-                fill_pair(kind, mp, k_sub, steps, key, gam, pc0, base, dev, var, draws)
-                if eps < 0.0:
-                    base *= -1.0
-                    dev *= -1.0
+                _fill_signed_pair(kind, mp, k_sub, steps, key, gam, pc0, eps, base, dev, var, draws)
                 if not thresholds_known:
-                    _bridge_thresholds(var, dthr, steps, use_bridge)
+                    _bridge_thresholds(var, dthr, steps)
                     thresholds_known = const_var
                 pair_paths(base, dev, steps, ya, yb)
             for h in range(2):
@@ -1195,7 +1210,7 @@ def simulate_chunks(
                     fill_bootstrap(mp, returns, k_sub, steps, key, gam, pc0, h, base, dev, var)
                     if eps < 0.0:
                         base *= -1.0
-                    _bridge_thresholds(var, dthr, steps, use_bridge)
+                    _bridge_thresholds(var, dthr, steps)
                     pair_path(base, dev, steps, 1.0, ya)
                     path = ya
                 else:
@@ -1203,13 +1218,13 @@ def simulate_chunks(
                 if has_funding:
                     s, liq, eq, dd = run_funding(
                         path, var, dthr, steps, k_sub, key, gam, pc0, h,
-                        use_bridge, rate, groups, legs, bp, t_cap, t_mmr, t_cum, alive, w,
+                        rate, groups, legs, bp, t_cap, t_mmr, t_cum, alive, w,
                         free, e0,
                     )  # fmt: skip
                 else:
                     s, liq, eq, dd = run_static(
                         path, var, dthr, steps, k_sub, key, gam, pc0, h,
-                        use_bridge, groups, alive, ulo, uhi, free, e0,
+                        groups, alive, ulo, uhi, free, e0,
                     )  # fmt: skip
                 i = 2 * p + h
                 out_surv[i] = s
@@ -1232,7 +1247,6 @@ def extremes_chunks(
     c_lo: int,
     c_hi: int,
     every: int,
-    use_bridge: bool,
     out_min: FloatArray,
     out_max: FloatArray,
     out_last: FloatArray,
@@ -1284,16 +1298,15 @@ def extremes_chunks(
                 j = 0
                 for t in range(steps):
                     y1 = y + (base[t] + sg * dev[t])
-                    if use_bridge:
-                        vt = var[t]
-                        cut = BRIDGE_CUTOFF * vt
-                        q = 2.0 * (y - lo) * (y1 - lo)
-                        if q < cut:
-                            lo = min(lo, _bridge_min(y, y1, q, vt, uniform_at(key, gam, ctr), lo))
-                        q = 2.0 * (hi - y) * (hi - y1)
-                        if q < cut:
-                            u = uniform_at(key, gam, ctr + np.uint64(1))
-                            hi = max(hi, -_bridge_min(-y, -y1, q, vt, u, -hi))
+                    vt = var[t]
+                    cut = BRIDGE_CUTOFF * vt
+                    q = 2.0 * (y - lo) * (y1 - lo)
+                    if q < cut:
+                        lo = min(lo, _bridge_min(y, y1, q, vt, uniform_at(key, gam, ctr), lo))
+                    q = 2.0 * (hi - y) * (hi - y1)
+                    if q < cut:
+                        u = uniform_at(key, gam, ctr + np.uint64(1))
+                        hi = max(hi, -_bridge_min(-y, -y1, q, vt, u, -hi))
                     lo = min(lo, y1)
                     hi = max(hi, y1)
                     y = y1
@@ -1341,7 +1354,6 @@ def reference_paths(
     w0: Sequence[float],
     free: float,
     e0: float,
-    use_bridge: bool = True,
 ) -> tuple[FloatArray, IntArray, FloatArray, FloatArray]:
     """Plain-Python reference of :func:`simulate_chunks` for GBM, written without its shortcuts.
 
@@ -1429,7 +1441,7 @@ def reference_paths(
                 w[g] -= rate[t] * sum(eps * c for c, _, _, _ in group_legs[g]) * v_prev
                 hit = excess(g, w[g], v) < 0.0 or excess(g, w[g], v_prev) < 0.0
                 p_lo = p_hi = 0.0
-                if not hit and use_bridge:
+                if not hit:
                     b_lo, b_hi = levels(g, w[g], v)
                     p_lo, p_hi = crossing(y_prev, y, b_lo), crossing(y_prev, y, b_hi)
                 if hit:

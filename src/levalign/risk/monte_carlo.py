@@ -997,7 +997,7 @@ def _run_paths(run: _Run, paths: int, seed: int, progress: bool) -> PathOutcomes
     def kernel(lo: int, hi: int) -> None:
         mck.simulate_chunks(
             ma.kind, ma.mp, ma.returns, ma.k_sub, run.steps, n_pairs, CHUNK_PAIRS,
-            keys, gams, lo, hi, run.book.eps, True, has_funding, run.rate,
+            keys, gams, lo, hi, run.book.eps, has_funding, run.rate,
             a["groups"], a["legs"], a["bp"], a["t_cap"], a["t_mmr"], a["t_cum"],
             run.book.free, run.book.e0, surv, liq, eq, dd,
         )  # fmt: skip
@@ -1347,7 +1347,7 @@ def sample_extremes(
     def kernel(c_lo: int, c_hi: int) -> None:
         mck.extremes_chunks(
             ma.kind, ma.mp, ma.returns, ma.k_sub, steps, n_pairs, CHUNK_PAIRS,
-            keys, gams, c_lo, c_hi, every, True, lo, hi, last,
+            keys, gams, c_lo, c_hi, every, lo, hi, last,
         )  # fmt: skip
 
     _run_chunks(kernel, n_chunks, progress, "sampling extremes")
