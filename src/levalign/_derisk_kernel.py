@@ -187,13 +187,7 @@ def derisk_kernel(
             if not math.isnan(d_req):
                 restore = max(restore, d_req)
         valid = (
-            0.0 < eq <= nk._FLOAT_MAX
-            and math.isfinite(pos)
-            and (pos == 0.0 or 0.0 < ep <= nk._FLOAT_MAX)
-            and 0.0 <= c0 <= nk._FLOAT_MAX
-            and available[i] >= 0.0
-            and 0.0 <= other_mm[i] <= nk._FLOAT_MAX
-            and 0.0 <= other_notional[i] <= nk._FLOAT_MAX
+            nk._valid_account(eq, pos, ep, c0, available[i], other_notional[i], other_mm[i])
             and (math.isnan(floor_d) or 0.0 <= floor_d < 1.0)
             and 0.0 <= restore < 1.0
             and derisk[i] >= 0

@@ -381,6 +381,28 @@ def _event_constants(
 
 
 @njit(cache=True, inline="always")
+def _valid_account(
+    equity: float,
+    position: float,
+    entry_price: float,
+    collateral: float,
+    available: float,
+    other_notional: float,
+    other_mm: float,
+) -> bool:
+    """Whether a follower's account state is usable (:func:`_valid_row`, de-risking)."""
+    return (
+        _finite_positive(equity)
+        & math.isfinite(position)
+        & ((position == 0.0) | _finite_positive(entry_price))
+        & _finite_nonnegative(collateral)
+        & (available >= 0.0)  # NaN fails; infinite is allowed
+        & _finite_nonnegative(other_notional)
+        & _finite_nonnegative(other_mm)
+    )
+
+
+@njit(cache=True, inline="always")
 def _valid_row(
     equity: float,
     position: float,
@@ -406,14 +428,10 @@ def _valid_row(
     combined flag replaces a chain of a dozen branches.
     """
     return (
-        _finite_positive(equity)
-        & math.isfinite(position)
-        & ((position == 0.0) | _finite_positive(entry_price))
-        & _finite_nonnegative(collateral)
+        _valid_account(
+            equity, position, entry_price, collateral, available, other_notional, other_mm
+        )
         & _finite_nonnegative(scale)
-        & (available >= 0.0)  # NaN fails; infinite is allowed
-        & _finite_nonnegative(other_notional)
-        & _finite_nonnegative(other_mm)
         & (dist >= 0.0)
         & (dist < 1.0)
         & math.isfinite(residual)
