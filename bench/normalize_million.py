@@ -6,6 +6,8 @@ Figures:
   (``open_kernel``: per block of rows, the vectorized pass, then the generic row code for the
   rows it leaves);
 - ``generic``: the same event through ``generic_kernel`` (the generic row code for every row);
+- ``memory floor``: the kernel's input columns read and as many output columns written, with
+  no arithmetic: what the kernel would take if sizing cost nothing;
 - ``grouped``: the kernel on the same followers with rows grouped by profile
   (:meth:`levalign.normalize.Cohort.grouped_by_profile`), the layout a live engine keeps;
 - ``normalize()``: the public call (event validation, the curve, output columns): with fresh
@@ -24,6 +26,8 @@ import time
 from typing import Any
 
 import numpy as np
+from numba import njit, prange
+from numpy.typing import NDArray
 
 from bench._timing import median_seconds
 from levalign import _normalize_kernel as nk
@@ -42,6 +46,54 @@ from levalign.schemas import LeadEvent
 
 N = 1_000_000
 BASELINE_N = 5_000
+
+
+@njit(cache=True, parallel=True)
+def _stream(
+    floats: NDArray[np.float64],
+    bytes_: NDArray[np.int8],
+    out: NDArray[np.float64],
+    out_u32: NDArray[np.uint32],
+    out_bytes: NDArray[np.int8],
+) -> None:
+    """Read every row of ``floats`` and ``bytes_`` (column-major), write every output row."""
+    for i in prange(floats.shape[1]):
+        acc = 0.0
+        for k in range(floats.shape[0]):
+            acc += floats[k, i]
+        for k in range(bytes_.shape[0]):
+            acc += bytes_[k, i]
+        for k in range(out.shape[0]):
+            out[k, i] = acc
+        out_u32[i] = np.uint32(acc > 0.0)
+        for k in range(out_bytes.shape[0]):
+            out_bytes[k, i] = np.int8(acc > 0.0)
+
+
+def _memory_floor_seconds(args: tuple[Any, ...], cols: dict[str, Any], runs: int) -> float:
+    """Median time of :func:`_stream` over the kernel's cohort columns and outputs of its widths.
+
+    The columns are copied once, outside the timing, into column-major blocks (one contiguous
+    row per column), which stream like the separate arrays.
+    """
+    outputs = {id(v) for v in cols.values()}
+    inputs = [a for a in args if isinstance(a, np.ndarray) and a.shape == (N,)]
+    inputs = [a for a in inputs if id(a) not in outputs]
+    floats = np.stack([a for a in inputs if a.dtype == np.float64])
+    bytes_ = np.stack([a.view(np.int8) for a in inputs if a.itemsize == 1])
+    n_float_out = sum(v.dtype == np.float64 for v in cols.values())
+    # the kernel's one-byte outputs (side, reduce_only) and its slow flags
+    n_byte_out = sum(v.itemsize == 1 for v in cols.values()) + 1
+    stream_args = (
+        floats,
+        bytes_,
+        np.empty((n_float_out, N)),
+        np.empty(N, dtype=np.uint32),
+        np.empty((n_byte_out, N), dtype=np.int8),
+    )
+    _stream(*stream_args)  # compile
+    seconds, _ = median_seconds(lambda: _stream(*stream_args), runs)
+    return seconds
 
 
 def _with_risk_limits(table: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -108,6 +160,7 @@ def run(runs: int = 25) -> dict[str, float]:
 
     kernel_s, _ = median_seconds(lambda: run_kernel(ev, spec, cohort, cols), runs)
     generic_s, _ = median_seconds(lambda: run_kernel(ev, spec, cohort, cols, fast_path=False), runs)
+    floor_s = _memory_floor_seconds(kernel_args(ev, spec, cohort, cols), cols, runs)
     # the share of followers the vectorized open fast path sizes itself
     slow = np.empty(N, dtype=np.bool_)
     open_args: tuple[Any, ...] = (*kernel_args(ev, spec, cohort, allocate_result(N)), slow)
@@ -166,6 +219,8 @@ def run(runs: int = 25) -> dict[str, float]:
         "grouped_over_random": grouped_s / kernel_s,
         "generic_kernel_median_ms": generic_s * 1e3,
         "fast_path_speedup": generic_s / kernel_s,
+        "memory_floor_ms": floor_s * 1e3,
+        "kernel_over_floor": kernel_s / floor_s,
         "fast_path_rows": 1.0 - float(slow.mean()),
         "normalize_median_ms": full_s * 1e3,
         "normalize_reused_median_ms": reused_s * 1e3,

@@ -194,11 +194,12 @@ class Cohort:
 
         Rows are sorted by sizing mode, margin mode, min-size policy, whether a buffer
         (``min_liq_distance``) is set and whether the position, account and notional caps are
-        set, then by equity. The kernel takes the same branches for neighbouring rows, which
-        the processor then predicts: one event for a million followers runs 10–20% faster
-        than on rows in random order (README, "Benchmarks"). Results come in this
-        cohort's row order, each with its ``id``; a live engine keeps its cohort grouped
-        across events (the sort is a one-off cost, like :meth:`from_table`).
+        set, then by equity. Rows the vectorized pass leaves to the generic code then take the
+        same branches as their neighbours, which the processor predicts; with nearly every
+        row vectorized the gain is small (README, "Benchmarks": grouped against random
+        order). Results come in this cohort's row order, each with its ``id``; a live engine
+        keeps its cohort grouped across events (the sort is a one-off cost, like
+        :meth:`from_table`).
         """
         f, c = self.floats, self.codes
         # np.lexsort sorts by the last key first
