@@ -584,7 +584,7 @@ def normalize(
         ``out`` first (its arrays and its ``to_arrow()`` / ``to_pandas()`` tables share the
         memory). A live engine sizing event after event for one cohort saves the fresh
         columns' cost: about 100 MB for a million followers, which the operating system zeroes
-        page by page (measured: 11 ms of the call's 30 ms, see the README's benchmarks).
+        page by page (11–18 ms of a 30–37 ms call in the README's benchmark runs).
 
     Returns
     -------
