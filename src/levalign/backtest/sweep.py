@@ -55,15 +55,14 @@ from levalign.backtest.replay import NAIVE, backtest
 from levalign.backtest.strategies import (
     SAMPLE_LEADS,
     FundingRates,
-    _data_path,
     load_funding,
     sample_leads,
 )
-from levalign.demo import sample_cohort
 from levalign.errors import ConfigurationError, InvalidInput, Retryable
 from levalign.markets import Markets, load_markets
 from levalign.normalize import _CATEGORY_COLUMNS, _FLOAT_COLUMNS, MODES, Cohort
 from levalign.risk.ohlc import OHLC, load_ohlc
+from levalign.samples import data_path, sample_cohort
 
 __all__ = [
     "KEY_COLUMNS",
@@ -215,8 +214,8 @@ def resolve_lead(
     sample = SAMPLE_LEADS.get(text)
     if sample is not None:
         history = load_lead_history(sample_leads()[text], markets=markets, name=name or text)
-        default_bars: str | Path | None = _data_path(sample.prices)
-        default_funding = _data_path(sample.funding) if sample.funding else None
+        default_bars: str | Path | None = data_path(sample.prices)
+        default_funding = data_path(sample.funding) if sample.funding else None
     elif Path(text).is_file():
         history = _wrap(field, lambda: load_lead_history(text, markets=markets, name=name))
         default_bars = default_funding = None
@@ -361,7 +360,7 @@ def _cell_seed(seed: int, lead: int, profile: int, mode: int) -> int:
 def cell_cohort(cell: SweepCell) -> dict[str, Any]:
     """The followers of one cell: the profile in the cell's mode, and the naive baseline.
 
-    Equities are those of :func:`levalign.demo.sample_cohort` drawn with the cell's seed
+    Equities are those of :func:`levalign.samples.sample_cohort` drawn with the cell's seed
     (log-normal around 2,000 USDT, 50 to 500,000); naive copiers, when present, hold the same
     equities (ids ``n`` to ``2n - 1``) and take the naive profile in the replay.
 
