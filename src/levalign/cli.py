@@ -383,7 +383,7 @@ def align(
 
 
 @app.command()
-def backtest(
+def backtest(  # noqa: PLR0913, PLR0917 - one parameter per command-line option (Typer)
     lead_file: Annotated[
         Path,
         typer.Argument(

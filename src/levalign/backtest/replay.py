@@ -695,7 +695,7 @@ def _group_order(labels: NDArray[np.str_]) -> tuple[tuple[str, ...], IntArray]:
 # --------------------------------------------------------------------------- replay
 
 
-def backtest(
+def backtest(  # noqa: PLR0913 - keyword-only options, each documented
     lead: LeadSource,
     bars: OHLC | str | Path | Mapping[str, OHLC | str | Path],
     followers: Any,
@@ -832,7 +832,7 @@ def _check_settings(
 class _Replay:
     """The replay's state between calls: venue, ledgers, samples (see :func:`backtest`)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913, PLR0915 - keyword-only options, each documented; the replay set-up, one step per input, in order
         self,
         *,
         history: LeadHistory,
@@ -946,7 +946,7 @@ class _Replay:
 
     # ------------------------------------------------------------------ schedule
 
-    def run(self, progress: bool | Progress) -> BacktestResult:
+    def run(self, progress: bool | Progress) -> BacktestResult:  # noqa: PLR0912 - the replay loop, one branch per kind of event on a bar
         ts = self.ohlc.timestamp
         n_bars = ts.size
         ev_ns = self.history.timestamp

@@ -564,7 +564,7 @@ def _max_contracts(equity: float, price: float, setting: float, market: MarketSp
     return min(equity * setting / price, float(by_tier)) / market.contract_size
 
 
-def generate_lead(
+def generate_lead(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     ohlc: OHLC | str | Path,
     strategy: Strategy,
     *,

@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from levalign._extras import require
 from levalign._paths import beside
 from levalign._progress import progress_bar
 from levalign.backtest.leads import LeadHistory, load_lead_history
@@ -173,7 +174,7 @@ def _json_value(v: float | str) -> float | str | None:
     return v
 
 
-def resolve_lead(
+def resolve_lead(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     lead: str | Path | SweepLead,
     markets: Markets,
     *,
@@ -492,7 +493,7 @@ def _table(rows: list[dict[str, Any]]) -> Any:
 # --------------------------------------------------------------------------- sweep
 
 
-def sweep(
+def sweep(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     leads: Sequence[str | Path | SweepLead],
     profiles: Sequence[Mapping[str, Any]],
     modes: Sequence[str],
@@ -627,7 +628,7 @@ def sweep(
     return SweepResult(table=_table(rows), cells=len(cells))
 
 
-def _run_distributed(
+def _run_distributed(  # noqa: PLR0913, PLR0917 - the private runner of sweep(), passed its options
     cells: list[SweepCell],
     leads: list[SweepLead],
     markets: Markets,
@@ -640,6 +641,7 @@ def _run_distributed(
     """Run the cells as tasks on a local cluster or at ``scheduler``; results in cell order."""
     from contextlib import ExitStack
 
+    require("backtest", "dask", "distributed")
     from distributed import Client, LocalCluster, as_completed
 
     with ExitStack() as stack:
@@ -687,6 +689,7 @@ def _run_distributed(
 
 def _connect(address: str, timeout: float) -> Any:
     """A client of the scheduler at ``address``; clear errors when it is not there."""
+    require("backtest", "dask", "distributed")
     from distributed import Client
 
     if "://" not in address:
@@ -839,7 +842,7 @@ def _path_map(value: Any, key: str) -> dict[str, str]:
     return {str(k): v for k, v in value.items()}
 
 
-def sweep_grid(
+def sweep_grid(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     grid: SweepGrid,
     *,
     scheduler: str | None = None,
