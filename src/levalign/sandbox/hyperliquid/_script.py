@@ -102,7 +102,7 @@ class LeadScript:
             fee = float(history.fee[i])
             fills.append(
                 Step(
-                    time_ms=int(history.timestamp[i]),
+                    time_ms=int(history.timestamp[i]) // 1_000_000,  # stored in ns
                     coin=coin,
                     price=_dec(history.price[i]),
                     position_after=_dec(history.position_after[i]),
