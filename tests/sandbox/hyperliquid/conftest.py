@@ -23,7 +23,8 @@ STRANGER_KEY = "0x" + "22" * 32
 
 @pytest.fixture
 def alice() -> LocalAccount:
-    return eth_account.Account.from_key(ALICE_KEY)
+    account: LocalAccount = eth_account.Account.from_key(ALICE_KEY)
+    return account
 
 
 @pytest.fixture

@@ -80,7 +80,8 @@ def test_round_price_keeps_five_significant_figures_and_the_decimal_cap(engine: 
 def test_off_tick_price_is_rejected_with_hyperliquids_message(engine: Engine):
     status, record = engine.place(USER, wire("0.01", "20000.5"))
     assert status == {"error": "Price must be divisible by tick size. asset=0"}
-    assert record is not None and record.status == "tickRejected"
+    assert record is not None
+    assert record.status == "tickRejected"
 
 
 def test_size_with_more_than_sz_decimals_is_invalid(engine: Engine):
@@ -136,7 +137,8 @@ def test_ioc_that_does_not_cross_is_cancelled(engine: Engine):
     assert status == {
         "error": "Order could not immediately match against any resting orders. asset=0"
     }
-    assert record is not None and record.status == "iocCancelRejected"
+    assert record is not None
+    assert record.status == "iocCancelRejected"
 
 
 def test_post_only_that_would_cross_is_rejected(engine: Engine):

@@ -285,6 +285,7 @@ class Engine:
         asset = self.by_coin[coin]
         mid = asset.round_price(px)
         self.mids[coin] = mid
+        self.outbox.append(("allMids", "", None))
         for acct in self.accounts.values():
             resting = [
                 o
