@@ -250,6 +250,7 @@ class Engine:
         self.mids: dict[str, Decimal] = {}
         self.accounts: dict[str, Account] = {}
         self.agents: dict[str, str] = {}
+        self.resting: dict[int, OrderRecord] = {}
         self.outbox: list[tuple[str, str, Any]] = []
         self._next_oid = 1
         self._next_tid = 1
@@ -286,15 +287,10 @@ class Engine:
         mid = asset.round_price(px)
         self.mids[coin] = mid
         self.outbox.append(("allMids", "", None))
-        for acct in self.accounts.values():
-            resting = [
-                o
-                for o in acct.orders.values()
-                if o.status == "open" and o.asset is asset and self._crosses(o)
-            ]
-            for order in resting:
-                self._fill(acct, order, order.limit_px, order.sz, crossed=False)
-                self._finish(order, "filled")
+        reached = [o for o in self.resting.values() if o.asset is asset and self._crosses(o)]
+        for order in reached:  # in time priority: oids increase
+            self._fill(self.accounts[order.user], order, order.limit_px, order.sz, crossed=False)
+            self._finish(order, "filled")
 
     def mid(self, asset: Asset) -> Decimal:
         """The asset's mid; an asset never priced has no mid (orders on it are refused)."""
@@ -431,6 +427,7 @@ class Engine:
             if opening * mid / lev > self.free_margin(acct) + Decimal("1e-9"):
                 raise OrderError(f"Insufficient margin to place order. {tag}", "perpMarginRejected")
         if not crosses:
+            self.resting[order.oid] = order
             self._emit_order(order)
             return {"resting": {"oid": order.oid}}
         px = self._taker_price(order, mid)
@@ -448,6 +445,7 @@ class Engine:
     def _finish(self, order: OrderRecord, status: str) -> None:
         order.status = status
         order.status_timestamp = self.clock.now_ms()
+        self.resting.pop(order.oid, None)
         if status == "filled":
             order.sz = ZERO
         self._emit_order(order)
