@@ -645,7 +645,8 @@ class Store:
     def _bulk_insert_orders(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         if self.dialect == "postgresql":
             raw = conn.connection.driver_connection
-            assert raw is not None
+            if raw is None:  # the pooled connection was closed under us
+                raise Retryable("the store connection closed while recording", field="store.url")
             with (
                 raw.cursor() as cur,
                 cur.copy(f"COPY orders ({', '.join(_ORDER_COLUMNS)}) FROM STDIN") as copy,
