@@ -72,6 +72,7 @@ from levalign.venues.base import Ack, Lookup, OrderRequest
 
 __all__ = [
     "DEFAULT_URL",
+    "Backlog",
     "Base",
     "Candidate",
     "FollowerStatus",
