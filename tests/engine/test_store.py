@@ -316,3 +316,57 @@ def test_postgres_connection_killed_mid_write_is_retryable_and_loses_nothing(
     assert store.cursor(lead) == Cursor(5, 5)
     store.close()
     admin.dispose()
+
+
+def test_cli_db_upgrade_creates_the_schema_and_reports_errors_by_exit_code(store_url: str):
+    from typer.testing import CliRunner
+
+    from levalign.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["db", "upgrade", "--url", store_url])
+    assert result.exit_code == 0, result.output
+    assert '"schema": "up to date"' in result.stdout
+    with Store(store_url) as s:
+        assert _count(s, "SELECT count(*) FROM alembic_version") == 1
+    bad = runner.invoke(app, ["db", "upgrade", "--url", "mysql://u@h/db"])
+    assert bad.exit_code == 2  # InvalidInput
+    assert "supports sqlite and postgresql" in bad.stderr
+
+
+def test_kill_9_mid_write_leaves_whole_events_only(store: Store, store_url: str):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.engine._writer import ORDERS_PER_EVENT
+
+    lead = store.add_lead("hyperliquid", "0xlead")
+    store.add_followers(lead, followers(ORDERS_PER_EVENT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.engine._writer", store_url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for _ in range(5):  # let it commit a few events, then kill it wherever it is
+            proc.stdout.readline()
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    events = _count(store, "SELECT count(*) FROM lead_events")
+    assert events >= 5
+    # every stored event has all its orders, and the cursor is the last stored event's
+    assert _count(store, "SELECT count(*) FROM orders") == events * ORDERS_PER_EVENT
+    assert store.cursor(lead) == Cursor(events - 1, events - 1)
+    f0 = store.follower("f0")
+    assert f0 is not None
+    assert f0["positions"]["BTC"]["residual"] == float(events - 1)
+    # the writer restarted picks up where the store is, with no duplicate
+    assert not store.record_event(
+        LeadEventRecord("ev0", lead, "fill", {"k": 0}, created_ms=0, symbol="BTC"), []
+    )

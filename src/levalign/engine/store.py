@@ -339,6 +339,8 @@ class Store:
                 value=backend,
             )
         self.url = raw
+        self.safe_url = _redacted(raw)
+        """The URL with any password hidden, for messages."""
         self.dialect = backend
         if backend == "sqlite":
             self.engine: Engine = create_engine(
@@ -396,7 +398,7 @@ class Store:
     def _retryable(self, what: str, err: exc.DBAPIError) -> Retryable:
         cause = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
         return Retryable(
-            f"the store at {_redacted(self.url)} failed while {what} ({cause}); nothing of it "
+            f"the store at {self.safe_url} failed while {what} ({cause}); nothing of it "
             "was committed unless the failure hit the commit itself, and retrying the same "
             "call is safe",
             field="store.url",
