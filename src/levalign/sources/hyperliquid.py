@@ -1,0 +1,890 @@
+"""A Hyperliquid lead wallet as a lead source: websocket ``userFills`` plus REST backfill.
+
+The source owns its connection layer (the SDK's ``WebsocketManager`` neither reconnects nor
+backfills). On every connection it subscribes to ``userFills`` for the lead at
+``{base_url}/ws`` (``https`` becomes ``wss``, ``http`` becomes ``ws``, as the SDK maps them),
+takes the subscription's snapshot, reads the lead's state (``clearinghouseState``), backfills
+the history since its cursor (``userFillsByTime``), then follows the stream.
+
+Cursor
+    ``(time, tids)``: the time of the newest fill processed (epoch ms) and the trade ids
+    (``tid``) processed at that time. A fill is already processed when its time is earlier
+    than the cursor's, or equal with its ``tid`` in the set (``tid`` is unique but not
+    ordered, so several fills of one millisecond need the set). Every event carries the
+    cursor just past its fills; the engine commits both together.
+
+First start (no cursor)
+    The lead's state at time ``T`` (``clearinghouseState``'s ``time``) holds every fill up to
+    ``T``: those fills are history (their positions are the initial state, reported and not
+    copied), and the cursor starts just past ``T``. Fills after ``T`` are events.
+
+Backfill
+    After a restart or a reconnect, ``userFillsByTime`` from the cursor's time (inclusive)
+    to now, one page after another: a page holds at most 2,000 fills (Hyperliquid's limit);
+    while a page is full, the next starts at the time of its last fill, and fills seen twice
+    are dropped by ``tid``. The history reaches back far enough when it contains one of the
+    cursor's trade ids (Hyperliquid keeps only the 10,000 most recent fills of an account); if
+    it does not, a ``history_truncated`` gap is reported. A page of 2,000 fills in one
+    millisecond cannot be paged past: a ``page_overflow`` gap.
+
+De-duplication and order
+    A fill already processed (by the cursor) or seen recently (by ``tid``) is dropped, so
+    duplicated messages, the snapshot's overlap with the backfill, and a delayed message are
+    harmless. Fills are processed in time order; within one millisecond of one coin, in the
+    order in which each fill's ``startPosition`` continues the previous fill's position.
+
+Grouping rule (one lead event per lead order and arrival)
+    The fills of one batch (one websocket message; or the snapshot, the backfill and the
+    messages that arrived meanwhile, taken together after a (re)connect) are put in the order
+    above; then each run of consecutive fills with the same ``coin``, ``oid`` and ``time``
+    becomes one lead event. An order that crosses several resting orders in one block, or a
+    resting order hit by several takers in one block, is one event; the fills of one order in
+    different blocks (different times) are separate events.
+
+Event fields
+    ``symbol``: levalign's market symbol for the coin (``BTC`` -> ``BTC/USDC:USDC``; the
+    ``hyperliquid`` preset's ids, else ``{coin}/USDC:USDC``). ``price``: the size-weighted mean
+    fill price. ``lead_position_before``: the first fill's ``startPosition``;
+    ``lead_position_after``: that plus the signed sizes (``B`` buys, ``A`` sells), in exact
+    decimals. ``lead_equity``: the last ``clearinghouseState`` account value less the fees of
+    fills after that report (refreshed at start, after each reconnect and every
+    ``state_interval`` seconds). ``event_id``: ``hyperliquid:{lead}:{tid of the first fill}``.
+    Spot fills (coins ``@n`` or ``BASE/QUOTE``) are not events; they only advance the cursor.
+
+Continuity
+    Each fill's ``startPosition`` must equal the position the earlier fills of its coin add
+    up to. When it does not, the source backfills from its cursor first (a delayed message
+    is then found); if it still does not, it reports a ``position_mismatch`` gap and follows
+    the venue's ``startPosition`` from there.
+
+Heartbeat and reconnects
+    ``{"method": "ping"}`` every ``ping_interval`` seconds (Hyperliquid closes a connection
+    that has sent nothing for 60 s); no message at all (a pong included) for ``stale_timeout``
+    seconds means the connection is dead: it is closed and reopened. Reconnects wait with
+    exponential backoff and full jitter (:class:`levalign.sources.base.Backoff`). REST calls
+    that meet a 429, a 5xx or a network error are retried with the same backoff, up to
+    ``rest_retries`` times, before the connection is restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, Protocol
+
+from levalign.errors import ConfigurationError, InvalidInput, Retryable
+from levalign.schemas import LeadEvent
+from levalign.sources.base import (
+    Backoff,
+    CursorStore,
+    LeadState,
+    SourceEvent,
+    SourceGap,
+    SourceItem,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from levalign.markets import Markets
+
+__all__ = [
+    "HISTORY_LIMIT",
+    "PAGE_LIMIT",
+    "Fill",
+    "HyperliquidSource",
+    "SourceCursor",
+    "SourceMetrics",
+    "group_fills",
+    "info_url",
+    "order_fills",
+    "ws_url",
+]
+
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = 2000
+"""Most fills one ``userFillsByTime`` response holds (Hyperliquid docs, Info endpoint)."""
+
+HISTORY_LIMIT = 10_000
+"""Most recent fills of an account that ``userFillsByTime`` can return (same source)."""
+
+_ZERO = Decimal(0)
+
+
+def ws_url(base_url: str) -> str:
+    """The websocket address for a REST ``base_url``: ``https://h`` -> ``wss://h/ws``."""
+    base = base_url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise InvalidInput(
+            f"base_url must start with http:// or https://, got {base_url!r}",
+            field="base_url",
+            value=base_url,
+        )
+    return "ws" + base[len("http") :] + "/ws"
+
+
+def info_url(base_url: str) -> str:
+    """The REST info endpoint for ``base_url``."""
+    return base_url.rstrip("/") + "/info"
+
+
+def _dec(raw: Mapping[str, Any], name: str) -> Decimal:
+    try:
+        value = Decimal(str(raw[name]))
+    except (KeyError, InvalidOperation) as exc:
+        raise InvalidInput(
+            f"fill field {name!r} is missing or not a number: {raw.get(name)!r}",
+            field=f"fill.{name}",
+            value=raw.get(name),
+        ) from exc
+    if not value.is_finite():
+        raise InvalidInput(f"fill field {name!r} is not finite", field=f"fill.{name}")
+    return value
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One Hyperliquid fill of the lead, numbers as exact decimals."""
+
+    coin: str
+    px: Decimal
+    sz: Decimal
+    side: str
+    time: int
+    start_position: Decimal
+    oid: int
+    tid: int
+    fee: Decimal
+    hash: str = ""
+
+    @classmethod
+    def from_wire(cls, raw: Mapping[str, Any]) -> Fill:
+        """Parse a fill as ``userFills`` and ``userFillsByTime`` send it."""
+        side = str(raw.get("side", ""))
+        if side not in ("A", "B"):
+            raise InvalidInput(f"fill side must be 'A' or 'B', got {side!r}", field="fill.side")
+        try:
+            coin, when = str(raw["coin"]), int(raw["time"])
+            oid, tid = int(raw["oid"]), int(raw["tid"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"fill lacks coin, time, oid or tid: {raw!r}", field="fill") from exc
+        return cls(
+            coin=coin,
+            px=_dec(raw, "px"),
+            sz=_dec(raw, "sz"),
+            side=side,
+            time=when,
+            start_position=_dec(raw, "startPosition"),
+            oid=oid,
+            tid=tid,
+            fee=_dec(raw, "fee") if "fee" in raw else _ZERO,
+            hash=str(raw.get("hash", "")),
+        )
+
+    @property
+    def signed_size(self) -> Decimal:
+        """Size with its sign: positive for a buy (``B``), negative for a sell (``A``)."""
+        return self.sz if self.side == "B" else -self.sz
+
+    @property
+    def end_position(self) -> Decimal:
+        """The position after this fill: ``startPosition`` plus the signed size."""
+        return self.start_position + self.signed_size
+
+    @property
+    def is_perp(self) -> bool:
+        """False for spot coins (``@107``, ``PURR/USDC``)."""
+        return not (self.coin.startswith("@") or "/" in self.coin)
+
+
+@dataclass(frozen=True)
+class SourceCursor:
+    """Position in the lead's fill history: see the module docstring, "Cursor"."""
+
+    time: int
+    tids: frozenset[int] = frozenset()
+
+    def covers(self, fill: Fill) -> bool:
+        """True when ``fill`` was processed already."""
+        return fill.time < self.time or (fill.time == self.time and fill.tid in self.tids)
+
+    def advanced(self, fill: Fill) -> SourceCursor:
+        """The cursor just past ``fill`` (fills come in time order)."""
+        if fill.time > self.time:
+            return SourceCursor(fill.time, frozenset((fill.tid,)))
+        if fill.time == self.time:
+            return SourceCursor(self.time, self.tids | {fill.tid})
+        return self
+
+    def to_text(self) -> str:
+        """JSON text, stable (sorted trade ids)."""
+        return json.dumps({"time": self.time, "tids": sorted(self.tids)}, separators=(",", ":"))
+
+    @classmethod
+    def from_text(cls, text: str) -> SourceCursor:
+        """Parse :meth:`to_text`'s output."""
+        try:
+            data = json.loads(text)
+            return cls(int(data["time"]), frozenset(int(t) for t in data["tids"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(
+                f"unreadable Hyperliquid source cursor {text!r}: expected "
+                '{"time": <ms>, "tids": [<trade id>, ...]}',
+                field="cursor",
+                value=text,
+            ) from exc
+
+
+def order_fills(fills: Iterable[Fill], positions: Mapping[str, Decimal]) -> list[Fill]:
+    """Fills in processing order: by time; within one time and coin, by position chain.
+
+    Within one millisecond, each coin's fills are taken in the order in which a fill's
+    ``startPosition`` equals the position after the previous one, starting from
+    ``positions[coin]`` when known; fills that continue no chain keep their arrival order.
+    """
+    by_time: dict[int, list[Fill]] = {}
+    for f in fills:
+        by_time.setdefault(f.time, []).append(f)
+    out: list[Fill] = []
+    for when in sorted(by_time):
+        batch = by_time[when]
+        coins = list(dict.fromkeys(f.coin for f in batch))
+        chained: dict[str, list[Fill]] = {c: _chain(batch, c, positions.get(c)) for c in coins}
+        taken = dict.fromkeys(coins, 0)
+        for f in batch:  # keep the interleaving of coins as they arrived
+            out.append(chained[f.coin][taken[f.coin]])
+            taken[f.coin] += 1
+    return out
+
+
+def _chain(batch: Sequence[Fill], coin: str, start: Decimal | None) -> list[Fill]:
+    rest = [f for f in batch if f.coin == coin]
+    if len(rest) == 1:
+        return rest
+    out: list[Fill] = []
+    here = start if start is not None else rest[0].start_position
+    while rest:
+        nxt = next((f for f in rest if f.start_position == here), rest[0])
+        rest.remove(nxt)
+        out.append(nxt)
+        here = nxt.end_position
+    return out
+
+
+def group_fills(fills: Sequence[Fill]) -> list[list[Fill]]:
+    """Runs of consecutive fills with the same coin, ``oid`` and time: one lead event each."""
+    groups: list[list[Fill]] = []
+    for f in fills:
+        if groups:
+            last = groups[-1][-1]
+            if (last.coin, last.oid, last.time) == (f.coin, f.oid, f.time):
+                groups[-1].append(f)
+                continue
+        groups.append([f])
+    return groups
+
+
+@dataclass
+class SourceMetrics:
+    """Counters of a source's life, for logs and monitoring."""
+
+    messages: int = 0
+    fills: int = 0
+    events: int = 0
+    duplicates: int = 0
+    connects: int = 0
+    reconnects: int = 0
+    backfills: int = 0
+    backfill_pages: int = 0
+    rest_retries: int = 0
+    gaps: int = 0
+    spot_fills: int = 0
+    late_fills: int = 0
+
+
+class RequestLimiter(Protocol):
+    """Something that waits until a REST request of ``weight`` fits the rate limit."""
+
+    async def acquire(self, weight: int) -> None:
+        """Return when a request of ``weight`` may be sent."""
+        ...
+
+
+class _Stale(Exception):  # noqa: N818 - internal signal, never leaves the module
+    """No message within the stale timeout: the connection is dead."""
+
+
+@dataclass
+class _LeadBook:
+    """The lead's state as the source tracks it between ``clearinghouseState`` reports."""
+
+    equity: Decimal = _ZERO
+    state_time: int = 0
+    fees_since: Decimal = _ZERO
+    positions: dict[str, Decimal] = field(default_factory=dict)
+    last_px: dict[str, Decimal] = field(default_factory=dict)
+    leverage: dict[str, Decimal] = field(default_factory=dict)
+
+
+class HyperliquidSource:
+    """The fills of one Hyperliquid account, as lead events, exactly once and in order.
+
+    Parameters
+    ----------
+    address
+        The lead's address (``0x`` and 40 hex digits).
+    base_url
+        Hyperliquid's API, ``https://api.hyperliquid.xyz`` or a compatible server.
+    cursor_store
+        Where the committed cursor is read from at start (the engine saves it with each
+        event); ``None`` starts fresh.
+    markets
+        Market specs for coin -> symbol mapping (default: the ``hyperliquid`` preset).
+    ping_interval
+        Seconds between heartbeats.
+    stale_timeout
+        Seconds without any message after which the connection is restarted.
+    state_interval
+        Seconds between ``clearinghouseState`` refreshes of the lead's equity.
+    backoff
+        Reconnect and REST retry delays; pass one with a seeded ``random.Random`` in tests.
+    rest_retries
+        REST attempts on 429, 5xx and network errors before the connection restarts.
+    request_timeout
+        Seconds for one REST request or websocket handshake.
+    limiter
+        An optional shared rate limiter for REST requests (weights as Hyperliquid documents).
+
+    Examples
+    --------
+    >>> async def follow(source):  # doctest: +SKIP
+    ...     async for item in source.events():
+    ...         print(item)
+    """
+
+    def __init__(
+        self,
+        address: str,
+        base_url: str,
+        *,
+        cursor_store: CursorStore | None = None,
+        markets: Markets | None = None,
+        ping_interval: float = 20.0,
+        stale_timeout: float = 60.0,
+        state_interval: float = 30.0,
+        backoff: Backoff | None = None,
+        rest_retries: int = 5,
+        request_timeout: float = 10.0,
+        limiter: RequestLimiter | None = None,
+    ) -> None:
+        if not (
+            isinstance(address, str)
+            and len(address) == 42
+            and address.startswith("0x")
+            and all(c in "0123456789abcdefABCDEF" for c in address[2:])
+        ):
+            raise InvalidInput(
+                f"lead address must be 0x followed by 40 hex digits, got {address!r}",
+                field="lead.address",
+                value=address,
+            )
+        for name, value in (
+            ("ping_interval", ping_interval),
+            ("stale_timeout", stale_timeout),
+            ("state_interval", state_interval),
+            ("request_timeout", request_timeout),
+        ):
+            if not value > 0:
+                raise InvalidInput(f"{name} must be positive, got {value}", field=name)
+        self.address = address.lower()
+        self.base_url = base_url.rstrip("/")
+        self._ws_url = ws_url(base_url)
+        self._info_url = info_url(base_url)
+        self._cursor_store = cursor_store
+        self._markets = markets
+        self.ping_interval = ping_interval
+        self.stale_timeout = stale_timeout
+        self.state_interval = state_interval
+        self.backoff = backoff or Backoff()
+        self.rest_retries = rest_retries
+        self.request_timeout = request_timeout
+        self._limiter = limiter
+        self.metrics = SourceMetrics()
+        self.cursor: SourceCursor | None = None
+        self._book = _LeadBook()
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._seen_max = 4 * HISTORY_LIMIT
+        self._symbols: dict[str, str] = {}
+        self._state_positions: dict[str, Decimal] = {}
+        self._floor = 0
+        self._pending_gaps: list[SourceGap] = []
+        self._closed = asyncio.Event()
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"HyperliquidSource(address={self.address!r}, base_url={self.base_url!r})"
+
+    # ------------------------------------------------------------------ public
+
+    async def close(self) -> None:
+        """Stop after the item being yielded; the open connection is closed."""
+        self._closed.set()
+
+    @property
+    def positions(self) -> dict[str, float]:
+        """The lead's positions as the source last knew them, by levalign symbol."""
+        return {self.symbol(c): float(q) for c, q in self._book.positions.items() if q != 0}
+
+    def symbol(self, coin: str) -> str:
+        """The levalign market symbol for a Hyperliquid perpetual coin (``BTC/USDC:USDC``)."""
+        found = self._symbols.get(coin)
+        if found is None:
+            found = f"{coin}/USDC:USDC"
+            if self._markets is None:
+                from levalign.markets import load_markets
+
+                self._markets = load_markets("hyperliquid")
+            with contextlib.suppress(InvalidInput):
+                found = self._markets.resolve(coin)
+            self._symbols[coin] = found
+        return found
+
+    async def events(self) -> AsyncIterator[SourceItem]:
+        """Yield the initial :class:`LeadState`, then events and gaps, until :meth:`close`.
+
+        Connection failures never end the iterator: the source reconnects with backoff and
+        backfills. A 4xx answer other than 429 (a request the server refuses, such as an
+        unknown address format) raises :class:`~levalign.errors.ConfigurationError`.
+        """
+        import aiohttp
+
+        if self._started:
+            raise InvalidInput("events() can be iterated once per source", field="events")
+        self._started = True
+        if self.cursor is None and self._cursor_store is not None:
+            text = self._cursor_store.load()
+            self.cursor = SourceCursor.from_text(text) if text else None
+        attempt = 0
+        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            while not self._closed.is_set():
+                healthy = False
+                try:
+                    async for item in self._connection(http):
+                        healthy = True
+                        yield item
+                        if self._closed.is_set():
+                            return
+                except (OSError, TimeoutError, _Stale, Retryable, InvalidInput) as exc:
+                    self._note_drop(exc)
+                except Exception as exc:  # websockets' ConnectionClosed and handshake errors
+                    if not _is_ws_error(exc):
+                        raise
+                    self._note_drop(exc)
+                if self._closed.is_set():
+                    return
+                attempt = 0 if healthy else attempt + 1
+                self.metrics.reconnects += 1
+                delay = self.backoff.delay(attempt)
+                log.info("source %s: reconnecting in %.2f s", self.address, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), timeout=delay)
+
+    # ------------------------------------------------------------------ connection
+
+    def _note_drop(self, exc: BaseException) -> None:
+        log.warning("source %s: connection lost (%s: %s)", self.address, type(exc).__name__, exc)
+
+    async def _connection(self, http: aiohttp.ClientSession) -> AsyncIterator[SourceItem]:
+        from websockets.asyncio.client import connect
+
+        async with connect(
+            self._ws_url,
+            ping_interval=None,
+            open_timeout=self.request_timeout,
+            max_size=2**24,
+        ) as ws:
+            self.metrics.connects += 1
+            queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+            subscription = {"type": "userFills", "user": self.address}
+            await ws.send(json.dumps({"method": "subscribe", "subscription": subscription}))
+            reader = asyncio.create_task(self._read(ws, queue))
+            pinger = asyncio.create_task(self._ping(ws))
+            try:
+                async for item in self._session(http, queue):
+                    yield item
+            finally:
+                reader.cancel()
+                pinger.cancel()
+                for task in (reader, pinger):
+                    with contextlib.suppress(BaseException):
+                        await task
+
+    async def _read(self, ws: Any, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+        try:
+            while True:
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout=self.stale_timeout)
+                except TimeoutError:
+                    raise _Stale(f"no message for {self.stale_timeout} s") from None
+                self.metrics.messages += 1
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    log.debug("source %s: non-JSON message %r", self.address, raw[:80])
+                    continue
+                if not isinstance(msg, dict) or msg.get("channel") != "userFills":
+                    continue  # pong, subscriptionResponse, other channels
+                data = msg.get("data") or {}
+                if str(data.get("user", self.address)).lower() != self.address:
+                    continue
+                kind = "snapshot" if data.get("isSnapshot") else "stream"
+                await queue.put((kind, list(data.get("fills") or [])))
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                await queue.put(("error", exc))
+            raise
+
+    async def _ping(self, ws: Any) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            await ws.send(json.dumps({"method": "ping"}))
+
+    async def _next(self, queue: asyncio.Queue[tuple[str, Any]], wait: float) -> tuple[str, Any]:
+        kind, payload = await asyncio.wait_for(queue.get(), timeout=wait)
+        if kind == "error":
+            raise payload
+        return kind, payload
+
+    async def _session(
+        self, http: aiohttp.ClientSession, queue: asyncio.Queue[tuple[str, Any]]
+    ) -> AsyncIterator[SourceItem]:
+        # 1. the snapshot (history, used for de-duplication) and what streamed meanwhile
+        pending: list[tuple[str, list[Any]]] = []
+        deadline = time.monotonic() + self.request_timeout
+        while True:
+            try:
+                kind, fills = await self._next(queue, max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                log.info("source %s: no snapshot; backfill alone", self.address)
+                break
+            pending.append((kind, fills))
+            if kind == "snapshot":
+                break
+        # 2. the lead's state, then the history since the cursor
+        state = await self._fetch_state(http)
+        yield state
+        if self.cursor is None:
+            self.cursor = SourceCursor(state.time_ms + 1)
+            self._book.positions = dict(self._state_positions)
+            backfilled: list[Fill] = []
+            gaps: list[SourceGap] = []
+        else:
+            backfilled, gaps = await self._backfill(http)
+        self._floor = self.cursor.time
+        for gap in gaps:
+            yield self._gap(gap)
+        # 3. the backfill, the snapshot and the messages that came meanwhile: one batch
+        while True:
+            try:
+                pending.append(await self._next(queue, 0.0001))
+            except TimeoutError:
+                break
+        first = [f for _, raws in pending for f in self._parse(raws)]
+        origin = "backfill" if backfilled else ("snapshot" if pending else "stream")
+        async for item in self._process(http, [*backfilled, *first], origin):
+            yield item
+        # 4. the stream
+        last_state = time.monotonic()
+        while True:
+            wait = max(self.state_interval - (time.monotonic() - last_state), 0.001)
+            try:
+                kind, raws = await self._next(queue, wait)
+            except TimeoutError:
+                kind, raws = "", []
+            if time.monotonic() - last_state >= self.state_interval:
+                await self._fetch_state(http)
+                last_state = time.monotonic()
+            if kind:
+                async for item in self._process(http, self._parse(raws), kind):
+                    yield item
+
+    def _parse(self, raws: Iterable[Any]) -> list[Fill]:
+        out = []
+        for raw in raws:
+            try:
+                out.append(Fill.from_wire(raw))
+            except InvalidInput as exc:
+                self._pending_gaps.append(
+                    SourceGap("malformed_fill", f"a fill could not be read: {exc.message}")
+                )
+        return out
+
+    # ------------------------------------------------------------------ REST
+
+    async def _post(self, http: aiohttp.ClientSession, body: dict[str, Any], weight: int) -> Any:
+        import aiohttp
+
+        attempt = 0
+        while True:
+            if self._limiter is not None:
+                await self._limiter.acquire(weight)
+            try:
+                async with http.post(self._info_url, json=body) as resp:
+                    status = resp.status
+                    text = await resp.text()
+                problem = f"HTTP {status}" if status == 429 or status >= 500 else ""
+                if 400 <= status < 500 and not problem:
+                    raise ConfigurationError(
+                        f"Hyperliquid info {body['type']} refused the request "
+                        f"(HTTP {status}: {text[:200]}); check lead.address and base_url",
+                        field="lead",
+                        details={"status": status},
+                    )
+                if not problem:
+                    return json.loads(text)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if attempt >= self.rest_retries:
+                raise Retryable(
+                    f"Hyperliquid info {body['type']} failed {attempt + 1} times ({problem})",
+                    details={"request": body["type"]},
+                )
+            self.metrics.rest_retries += 1
+            delay = self.backoff.delay(attempt)
+            attempt += 1
+            log.info(
+                "source %s: %s: %s; retry in %.2f s", self.address, body["type"], problem, delay
+            )
+            await asyncio.sleep(delay)
+
+    async def _fetch_state(self, http: aiohttp.ClientSession) -> LeadState:
+        data = await self._post(http, {"type": "clearinghouseState", "user": self.address}, 2)
+        try:
+            summary = data["marginSummary"]
+            equity = Decimal(str(summary["accountValue"]))
+            when = int(data.get("time") or 0)
+            positions: dict[str, Decimal] = {}
+            for entry in data.get("assetPositions") or []:
+                pos = entry["position"]
+                coin, szi = str(pos["coin"]), Decimal(str(pos["szi"]))
+                if szi == 0:
+                    continue
+                positions[coin] = szi
+                value = Decimal(str(pos.get("positionValue") or 0))
+                if value > 0:
+                    self._book.last_px[coin] = value / abs(szi)
+                lev = (pos.get("leverage") or {}).get("value")
+                if lev:
+                    self._book.leverage[coin] = Decimal(str(lev))
+        except (KeyError, TypeError, InvalidOperation) as exc:
+            raise Retryable(f"malformed clearinghouseState: {exc}") from exc
+        if when == 0:  # a server that leaves out the time: the newest fill known marks it
+            when = self.cursor.time if self.cursor is not None else 0
+        book = self._book
+        book.equity, book.state_time, book.fees_since = equity, when, _ZERO
+        self._state_positions = positions
+        return LeadState(
+            time_ms=when,
+            equity=float(equity),
+            positions={self.symbol(c): float(q) for c, q in positions.items()},
+            initial=self.cursor is None,
+        )
+
+    async def _backfill(self, http: aiohttp.ClientSession) -> tuple[list[Fill], list[SourceGap]]:
+        """The fills since the cursor, in server order, de-duplicated by ``tid``."""
+        cursor = self.cursor
+        if cursor is None:
+            return [], []
+        self.metrics.backfills += 1
+        gaps: list[SourceGap] = []
+        found: dict[int, Fill] = {}
+        start = cursor.time
+        while True:
+            body = {"type": "userFillsByTime", "user": self.address, "startTime": start}
+            page = await self._post(http, body, 20)
+            if not isinstance(page, list):
+                raise Retryable(f"userFillsByTime answered {str(page)[:200]}")
+            self.metrics.backfill_pages += 1
+            fills = self._parse(page)
+            for f in fills:
+                found.setdefault(f.tid, f)
+            if len(page) < PAGE_LIMIT:
+                break
+            last = max(f.time for f in fills)
+            if last <= start:
+                gaps.append(
+                    SourceGap(
+                        "page_overflow",
+                        f"{PAGE_LIMIT} fills of the lead in the millisecond {start}: fills "
+                        "of that millisecond beyond one page may be missing",
+                        since_ms=start,
+                        until_ms=start,
+                    )
+                )
+                last = start + 1
+            start = last
+        proven = not cursor.tids or any(t in found for t in cursor.tids)
+        if not proven:
+            gaps.append(
+                SourceGap(
+                    "history_truncated",
+                    "the lead's fill history no longer reaches the cursor (Hyperliquid keeps "
+                    f"the {HISTORY_LIMIT} most recent fills): fills between the cursor and the "
+                    "oldest fill returned may be missing",
+                    since_ms=cursor.time,
+                    until_ms=min((f.time for f in found.values()), default=None),
+                )
+            )
+        return list(found.values()), gaps
+
+    # ------------------------------------------------------------------ processing
+
+    def _gap(self, gap: SourceGap) -> SourceGap:
+        self.metrics.gaps += 1
+        log.error("source %s: GAP %s: %s", self.address, gap.reason, gap.message)
+        return gap
+
+    def _remember(self, tid: int) -> None:
+        self._seen[tid] = None
+        self._seen.move_to_end(tid)
+        while len(self._seen) > self._seen_max:
+            self._seen.popitem(last=False)
+
+    def _fresh(self, fills: Iterable[Fill], origin: str) -> list[Fill]:
+        """The fills not processed yet; see the module docstring, "De-duplication"."""
+        cursor = self.cursor
+        out: list[Fill] = []
+        batch: set[int] = set()
+        for f in fills:
+            if f.tid in self._seen or f.tid in batch:
+                self.metrics.duplicates += 1
+                continue
+            if cursor is not None and cursor.covers(f):
+                if origin != "stream" or f.time < self._floor:
+                    self.metrics.duplicates += 1
+                    self._remember(f.tid)
+                    continue
+                self.metrics.late_fills += 1
+                log.warning(
+                    "source %s: fill %s (time %s) arrived after later fills",
+                    self.address,
+                    f.tid,
+                    f.time,
+                )
+            batch.add(f.tid)
+            out.append(f)
+        return out
+
+    def _breaks_chain(self, fills: Sequence[Fill]) -> bool:
+        here = dict(self._book.positions)
+        for f in fills:
+            if not f.is_perp:
+                continue
+            known = here.get(f.coin)
+            if known is not None and known != f.start_position:
+                return True
+            here[f.coin] = f.end_position
+        return False
+
+    async def _process(
+        self, http: aiohttp.ClientSession, fills: Sequence[Fill], origin: str
+    ) -> AsyncIterator[SourceItem]:
+        while self._pending_gaps:
+            yield self._gap(self._pending_gaps.pop(0))
+        fresh = order_fills(self._fresh(fills, origin), self._book.positions)
+        if not fresh:
+            return
+        if origin == "stream" and self._breaks_chain(fresh):
+            log.warning("source %s: position chain broken; backfilling", self.address)
+            backfilled, gaps = await self._backfill(http)
+            for gap in gaps:
+                yield self._gap(gap)
+            fresh = order_fills(self._fresh([*backfilled, *fills], origin), self._book.positions)
+            origin = "backfill"
+        for group in group_fills(fresh):
+            head = group[0]
+            if head.is_perp:
+                known = self._book.positions.get(head.coin)
+                if known is not None and known != head.start_position:
+                    yield self._gap(
+                        SourceGap(
+                            "position_mismatch",
+                            f"lead {head.coin} position was {known} after the fills seen, but "
+                            f"the next fill (tid {head.tid}) starts from {head.start_position}",
+                            since_ms=self.cursor.time if self.cursor else None,
+                            until_ms=head.time,
+                            symbol=self.symbol(head.coin),
+                        )
+                    )
+            item = self._event(group, origin)
+            if item is not None:
+                yield item
+
+    def _event(self, group: Sequence[Fill], origin: str) -> SourceEvent | SourceGap | None:
+        book = self._book
+        cursor = self.cursor or SourceCursor(0)
+        for f in group:
+            cursor = cursor.advanced(f)
+            self._remember(f.tid)
+            if f.time > book.state_time:
+                book.fees_since += f.fee
+        self.cursor = cursor
+        self.metrics.fills += len(group)
+        head = group[0]
+        if not head.is_perp:
+            self.metrics.spot_fills += len(group)
+            return None
+        before = head.start_position
+        size = sum((f.signed_size for f in group), _ZERO)
+        after = before + size
+        volume = sum((f.sz for f in group), _ZERO)
+        price = sum((f.px * f.sz for f in group), _ZERO) / volume if volume else head.px
+        book.positions[head.coin] = after
+        book.last_px[head.coin] = group[-1].px
+        equity = book.equity - book.fees_since
+        total = sum((abs(q) * book.last_px.get(c, _ZERO) for c, q in book.positions.items()), _ZERO)
+        lev = book.leverage.get(head.coin)
+        if equity <= 0:
+            return self._gap(
+                SourceGap(
+                    "equity_not_positive",
+                    f"the lead's account value is {equity}: the fills of order {head.oid} "
+                    "cannot be sized and are not copied",
+                    since_ms=head.time,
+                    until_ms=head.time,
+                    symbol=self.symbol(head.coin),
+                )
+            )
+        event = LeadEvent(
+            event_id=f"hyperliquid:{self.address}:{head.tid}",
+            timestamp=float(head.time),
+            symbol=self.symbol(head.coin),
+            price=float(price),
+            lead_equity=float(equity),
+            lead_position_before=float(before),
+            lead_position_after=float(after),
+            lead_leverage_setting=float(lev) if lev else None,
+            lead_total_notional=float(total),
+        )
+        self.metrics.events += 1
+        return SourceEvent(
+            event=event,
+            cursor=cursor.to_text(),
+            trade_ids=tuple(f.tid for f in group),
+            origin=origin,
+        )
+
+
+def _is_ws_error(exc: BaseException) -> bool:
+    from websockets.exceptions import WebSocketException
+
+    return isinstance(exc, WebSocketException)
