@@ -253,15 +253,18 @@ def order_fills(fills: Iterable[Fill], positions: Mapping[str, Decimal]) -> list
     by_time: dict[int, list[Fill]] = {}
     for f in fills:
         by_time.setdefault(f.time, []).append(f)
+    here = dict(positions)
     out: list[Fill] = []
     for when in sorted(by_time):
         batch = by_time[when]
         coins = list(dict.fromkeys(f.coin for f in batch))
-        chained: dict[str, list[Fill]] = {c: _chain(batch, c, positions.get(c)) for c in coins}
+        chained: dict[str, list[Fill]] = {c: _chain(batch, c, here.get(c)) for c in coins}
         taken = dict.fromkeys(coins, 0)
         for f in batch:  # keep the interleaving of coins as they arrived
             out.append(chained[f.coin][taken[f.coin]])
             taken[f.coin] += 1
+        for coin, run in chained.items():
+            here[coin] = run[-1].end_position
     return out
 
 
