@@ -325,6 +325,10 @@ class _Stale(Exception):  # noqa: N818 - internal signal, never leaves the modul
     """No message within the stale timeout: the connection is dead."""
 
 
+class _Closed(Exception):  # noqa: N818 - internal signal, never leaves the module
+    """:meth:`HyperliquidSource.close` was called."""
+
+
 @dataclass
 class _LeadBook:
     """The lead's state as the source tracks it between ``clearinghouseState`` reports."""
@@ -430,6 +434,7 @@ class HyperliquidSource:
         self._floor = 0
         self._pending_gaps: list[SourceGap] = []
         self._closed = asyncio.Event()
+        self._queue: asyncio.Queue[tuple[str, Any]] | None = None
         self._started = False
 
     def __repr__(self) -> str:
@@ -438,8 +443,10 @@ class HyperliquidSource:
     # ------------------------------------------------------------------ public
 
     async def close(self) -> None:
-        """Stop after the item being yielded; the open connection is closed."""
+        """Stop: the iterator ends at its next wait; the open connection is closed."""
         self._closed.set()
+        if self._queue is not None:
+            self._queue.put_nowait(("closed", None))
 
     @property
     def positions(self) -> dict[str, float]:
@@ -486,6 +493,8 @@ class HyperliquidSource:
                         yield item
                         if self._closed.is_set():
                             return
+                except _Closed:
+                    return
                 except (OSError, TimeoutError, _Stale, Retryable, InvalidInput) as exc:
                     self._note_drop(exc)
                 except Exception as exc:  # websockets' ConnectionClosed and handshake errors
@@ -517,6 +526,9 @@ class HyperliquidSource:
         ) as ws:
             self.metrics.connects += 1
             queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+            self._queue = queue
+            if self._closed.is_set():
+                return
             subscription = {"type": "userFills", "user": self.address}
             await ws.send(json.dumps({"method": "subscribe", "subscription": subscription}))
             reader = asyncio.create_task(self._read(ws, queue))
@@ -565,6 +577,8 @@ class HyperliquidSource:
         kind, payload = await asyncio.wait_for(queue.get(), timeout=wait)
         if kind == "error":
             raise payload
+        if kind == "closed":
+            raise _Closed
         return kind, payload
 
     async def _session(
