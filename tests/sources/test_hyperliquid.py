@@ -1,10 +1,24 @@
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from decimal import Decimal
+from importlib import resources
+from typing import Any
 
 import pytest
 
 from levalign.errors import InvalidInput
+from levalign.sources.base import (
+    Backoff,
+    CursorStore,
+    FileCursorStore,
+    LeadState,
+    MemoryCursorStore,
+    SourceEvent,
+    SourceGap,
+)
 from levalign.sources.hyperliquid import (
     Fill,
     HyperliquidSource,
@@ -134,3 +148,247 @@ def test_source_maps_coins_to_levalign_symbols():
     source = HyperliquidSource(LEAD, "http://127.0.0.1:1")
     assert source.symbol("BTC") == "BTC/USDC:USDC"  # the hyperliquid preset's id
     assert source.symbol("WIF") == "WIF/USDC:USDC"  # not in the preset: Hyperliquid's rule
+
+
+# ------------------------------------------------------------------ against the sandbox
+
+
+sandbox_mod = pytest.importorskip("levalign.sandbox.hyperliquid")
+HyperliquidSandbox = sandbox_mod.HyperliquidSandbox
+SandboxConfig = sandbox_mod.SandboxConfig
+
+WAIT = 30.0  # a safety net against a hang, never a figure under test
+
+
+@pytest.fixture
+def sandbox():
+    lead = resources.files("levalign.data") / "leads" / "btc_scalper.csv.gz"
+    with HyperliquidSandbox(SandboxConfig(lead=str(lead))) as sb:
+        yield sb
+
+
+def lead_fills(sb) -> list[dict[str, Any]]:
+    """Ground truth: every fill of the lead, oldest first, from the sandbox's REST history."""
+    from hyperliquid.info import Info
+
+    fills: list[dict[str, Any]] = Info(sb.base_url, skip_ws=True).user_fills_by_time(
+        sb.lead_address, 0
+    )
+    return fills
+
+
+class Run:
+    """A source iterated in a background task, its items collected."""
+
+    def __init__(self, source: HyperliquidSource, store: CursorStore | None = None) -> None:
+        self.source = source
+        self.store = store
+        self.items: list[Any] = []
+        self.task = asyncio.create_task(self._consume())
+
+    async def _consume(self) -> None:
+        async for item in self.source.events():
+            self.items.append(item)
+            if isinstance(item, SourceEvent) and self.store is not None:
+                self.store.save(item.cursor)
+
+    @property
+    def events(self) -> list[SourceEvent]:
+        return [i for i in self.items if isinstance(i, SourceEvent)]
+
+    @property
+    def gaps(self) -> list[SourceGap]:
+        return [i for i in self.items if isinstance(i, SourceGap)]
+
+    async def until(self, predicate) -> None:
+        deadline = time.monotonic() + WAIT
+        while not predicate(self):
+            if self.task.done():
+                self.task.result()
+                raise AssertionError("the source stopped")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met; items: {self.items!r}")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        await self.source.close()
+        await asyncio.wait_for(self.task, WAIT)
+
+
+def make_source(sb, store=None, **kwargs) -> HyperliquidSource:
+    return HyperliquidSource(
+        sb.lead_address,
+        sb.base_url,
+        cursor_store=store,
+        backoff=Backoff(base=0.01, cap=0.05, rng=random.Random(1)),
+        **kwargs,
+    )
+
+
+async def step(sb, fills: int) -> None:
+    await asyncio.to_thread(sb.step, fills=fills)
+
+
+def expect_exactly_once_in_order(events: list[SourceEvent], fills: list[dict[str, Any]]) -> None:
+    """One event per lead fill (each scripted fill is its own order), same order, exact."""
+    assert [e.trade_ids for e in events] == [(f["tid"],) for f in fills]
+    for e, f in zip(events, fills, strict=True):
+        start = Decimal(f["startPosition"])
+        signed = Decimal(f["sz"]) if f["side"] == "B" else -Decimal(f["sz"])
+        assert e.event.lead_position_before == float(start)
+        assert e.event.lead_position_after == float(start + signed)
+        assert e.event.symbol == "BTC/USDC:USDC"
+
+
+def test_snapshot_then_stream(sandbox):
+    async def main():
+        await step(sandbox, 3)  # history: the initial state, never an event
+        run = Run(make_source(sandbox))
+        await run.until(lambda r: r.items)
+        await step(sandbox, 5)
+        await run.until(lambda r: len(r.events) >= 5)
+        await run.stop()
+        return run
+
+    run = asyncio.run(main())
+    fills = lead_fills(sandbox)
+    state = run.items[0]
+    assert isinstance(state, LeadState)
+    assert state.initial
+    # the initial state is the position after the third fill (hand: startPosition + signed sz)
+    third = fills[2]
+    signed = Decimal(third["sz"]) * (1 if third["side"] == "B" else -1)
+    assert state.positions == {"BTC/USDC:USDC": float(Decimal(third["startPosition"]) + signed)}
+    expect_exactly_once_in_order(run.events, fills[3:])
+    assert run.gaps == []
+    assert all(e.origin == "stream" for e in run.events)
+
+
+def test_websocket_drop_mid_stream_reconnects_and_backfills(sandbox):
+    async def main():
+        run = Run(make_source(sandbox))
+        await run.until(lambda r: r.items)
+        await step(sandbox, 2)
+        await run.until(lambda r: len(r.events) >= 2)
+        # the next fills message is not sent: the connection closes instead
+        await asyncio.to_thread(sandbox.inject, "ws_drop", channel="userFills")
+        await step(sandbox, 3)
+        await asyncio.to_thread(sandbox.drop_websockets)
+        await step(sandbox, 2)
+        await run.until(lambda r: len(r.events) >= 7)
+        await step(sandbox, 1)
+        await run.until(lambda r: len(r.events) >= 8)
+        await run.stop()
+        return run
+
+    run = asyncio.run(main())
+    expect_exactly_once_in_order(run.events, lead_fills(sandbox))
+    assert run.source.metrics.reconnects >= 1
+    assert run.source.metrics.backfills >= 1
+    assert any(e.origin == "backfill" for e in run.events)
+    assert run.gaps == []
+
+
+def test_duplicated_and_delayed_messages_are_each_taken_once_in_order(sandbox):
+    async def main():
+        run = Run(make_source(sandbox))
+        await run.until(lambda r: r.items)
+        await asyncio.to_thread(sandbox.inject, "ws_duplicate", count=3, channel="userFills")
+        for _ in range(3):
+            await step(sandbox, 1)
+        await run.until(lambda r: len(r.events) >= 3)
+        # a message held back behind the next two: the chain of positions shows the hole
+        await asyncio.to_thread(
+            sandbox.inject, "ws_delay", delay_ms=300, channel="userFills", count=1
+        )
+        for _ in range(3):
+            await step(sandbox, 1)
+        await run.until(lambda r: len(r.events) >= 6)
+        await asyncio.sleep(0.5)  # let the delayed message arrive: it must add nothing
+        await step(sandbox, 1)
+        await run.until(lambda r: len(r.events) >= 7)
+        await run.stop()
+        return run
+
+    run = asyncio.run(main())
+    expect_exactly_once_in_order(run.events, lead_fills(sandbox))
+    assert run.source.metrics.duplicates >= 3
+    # the delayed fill was found by a backfill when the next fill did not chain
+    assert run.source.metrics.backfills == 1
+    assert run.source.metrics.late_fills == 0
+    assert run.gaps == []
+
+
+def test_restart_resumes_from_the_persisted_cursor(sandbox, tmp_path):
+    store = FileCursorStore(tmp_path / "cursor.json")
+
+    async def first():
+        run = Run(make_source(sandbox, store), store)
+        await run.until(lambda r: r.items)
+        await step(sandbox, 3)
+        await run.until(lambda r: len(r.events) >= 3)
+        await run.stop()
+        return run
+
+    async def second():
+        run = Run(make_source(sandbox, store), store)
+        await run.until(lambda r: len(r.events) >= 4)
+        await step(sandbox, 1)
+        await run.until(lambda r: len(r.events) >= 5)
+        await run.stop()
+        return run
+
+    one = asyncio.run(first())
+    sandbox.step(fills=4)  # while the copier is down
+    two = asyncio.run(second())
+    fills = lead_fills(sandbox)
+    expect_exactly_once_in_order(one.events + two.events, fills)
+    assert [e.origin for e in two.events] == ["backfill"] * 4 + ["stream"]
+    assert not two.items[0].initial
+    assert SourceCursor.from_text(store.load() or "") == SourceCursor(
+        fills[-1]["time"], frozenset({fills[-1]["tid"]})
+    )
+
+
+def test_backfill_retries_429_and_5xx(sandbox):
+    store = MemoryCursorStore()
+
+    async def first():
+        run = Run(make_source(sandbox, store), store)
+        await run.until(lambda r: r.items)
+        await step(sandbox, 2)
+        await run.until(lambda r: len(r.events) >= 2)
+        await run.stop()
+
+    async def second():
+        run = Run(make_source(sandbox, store), store)
+        await run.until(lambda r: len(r.events) >= 3)
+        await run.stop()
+        return run
+
+    asyncio.run(first())
+    sandbox.step(fills=3)
+    sandbox.inject("http_429", count=2, path="/info", action="userFillsByTime")
+    sandbox.inject("http_5xx", count=1, status=502, path="/info", action="userFillsByTime")
+    two = asyncio.run(second())
+    fills = lead_fills(sandbox)
+    expect_exactly_once_in_order(two.events, fills[2:])
+    assert two.source.metrics.rest_retries == 3
+    assert all(f["fired"] == f["count"] for f in sandbox.faults())
+
+
+def test_history_that_no_longer_reaches_the_cursor_is_a_gap(sandbox):
+    # a cursor at a trade id the venue does not hold: continuity cannot be proven
+    store = MemoryCursorStore(SourceCursor(1, frozenset({999_999})).to_text())
+    sandbox.step(fills=2)
+
+    async def main():
+        run = Run(make_source(sandbox, store), store)
+        await run.until(lambda r: len(r.events) >= 2)
+        await run.stop()
+        return run
+
+    run = asyncio.run(main())
+    assert [g.reason for g in run.gaps] == ["history_truncated"]
+    assert run.source.metrics.gaps == 1
+    expect_exactly_once_in_order(run.events, lead_fills(sandbox))
