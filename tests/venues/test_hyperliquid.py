@@ -204,3 +204,107 @@ def test_venue_repr_and_logs_do_not_contain_the_key(caplog):
     assert KEY[2:] not in repr(venue)
     assert venue.address.startswith("0x")
     assert all(KEY[2:] not in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------ against the sandbox
+
+sandbox_mod = pytest.importorskip("levalign.sandbox.hyperliquid")
+
+FOLLOWER_KEY = "0x" + "31" * 32
+AGENT_KEY = "0x" + "32" * 32
+
+
+def cloid(n: int) -> str:
+    return f"0x{n:032x}"
+
+
+@pytest.fixture
+def follower() -> str:
+    from eth_account import Account
+
+    return str(Account.from_key(FOLLOWER_KEY).address)
+
+
+@pytest.fixture
+def sandbox(follower):
+    config = sandbox_mod.SandboxConfig(fund={follower: 1000}, mids={"BTC": "20000"})
+    with sandbox_mod.HyperliquidSandbox(config) as sb:
+        yield sb
+
+
+@pytest.fixture
+def venue(sandbox, follower) -> HyperliquidVenue:
+    """The follower's account, traded by an API wallet (agent) as the copier does."""
+    from eth_account import Account
+
+    sandbox.approve_agent(follower, Account.from_key(AGENT_KEY).address)
+    return HyperliquidVenue(
+        SecretKey(AGENT_KEY), base_url=sandbox.base_url, account_address=follower
+    )
+
+
+def buy(n: int, amount: float = 0.01, price: float = 20000.0, slippage: float = 0.01):
+    return VenueOrder(cloid(n), "BTC/USDC:USDC", "buy", amount, price, slippage)
+
+
+def test_ioc_open_fills_with_its_cloid_and_lookup_agrees(venue, sandbox, caplog):
+    with caplog.at_level(logging.DEBUG):
+        state = venue.submit(buy(1))
+    assert caplog.records  # the SDK logs the signed payload at DEBUG: never the key
+    assert all(AGENT_KEY[2:] not in r.getMessage() for r in caplog.records)
+    assert state.status == "filled"
+    assert state.filled == 0.01
+    assert venue.lookup(cloid(1)).status == "filled"
+    logged = sandbox.orders(cloid=cloid(1))
+    assert len(logged) == 1
+    # the cap: 20000 · 1.01 = 20200, on BTC's grid (szDecimals 5: 0 decimals) -> "20200"
+    assert logged[0]["px"] == "20200"
+    assert logged[0]["order_type"] == {"limit": {"tif": "Ioc"}}
+    assert venue.account().positions == {"BTC/USDC:USDC": 0.01}
+
+
+def test_a_lost_response_is_unknown_then_resolved_by_cloid_without_a_second_order(venue, sandbox):
+    sandbox.inject("lose_response", path="/exchange")
+    with pytest.raises(OrderStateUnknown, match="state is unknown until looked up") as info:
+        venue.submit(buy(2))
+    assert info.value.details["state"] == "unknown"
+    assert venue.lookup(cloid(2)).status == "filled"
+    assert len(sandbox.orders(cloid=cloid(2))) == 1
+
+
+@pytest.mark.parametrize(("kind", "cause"), [("http_429", "429"), ("http_5xx", "HTTP 500")])
+def test_429_and_5xx_are_unknown_and_the_order_was_never_placed(venue, sandbox, kind, cause):
+    sandbox.inject(kind, path="/exchange")
+    with pytest.raises(OrderStateUnknown, match=cause):
+        venue.submit(buy(3))
+    assert venue.lookup(cloid(3)).status == "not_found"
+    assert sandbox.orders(cloid=cloid(3)) == []
+
+
+def test_rejections_carry_the_exchange_reason(venue):
+    # 0.0001 BTC at 20000 is $2: below the $10 minimum
+    small = venue.submit(buy(4, amount=0.0001))
+    assert small.status == "rejected"
+    assert small.reason is not None
+    assert small.reason.startswith("Order must have minimum value of $10.")
+    # the lead filled at 19000, the market is at 20000: a 1% cap (19190) cannot fill
+    moved = venue.submit(buy(5, price=19000.0))
+    assert moved.status == "rejected"
+    assert moved.reason is not None
+    assert moved.reason.startswith("Order could not immediately match")
+
+
+def test_reduce_only_close_flattens_the_position(venue):
+    assert venue.submit(buy(6, amount=0.02)).status == "filled"
+    close = VenueOrder(cloid(7), "BTC/USDC:USDC", "sell", 0.02, 20000.0, 0.05, reduce_only=True)
+    assert venue.submit(close).status == "filled"
+    assert venue.account().positions == {}
+    again = VenueOrder(cloid(8), "BTC/USDC:USDC", "sell", 0.02, 20000.0, 0.05, reduce_only=True)
+    assert venue.submit(again).status == "rejected"
+
+
+def test_an_unreachable_base_url_names_the_field(follower):
+    venue = HyperliquidVenue(SecretKey(FOLLOWER_KEY), base_url="http://127.0.0.1:9", timeout=2)
+    with pytest.raises(ConfigurationError, match="check base_url") as info:
+        venue.submit(buy(9))
+    assert info.value.field == "base_url"
