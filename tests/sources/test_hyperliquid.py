@@ -150,6 +150,22 @@ def test_source_maps_coins_to_levalign_symbols():
     assert source.symbol("WIF") == "WIF/USDC:USDC"  # not in the preset: Hyperliquid's rule
 
 
+def test_first_start_millisecond_splits_history_from_events_by_position_chain():
+    # the state at t=10 says BTC 1: the fill 0 -> 1 at t=10 is in it (history); the fill
+    # 1 -> 2 at t=10 continues it (an event), and so does t=11's 2 -> 1.5
+    source = HyperliquidSource(LEAD, "http://127.0.0.1:1")
+    source._book.positions = {"BTC": Decimal(1)}
+    source._boundary = 10
+    source.cursor = SourceCursor(10)
+    held, new, later = (
+        fill(1, 10, 5, "B", "1", "0"),
+        fill(2, 10, 6, "B", "1", "1"),
+        fill(3, 11, 7, "A", "0.5", "2"),
+    )
+    assert source._past_boundary([held, new, later]) == [new, later]
+    assert source.cursor == SourceCursor(10, frozenset({1}))
+
+
 # ------------------------------------------------------------------ against the sandbox
 
 

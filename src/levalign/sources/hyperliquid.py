@@ -14,9 +14,11 @@ Cursor
     cursor just past its fills; the engine commits both together.
 
 First start (no cursor)
-    The lead's state at time ``T`` (``clearinghouseState``'s ``time``) holds every fill up to
+    The lead's state at time ``T`` (``clearinghouseState``'s ``time``) holds every fill before
     ``T``: those fills are history (their positions are the initial state, reported and not
-    copied), and the cursor starts just past ``T``. Fills after ``T`` are events.
+    copied), and fills after ``T`` are events. A fill of the millisecond ``T`` itself is an
+    event when its ``startPosition`` continues the state's position of its coin (or the
+    previous event's), and history otherwise (the state already holds it).
 
 Backfill
     After a restart or a reconnect, ``userFillsByTime`` from the cursor's time (inclusive)
@@ -314,10 +316,10 @@ class SourceMetrics:
 
 
 class RequestLimiter(Protocol):
-    """Something that waits until a REST request of ``weight`` fits the rate limit."""
+    """A rate limit shared by REST clients (``levalign.venues.hyperliquid.RateLimiter``)."""
 
-    async def acquire(self, weight: int) -> None:
-        """Return when a request of ``weight`` may be sent."""
+    def reserve(self, weight: float) -> float:
+        """Take ``weight`` from the budget; return the seconds to wait before sending."""
         ...
 
 
@@ -432,6 +434,7 @@ class HyperliquidSource:
         self._symbols: dict[str, str] = {}
         self._state_positions: dict[str, Decimal] = {}
         self._floor = 0
+        self._boundary: int | None = None
         self._pending_gaps: list[SourceGap] = []
         self._closed = asyncio.Event()
         self._queue: asyncio.Queue[tuple[str, Any]] | None = None
@@ -600,8 +603,9 @@ class HyperliquidSource:
         state = await self._fetch_state(http)
         yield state
         if self.cursor is None:
-            self.cursor = SourceCursor(state.time_ms + 1)
+            self.cursor = SourceCursor(state.time_ms)
             self._book.positions = dict(self._state_positions)
+            self._boundary = state.time_ms
             backfilled: list[Fill] = []
             gaps: list[SourceGap] = []
         else:
@@ -653,7 +657,9 @@ class HyperliquidSource:
         attempt = 0
         while True:
             if self._limiter is not None:
-                await self._limiter.acquire(weight)
+                delay = self._limiter.reserve(weight)
+                if delay > 0:
+                    await asyncio.sleep(delay)
             try:
                 async with http.post(self._info_url, json=body) as resp:
                     status = resp.status
@@ -727,7 +733,7 @@ class HyperliquidSource:
         start = cursor.time
         while True:
             body = {"type": "userFillsByTime", "user": self.address, "startTime": start}
-            page = await self._post(http, body, 20)
+            page = await self._post(http, body, 20 + PAGE_LIMIT // 20)
             if not isinstance(page, list):
                 raise Retryable(f"userFillsByTime answered {str(page)[:200]}")
             self.metrics.backfill_pages += 1
@@ -801,6 +807,23 @@ class HyperliquidSource:
             out.append(f)
         return out
 
+    def _past_boundary(self, fills: list[Fill]) -> list[Fill]:
+        """Drop the fills of the first start's millisecond that its state already holds."""
+        if self._boundary is None or not any(f.time == self._boundary for f in fills):
+            return fills
+        here = dict(self._book.positions)
+        out: list[Fill] = []
+        for f in fills:
+            if f.time == self._boundary and f.is_perp:
+                if f.start_position != here.get(f.coin, _ZERO):
+                    self._remember(f.tid)
+                    if self.cursor is not None:
+                        self.cursor = self.cursor.advanced(f)
+                    continue
+                here[f.coin] = f.end_position
+            out.append(f)
+        return out
+
     def _breaks_chain(self, fills: Sequence[Fill]) -> bool:
         here = dict(self._book.positions)
         for f in fills:
@@ -817,7 +840,7 @@ class HyperliquidSource:
     ) -> AsyncIterator[SourceItem]:
         while self._pending_gaps:
             yield self._gap(self._pending_gaps.pop(0))
-        fresh = order_fills(self._fresh(fills, origin), self._book.positions)
+        fresh = self._past_boundary(order_fills(self._fresh(fills, origin), self._book.positions))
         if not fresh:
             return
         if origin == "stream" and self._breaks_chain(fresh):
