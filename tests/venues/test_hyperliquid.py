@@ -84,7 +84,7 @@ def test_format_size_rounds_toward_zero_to_sz_decimals():
     assert format_size(0.123456789, 5) == Decimal("0.12345")
     assert format_size(0.1 + 0.2, 1) == Decimal("0.3")  # 0.30000000000000004 is 0.3
     assert format_size(2, 0) == Decimal(2)
-    with pytest.raises(InvalidInput, match="below the lot size 1e-5"):
+    with pytest.raises(InvalidInput, match="amount 1e-06 rounds to zero at 5 decimals"):
         format_size(0.000001, 5)
 
 

@@ -46,7 +46,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import (
+    ROUND_CEILING,
+    ROUND_DOWN,
+    ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    Decimal,
+    InvalidOperation,
+)
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from levalign.errors import ConfigurationError, InvalidInput, Retryable
@@ -171,12 +178,18 @@ def format_size(size: float | str | Decimal, sz_decimals: int) -> Decimal:
     InvalidInput
         If the size is not positive, or rounds to zero.
     """
-    out = _decimal(size, "amount").quantize(Decimal(1).scaleb(-sz_decimals), rounding=ROUND_DOWN)
+    return _on_grid(size, "amount", sz_decimals, ROUND_DOWN)
+
+
+def _on_grid(value: float | str | Decimal, name: str, places: int, mode: str) -> Decimal:
+    """``value`` rounded with ``mode`` to ``places`` decimals; InvalidInput if that is 0."""
+    out = _decimal(value, name).quantize(Decimal(1).scaleb(-places), rounding=mode)
     if out <= 0:
         raise InvalidInput(
-            f"amount {size} is below the lot size 1e-{sz_decimals}: size the order larger",
-            field="amount",
-            value=float(size),
+            f"{name} {value} rounds to zero at {places} decimals (Hyperliquid's grid): "
+            f"make the {name} larger",
+            field=name,
+            value=float(value),
         )
     return out
 
@@ -191,18 +204,10 @@ def format_price(
     ``rounding`` is ``down`` for a buy's cap, ``up`` for a sell's floor (so that the cap is
     never exceeded), ``nearest`` otherwise.
     """
-    p = _decimal(price, "price")
-    exponent = p.adjusted()  # floor(log10(p)) for p > 0
+    exponent = _decimal(price, "price").adjusted()  # floor(log10(price)) for price > 0
     places = max(0, min(PRICE_SIGNIFICANT_FIGURES - 1 - exponent, PERP_MAX_DECIMALS - sz_decimals))
-    mode = {"down": ROUND_FLOOR, "up": ROUND_CEILING, "nearest": "ROUND_HALF_EVEN"}[rounding]
-    out = p.quantize(Decimal(1).scaleb(-places), rounding=mode)
-    if out <= 0:
-        raise InvalidInput(
-            f"price {price} rounds to zero on the grid of {places} decimals",
-            field="price",
-            value=float(price),
-        )
-    return out
+    mode = {"down": ROUND_FLOOR, "up": ROUND_CEILING, "nearest": ROUND_HALF_EVEN}[rounding]
+    return _on_grid(price, "price", places, mode)
 
 
 def limit_price(reference: float, is_buy: bool, slippage: float, sz_decimals: int) -> Decimal:
@@ -549,10 +554,10 @@ class HyperliquidVenue:
                     value=self.base_url,
                 ) from None
             self._exchange_client = client
-            for asset, decimals in client.info.asset_to_sz_decimals.items():
-                for coin, index in client.info.coin_to_asset.items():
-                    if index == asset:
-                        self._sz_decimals[coin] = int(decimals)
+            decimals = client.info.asset_to_sz_decimals
+            self._sz_decimals = {
+                coin: int(decimals[asset]) for coin, asset in client.info.coin_to_asset.items()
+            }
         return self._exchange_client
 
     def coin(self, symbol: str) -> str:
