@@ -76,27 +76,32 @@ def test_fill_rejects_a_bad_side():
         Fill.from_wire({**raw, "oid": 1, "tid": 1})
 
 
-def test_cursor_covers_earlier_times_and_its_own_tids_only():
-    cursor = SourceCursor(100, frozenset({7, 9}))
+def test_cursor_covers_fills_before_start_and_its_own_fills_only():
+    cursor = SourceCursor(100, frozenset({(100, 7), (103, 9)}))
     assert cursor.covers(fill(1, 99, 1, "B", "1", "0"))
-    assert cursor.covers(fill(7, 100, 1, "B", "1", "0"))
+    assert cursor.covers(fill(9, 103, 1, "B", "1", "0"))
     assert not cursor.covers(fill(8, 100, 1, "B", "1", "0"))  # same ms, other trade
-    assert not cursor.covers(fill(1, 101, 1, "B", "1", "0"))
+    assert not cursor.covers(fill(2, 101, 1, "B", "1", "0"))  # inside the window, unseen
 
 
-def test_cursor_advances_by_time_then_by_tid_set():
-    cursor = SourceCursor(100, frozenset({7}))
-    same_ms = cursor.advanced(fill(8, 100, 1, "B", "1", "0"))
-    later = same_ms.advanced(fill(3, 105, 1, "B", "1", "0"))
-    assert same_ms == SourceCursor(100, frozenset({7, 8}))
-    assert later == SourceCursor(105, frozenset({3}))
-    assert later.advanced(fill(4, 90, 1, "B", "1", "0")) == later  # never goes back
+def test_cursor_start_trails_the_newest_fill_by_the_window():
+    # window 5 ms: after t=108, start = 108 - 5 = 103, so (100, 7) leaves the set and
+    # (103, 9) stays; a fill at 90 (before start) changes nothing
+    cursor = SourceCursor(100, frozenset({(100, 7), (103, 9)}))
+    later = cursor.advanced(fill(4, 108, 1, "B", "1", "0"), window_ms=5)
+    assert later == SourceCursor(103, frozenset({(103, 9), (108, 4)}))
+    assert later.advanced(fill(5, 90, 1, "B", "1", "0"), window_ms=5) == later
+    # window 0: only the newest millisecond is held
+    assert cursor.advanced(fill(4, 108, 1, "B", "1", "0")) == SourceCursor(
+        108, frozenset({(108, 4)})
+    )
 
 
 def test_cursor_text_round_trip_and_error():
-    cursor = SourceCursor(1681222254710, frozenset({118906512037719, 5}))
-    assert cursor.to_text() == '{"time":1681222254710,"tids":[5,118906512037719]}'
-    assert SourceCursor.from_text(cursor.to_text()) == cursor
+    cursor = SourceCursor(1681222254700, frozenset({(1681222254710, 118906512037719)}))
+    text = '{"start":1681222254700,"fills":[[1681222254710,118906512037719]]}'
+    assert cursor.to_text() == text
+    assert SourceCursor.from_text(text) == cursor
     with pytest.raises(InvalidInput, match="unreadable Hyperliquid source cursor"):
         SourceCursor.from_text("{}")
 
@@ -163,7 +168,7 @@ def test_first_start_millisecond_splits_history_from_events_by_position_chain():
         fill(3, 11, 7, "A", "0.5", "2"),
     )
     assert source._past_boundary([held, new, later]) == [new, later]
-    assert source.cursor == SourceCursor(10, frozenset({1}))
+    assert source.cursor == SourceCursor(10, frozenset({(10, 1)}))
 
 
 # ------------------------------------------------------------------ against the sandbox
@@ -361,9 +366,12 @@ def test_restart_resumes_from_the_persisted_cursor(sandbox, tmp_path):
     expect_exactly_once_in_order(one.events + two.events, fills)
     assert [e.origin for e in two.events] == ["backfill"] * 4 + ["stream"]
     assert not two.items[0].initial
-    assert SourceCursor.from_text(store.load() or "") == SourceCursor(
-        fills[-1]["time"], frozenset({fills[-1]["tid"]})
-    )
+    # the cursor holds the fills of the last 10 s (all of them here) and starts 10 s before
+    # the newest, or at the first start's state time if that is later
+    cursor = SourceCursor.from_text(store.load() or "")
+    assert cursor.newest == fills[-1]["time"]
+    assert cursor.start >= fills[-1]["time"] - 10_000
+    assert {(f["time"], f["tid"]) for f in fills if f["time"] >= cursor.start} == cursor.fills
 
 
 def test_backfill_retries_429_and_5xx(sandbox):
@@ -395,7 +403,7 @@ def test_backfill_retries_429_and_5xx(sandbox):
 
 def test_history_that_no_longer_reaches_the_cursor_is_a_gap(sandbox):
     # a cursor at a trade id the venue does not hold: continuity cannot be proven
-    store = MemoryCursorStore(SourceCursor(1, frozenset({999_999})).to_text())
+    store = MemoryCursorStore(SourceCursor(1, frozenset({(1, 999_999)})).to_text())
     sandbox.step(fills=2)
 
     async def main():
@@ -408,3 +416,59 @@ def test_history_that_no_longer_reaches_the_cursor_is_a_gap(sandbox):
     assert [g.reason for g in run.gaps] == ["history_truncated"]
     assert run.source.metrics.gaps == 1
     expect_exactly_once_in_order(run.events, lead_fills(sandbox))
+
+
+TWO_COINS = """timestamp,symbol,price,position_after,equity
+2023-03-01T04:37:59.999Z,BTC/USDT:USDT,23500,0.5,10000
+2023-03-01T04:38:59.999Z,XRP/USDT:USDT,0.38,1000,10000
+2023-03-01T04:39:59.999Z,BTC/USDT:USDT,23510,1.0,10000
+2023-03-01T04:40:59.999Z,XRP/USDT:USDT,0.381,2000,10000
+"""
+
+
+@pytest.fixture
+def two_coin_sandbox(tmp_path):
+    lead = tmp_path / "lead.csv"
+    lead.write_text(TWO_COINS)
+    with HyperliquidSandbox(SandboxConfig(lead=str(lead))) as sb:
+        yield sb
+
+
+def test_a_fill_delayed_behind_another_coin_survives_a_crash(two_coin_sandbox, tmp_path):
+    sb = two_coin_sandbox
+    store = FileCursorStore(tmp_path / "cursor.json")
+
+    async def first():
+        run = Run(make_source(sb, store), store)
+        await run.until(lambda r: r.items)
+        await step(sb, 1)  # BTC 0 -> 0.5
+        await run.until(lambda r: len(r.events) >= 1)
+        # XRP's fill is held back far beyond this run; BTC's next fill arrives first
+        await asyncio.to_thread(sb.inject, "ws_delay", delay_ms=60_000, channel="userFills")
+        await step(sb, 1)  # XRP 0 -> 1000, delayed
+        await step(sb, 1)  # BTC 0.5 -> 1.0
+        await run.until(lambda r: len(r.events) >= 2)
+        await run.stop()  # the copier dies before the delayed message comes
+        return run
+
+    async def second():
+        run = Run(make_source(sb, store), store)
+        await run.until(lambda r: len(r.events) >= 1)
+        await step(sb, 1)  # XRP 1000 -> 2000
+        await run.until(lambda r: len(r.events) >= 2)
+        await run.stop()
+        return run
+
+    one = asyncio.run(first())
+    two = asyncio.run(second())
+    fills = lead_fills(sb)
+    by_tid = {f["tid"]: f for f in fills}
+    seen = [t for e in one.events + two.events for t in e.trade_ids]
+    assert sorted(seen) == sorted(by_tid)  # every fill exactly once
+    # the delayed XRP fill is found by the restart's backfill, before XRP's next fill
+    assert [e.trade_ids[0] for e in two.events] == [fills[1]["tid"], fills[3]["tid"]]
+    assert two.events[0].origin == "backfill"
+    for e in one.events + two.events:
+        f = by_tid[e.trade_ids[0]]
+        assert e.event.lead_position_before == float(f["startPosition"])
+    assert one.gaps == two.gaps == []

@@ -7,11 +7,12 @@ takes the subscription's snapshot, reads the lead's state (``clearinghouseState`
 the history since its cursor (``userFillsByTime``), then follows the stream.
 
 Cursor
-    ``(time, tids)``: the time of the newest fill processed (epoch ms) and the trade ids
-    (``tid``) processed at that time. A fill is already processed when its time is earlier
-    than the cursor's, or equal with its ``tid`` in the set (``tid`` is unique but not
-    ordered, so several fills of one millisecond need the set). Every event carries the
-    cursor just past its fills; the engine commits both together.
+    ``(start, fills)``: every fill before ``start`` (epoch ms) is processed, and ``fills``
+    holds ``(time, tid)`` of the fills processed since. ``start`` trails the newest fill
+    processed by ``window_ms`` (10 s): a fill that a delayed message brings after later
+    fills of another coin is still recognised as new, after a restart too. ``tid`` is unique
+    but not ordered, so fills are told apart by the set, not by comparison. Every event
+    carries the cursor just past its fills; the engine commits both together.
 
 First start (no cursor)
     The lead's state at time ``T`` (``clearinghouseState``'s ``time``) holds every fill before
@@ -21,12 +22,13 @@ First start (no cursor)
     previous event's), and history otherwise (the state already holds it).
 
 Backfill
-    After a restart or a reconnect, ``userFillsByTime`` from the cursor's time (inclusive)
-    to now, one page after another: a page holds at most 2,000 fills (Hyperliquid's limit);
-    while a page is full, the next starts at the time of its last fill, and fills seen twice
-    are dropped by ``tid``. The history reaches back far enough when it contains one of the
-    cursor's trade ids (Hyperliquid keeps only the 10,000 most recent fills of an account); if
-    it does not, a ``history_truncated`` gap is reported. A page of 2,000 fills in one
+    After a restart or a reconnect, ``userFillsByTime`` from the cursor's ``start``
+    (inclusive) to now, one page after another: a page holds at most 2,000 fills
+    (Hyperliquid's limit); while a page is full, the next starts at the time of its last fill,
+    and fills seen twice are dropped by ``tid``. The history reaches back far enough when it
+    contains one of the cursor's trade ids (Hyperliquid keeps only the 10,000 most recent
+    fills of an account), or, for a cursor that holds none, when it has fewer than 10,000
+    fills; if it does not, a ``history_truncated`` gap is reported. A page of 2,000 fills in one
     millisecond cannot be paged past: a ``page_overflow`` gap.
 
 De-duplication and order
@@ -209,37 +211,58 @@ class Fill:
 
 @dataclass(frozen=True)
 class SourceCursor:
-    """Position in the lead's fill history: see the module docstring, "Cursor"."""
+    """Position in the lead's fill history: see the module docstring, "Cursor".
 
-    time: int
-    tids: frozenset[int] = frozenset()
+    Attributes
+    ----------
+    start
+        Every fill before this time (epoch ms) is processed.
+    fills
+        ``(time, tid)`` of the fills processed at or after ``start``.
+    """
+
+    start: int
+    fills: frozenset[tuple[int, int]] = frozenset()
+    tids: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tids", frozenset(tid for _, tid in self.fills))
+
+    @property
+    def newest(self) -> int:
+        """Time of the newest fill processed (``start`` when none is held)."""
+        return max((t for t, _ in self.fills), default=self.start)
 
     def covers(self, fill: Fill) -> bool:
         """True when ``fill`` was processed already."""
-        return fill.time < self.time or (fill.time == self.time and fill.tid in self.tids)
+        return fill.time < self.start or fill.tid in self.tids
 
-    def advanced(self, fill: Fill) -> SourceCursor:
-        """The cursor just past ``fill`` (fills come in time order)."""
-        if fill.time > self.time:
-            return SourceCursor(fill.time, frozenset((fill.tid,)))
-        if fill.time == self.time:
-            return SourceCursor(self.time, self.tids | {fill.tid})
-        return self
+    def advanced(self, fill: Fill, window_ms: int = 0) -> SourceCursor:
+        """The cursor with ``fill`` processed, keeping the fills of the last ``window_ms``.
+
+        ``start`` moves up to ``newest − window_ms``; the fills before it are dropped from
+        ``fills``. With a window of 0 only the fills of the newest millisecond are held.
+        """
+        held = self.fills | {(fill.time, fill.tid)}
+        start = max(self.start, max(t for t, _ in held) - window_ms)
+        return SourceCursor(start, frozenset(f for f in held if f[0] >= start))
 
     def to_text(self) -> str:
-        """JSON text, stable (sorted trade ids)."""
-        return json.dumps({"time": self.time, "tids": sorted(self.tids)}, separators=(",", ":"))
+        """JSON text, stable (fills sorted)."""
+        data = {"start": self.start, "fills": sorted(self.fills)}
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_text(cls, text: str) -> SourceCursor:
         """Parse :meth:`to_text`'s output."""
         try:
             data = json.loads(text)
-            return cls(int(data["time"]), frozenset(int(t) for t in data["tids"]))
+            held = frozenset((int(t), int(tid)) for t, tid in data["fills"])
+            return cls(int(data["start"]), held)
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(
                 f"unreadable Hyperliquid source cursor {text!r}: expected "
-                '{"time": <ms>, "tids": [<trade id>, ...]}',
+                '{"start": <ms>, "fills": [[<ms>, <trade id>], ...]}',
                 field="cursor",
                 value=text,
             ) from exc
@@ -367,6 +390,8 @@ class HyperliquidSource:
         Reconnect and REST retry delays; pass one with a seeded ``random.Random`` in tests.
     rest_retries
         REST attempts on 429, 5xx and network errors before the connection restarts.
+    window_ms
+        How far the cursor's ``start`` trails the newest fill processed (the reorder window).
     request_timeout
         Seconds for one REST request or websocket handshake.
     limiter
@@ -391,6 +416,7 @@ class HyperliquidSource:
         state_interval: float = 30.0,
         backoff: Backoff | None = None,
         rest_retries: int = 5,
+        window_ms: int = 10_000,
         request_timeout: float = 10.0,
         limiter: RequestLimiter | None = None,
     ) -> None:
@@ -424,6 +450,7 @@ class HyperliquidSource:
         self.state_interval = state_interval
         self.backoff = backoff or Backoff()
         self.rest_retries = rest_retries
+        self.window_ms = window_ms
         self.request_timeout = request_timeout
         self._limiter = limiter
         self.metrics = SourceMetrics()
@@ -610,7 +637,7 @@ class HyperliquidSource:
             gaps: list[SourceGap] = []
         else:
             backfilled, gaps = await self._backfill(http)
-        self._floor = self.cursor.time
+        self._floor = self.cursor.start
         for gap in gaps:
             yield self._gap(gap)
         # 3. the backfill, the snapshot and the messages that came meanwhile: one batch
@@ -711,7 +738,7 @@ class HyperliquidSource:
         except (KeyError, TypeError, InvalidOperation) as exc:
             raise Retryable(f"malformed clearinghouseState: {exc}") from exc
         if when == 0:  # a server that leaves out the time: the newest fill known marks it
-            when = self.cursor.time if self.cursor is not None else 0
+            when = self.cursor.newest if self.cursor is not None else 0
         book = self._book
         book.equity, book.state_time, book.fees_since = equity, when, _ZERO
         self._state_positions = positions
@@ -730,7 +757,7 @@ class HyperliquidSource:
         self.metrics.backfills += 1
         gaps: list[SourceGap] = []
         found: dict[int, Fill] = {}
-        start = cursor.time
+        start = cursor.start
         while True:
             body = {"type": "userFillsByTime", "user": self.address, "startTime": start}
             page = await self._post(http, body, 20 + PAGE_LIMIT // 20)
@@ -755,7 +782,7 @@ class HyperliquidSource:
                 )
                 last = start + 1
             start = last
-        proven = not cursor.tids or any(t in found for t in cursor.tids)
+        proven = any(t in found for t in cursor.tids) if cursor.tids else len(found) < HISTORY_LIMIT
         if not proven:
             gaps.append(
                 SourceGap(
@@ -763,7 +790,7 @@ class HyperliquidSource:
                     "the lead's fill history no longer reaches the cursor (Hyperliquid keeps "
                     f"the {HISTORY_LIMIT} most recent fills): fills between the cursor and the "
                     "oldest fill returned may be missing",
-                    since_ms=cursor.time,
+                    since_ms=cursor.start,
                     until_ms=min((f.time for f in found.values()), default=None),
                 )
             )
@@ -792,7 +819,7 @@ class HyperliquidSource:
                 self.metrics.duplicates += 1
                 continue
             if cursor is not None and cursor.covers(f):
-                if origin != "stream" or f.time < self._floor:
+                if origin != "stream" or f.tid in cursor.tids or f.time < self._floor:
                     self.metrics.duplicates += 1
                     self._remember(f.tid)
                     continue
@@ -818,7 +845,7 @@ class HyperliquidSource:
                 if f.start_position != here.get(f.coin, _ZERO):
                     self._remember(f.tid)
                     if self.cursor is not None:
-                        self.cursor = self.cursor.advanced(f)
+                        self.cursor = self.cursor.advanced(f, self.window_ms)
                     continue
                 here[f.coin] = f.end_position
             out.append(f)
@@ -860,7 +887,7 @@ class HyperliquidSource:
                             "position_mismatch",
                             f"lead {head.coin} position was {known} after the fills seen, but "
                             f"the next fill (tid {head.tid}) starts from {head.start_position}",
-                            since_ms=self.cursor.time if self.cursor else None,
+                            since_ms=self.cursor.newest if self.cursor else None,
                             until_ms=head.time,
                             symbol=self.symbol(head.coin),
                         )
@@ -873,7 +900,7 @@ class HyperliquidSource:
         book = self._book
         cursor = self.cursor or SourceCursor(0)
         for f in group:
-            cursor = cursor.advanced(f)
+            cursor = cursor.advanced(f, self.window_ms)
             self._remember(f.tid)
             if f.time > book.state_time:
                 book.fees_since += f.fee
