@@ -23,6 +23,7 @@ from levalign.sources.hyperliquid import (
     Fill,
     HyperliquidSource,
     SourceCursor,
+    SourceSettings,
     group_fills,
     order_fills,
     ws_url,
@@ -236,13 +237,12 @@ class Run:
         await asyncio.wait_for(self.task, WAIT)
 
 
-def make_source(sb, store=None, **kwargs) -> HyperliquidSource:
+def make_source(sb, store=None) -> HyperliquidSource:
     return HyperliquidSource(
         sb.lead_address,
         sb.base_url,
         cursor_store=store,
-        backoff=Backoff(base=0.01, cap=0.05, rng=random.Random(1)),
-        **kwargs,
+        settings=SourceSettings(backoff=Backoff(base=0.01, cap=0.05, rng=random.Random(1))),
     )
 
 

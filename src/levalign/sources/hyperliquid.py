@@ -106,6 +106,7 @@ __all__ = [
     "HyperliquidSource",
     "SourceCursor",
     "SourceMetrics",
+    "SourceSettings",
     "group_fills",
     "info_url",
     "order_fills",
@@ -366,6 +367,50 @@ class _LeadBook:
     leverage: dict[str, Decimal] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SourceSettings:
+    """How a source connects, retries and keeps time.
+
+    Attributes
+    ----------
+    ping_interval
+        Seconds between heartbeats.
+    stale_timeout
+        Seconds without any message after which the connection is restarted.
+    state_interval
+        Seconds between ``clearinghouseState`` refreshes of the lead's equity.
+    request_timeout
+        Seconds for one REST request, the websocket handshake, and the wait for the snapshot.
+    rest_retries
+        REST attempts on 429, 5xx and network errors before the connection restarts.
+    window_ms
+        How far the cursor's ``start`` trails the newest fill processed (the reorder window).
+    backoff
+        Reconnect and REST retry delays; give it a seeded ``random.Random`` in tests.
+    limiter
+        A rate limiter shared by the REST clients of one IP
+        (:class:`levalign.venues.hyperliquid.RateLimiter`), or ``None``.
+    """
+
+    ping_interval: float = 20.0
+    stale_timeout: float = 60.0
+    state_interval: float = 30.0
+    request_timeout: float = 10.0
+    rest_retries: int = 5
+    window_ms: int = 10_000
+    backoff: Backoff = field(default_factory=Backoff)
+    limiter: RequestLimiter | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("ping_interval", "stale_timeout", "state_interval", "request_timeout"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise InvalidInput(f"{name} must be positive, got {value}", field=name)
+        for name in ("rest_retries", "window_ms"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"{name} must not be negative", field=name)
+
+
 class HyperliquidSource:
     """The fills of one Hyperliquid account, as lead events, exactly once and in order.
 
@@ -380,22 +425,8 @@ class HyperliquidSource:
         event); ``None`` starts fresh.
     markets
         Market specs for coin -> symbol mapping (default: the ``hyperliquid`` preset).
-    ping_interval
-        Seconds between heartbeats.
-    stale_timeout
-        Seconds without any message after which the connection is restarted.
-    state_interval
-        Seconds between ``clearinghouseState`` refreshes of the lead's equity.
-    backoff
-        Reconnect and REST retry delays; pass one with a seeded ``random.Random`` in tests.
-    rest_retries
-        REST attempts on 429, 5xx and network errors before the connection restarts.
-    window_ms
-        How far the cursor's ``start`` trails the newest fill processed (the reorder window).
-    request_timeout
-        Seconds for one REST request or websocket handshake.
-    limiter
-        An optional shared rate limiter for REST requests (weights as Hyperliquid documents).
+    settings
+        Heartbeat, timeouts, retries, reorder window, backoff and rate limiter.
 
     Examples
     --------
@@ -411,14 +442,7 @@ class HyperliquidSource:
         *,
         cursor_store: CursorStore | None = None,
         markets: Markets | None = None,
-        ping_interval: float = 20.0,
-        stale_timeout: float = 60.0,
-        state_interval: float = 30.0,
-        backoff: Backoff | None = None,
-        rest_retries: int = 5,
-        window_ms: int = 10_000,
-        request_timeout: float = 10.0,
-        limiter: RequestLimiter | None = None,
+        settings: SourceSettings | None = None,
     ) -> None:
         if not (
             isinstance(address, str)
@@ -431,28 +455,13 @@ class HyperliquidSource:
                 field="lead.address",
                 value=address,
             )
-        for name, value in (
-            ("ping_interval", ping_interval),
-            ("stale_timeout", stale_timeout),
-            ("state_interval", state_interval),
-            ("request_timeout", request_timeout),
-        ):
-            if not value > 0:
-                raise InvalidInput(f"{name} must be positive, got {value}", field=name)
         self.address = address.lower()
         self.base_url = base_url.rstrip("/")
         self._ws_url = ws_url(base_url)
         self._info_url = info_url(base_url)
         self._cursor_store = cursor_store
         self._markets = markets
-        self.ping_interval = ping_interval
-        self.stale_timeout = stale_timeout
-        self.state_interval = state_interval
-        self.backoff = backoff or Backoff()
-        self.rest_retries = rest_retries
-        self.window_ms = window_ms
-        self.request_timeout = request_timeout
-        self._limiter = limiter
+        self.settings = settings or SourceSettings()
         self.metrics = SourceMetrics()
         self.cursor: SourceCursor | None = None
         self._book = _LeadBook()
@@ -513,7 +522,7 @@ class HyperliquidSource:
             text = self._cursor_store.load()
             self.cursor = SourceCursor.from_text(text) if text else None
         attempt = 0
-        timeout = aiohttp.ClientTimeout(total=self.request_timeout)
+        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while not self._closed.is_set():
                 healthy = False
@@ -535,7 +544,7 @@ class HyperliquidSource:
                     return
                 attempt = 0 if healthy else attempt + 1
                 self.metrics.reconnects += 1
-                delay = self.backoff.delay(attempt)
+                delay = self.settings.backoff.delay(attempt)
                 log.info("source %s: reconnecting in %.2f s", self.address, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closed.wait(), timeout=delay)
@@ -551,7 +560,7 @@ class HyperliquidSource:
         async with connect(
             self._ws_url,
             ping_interval=None,
-            open_timeout=self.request_timeout,
+            open_timeout=self.settings.request_timeout,
             max_size=2**24,
         ) as ws:
             self.metrics.connects += 1
@@ -577,9 +586,9 @@ class HyperliquidSource:
         try:
             while True:
                 try:
-                    raw = await asyncio.wait_for(ws.recv(), timeout=self.stale_timeout)
+                    raw = await asyncio.wait_for(ws.recv(), timeout=self.settings.stale_timeout)
                 except TimeoutError:
-                    raise _Stale(f"no message for {self.stale_timeout} s") from None
+                    raise _Stale(f"no message for {self.settings.stale_timeout} s") from None
                 self.metrics.messages += 1
                 try:
                     msg = json.loads(raw)
@@ -600,7 +609,7 @@ class HyperliquidSource:
 
     async def _ping(self, ws: Any) -> None:
         while True:
-            await asyncio.sleep(self.ping_interval)
+            await asyncio.sleep(self.settings.ping_interval)
             await ws.send(json.dumps({"method": "ping"}))
 
     async def _next(self, queue: asyncio.Queue[tuple[str, Any]], wait: float) -> tuple[str, Any]:
@@ -615,55 +624,72 @@ class HyperliquidSource:
         self, http: aiohttp.ClientSession, queue: asyncio.Queue[tuple[str, Any]]
     ) -> AsyncIterator[SourceItem]:
         # 1. the snapshot (history, used for de-duplication) and what streamed meanwhile
-        pending: list[tuple[str, list[Any]]] = []
-        deadline = time.monotonic() + self.request_timeout
-        while True:
-            try:
-                kind, fills = await self._next(queue, max(deadline - time.monotonic(), 0.001))
-            except TimeoutError:
-                log.info("source %s: no snapshot; backfill alone", self.address)
-                break
-            pending.append((kind, fills))
-            if kind == "snapshot":
-                break
+        pending = await self._await_snapshot(queue)
         # 2. the lead's state, then the history since the cursor
         state = await self._fetch_state(http)
         yield state
-        if self.cursor is None:
-            self.cursor = SourceCursor(state.time_ms)
-            self._book.positions = dict(self._state_positions)
-            self._boundary = state.time_ms
-            backfilled: list[Fill] = []
-            gaps: list[SourceGap] = []
-        else:
-            backfilled, gaps = await self._backfill(http)
-        self._floor = self.cursor.start
+        backfilled, gaps = await self._resume(http, state)
         for gap in gaps:
             yield self._gap(gap)
         # 3. the backfill, the snapshot and the messages that came meanwhile: one batch
-        while True:
-            try:
-                pending.append(await self._next(queue, 0.0001))
-            except TimeoutError:
-                break
+        pending += await self._drain(queue)
         first = [f for _, raws in pending for f in self._parse(raws)]
         origin = "backfill" if backfilled else ("snapshot" if pending else "stream")
         async for item in self._process(http, [*backfilled, *first], origin):
             yield item
         # 4. the stream
         last_state = time.monotonic()
+        interval = self.settings.state_interval
         while True:
-            wait = max(self.state_interval - (time.monotonic() - last_state), 0.001)
+            wait = max(interval - (time.monotonic() - last_state), 0.001)
             try:
                 kind, raws = await self._next(queue, wait)
             except TimeoutError:
                 kind, raws = "", []
-            if time.monotonic() - last_state >= self.state_interval:
+            if time.monotonic() - last_state >= interval:
                 await self._fetch_state(http)
                 last_state = time.monotonic()
             if kind:
                 async for item in self._process(http, self._parse(raws), kind):
                     yield item
+
+    async def _await_snapshot(
+        self, queue: asyncio.Queue[tuple[str, Any]]
+    ) -> list[tuple[str, list[Any]]]:
+        """The messages up to and including the snapshot (or until the wait runs out)."""
+        pending: list[tuple[str, list[Any]]] = []
+        deadline = time.monotonic() + self.settings.request_timeout
+        while True:
+            try:
+                kind, fills = await self._next(queue, max(deadline - time.monotonic(), 0.001))
+            except TimeoutError:
+                log.info("source %s: no snapshot; backfill alone", self.address)
+                return pending
+            pending.append((kind, fills))
+            if kind == "snapshot":
+                return pending
+
+    async def _drain(self, queue: asyncio.Queue[tuple[str, Any]]) -> list[tuple[str, list[Any]]]:
+        """The messages already received, without waiting for more."""
+        out: list[tuple[str, list[Any]]] = []
+        while True:
+            try:
+                out.append(await self._next(queue, 0.0001))
+            except TimeoutError:
+                return out
+
+    async def _resume(
+        self, http: aiohttp.ClientSession, state: LeadState
+    ) -> tuple[list[Fill], list[SourceGap]]:
+        """First start: the state is the boundary. Otherwise: the backfill since the cursor."""
+        if self.cursor is None:
+            self.cursor = SourceCursor(state.time_ms)
+            self._book.positions = dict(self._state_positions)
+            self._boundary = state.time_ms
+            self._floor = self.cursor.start
+            return [], []
+        self._floor = self.cursor.start
+        return await self._backfill(http)
 
     def _parse(self, raws: Iterable[Any]) -> list[Fill]:
         out = []
@@ -683,8 +709,8 @@ class HyperliquidSource:
 
         attempt = 0
         while True:
-            if self._limiter is not None:
-                delay = self._limiter.reserve(weight)
+            if self.settings.limiter is not None:
+                delay = self.settings.limiter.reserve(weight)
                 if delay > 0:
                     await asyncio.sleep(delay)
             try:
@@ -703,13 +729,13 @@ class HyperliquidSource:
                     return json.loads(text)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
-            if attempt >= self.rest_retries:
+            if attempt >= self.settings.rest_retries:
                 raise Retryable(
                     f"Hyperliquid info {body['type']} failed {attempt + 1} times ({problem})",
                     details={"request": body["type"]},
                 )
             self.metrics.rest_retries += 1
-            delay = self.backoff.delay(attempt)
+            delay = self.settings.backoff.delay(attempt)
             attempt += 1
             log.info(
                 "source %s: %s: %s; retry in %.2f s", self.address, body["type"], problem, delay
@@ -845,7 +871,7 @@ class HyperliquidSource:
                 if f.start_position != here.get(f.coin, _ZERO):
                     self._remember(f.tid)
                     if self.cursor is not None:
-                        self.cursor = self.cursor.advanced(f, self.window_ms)
+                        self.cursor = self.cursor.advanced(f, self.settings.window_ms)
                     continue
                 here[f.coin] = f.end_position
             out.append(f)
@@ -900,7 +926,7 @@ class HyperliquidSource:
         book = self._book
         cursor = self.cursor or SourceCursor(0)
         for f in group:
-            cursor = cursor.advanced(f, self.window_ms)
+            cursor = cursor.advanced(f, self.settings.window_ms)
             self._remember(f.tid)
             if f.time > book.state_time:
                 book.fees_since += f.fee
