@@ -2,20 +2,21 @@ from __future__ import annotations
 
 import logging
 import pickle
+import time
 from decimal import Decimal
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from levalign.errors import ConfigurationError, InvalidInput
+from levalign.errors import ConfigurationError, InvalidInput, Rejected
+from levalign.venues.base import Ack, Lookup, OrderRequest, OrderVenue
 from levalign.venues.hyperliquid import (
     HyperliquidVenue,
-    OrderState,
     OrderStateUnknown,
     RateLimiter,
     SecretKey,
-    VenueOrder,
+    credentials_from_env,
     exchange_weight,
     format_price,
     format_size,
@@ -112,11 +113,11 @@ def test_parse_order_response_maps_the_documented_answers():
             "data": {"statuses": [{"error": "Order must have minimum value of $10."}]},
         },
     }
-    assert parse_order_response(CLOID, resting) == OrderState(CLOID, "resting", oid=77738308)
-    assert parse_order_response(CLOID, filled) == OrderState(
-        CLOID, "filled", filled=0.02, avg_price=1891.4, oid=77747314
+    assert parse_order_response(CLOID, resting) == Ack(CLOID, "resting", exchange_id="77738308")
+    assert parse_order_response(CLOID, filled) == Ack(
+        CLOID, "filled", exchange_id="77747314", filled="0.02", average_price="1891.4"
     )
-    assert parse_order_response(CLOID, error) == OrderState(
+    assert parse_order_response(CLOID, error) == Ack(
         CLOID, "rejected", reason="Order must have minimum value of $10."
     )
     top = {"status": "err", "response": "User or API Wallet 0x1 does not exist."}
@@ -139,21 +140,16 @@ def _status(status, orig, left):
 
 
 def test_parse_order_status_maps_statuses():
-    assert parse_order_status(CLOID, {"status": "unknownOid"}).status == "not_found"
-    assert parse_order_status(CLOID, _status("open", "1.0", "0.4")) == OrderState(
-        CLOID, "resting", filled=0.6, oid=9, reason="open"
+    assert parse_order_status(CLOID, {"status": "unknownOid"}) == Lookup(CLOID, "not_found")
+    assert parse_order_status(CLOID, _status("open", "1.0", "0.4")) == Lookup(
+        CLOID, "resting", exchange_id="9", reason="open"
     )
-    assert parse_order_status(CLOID, _status("filled", "1.0", "0.0")).filled == 1.0
+    assert parse_order_status(CLOID, _status("filled", "1.0", "0.0")).status == "filled"
     rejected = parse_order_status(CLOID, _status("minTradeNtlRejected", "1.0", "1.0"))
     assert (rejected.status, rejected.reason) == ("rejected", "minTradeNtlRejected")
-    # an IOC partly filled: 0.25 of 1.0 done, the rest canceled
-    ioc = parse_order_status(CLOID, _status("canceled", "1.0", "0.75"))
-    assert (ioc.status, ioc.filled) == ("canceled", 0.25)
-
-
-def test_order_requires_a_cloid_of_32_lower_case_hex_digits():
-    with pytest.raises(InvalidInput, match="client_id must be 0x followed by 32"):
-        VenueOrder("0x12", "BTC/USDC:USDC", "buy", 1.0, 100.0, 0.01)
+    # an IOC's unfilled rest is canceled
+    assert parse_order_status(CLOID, _status("canceled", "1.0", "0.75")).status == "canceled"
+    assert parse_order_status(CLOID, _status("marginCanceled", "1.0", "1.0")).status == "canceled"
 
 
 # ------------------------------------------------------------------ rate limits
@@ -198,12 +194,26 @@ def test_bad_key_error_does_not_echo_the_value():
     assert info.value.value is None
 
 
-def test_venue_repr_and_logs_do_not_contain_the_key(caplog):
-    with caplog.at_level(logging.DEBUG):
-        venue = HyperliquidVenue(SecretKey(KEY), base_url="http://127.0.0.1:1")
-    assert KEY[2:] not in repr(venue)
-    assert venue.address.startswith("0x")
-    assert all(KEY[2:] not in r.getMessage() for r in caplog.records)
+def test_credentials_come_from_the_environment_and_errors_never_show_a_key(monkeypatch):
+    monkeypatch.setenv("LEVALIGN_TEST_KEY", KEY)
+    assert credentials_from_env("env:LEVALIGN_TEST_KEY").reveal() == KEY
+    monkeypatch.delenv("LEVALIGN_TEST_KEY")
+    with pytest.raises(ConfigurationError, match=r"LEVALIGN_TEST_KEY .* is not set"):
+        credentials_from_env("env:LEVALIGN_TEST_KEY")
+    with pytest.raises(ConfigurationError, match="not of the form env:NAME"):
+        credentials_from_env("file:/keys")
+    monkeypatch.setenv("LEVALIGN_TEST_KEY", "0x" + "zz" * 32)
+    with pytest.raises(ConfigurationError, match="64 hex digits") as info:
+        credentials_from_env("env:LEVALIGN_TEST_KEY")
+    assert "zz" not in str(info.value)
+
+
+def test_venue_is_an_order_venue():
+    venue = HyperliquidVenue("http://127.0.0.1:1")
+    assert isinstance(venue, OrderVenue)
+    assert repr(venue) == "HyperliquidVenue(base_url='http://127.0.0.1:1', accounts=0)"
+    with pytest.raises(ConfigurationError, match="base_url must start with http"):
+        HyperliquidVenue("127.0.0.1:1")
 
 
 # ------------------------------------------------------------------ against the sandbox
@@ -212,6 +222,7 @@ sandbox_mod = pytest.importorskip("levalign.sandbox.hyperliquid")
 
 FOLLOWER_KEY = "0x" + "31" * 32
 AGENT_KEY = "0x" + "32" * 32
+AGENT_REF = "env:LEVALIGN_TEST_AGENT_KEY"
 
 
 def cloid(n: int) -> str:
@@ -233,78 +244,121 @@ def sandbox(follower):
 
 
 @pytest.fixture
-def venue(sandbox, follower) -> HyperliquidVenue:
+def venue(sandbox, follower, monkeypatch) -> HyperliquidVenue:
     """The follower's account, traded by an API wallet (agent) as the copier does."""
     from eth_account import Account
 
     sandbox.approve_agent(follower, Account.from_key(AGENT_KEY).address)
-    return HyperliquidVenue(
-        SecretKey(AGENT_KEY), base_url=sandbox.base_url, account_address=follower
+    monkeypatch.setenv("LEVALIGN_TEST_AGENT_KEY", AGENT_KEY)
+    return HyperliquidVenue(sandbox.base_url)
+
+
+def request(
+    follower: str,
+    n: int,
+    *,
+    side: str = "buy",
+    amount: str = "0.01",
+    price_limit: str | None = "20200",
+    reduce_only: bool = False,
+    expires_in_ms: int = 60_000,
+) -> OrderRequest:
+    return OrderRequest(
+        client_id=cloid(n),
+        venue_client_id=cloid(n),
+        account=follower,
+        credentials_ref=AGENT_REF,
+        symbol="BTC/USDC:USDC",
+        side=side,  # type: ignore[arg-type]
+        amount=amount,
+        price_limit=price_limit,
+        reduce_only=reduce_only,
+        time_in_force="ioc",
+        expires_at_ms=int(time.time() * 1000) + expires_in_ms,
     )
 
 
-def buy(n: int, amount: float = 0.01, price: float = 20000.0, slippage: float = 0.01):
-    return VenueOrder(cloid(n), "BTC/USDC:USDC", "buy", amount, price, slippage)
-
-
-def test_ioc_open_fills_with_its_cloid_and_lookup_agrees(venue, sandbox, caplog):
+def test_ioc_open_fills_with_its_cloid_and_lookup_agrees(venue, sandbox, follower, caplog):
+    # the guard's cap: 20000 · 1.01 = 20200, on BTC's grid (szDecimals 5: 0 decimals)
+    assert venue.price_cap("BTC/USDC:USDC", 20000.0, "buy", 0.01) == "20200"
+    order = request(follower, 1)
     with caplog.at_level(logging.DEBUG):
-        state = venue.submit(buy(1))
+        ack = venue.submit(order)
     assert caplog.records  # the SDK logs the signed payload at DEBUG: never the key
     assert all(AGENT_KEY[2:] not in r.getMessage() for r in caplog.records)
-    assert state.status == "filled"
-    assert state.filled == 0.01
-    assert venue.lookup(cloid(1)).status == "filled"
+    assert (ack.status, ack.filled) == ("filled", "0.01")
+    assert venue.lookup(order).status == "filled"
     logged = sandbox.orders(cloid=cloid(1))
     assert len(logged) == 1
-    # the cap: 20000 · 1.01 = 20200, on BTC's grid (szDecimals 5: 0 decimals) -> "20200"
     assert logged[0]["px"] == "20200"
     assert logged[0]["order_type"] == {"limit": {"tif": "Ioc"}}
-    assert venue.account().positions == {"BTC/USDC:USDC": 0.01}
+    assert venue.account(follower).positions == {"BTC/USDC:USDC": 0.01}
 
 
-def test_a_lost_response_is_unknown_then_resolved_by_cloid_without_a_second_order(venue, sandbox):
+def test_a_lost_response_is_unknown_then_resolved_by_cloid_without_a_second_order(
+    venue, sandbox, follower
+):
     sandbox.inject("lose_response", path="/exchange")
+    order = request(follower, 2)
     with pytest.raises(OrderStateUnknown, match="state is unknown until looked up") as info:
-        venue.submit(buy(2))
+        venue.submit(order)
     assert info.value.details["state"] == "unknown"
-    assert venue.lookup(cloid(2)).status == "filled"
+    assert venue.lookup(order).status == "filled"
     assert len(sandbox.orders(cloid=cloid(2))) == 1
 
 
 @pytest.mark.parametrize(("kind", "cause"), [("http_429", "429"), ("http_5xx", "HTTP 500")])
-def test_429_and_5xx_are_unknown_and_the_order_was_never_placed(venue, sandbox, kind, cause):
+def test_429_and_5xx_are_unknown_and_the_order_was_never_placed(
+    venue, sandbox, follower, kind, cause
+):
+    venue.sz_decimals("BTC/USDC:USDC")  # metadata first: the fault is for the order
     sandbox.inject(kind, path="/exchange")
+    order = request(follower, 3)
     with pytest.raises(OrderStateUnknown, match=cause):
-        venue.submit(buy(3))
-    assert venue.lookup(cloid(3)).status == "not_found"
+        venue.submit(order)
+    assert venue.lookup(order).status == "not_found"
     assert sandbox.orders(cloid=cloid(3)) == []
 
 
-def test_rejections_carry_the_exchange_reason(venue):
+def test_rejections_carry_the_exchange_reason(venue, follower):
     # 0.0001 BTC at 20000 is $2: below the $10 minimum
-    small = venue.submit(buy(4, amount=0.0001))
+    small = venue.submit(request(follower, 4, amount="0.0001"))
     assert small.status == "rejected"
     assert small.reason is not None
     assert small.reason.startswith("Order must have minimum value of $10.")
     # the lead filled at 19000, the market is at 20000: a 1% cap (19190) cannot fill
-    moved = venue.submit(buy(5, price=19000.0))
+    moved = venue.submit(request(follower, 5, price_limit="19190"))
     assert moved.status == "rejected"
     assert moved.reason is not None
     assert moved.reason.startswith("Order could not immediately match")
 
 
-def test_reduce_only_close_flattens_the_position(venue):
-    assert venue.submit(buy(6, amount=0.02)).status == "filled"
-    close = VenueOrder(cloid(7), "BTC/USDC:USDC", "sell", 0.02, 20000.0, 0.05, reduce_only=True)
-    assert venue.submit(close).status == "filled"
-    assert venue.account().positions == {}
-    again = VenueOrder(cloid(8), "BTC/USDC:USDC", "sell", 0.02, 20000.0, 0.05, reduce_only=True)
+def test_an_expired_order_is_refused_so_not_found_is_final(venue, sandbox, follower):
+    order = request(follower, 6, expires_in_ms=-1000)
+    ack = venue.submit(order)
+    assert ack.status == "rejected"
+    assert ack.reason is not None
+    assert ack.reason.startswith("Action expired")
+    assert venue.lookup(order).status == "not_found"
+
+
+def test_reduce_only_close_flattens_the_position(venue, follower):
+    assert venue.submit(request(follower, 7, amount="0.02")).status == "filled"
+    close = request(follower, 8, side="sell", amount="0.02", price_limit=None, reduce_only=True)
+    assert venue.submit(close).status == "filled"  # no limit: the mid less 5 %
+    assert venue.account(follower).positions == {}
+    again = request(follower, 9, side="sell", amount="0.02", reduce_only=True)
     assert venue.submit(again).status == "rejected"
 
 
+def test_an_order_below_the_lot_is_rejected_before_sending(venue, sandbox, follower):
+    with pytest.raises(Rejected, match=r"amount 0\.000001 rounds to zero at 5 decimals"):
+        venue.submit(request(follower, 10, amount="0.000001"))
+    assert sandbox.orders() == []
+
+
 def test_an_unreachable_base_url_names_the_field(follower):
-    venue = HyperliquidVenue(SecretKey(FOLLOWER_KEY), base_url="http://127.0.0.1:9", timeout=2)
+    venue = HyperliquidVenue("http://127.0.0.1:9", timeout=2)
     with pytest.raises(ConfigurationError, match="check base_url") as info:
-        venue.submit(buy(9))
+        venue.submit(request(follower, 11))
     assert info.value.field == "base_url"

@@ -1,6 +1,1 @@
-"""Venues: where follower orders go.
-
-=======================  ================================================================
-:mod:`.hyperliquid`      Hyperliquid over the official ``hyperliquid-python-sdk``
-=======================  ================================================================
-"""
+"""Venues: where follower orders go (the order protocol in :mod:`levalign.venues.base`)."""

@@ -1,11 +1,17 @@
 """Hyperliquid as a follower venue, over the official ``hyperliquid-python-sdk``.
 
+:class:`HyperliquidVenue` implements :class:`levalign.venues.base.OrderVenue` for any number
+of follower accounts: each :class:`~levalign.venues.base.OrderRequest` names its account and a
+credentials reference (``env:NAME``), whose key (an API wallet the account approved) signs.
+
 Orders
     Every order carries its client id as Hyperliquid's ``cloid`` (``0x`` and 32 hex digits),
-    so that the exchange itself can be asked what became of it. Orders are IOC limit orders
-    at a capped price (the slippage guard): a buy at most ``price · (1 + slippage)``, a sell
-    at least ``price · (1 − slippage)``, the cap rounded toward the reference price onto
-    Hyperliquid's price grid. Closes are reduce-only.
+    so that the exchange itself can be asked what became of it. It is a limit order (``Ioc``
+    or ``Gtc``) at ``price_limit``, the slippage guard's cap (:func:`limit_price`: a buy at
+    most ``price · (1 + slippage)``, a sell at least ``price · (1 − slippage)``, rounded toward
+    the reference onto Hyperliquid's price grid); closes are reduce-only. Each action carries
+    ``expiresAfter`` = the order's ``expires_at_ms``: the exchange refuses it after that time,
+    so a ``not_found`` lookup then is final.
 
 Price and size rules (Hyperliquid docs, "Tick and lot size")
     A size has at most ``szDecimals`` decimals (rounded toward zero here: an order never
@@ -15,9 +21,11 @@ Price and size rules (Hyperliquid docs, "Tick and lot size")
     ``d = max(0, min(4 − e, 6 − szDecimals))`` decimals.
 
 Answers
-    ``submit`` maps the exchange's answer to an :class:`OrderState`: ``resting``, ``filled``
-    (``totalSz``, ``avgPx``), or ``rejected`` with Hyperliquid's own message as the reason
-    (``"Order must have minimum value of $10."``). When the answer is lost (timeout, network
+    ``submit`` maps the exchange's answer to an :class:`~levalign.venues.base.Ack`:
+    ``resting``, ``filled`` (``totalSz``, ``avgPx``), or ``rejected`` with Hyperliquid's own
+    message as the reason (``"Order must have minimum value of $10."``). An order Hyperliquid
+    cannot express (a size below the lot, an unknown coin) raises
+    :class:`~levalign.errors.Rejected`. When the answer is lost (timeout, network
     error, 5xx, 429, an unreadable body, a duplicate-cloid error), it raises
     :class:`OrderStateUnknown`, a :class:`~levalign.errors.Retryable`: the order may or may
     not be on the book, and only :meth:`HyperliquidVenue.lookup` (``orderStatus`` by cloid)
@@ -41,6 +49,7 @@ Keys
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -56,7 +65,8 @@ from decimal import (
 )
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from levalign.errors import ConfigurationError, InvalidInput, Retryable
+from levalign.errors import ConfigurationError, InvalidInput, Rejected, Retryable
+from levalign.venues.base import Ack, Lookup, OrderRequest
 
 if TYPE_CHECKING:
     from hyperliquid.exchange import Exchange
@@ -66,11 +76,10 @@ __all__ = [
     "INFO_WEIGHTS",
     "AccountState",
     "HyperliquidVenue",
-    "OrderState",
     "OrderStateUnknown",
     "RateLimiter",
     "SecretKey",
-    "VenueOrder",
+    "credentials_from_env",
     "exchange_weight",
     "format_price",
     "format_size",
@@ -223,83 +232,7 @@ def limit_price(reference: float, is_buy: bool, slippage: float, sz_decimals: in
     return format_price(ref * factor, sz_decimals, "down" if is_buy else "up")
 
 
-# ---------------------------------------------------------------------------- orders and states
-
-
-@dataclass(frozen=True)
-class VenueOrder:
-    """One follower order as the dispatcher hands it to the venue.
-
-    Attributes
-    ----------
-    client_id
-        Hyperliquid ``cloid``: ``0x`` and 32 lower-case hex digits, derived by the engine from
-        (lead event, follower, leg).
-    symbol
-        levalign market symbol (``BTC/USDC:USDC``) or Hyperliquid coin (``BTC``).
-    side
-        ``"buy"`` or ``"sell"``.
-    amount
-        Contracts (base units), positive; rounded toward zero to the coin's ``szDecimals``.
-    price
-        Reference price: the lead's fill price for a copy, the mark for a correction.
-    slippage
-        The guard: the IOC limit is ``price · (1 ± slippage)``.
-    reduce_only
-        True for closes and reductions.
-    """
-
-    client_id: str
-    symbol: str
-    side: Literal["buy", "sell"]
-    amount: float
-    price: float
-    slippage: float
-    reduce_only: bool = False
-
-    def __post_init__(self) -> None:
-        if not _CLOID.match(self.client_id):
-            raise InvalidInput(
-                f"client_id must be 0x followed by 32 lower-case hex digits, got "
-                f"{self.client_id!r}",
-                field="client_id",
-                value=self.client_id,
-            )
-        if self.side not in ("buy", "sell"):
-            raise InvalidInput(f"side must be 'buy' or 'sell', got {self.side!r}", field="side")
-
-
-OrderStatus = Literal["resting", "filled", "canceled", "rejected", "not_found"]
-
-
-@dataclass(frozen=True)
-class OrderState:
-    """What the exchange says of one order.
-
-    Attributes
-    ----------
-    client_id
-        The order's ``cloid``.
-    status
-        ``resting`` (on the book), ``filled``, ``canceled`` (an IOC's unfilled rest is
-        canceled: ``filled`` says how much was done), ``rejected`` (``reason`` says why, in the
-        exchange's words) or ``not_found`` (the exchange never saw it: ``unknownOid``).
-    filled
-        Contracts filled so far.
-    avg_price
-        Mean fill price, when the exchange says it.
-    oid
-        The exchange's order id.
-    reason
-        The exchange's rejection message or order status string.
-    """
-
-    client_id: str
-    status: OrderStatus
-    filled: float = 0.0
-    avg_price: float | None = None
-    oid: int | None = None
-    reason: str | None = None
+# ---------------------------------------------------------------------------- answers
 
 
 class OrderStateUnknown(Retryable):
@@ -321,8 +254,8 @@ def _is_duplicate_cloid(reason: str) -> bool:
     return "cloid" in text and "duplicate" in text
 
 
-def parse_order_response(client_id: str, response: Any) -> OrderState:
-    """Map an ``/exchange`` answer to one order to its state.
+def parse_order_response(client_id: str, response: Any) -> Ack:
+    """Map an ``/exchange`` answer to one order to an :class:`~levalign.venues.base.Ack`.
 
     Raises
     ------
@@ -336,64 +269,61 @@ def parse_order_response(client_id: str, response: Any) -> OrderState:
         reason = str(response.get("response"))
         if _is_duplicate_cloid(reason):
             raise OrderStateUnknown(client_id, reason)
-        return OrderState(client_id, "rejected", reason=reason)
+        return Ack(client_id, "rejected", reason=reason)
     try:
-        statuses = response["response"]["data"]["statuses"]
-        entry = statuses[0]
+        entry = response["response"]["data"]["statuses"][0]
     except (KeyError, IndexError, TypeError):
         raise OrderStateUnknown(client_id, f"unexpected answer {str(response)[:200]!r}") from None
     if not isinstance(entry, Mapping):
         raise OrderStateUnknown(client_id, f"unexpected order status {entry!r}")
     if "resting" in entry:
-        return OrderState(client_id, "resting", oid=_int(entry["resting"].get("oid")))
+        return Ack(client_id, "resting", exchange_id=_id(entry["resting"].get("oid")))
     if "filled" in entry:
         done = entry["filled"]
-        return OrderState(
+        return Ack(
             client_id,
             "filled",
-            filled=float(done["totalSz"]),
-            avg_price=float(done["avgPx"]),
-            oid=_int(done.get("oid")),
+            exchange_id=_id(done.get("oid")),
+            filled=str(done["totalSz"]),
+            average_price=str(done["avgPx"]),
         )
     if "error" in entry:
         reason = str(entry["error"])
         if _is_duplicate_cloid(reason):
             raise OrderStateUnknown(client_id, reason)
-        return OrderState(client_id, "rejected", reason=reason)
+        return Ack(client_id, "rejected", reason=reason)
     raise OrderStateUnknown(client_id, f"unexpected order status {entry!r}")
 
 
-def parse_order_status(client_id: str, response: Any) -> OrderState:
-    """Map an ``orderStatus`` answer to the order's state.
+def parse_order_status(client_id: str, response: Any) -> Lookup:
+    """Map an ``orderStatus`` answer to a :class:`~levalign.venues.base.Lookup`.
 
     ``open`` and ``triggered`` are resting; ``filled`` is filled; statuses ending in
     ``Rejected`` (``minTradeNtlRejected``, ``perpMarginRejected``, ...) or ``rejected`` are
-    rejected with that status as the reason; the others (``canceled``, ``marginCanceled``,
-    ``reduceOnlyCanceled``, ...) are canceled, with ``filled = origSz − sz``.
+    rejected; the others (``canceled``, ``marginCanceled``, ``reduceOnlyCanceled``, an IOC's
+    unfilled rest, ...) are canceled; ``unknownOid`` is ``not_found``. The reason is the
+    exchange's status string.
     """
     if not isinstance(response, Mapping) or "status" not in response:
         raise OrderStateUnknown(client_id, f"unexpected orderStatus answer {response!r}")
     if response["status"] == "unknownOid":
-        return OrderState(client_id, "not_found")
+        return Lookup(client_id, "not_found")
     try:
         wrapper = response["order"]
-        order, status = wrapper["order"], str(wrapper["status"])
-        orig, left = Decimal(str(order["origSz"])), Decimal(str(order["sz"]))
-    except (KeyError, TypeError, InvalidOperation):
+        oid, status = _id(wrapper["order"].get("oid")), str(wrapper["status"])
+    except (KeyError, TypeError, AttributeError):
         raise OrderStateUnknown(client_id, f"unexpected orderStatus answer {response!r}") from None
-    oid = _int(order.get("oid"))
-    done = float(orig - left)
     if status in ("open", "triggered"):
-        return OrderState(client_id, "resting", filled=done, oid=oid, reason=status)
+        return Lookup(client_id, "resting", exchange_id=oid, reason=status)
     if status == "filled":
-        return OrderState(client_id, "filled", filled=float(orig), oid=oid, reason=status)
+        return Lookup(client_id, "filled", exchange_id=oid, reason=status)
     if status.lower().endswith("rejected"):
-        return OrderState(client_id, "rejected", oid=oid, reason=status)
-    return OrderState(client_id, "canceled", filled=done, oid=oid, reason=status)
+        return Lookup(client_id, "rejected", exchange_id=oid, reason=status)
+    return Lookup(client_id, "canceled", exchange_id=oid, reason=status)
 
 
-def _int(value: Any) -> int | None:
-    return int(value) if value is not None else None
+def _id(value: Any) -> str | None:
+    return str(value) if value is not None else None
 
 
 # ---------------------------------------------------------------------------- rate limits
@@ -460,69 +390,84 @@ class AccountState:
     time_ms: int
 
 
+def credentials_from_env(ref: str) -> SecretKey:
+    """Resolve a credentials reference ``env:NAME`` to the key in environment variable NAME.
+
+    Raises
+    ------
+    ConfigurationError
+        If the reference has another form or the variable is unset (the message names the
+        reference, never a value).
+    """
+    kind, _, name = ref.partition(":")
+    if kind != "env" or not name:
+        raise ConfigurationError(
+            f"credentials reference {ref!r} is not of the form env:NAME",
+            field="credentials",
+            value=ref,
+        )
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigurationError(
+            f"environment variable {name} (credentials {ref!r}) is not set: export the API "
+            "wallet's private key in it",
+            field="credentials",
+            value=ref,
+        )
+    return SecretKey(value)
+
+
 class HyperliquidVenue:
-    """One follower's Hyperliquid account, trading through an API wallet.
+    """Hyperliquid for any number of follower accounts: a ``levalign.venues.base.OrderVenue``.
+
+    Each order names its account and a credentials reference; the key behind the reference
+    (an API wallet approved by the account) signs, through the official SDK's ``Exchange``.
+    Market metadata (``meta``, ``spotMeta``) is read once and shared by every account's client.
 
     Parameters
     ----------
-    key
-        The API wallet's private key (it signs; it need not hold funds).
-    account_address
-        The follower's account (the API wallet trades on its behalf); default: the key's
-        own address.
     base_url
         Hyperliquid's API, ``https://api.hyperliquid.xyz`` or a compatible server.
+    credentials
+        Resolves a credentials reference to a :class:`SecretKey` (default:
+        :func:`credentials_from_env`, ``env:NAME``).
     limiter
-        A shared :class:`RateLimiter` (one per IP); ``None`` sends without waiting.
+        A shared :class:`RateLimiter` for this client's ``/info`` requests (lookups, account
+        states, metadata); the dispatcher limits the orders. ``None``: no waiting.
     timeout
-        Seconds for one HTTP request; past it the order's state is unknown.
+        Seconds for one HTTP request; past it an order's state is unknown.
+    market_slippage
+        The cap of an order without a price limit: the mid ± this fraction (the SDK's
+        ``market_open`` default, 5 %).
     """
 
     def __init__(
         self,
-        key: SecretKey,
-        *,
         base_url: str,
-        account_address: str | None = None,
+        *,
+        credentials: Callable[[str], SecretKey] = credentials_from_env,
         limiter: RateLimiter | None = None,
         timeout: float = 10.0,
+        market_slippage: float = 0.05,
     ) -> None:
-        if not isinstance(key, SecretKey):
-            raise ConfigurationError(
-                "pass the API wallet key as levalign.venues.hyperliquid.SecretKey",
-                field="credentials.private_key",
-            )
         if not base_url.startswith(("http://", "https://")):
             raise ConfigurationError(
                 f"base_url must start with http:// or https://, got {base_url!r}",
                 field="base_url",
                 value=base_url,
             )
-        if account_address is not None and not _ADDRESS.match(account_address):
-            raise ConfigurationError(
-                f"account_address must be 0x and 40 hex digits, got {account_address!r}",
-                field="account_address",
-                value=account_address,
-            )
-        from eth_account import Account
-
-        try:
-            wallet = Account.from_key(key.reveal())
-        except (ValueError, TypeError):
-            raise ConfigurationError(
-                "the API wallet key is not a valid secp256k1 private key",
-                field="credentials.private_key",
-            ) from None
-        self._wallet = wallet
         self.base_url = base_url.rstrip("/")
-        self.address = (account_address or wallet.address).lower()
+        self._credentials = credentials
         self.limiter = limiter
         self.timeout = timeout
-        self._exchange_client: Exchange | None = None
+        self.market_slippage = market_slippage
+        self._lock = threading.Lock()
+        self._meta: tuple[Any, Any] | None = None
         self._sz_decimals: dict[str, int] = {}
+        self._clients: dict[tuple[str, str], tuple[Exchange, threading.Lock]] = {}
 
     def __repr__(self) -> str:
-        return f"HyperliquidVenue(address={self.address!r}, base_url={self.base_url!r})"
+        return f"HyperliquidVenue(base_url={self.base_url!r}, accounts={len(self._clients)})"
 
     # ------------------------------------------------------------------ plumbing
 
@@ -532,33 +477,66 @@ class HyperliquidVenue:
             if delay > 0:
                 time.sleep(delay)
 
-    def _client(self) -> Exchange:
-        if self._exchange_client is None:
-            import requests
-            from hyperliquid.exchange import Exchange
-            from hyperliquid.utils.error import Error
+    def _post_info(self, body: dict[str, Any]) -> Any:
+        import requests
 
-            self._wait(2 * info_weight("meta"))  # spotMeta and meta
-            try:
-                client = Exchange(
-                    self._wallet,
-                    self.base_url,
-                    account_address=self.address,
-                    timeout=self.timeout,
-                )
-            except (requests.RequestException, Error, KeyError, TypeError, ValueError) as exc:
-                raise ConfigurationError(
-                    f"cannot read Hyperliquid's market list at {self.base_url} "
-                    f"({type(exc).__name__}); check base_url and the network",
-                    field="base_url",
-                    value=self.base_url,
-                ) from None
-            self._exchange_client = client
-            decimals = client.info.asset_to_sz_decimals
-            self._sz_decimals = {
-                coin: int(decimals[asset]) for coin, asset in client.info.coin_to_asset.items()
-            }
-        return self._exchange_client
+        self._wait(info_weight(str(body["type"])))
+        url = self.base_url + "/info"
+        return self._call(lambda: _json_post(requests, url, body, self.timeout), None)
+
+    def _metadata(self) -> tuple[Any, Any]:
+        """``meta`` and ``spotMeta``, read once; a base_url that does not answer is named."""
+        with self._lock:
+            if self._meta is None:
+                try:
+                    meta = self._post_info({"type": "meta"})
+                    spot = self._post_info({"type": "spotMeta"})
+                    decimals = {str(a["name"]): int(a["szDecimals"]) for a in meta["universe"]}
+                except (Retryable, KeyError, TypeError, ValueError) as exc:
+                    raise ConfigurationError(
+                        f"cannot read Hyperliquid's market list at {self.base_url} "
+                        f"({exc}); check base_url and the network",
+                        field="base_url",
+                        value=self.base_url,
+                    ) from None
+                self._meta, self._sz_decimals = (meta, spot), decimals
+            return self._meta
+
+    def _client(self, account: str, credentials_ref: str) -> tuple[Exchange, threading.Lock]:
+        key = (account.lower(), credentials_ref)
+        found = self._clients.get(key)
+        if found is not None:
+            return found
+        if not _ADDRESS.match(account):
+            raise ConfigurationError(
+                f"account must be 0x and 40 hex digits, got {account!r}",
+                field="account",
+                value=account,
+            )
+        from eth_account import Account
+        from hyperliquid.exchange import Exchange
+
+        secret = self._credentials(credentials_ref)
+        try:
+            wallet = Account.from_key(secret.reveal())
+        except (ValueError, TypeError):
+            raise ConfigurationError(
+                f"the key of {credentials_ref!r} is not a valid secp256k1 private key",
+                field="credentials",
+                value=credentials_ref,
+            ) from None
+        meta, spot = self._metadata()
+        client = Exchange(
+            wallet,
+            self.base_url,
+            meta=meta,
+            spot_meta=spot,
+            account_address=account,
+            timeout=self.timeout,
+        )
+        found = (client, threading.Lock())
+        self._clients[key] = found
+        return found
 
     def coin(self, symbol: str) -> str:
         """Hyperliquid's coin for a levalign symbol: ``BTC/USDC:USDC`` -> ``BTC``."""
@@ -566,7 +544,7 @@ class HyperliquidVenue:
 
     def sz_decimals(self, symbol: str) -> int:
         """``szDecimals`` of the symbol's coin, from the exchange's ``meta``."""
-        self._client()
+        self._metadata()
         coin = self.coin(symbol)
         if coin not in self._sz_decimals:
             raise InvalidInput(
@@ -576,12 +554,13 @@ class HyperliquidVenue:
             )
         return self._sz_decimals[coin]
 
-    def _symbol(self, coin: str) -> str:
-        return f"{coin}/USDC:USDC"
+    def price_cap(self, symbol: str, reference: float, side: str, slippage: float) -> str:
+        """The slippage guard's IOC limit for ``symbol``, as ``OrderRequest.price_limit`` wants it.
 
-    def _info(self, body: dict[str, Any]) -> Any:
-        self._wait(info_weight(str(body["type"])))
-        return self._call(lambda: self._client().info.post("/info", body), None)
+        See :func:`limit_price`: a buy's cap rounded down, a sell's floor rounded up.
+        """
+        decimals = self.sz_decimals(symbol)
+        return str(limit_price(reference, side == "buy", slippage, decimals))
 
     def _call(self, send: Callable[[], Any], client_id: str | None) -> Any:
         """Run one request; every way of losing its answer becomes a Retryable."""
@@ -612,59 +591,86 @@ class HyperliquidVenue:
                 details={"status": exc.status_code},
             ) from None
 
-    # ------------------------------------------------------------------ orders
+    # ------------------------------------------------------------------ OrderVenue
 
-    def submit(self, order: VenueOrder) -> OrderState:
-        """Send ``order`` once (IOC limit at the guard's cap, with its cloid).
+    def submit(self, order: OrderRequest) -> Ack:
+        """Send ``order`` once: a limit order at ``price_limit`` with its cloid.
+
+        ``time_in_force`` ``ioc`` or ``gtc``; without a price limit, the cap is the mid ±
+        ``market_slippage``. The action expires at ``expires_at_ms`` (``expiresAfter``): the
+        exchange refuses it after that, so a ``not_found`` lookup then is final.
 
         Returns
         -------
-        OrderState
+        Ack
             ``resting``, ``filled`` or ``rejected`` (with the exchange's reason).
 
         Raises
         ------
         OrderStateUnknown
-            When the answer is lost: resolve it with :meth:`lookup`.
-        InvalidInput
-            When the order cannot be expressed (size below the lot, unknown coin).
+            When the answer is lost: resolve it with :meth:`lookup`, never by resending.
+        Rejected
+            When the order cannot be expressed on Hyperliquid (size below the lot, unknown
+            coin, a time in force it lacks).
+        ConfigurationError
+            When the account's credentials cannot be resolved, or ``base_url`` does not answer.
         """
         from hyperliquid.utils.types import Cloid
 
-        decimals = self.sz_decimals(order.symbol)
+        cid = order.client_id
+        if not _CLOID.match(cid):
+            raise Rejected(f"client id {cid!r} is not a Hyperliquid cloid", field="client_id")
+        tif = {"ioc": "Ioc", "gtc": "Gtc"}.get(order.time_in_force.lower())
+        if tif is None:
+            raise Rejected(
+                f"time in force {order.time_in_force!r}: Hyperliquid takes ioc or gtc",
+                field="time_in_force",
+            )
         is_buy = order.side == "buy"
-        size = format_size(order.amount, decimals)
-        price = limit_price(order.price, is_buy, order.slippage, decimals)
-        client = self._client()
+        coin = self.coin(order.symbol)
+        try:
+            decimals = self.sz_decimals(order.symbol)
+            size = format_size(order.amount, decimals)
+            if order.price_limit is None:
+                mid = self._post_info({"type": "allMids"})[coin]
+                price = limit_price(float(mid), is_buy, self.market_slippage, decimals)
+            else:
+                price = format_price(order.price_limit, decimals, "down" if is_buy else "up")
+        except InvalidInput as exc:
+            raise Rejected(exc.message, field=exc.field, value=exc.value) from None
+        client, lock = self._client(order.account, order.credentials_ref)
         self._wait(exchange_weight(1))
         log.info(
-            "order %s: %s %s %s at limit %s%s",
-            order.client_id,
+            "order %s: %s %s %s %s at limit %s%s",
+            cid,
+            tif,
             order.side,
             size,
-            self.coin(order.symbol),
+            coin,
             price,
             " reduce-only" if order.reduce_only else "",
         )
-        response = self._call(
-            lambda: client.order(
-                self.coin(order.symbol),
-                is_buy,
-                float(size),
-                float(price),
-                {"limit": {"tif": "Ioc"}},
-                reduce_only=order.reduce_only,
-                cloid=Cloid.from_str(order.client_id),
-            ),
-            order.client_id,
-        )
+        with lock:
+            client.set_expires_after(order.expires_at_ms)
+            response = self._call(
+                lambda: client.order(
+                    coin,
+                    is_buy,
+                    float(size),
+                    float(price),
+                    {"limit": {"tif": tif}},
+                    reduce_only=order.reduce_only,
+                    cloid=Cloid.from_str(cid),
+                ),
+                cid,
+            )
         if isinstance(response, Mapping) and "error" in response and "status" not in response:
-            raise OrderStateUnknown(order.client_id, str(response["error"])[:200])
-        state = parse_order_response(order.client_id, response)
-        log.info("order %s: %s %s", order.client_id, state.status, state.reason or "")
-        return state
+            raise OrderStateUnknown(cid, str(response["error"])[:200])  # unreadable body
+        ack = parse_order_response(cid, response)
+        log.info("order %s: %s %s", cid, ack.status, ack.reason or "")
+        return ack
 
-    def lookup(self, client_id: str) -> OrderState:
+    def lookup(self, order: OrderRequest) -> Lookup:
         """The order's state by its cloid (``orderStatus``); ``not_found`` if never placed.
 
         Raises
@@ -672,18 +678,12 @@ class HyperliquidVenue:
         Retryable
             When the lookup itself fails (network, 5xx, 429): try again later.
         """
-        if not _CLOID.match(client_id):
-            raise InvalidInput(
-                f"client_id must be 0x followed by 32 lower-case hex digits, got {client_id!r}",
-                field="client_id",
-                value=client_id,
-            )
-        response = self._info({"type": "orderStatus", "user": self.address, "oid": client_id})
-        return parse_order_status(client_id, response)
+        body = {"type": "orderStatus", "user": order.account.lower(), "oid": order.client_id}
+        return parse_order_status(order.client_id, self._post_info(body))
 
-    def account(self) -> AccountState:
-        """The account's equity and positions (``clearinghouseState``)."""
-        data = self._info({"type": "clearinghouseState", "user": self.address})
+    def account(self, address: str) -> AccountState:
+        """An account's equity and positions (``clearinghouseState``)."""
+        data = self._post_info({"type": "clearinghouseState", "user": address.lower()})
         try:
             positions: dict[str, float] = {}
             entries: dict[str, float] = {}
@@ -692,7 +692,7 @@ class HyperliquidVenue:
                 szi = float(pos["szi"])
                 if szi == 0:
                     continue
-                symbol = self._symbol(str(pos["coin"]))
+                symbol = f"{pos['coin']}/USDC:USDC"
                 positions[symbol] = szi
                 if pos.get("entryPx") is not None:
                     entries[symbol] = float(pos["entryPx"])
@@ -705,3 +705,15 @@ class HyperliquidVenue:
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             raise Retryable(f"malformed clearinghouseState: {str(data)[:200]}") from None
+
+
+def _json_post(requests: Any, url: str, body: dict[str, Any], timeout: float) -> Any:
+    """POST ``body`` as JSON; the SDK's error classes for 4xx and 5xx, so one mapping serves."""
+    from hyperliquid.utils.error import ClientError, ServerError
+
+    resp = requests.post(url, json=body, timeout=timeout)
+    if resp.status_code >= 500:
+        raise ServerError(resp.status_code, resp.text)
+    if resp.status_code >= 400:
+        raise ClientError(resp.status_code, None, resp.text, None)
+    return resp.json()
