@@ -283,6 +283,35 @@ def test_snapshot_then_stream(sandbox):
     expect_exactly_once_in_order(run.events, fills[3:])
     assert run.gaps == []
     assert all(e.origin == "stream" for e in run.events)
+    # lead_equity: the state's account value less the fees of the fills since (hand rule)
+    fees = Decimal(0)
+    for e, f in zip(run.events, fills[3:], strict=True):
+        fees += Decimal(f["fee"])
+        assert e.event.lead_equity == float(Decimal(str(state.equity)) - fees)
+
+
+def test_a_silent_connection_is_restarted_and_nothing_is_lost(sandbox):
+    # heartbeats every 5 s but silence tolerated for 0.2 s only: every quiet spell is a dead
+    # connection, so the source keeps reconnecting, backfilling each time
+    settings = SourceSettings(
+        ping_interval=5.0,
+        stale_timeout=0.2,
+        backoff=Backoff(base=0.01, cap=0.05, rng=random.Random(3)),
+    )
+
+    async def main():
+        run = Run(HyperliquidSource(sandbox.lead_address, sandbox.base_url, settings=settings))
+        await run.until(lambda r: r.items)
+        for k in range(1, 5):
+            await step(sandbox, 1)
+            await run.until(lambda r, k=k: len(r.events) >= k)
+            await run.until(lambda r, k=k: r.source.metrics.reconnects >= k)
+        await run.stop()
+        return run
+
+    run = asyncio.run(main())
+    expect_exactly_once_in_order(run.events, lead_fills(sandbox))
+    assert run.gaps == []
 
 
 def test_websocket_drop_mid_stream_reconnects_and_backfills(sandbox):
