@@ -176,6 +176,7 @@ def test_first_start_millisecond_splits_history_from_events_by_position_chain():
 
 
 sandbox_mod = pytest.importorskip("levalign.sandbox.hyperliquid")
+Info = pytest.importorskip("hyperliquid.info").Info
 HyperliquidSandbox = sandbox_mod.HyperliquidSandbox
 SandboxConfig = sandbox_mod.SandboxConfig
 
@@ -191,8 +192,6 @@ def sandbox():
 
 def lead_fills(sb) -> list[dict[str, Any]]:
     """Ground truth: every fill of the lead, oldest first, from the sandbox's REST history."""
-    from hyperliquid.info import Info
-
     fills: list[dict[str, Any]] = Info(sb.base_url, skip_ws=True).user_fills_by_time(
         sb.lead_address, 0
     )
@@ -266,12 +265,14 @@ def test_snapshot_then_stream(sandbox):
         await step(sandbox, 3)  # history: the initial state, never an event
         run = Run(make_source(sandbox))
         await run.until(lambda r: r.items)
+        info = Info(sandbox.base_url, skip_ws=True)
+        user_state = await asyncio.to_thread(info.user_state, sandbox.lead_address)
         await step(sandbox, 5)
         await run.until(lambda r: len(r.events) >= 5)
         await run.stop()
-        return run
+        return run, user_state
 
-    run = asyncio.run(main())
+    run, user_state = asyncio.run(main())
     fills = lead_fills(sandbox)
     state = run.items[0]
     assert isinstance(state, LeadState)
@@ -280,6 +281,11 @@ def test_snapshot_then_stream(sandbox):
     third = fills[2]
     signed = Decimal(third["sz"]) * (1 if third["side"] == "B" else -1)
     assert state.positions == {"BTC/USDC:USDC": float(Decimal(third["startPosition"]) + signed)}
+    # the price of the existing position: positionValue / |szi| (the sandbox values at the mid)
+    position = user_state["assetPositions"][0]["position"]
+    value = Decimal(position["positionValue"]) / abs(Decimal(position["szi"]))
+    assert state.prices == {"BTC/USDC:USDC": float(value)}
+    assert state.equity == float(user_state["marginSummary"]["accountValue"])
     expect_exactly_once_in_order(run.events, fills[3:])
     assert run.gaps == []
     assert all(e.origin == "stream" for e in run.events)

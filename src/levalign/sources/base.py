@@ -55,12 +55,16 @@ class LeadState:
     initial
         True for the report taken when the source started: these positions existed before
         the follower subscribed.
+    prices
+        The price at which the venue values each position (Hyperliquid: ``positionValue``
+        over the size, the mark), for sizing copies of existing positions as opens.
     """
 
     time_ms: int
     equity: float
     positions: dict[str, float]
     initial: bool
+    prices: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

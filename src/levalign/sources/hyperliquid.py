@@ -756,8 +756,8 @@ class HyperliquidSource:
                     continue
                 positions[coin] = szi
                 value = Decimal(str(pos.get("positionValue") or 0))
-                if value > 0:
-                    self._book.last_px[coin] = value / abs(szi)
+                entry_px = Decimal(str(pos.get("entryPx") or 0))
+                self._book.last_px[coin] = value / abs(szi) if value > 0 else entry_px
                 lev = (pos.get("leverage") or {}).get("value")
                 if lev:
                     self._book.leverage[coin] = Decimal(str(lev))
@@ -773,6 +773,7 @@ class HyperliquidSource:
             equity=float(equity),
             positions={self.symbol(c): float(q) for c, q in positions.items()},
             initial=self.cursor is None,
+            prices={self.symbol(c): float(self._book.last_px[c]) for c in positions},
         )
 
     async def _backfill(self, http: aiohttp.ClientSession) -> tuple[list[Fill], list[SourceGap]]:
