@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from levalign.errors import InvalidInput
+from levalign.errors import ConfigurationError, InvalidInput
 from levalign.sources.base import (
     Backoff,
     CursorStore,
@@ -170,6 +170,21 @@ def test_first_start_millisecond_splits_history_from_events_by_position_chain():
     )
     assert source._past_boundary([held, new, later]) == [new, later]
     assert source.cursor == SourceCursor(10, frozenset({(10, 1)}))
+
+
+def test_an_unreachable_base_url_is_a_configuration_error_naming_it():
+    settings = SourceSettings(backoff=Backoff(base=0.001, cap=0.002, rng=random.Random(0)))
+    source = HyperliquidSource(LEAD, "http://127.0.0.1:9", settings=settings)
+
+    async def main():
+        async for _ in source.events():
+            pass
+
+    with pytest.raises(
+        ConfigurationError, match=r"cannot reach Hyperliquid at ws://127\.0\.0\.1:9/ws"
+    ):
+        asyncio.run(main())
+    assert source.metrics.reconnects == 4
 
 
 # ------------------------------------------------------------------ against the sandbox

@@ -100,6 +100,7 @@ if TYPE_CHECKING:
     from levalign.markets import Markets
 
 __all__ = [
+    "FIRST_CONNECT_ATTEMPTS",
     "HISTORY_LIMIT",
     "PAGE_LIMIT",
     "Fill",
@@ -120,6 +121,12 @@ PAGE_LIMIT = 2000
 
 HISTORY_LIMIT = 10_000
 """Most recent fills of an account that ``userFillsByTime`` can return (same source)."""
+
+FIRST_CONNECT_ATTEMPTS = 5
+"""Failed connections before a source that never connected gives up on its ``base_url``."""
+
+HEALTHY_CONNECTION_S = 60.0
+"""A connection that lived this long resets the reconnect backoff."""
 
 _ZERO = Decimal(0)
 
@@ -509,9 +516,15 @@ class HyperliquidSource:
     async def events(self) -> AsyncIterator[SourceItem]:
         """Yield the initial :class:`LeadState`, then events and gaps, until :meth:`close`.
 
-        Connection failures never end the iterator: the source reconnects with backoff and
-        backfills. A 4xx answer other than 429 (a request the server refuses, such as an
-        unknown address format) raises :class:`~levalign.errors.ConfigurationError`.
+        Once connected, connection failures never end the iterator: the source reconnects
+        with backoff and backfills.
+
+        Raises
+        ------
+        ConfigurationError
+            If the first :data:`FIRST_CONNECT_ATTEMPTS` connections all fail (``base_url``
+            names no reachable server), or a REST request is refused with a 4xx other than
+            429 (such as an unknown address format).
         """
         import aiohttp
 
@@ -525,16 +538,15 @@ class HyperliquidSource:
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             while not self._closed.is_set():
-                healthy = False
+                opened = time.monotonic()
                 try:
                     async for item in self._connection(http):
-                        healthy = True
                         yield item
                         if self._closed.is_set():
                             return
                 except _Closed:
                     return
-                except (OSError, TimeoutError, _Stale, Retryable, InvalidInput) as exc:
+                except (OSError, TimeoutError, _Stale, Retryable) as exc:
                     self._note_drop(exc)
                 except Exception as exc:  # websockets' ConnectionClosed and handshake errors
                     if not _is_ws_error(exc):
@@ -542,7 +554,17 @@ class HyperliquidSource:
                     self._note_drop(exc)
                 if self._closed.is_set():
                     return
-                attempt = 0 if healthy else attempt + 1
+                if self.metrics.connects == 0 and attempt + 1 >= FIRST_CONNECT_ATTEMPTS:
+                    raise ConfigurationError(
+                        f"cannot reach Hyperliquid at {self._ws_url} after "
+                        f"{FIRST_CONNECT_ATTEMPTS} attempts: check base_url and the network",
+                        field="base_url",
+                        value=self.base_url,
+                    )
+                # a connection that lived a minute resets the backoff (Hyperliquid allows 30
+                # new connections per minute); one that dropped sooner backs off further
+                lived = time.monotonic() - opened
+                attempt = 0 if lived >= HEALTHY_CONNECTION_S else attempt + 1
                 self.metrics.reconnects += 1
                 delay = self.settings.backoff.delay(attempt)
                 log.info("source %s: reconnecting in %.2f s", self.address, delay)
