@@ -25,13 +25,13 @@ import numpy as np
 
 from bench._data import btc_minute_bars
 from bench._timing import median_seconds
-from levalign.backtest.leads import load_lead_history
 from levalign.backtest.replay import backtest, naive_cohort
 from levalign.backtest.strategies import sample_leads
-from levalign.backtest.venue import PaperVenue, SlippageModel
 from levalign.markets import load_markets
 from levalign.normalize import normalize
 from levalign.risk.ohlc import OHLC
+from levalign.sources.replay import load_lead_history
+from levalign.venues.paper import PaperVenue, SlippageModel
 
 FOLLOWERS = 10_000
 BARS = 30_000

@@ -24,13 +24,13 @@ import numpy as np
 
 from bench._data import btc_minute_bars
 from bench._timing import median_seconds
-from levalign.backtest import _venue_kernels as vk
-from levalign.backtest.venue import PaperVenue, SlippageModel
 from levalign.markets import load_markets
 from levalign.normalize import MODES, normalize
 from levalign.risk.ohlc import OHLC
 from levalign.samples import sample_cohort
 from levalign.schemas import LeadEvent
+from levalign.venues import _paper_kernels as vk
+from levalign.venues.paper import PaperVenue, SlippageModel
 
 FOLLOWERS = 10_000
 BARS = 30_000

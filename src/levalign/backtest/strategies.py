@@ -2,7 +2,7 @@ r"""Generate lead histories from simple strategies on OHLC bars; the bundled sam
 
 :func:`generate_lead` walks the bars of one linear market, asks a :class:`Strategy` at every
 bar close for the position it wants, and records each position change as a row of a
-:class:`~levalign.backtest.leads.LeadHistory`.
+:class:`~levalign.sources.replay.LeadHistory`.
 
 Accounting
 ----------
@@ -61,7 +61,11 @@ from numpy.typing import NDArray
 
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign._normalize_kernel import _max_qty_for_initial_margin
-from levalign.backtest.leads import (
+from levalign.errors import InvalidInput
+from levalign.markets import Markets, MarketSpec, load_markets
+from levalign.risk.ohlc import OHLC, load_ohlc
+from levalign.samples import BTC_CANDLES, XRP_BARS, XRP_FUNDING, data_path
+from levalign.sources.replay import (
     LeadHistory,
     _build,
     _Columns,
@@ -69,10 +73,6 @@ from levalign.backtest.leads import (
     parse_timestamp,
     write_lead_history,
 )
-from levalign.errors import InvalidInput
-from levalign.markets import Markets, MarketSpec, load_markets
-from levalign.risk.ohlc import OHLC, load_ohlc
-from levalign.samples import BTC_CANDLES, XRP_BARS, XRP_FUNDING, data_path
 
 __all__ = [
     "SAMPLE_LEADS",

@@ -1,4 +1,4 @@
-r"""Numba kernels of the paper venue (:mod:`levalign.backtest.venue`) and their references.
+r"""Numba kernels of the paper venue (:mod:`levalign.venues.paper`) and their references.
 
 Pure functions over the venue's columns, one row per follower of one linear market. They
 update the state columns in place (the venue owns them) and write per-row outputs into

@@ -1,7 +1,8 @@
-r"""Lead-trader histories: the file format, loading, validation and conversion to LeadEvents.
+r"""Lead-trader histories: the file format, loading, validation, and a lead source over them.
 
-A lead history lists the lead's position changes, one row per fill (issue 4 §1). The
-documented format, with examples, is ``docs/lead_history.md``.
+A lead history lists the lead's position changes, one row per fill. The documented format,
+with examples, is ``docs/lead_history.md``. :class:`LeadHistorySource` replays a history as
+a :class:`~levalign.sources.base.LeadSource` (the backtest's and the sandbox's lead).
 
 Positions form (primary)
 ------------------------
@@ -70,11 +71,13 @@ from numpy.typing import NDArray
 from levalign.errors import InvalidInput
 from levalign.markets import Markets
 from levalign.schemas import LeadEvent, parse
+from levalign.sources.base import Cursor
 
 __all__ = [
     "COLUMNS",
     "FILL_COLUMNS",
     "LeadHistory",
+    "LeadHistorySource",
     "LotCheck",
     "LotSizeWarning",
     "format_timestamp",
@@ -113,6 +116,7 @@ _NUMERIC = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS_LOW, _MS_HIGH = 1e11, 1e14  # epoch milliseconds from 1973 to the year 5138
 _LOT_TOL = 1e-6  # in lots
+_MS_NS = 1_000_000  # ns per ms
 _SUFFIXES = (".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".ndjson.gz")
 
 
@@ -883,3 +887,38 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     return str(value)
+
+
+class LeadHistorySource:
+    """A lead history as a :class:`~levalign.sources.base.LeadSource`, row by row.
+
+    Row ``j`` (time order) is the event ``f"{name}-{j}"`` with cursor
+    ``Cursor(timestamp in ms, j)``; the events after a cursor are the rows after its ``seq``.
+
+    Parameters
+    ----------
+    history
+        The lead's history (:func:`load_lead_history`).
+    markets
+        The lead venue's markets (see :meth:`LeadHistory.events`).
+    lot_check
+        See :meth:`LeadHistory.validate`.
+
+    Raises
+    ------
+    InvalidInput
+        What :meth:`LeadHistory.validate` rejects.
+    """
+
+    def __init__(
+        self, history: LeadHistory, markets: Markets, *, lot_check: LotCheck = "error"
+    ) -> None:
+        self.history = history
+        self._events = list(history.events(markets, lot_check=lot_check))
+
+    def events(self, after: Cursor | None = None) -> Iterator[tuple[LeadEvent, Cursor]]:
+        """The history's events after ``after``, oldest first, each with its cursor."""
+        start = 0 if after is None else after.seq + 1
+        ts = self.history.timestamp
+        for j in range(start, len(self._events)):
+            yield self._events[j], Cursor(int(ts[j]) // _MS_NS, j)

@@ -11,13 +11,13 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from levalign.backtest import _venue_kernels as vk
-from levalign.backtest.venue import ExecutionReport, PaperVenue, SlippageModel
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.margin import margin_report
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.normalize import NormalizeResult, Reason, allocate_result, normalize
 from levalign.risk.ohlc import ohlc_from_arrays
+from levalign.venues import _paper_kernels as vk
+from levalign.venues.paper import ExecutionReport, PaperVenue, SlippageModel
 
 SYMBOL = "BTC/USDT:USDT"
 # Real Binance BTC brackets with explicit lot rules (step 0.001 BTC, minimum 0.001 BTC and
