@@ -65,11 +65,11 @@ from levalign.errors import InvalidInput
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.risk.ohlc import OHLC, load_ohlc
 from levalign.samples import BTC_CANDLES, XRP_BARS, XRP_FUNDING, data_path
-from levalign.sources.replay import (
+from levalign.sources._lead_history import (
+    Columns,
     LeadHistory,
-    _build,
-    _Columns,
-    _open_text,
+    build,
+    open_text,
     parse_timestamp,
     write_lead_history,
 )
@@ -447,7 +447,7 @@ def load_funding(path: str | Path) -> FundingRates:
         strictly increasing; the message names the row.
     """
     p = Path(path)
-    text = _open_text(p, "funding file", "funding")
+    text = open_text(p, "funding file", "funding")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = list(reader.fieldnames or [])
     time_col = next((c for c in ("date", "timestamp", "fundingTime", "time") if c in header), None)
@@ -510,7 +510,7 @@ class _Lead:
     cash: float
     position: float = 0.0
     liquidation_price: float = math.nan
-    rows: _Columns = field(default_factory=_Columns)
+    rows: Columns = field(default_factory=Columns)
 
     def equity(self, price: float) -> float:
         return self.cash + self.position * self.market.contract_size * price
@@ -672,7 +672,7 @@ def generate_lead(  # noqa: PLR0913 - keyword-only options of a public function,
             field="strategy",
         )
     lead.rows.form = "positions"
-    return _build(lead.rows, name)
+    return build(lead.rows, name)
 
 
 # --------------------------------------------------------------------------- samples

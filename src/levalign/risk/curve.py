@@ -39,7 +39,7 @@ FloatArray = NDArray[np.float64]
 _HOURS_PER_YEAR = 8760.0
 # log distances from 0.01% to ln(1/0.0067): a long liquidated 0.67% above zero, a short at 148x
 _LOG_DISTANCES = np.geomspace(1e-4, 5.0, 448)
-# horizons 2^(j/8) hours: 7.5 minutes to 1.04 years
+# horizons 2^(j/8) hours: 7.5 minutes to 1.02 years (2^(105/8) = 8,933 hours)
 _HORIZONS = 2.0 ** (np.arange(-24, 106) / 8.0)
 LONG, SHORT = 0, 1
 

@@ -110,8 +110,7 @@ from levalign import _derisk_kernel as _dk
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import MarketSpec
 from levalign.normalize import MARGIN_MODES, Cohort, NormalizeResult, Reason, allocate_result
-from levalign.risk.ohlc import OHLC
-from levalign.risk.ohlc import _as_ns as _ns_column
+from levalign.risk.ohlc import OHLC, timestamps_ns
 from levalign.schemas import Position
 from levalign.venues import _paper_kernels as vk
 from levalign.venues.base import Balance, OrderIntent, OrderReport
@@ -1227,7 +1226,7 @@ def _bar_columns(  # noqa: PLR0912 - one check per OHLC column, in order
     if mark is not None:
         raw["mark"] = mark
     try:
-        ts = _ns_column(np.asarray(raw["timestamp"]))
+        ts = timestamps_ns(np.asarray(raw["timestamp"]))
     except InvalidInput as exc:
         raise InvalidInput(f"bars.{exc.message}", field="bars.timestamp") from exc
     if ts.size == 0:
