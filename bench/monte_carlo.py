@@ -1,8 +1,8 @@
 """Monte Carlo liquidation risk: path-steps per second, kernel against a plain numpy loop.
 
-The case (DESIGN §7): GBM (σ = 80%), a 10x isolated long (liquidation 10% below spot), a
-one-day horizon in 100 steps, 1,000,000 paths, liquidation checked at every step with the
-Brownian-bridge term between steps.
+The case (docs/design.md, "Performance targets"): GBM (σ = 80%), a 10x isolated long
+(liquidation 10% below spot), a one-day horizon in 100 steps, 1,000,000 paths, liquidation
+checked at every step with the Brownian-bridge term between steps.
 
 Figures:
 - ``kernel``: :func:`levalign.risk.monte_carlo.simulate_paths`, the per-path outcomes

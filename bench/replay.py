@@ -1,4 +1,4 @@
-"""The backtest replay: 30,000 one-minute bars for 10,000 followers (issue 4 §6, target <= 10 s).
+"""The backtest replay: 30,000 one-minute bars for 10,000 followers (target <= 10 s).
 
 The lead is the bundled ``btc_trend_15x`` (58 events: opens, flips, increases, de-risking
 cuts) on the bundled BTC one-minute bars from 2023-03-01, cut to 30,000 bars (to 2023-03-21

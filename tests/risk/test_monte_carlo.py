@@ -117,7 +117,8 @@ def test_gamma_sampler_moments():
     [("long", 88.0, 0.0), ("long", 90.0, 0.6), ("short", 112.0, -0.4), ("short", 110.0, 0.3)],
 )
 def test_gbm_probability_is_the_closed_form_within_3_se(side, lp, mu):
-    # 30 steps: the bridge term makes the coarse grid unbiased (DESIGN §7)
+    # 30 steps: the bridge term makes the coarse grid unbiased (docs/design.md, "Performance
+    # targets")
     res = simulate(
         GBM(0.9, mu), 100.0, side=side, liquidation_price=lp, horizon_days=10, paths=100_000,
         steps=30, seed=7,

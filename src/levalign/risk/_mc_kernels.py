@@ -1,4 +1,4 @@
-r"""Numba kernels of the Monte Carlo liquidation-risk engine (DESIGN §5).
+r"""Numba kernels of the Monte Carlo liquidation-risk engine (docs/design.md, "Risk").
 
 Pure functions over arrays; :mod:`levalign.risk.monte_carlo` validates input, builds the
 arrays and summarizes the per-path output. A plain-Python reference of the simulation,

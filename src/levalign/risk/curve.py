@@ -7,7 +7,8 @@ over ``horizon_hours`` :math:`h` becomes the smallest liquidation distance :math
 .. math:: P(\text{touch } d \text{ within } h) \le \alpha,
 
 and the normalization kernel's exact buffer solver then finds the largest order whose
-liquidation price lies that far away on the exchange's tier table (DESIGN §4, §5).
+liquidation price lies that far away on the exchange's tier table (docs/design.md,
+"Normalization" and "Risk").
 
 The curve is tabulated on a grid of horizons :math:`h_j` and log distances
 :math:`y_k = |\ln(B/S_0)|` (a long's barrier is :math:`B = S_0 e^{-y}`, a short's

@@ -1,4 +1,4 @@
-r"""Monte Carlo liquidation risk of a position or an account (DESIGN §5).
+r"""Monte Carlo liquidation risk of a position or an account (docs/design.md, "Risk").
 
 :func:`simulate` runs price paths under one of five models and tests every step against the
 exchange margin model; :func:`sample_extremes` returns per-path running extremes for building

@@ -37,10 +37,10 @@ Rules
 * Unknown columns are errors, so that a misspelt optional column is never silently dropped.
 * With markets given, every symbol must resolve (:meth:`levalign.markets.Markets.resolve`)
   and every position must be a whole number of the market's amount steps: an **error** by
-  default (``lot_check="error"``), because quantities are exact in levalign (DESIGN §2) and a
-  position off the lot grid means a unit mix-up (base units instead of contracts) or the wrong
-  venue's markets. ``lot_check="warn"`` emits :class:`LotSizeWarning` instead; ``"off"``
-  skips the check.
+  default (``lot_check="error"``), because quantities are exact in levalign (docs/design.md,
+  "Contracts users depend on") and a position off the lot grid means a unit mix-up (base
+  units instead of contracts) or the wrong venue's markets. ``lot_check="warn"`` emits
+  :class:`LotSizeWarning` instead; ``"off"`` skips the check.
 
 Converting to events, for row :math:`j` of symbol :math:`s`:
 ``lead_position_before`` is the symbol's previous ``position_after`` (0 for its first row);

@@ -15,7 +15,8 @@ its equity at a mark :math:`m` is
 
 .. math:: E(m) = W + q\,c\,(m - EP)
 
-with :math:`q` the signed contracts and :math:`c` the contract size (linear PnL, DESIGN §3).
+with :math:`q` the signed contracts and :math:`c` the contract size (linear PnL,
+docs/design.md, "Markets and margin").
 Free balance is :math:`W - C` with :math:`C` the isolated collateral (0 for cross).
 
 Liquidation prices come from :func:`levalign._margin_kernels.liquidation_price_one_leg` and
@@ -151,8 +152,8 @@ def free_balance(
     """Free margin per follower, floored at 0 (the cohort's ``available_balance``).
 
     Isolated: ``W − C``. Cross: ``E(mark) − N / ℓ``, the equity less the initial margin of the
-    position (DESIGN §3, ``IM = N / ℓ``) at its leverage setting ``ℓ`` (NaN: the bracket's
-    maximum; never above it).
+    position (``IM = N / ℓ``, docs/design.md, "Markets and margin") at its leverage setting
+    ``ℓ`` (NaN: the bracket's maximum; never above it).
     """
     n = position.shape[0]
     out = np.empty(n)

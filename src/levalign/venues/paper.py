@@ -1,6 +1,6 @@
 r"""The paper venue: simulated execution and margin for a cohort of followers in one market.
 
-Backtests (issue 4) execute every follower's orders here, and the live engine uses it for
+Backtests execute every follower's orders here, and the live engine uses it for
 paper trading. The venue holds N followers' accounts in ONE linear market as numpy columns
 and runs three kernels over them (:mod:`levalign.venues._paper_kernels`): fills, funding,
 and the walk over price bars with liquidation and de-risking.
