@@ -74,10 +74,16 @@ del S
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """How far a lead's fills have been read: the last fill's time (epoch ms) and trade id."""
+    """How far a lead's fills have been read: the last fill's time (epoch ms) and trade id.
+
+    ``text`` is the source's own cursor (opaque text, :class:`levalign.sources.base.SourceEvent`)
+    when it has one: a cursor with text replaces the stored one unless its time is older, since
+    a source's trade ids within one millisecond are not ordered.
+    """
 
     fill_time_ms: int
     tid: int
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,6 +127,7 @@ class SourceCursor(Base):
     fill_time_ms: Mapped[int] = mapped_column(BigInteger)
     tid: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
+    text: Mapped[str | None] = mapped_column(Text)
 
 
 class LeadEvent(Base):
@@ -517,17 +518,114 @@ class Store:
             }
             return out
 
+    def followers(self, lead_id: int | None = None) -> list[dict[str, Any]]:
+        """Every follower (of ``lead_id``, or of all leads) with its positions, by id."""
+        query = select(Follower).order_by(Follower.id)
+        if lead_id is not None:
+            query = query.where(Follower.lead_id == lead_id)
+        with self._begin("reading followers") as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+            positions: dict[str, dict[str, dict[str, Any]]] = {}
+            for p in conn.execute(select(Position)).mappings():
+                positions.setdefault(str(p["follower_id"]), {})[str(p["symbol"])] = dict(p)
+        for row in rows:
+            row["positions"] = positions.get(str(row["id"]), {})
+        return rows
+
+    def configure_follower(
+        self, follower_id: str, *, address: str, credentials_ref: str, profile: Mapping[str, Any]
+    ) -> None:
+        """Replace a stored follower's address, credentials reference and profile.
+
+        Its equity, positions and status are left as they are (the store's truth).
+        """
+        with self._begin("configuring a follower") as conn:
+            conn.execute(
+                update(Follower)
+                .where(Follower.id == follower_id)
+                .values(
+                    address=address,
+                    credentials_ref=credentials_ref,
+                    profile=dict(profile),
+                    updated_ms=now_ms(),
+                )
+            )
+
+    def orders(
+        self, *, follower_id: str | None = None, state: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Orders, newest first, optionally of one follower or in one state."""
+        query = select(Order).order_by(Order.created_ms.desc(), Order.seq.desc()).limit(limit)
+        if follower_id is not None:
+            query = query.where(Order.follower_id == follower_id)
+        if state is not None:
+            query = query.where(Order.state == state)
+        with self._begin("reading orders") as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def order_counts(self) -> dict[str, int]:
+        """How many orders are in each state."""
+        with self._begin("counting orders") as conn:
+            return {
+                str(state): int(n)
+                for state, n in conn.execute(
+                    select(Order.state, func.count()).group_by(Order.state)
+                )
+            }
+
+    def event_count(self, lead_id: int | None = None) -> int:
+        """How many lead events are stored (of ``lead_id``, or in all)."""
+        query = select(func.count()).select_from(LeadEvent)
+        if lead_id is not None:
+            query = query.where(LeadEvent.lead_id == lead_id)
+        with self._begin("counting lead events") as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def unfilled_orders(self) -> list[tuple[str, str, str, int]]:
+        """Orders that filled or rest at the venue with no fill stored yet.
+
+        ``(client_id, follower_id, account, created_ms)``: whose fills the engine must read.
+        """
+        with self._begin("reading orders awaiting fills") as conn:
+            rows = conn.execute(
+                select(Order.client_id, Order.follower_id, Follower.address, Order.created_ms)
+                .join(Follower, Follower.id == Order.follower_id)
+                .outerjoin(Fill, Fill.client_id == Order.client_id)
+                .where(Order.state.in_(("filled", "acknowledged")), Fill.id.is_(None))
+            ).all()
+        return [(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
+
+    def pnl_since(self, since_ms: int) -> dict[str, float]:
+        """Realized PnL less fees of each follower's fills since ``since_ms`` (epoch ms)."""
+        with self._begin("reading realized PnL") as conn:
+            return {
+                str(fid): float(pnl)
+                for fid, pnl in conn.execute(
+                    select(Fill.follower_id, func.sum(Fill.closed_pnl - Fill.fee))
+                    .where(Fill.time_ms >= since_ms)
+                    .group_by(Fill.follower_id)
+                )
+            }
+
+    def last_fill_ms(self, follower_id: str) -> int | None:
+        """Time of the follower's newest stored fill, or None."""
+        with self._begin("reading the last fill") as conn:
+            found = conn.execute(
+                select(func.max(Fill.time_ms)).where(Fill.follower_id == follower_id)
+            ).scalar_one_or_none()
+        return None if found is None else int(found)
+
     # ----------------------------------------------------------------- outbox
 
     def cursor(self, lead_id: int) -> Cursor | None:
         """The lead's durable source cursor, or None before its first event."""
         with self._begin("reading a source cursor") as conn:
             row = conn.execute(
-                select(SourceCursor.fill_time_ms, SourceCursor.tid).where(
+                select(SourceCursor.fill_time_ms, SourceCursor.tid, SourceCursor.text).where(
                     SourceCursor.lead_id == lead_id
                 )
             ).one_or_none()
-        return None if row is None else Cursor(int(row[0]), int(row[1]))
+        return None if row is None else Cursor(int(row[0]), int(row[1]), row[2])
 
     def advance_cursor(self, lead_id: int, cursor: Cursor) -> None:
         """Move the lead's cursor forward to ``cursor`` (never backward), alone.
@@ -541,13 +639,14 @@ class Store:
     def _advance_cursor(self, conn: Connection, lead_id: int, cursor: Cursor, stamp: int) -> None:
         p = self._param
         conn.exec_driver_sql(
-            "INSERT INTO source_cursors (lead_id, fill_time_ms, tid, updated_ms) "  # noqa: S608
-            f"VALUES ({p}, {p}, {p}, {p}) ON CONFLICT (lead_id) DO UPDATE SET "
+            "INSERT INTO source_cursors (lead_id, fill_time_ms, tid, updated_ms, text) "  # noqa: S608
+            f"VALUES ({p}, {p}, {p}, {p}, {p}) ON CONFLICT (lead_id) DO UPDATE SET "
             "fill_time_ms = excluded.fill_time_ms, tid = excluded.tid, "
-            "updated_ms = excluded.updated_ms WHERE "
+            "updated_ms = excluded.updated_ms, text = excluded.text WHERE "
             "(source_cursors.fill_time_ms, source_cursors.tid) < "
-            "(excluded.fill_time_ms, excluded.tid)",
-            (lead_id, cursor.fill_time_ms, cursor.tid, stamp),
+            "(excluded.fill_time_ms, excluded.tid) OR (excluded.text IS NOT NULL AND "
+            "source_cursors.fill_time_ms <= excluded.fill_time_ms)",
+            (lead_id, cursor.fill_time_ms, cursor.tid, stamp, cursor.text),
         )
 
     def record_event(
@@ -1107,8 +1206,10 @@ class Store:
         total = Decimal(row[1])
         return float(row[0]) * float(Decimal(f.amount) / total) if total > 0 else 0.0
 
-    def cohort_table(self, lead_id: int, symbol: str) -> dict[str, NDArray[Any]]:
-        """The active followers of ``lead_id`` in ``symbol``, as cohort columns.
+    def cohort_table(
+        self, lead_id: int, symbol: str, statuses: Sequence[str] = ("active",)
+    ) -> dict[str, NDArray[Any]]:
+        """The followers of ``lead_id`` in ``symbol`` whose status is in ``statuses``.
 
         Columns: ``id``, ``equity``, the stored state in ``symbol`` (``position``,
         ``entry_price``, ``collateral``, ``residual``; zero or absent with no position) and
@@ -1131,7 +1232,7 @@ class Store:
                     Position,
                     (Position.follower_id == Follower.id) & (Position.symbol == symbol),
                 )
-                .where(Follower.lead_id == lead_id, Follower.status == "active")
+                .where(Follower.lead_id == lead_id, Follower.status.in_(tuple(statuses)))
                 .order_by(Follower.id)
             ).all()
         n = len(rows)

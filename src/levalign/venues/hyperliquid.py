@@ -681,6 +681,39 @@ class HyperliquidVenue:
         body = {"type": "orderStatus", "user": order.account.lower(), "oid": order.client_id}
         return parse_order_status(order.client_id, self._post_info(body))
 
+    def mids(self) -> dict[str, float]:
+        """Every coin's mid price (``allMids``), by levalign symbol (``BTC/USDC:USDC``)."""
+        data = self._post_info({"type": "allMids"})
+        try:
+            return {
+                f"{coin}/USDC:USDC": float(px)
+                for coin, px in data.items()
+                if not coin.startswith("@") and "/" not in coin
+            }
+        except (AttributeError, TypeError, ValueError):
+            raise Retryable(f"malformed allMids: {str(data)[:200]}") from None
+
+    def fills_since(self, address: str, start_ms: int) -> list[dict[str, Any]]:
+        """The account's fills from ``start_ms`` on (``userFillsByTime``), oldest first.
+
+        Pages through the history while a page is full (2,000 fills), as the source does.
+        """
+        out: list[dict[str, Any]] = []
+        seen: set[int] = set()
+        start = start_ms
+        while True:
+            page = self._post_info(
+                {"type": "userFillsByTime", "user": address.lower(), "startTime": start}
+            )
+            if not isinstance(page, list):
+                raise Retryable(f"malformed userFillsByTime: {str(page)[:200]}")
+            fresh = [f for f in page if int(f["tid"]) not in seen]
+            seen.update(int(f["tid"]) for f in fresh)
+            out.extend(fresh)
+            if len(page) < 2000 or not fresh:
+                return out
+            start = int(page[-1]["time"])
+
     def account(self, address: str) -> AccountState:
         """An account's equity and positions (``clearinghouseState``)."""
         data = self._post_info({"type": "clearinghouseState", "user": address.lower()})
