@@ -612,6 +612,196 @@ def db_upgrade(
     _print_json({"store": store.safe_url, "schema": "up to date"})
 
 
+def _live_import_error(err: ImportError) -> typer.Exit:
+    return _fail(
+        ConfigurationError(
+            f"the live copier needs the live extra ({err.name} is missing): "
+            "pip install 'levalign[live]'",
+            field="extras",
+        )
+    )
+
+
+@app.command()
+def copy(
+    config: Annotated[Path, typer.Argument(help="The copier's TOML configuration.")],
+) -> None:
+    """Copy a lead's fills to followers until SIGTERM or Ctrl-C (docs/live.md)."""
+    import logging
+
+    try:
+        from levalign.engine.config import load_config
+        from levalign.engine.copier import run_copy
+    except ImportError as err:
+        raise _live_import_error(err) from None
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        stats = run_copy(load_config(config))
+    except LevalignError as err:
+        raise _fail(err) from None
+    _print_json({"events": stats.events, "orders": stats.orders, "fills": stats.fills})
+
+
+def _store_for(store: str | None, config: Path | None) -> Any:
+    try:
+        from levalign.engine.config import load_config
+        from levalign.engine.store import Store
+    except ImportError as err:
+        raise _live_import_error(err) from None
+    try:
+        url = store if store is not None else load_config(config).store_url if config else None
+        return Store(url)
+    except LevalignError as err:
+        raise _fail(err) from None
+
+
+_StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="Store URL (default: the config's, or levalign.db).")
+]
+_ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Read the store URL from it.")]
+_JsonOpt = Annotated[bool, typer.Option("--json", help="JSON for programs.")]
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console().print(table)
+
+
+@app.command()
+def orders(
+    store: _StoreOpt = None,
+    config: _ConfigOpt = None,
+    state: Annotated[str | None, typer.Option(help="Only orders in this state.")] = None,
+    limit: Annotated[int, typer.Option(help="Most orders shown, newest first.")] = 50,
+    json_out: _JsonOpt = False,
+) -> None:
+    """The copier's orders, newest first (from its store)."""
+    with _store_for(store, config) as db:
+        try:
+            rows = db.orders(state=state, limit=limit)
+        except LevalignError as err:
+            raise _fail(err) from None
+    if json_out:
+        _print_json(rows)
+        return
+    cols = ["client_id", "follower_id", "leg", "symbol", "side", "amount", "state", "reason"]
+    _table("orders", cols, [[r[c] for c in cols] for r in rows])
+
+
+@app.command()
+def followers(
+    store: _StoreOpt = None,
+    config: _ConfigOpt = None,
+    json_out: _JsonOpt = False,
+) -> None:
+    """The followers, their status, equity and positions (from the copier's store)."""
+    with _store_for(store, config) as db:
+        try:
+            rows = db.followers()
+        except LevalignError as err:
+            raise _fail(err) from None
+    if json_out:
+        _print_json(rows)
+        return
+    table = [
+        [
+            r["id"],
+            r["status"],
+            f"{r['equity']:.2f}",
+            ", ".join(
+                f"{s} {p['position']}" for s, p in r["positions"].items() if p["position"] != "0"
+            ),
+            r["status_reason"],
+        ]
+        for r in rows
+    ]
+    _table("followers", ["id", "status", "equity", "positions", "reason"], table)
+
+
+@app.command()
+def status(
+    store: _StoreOpt = None,
+    config: _ConfigOpt = None,
+    json_out: _JsonOpt = False,
+) -> None:
+    """Lead events, orders by state, the backlog and followers by status."""
+    with _store_for(store, config) as db:
+        try:
+            backlog = db.backlog()
+            data = {
+                "store": db.safe_url,
+                "events": db.event_count(),
+                "orders": db.order_counts(),
+                "backlog": {
+                    "pending_reducing": backlog.pending_reducing,
+                    "pending_opening": backlog.pending_opening,
+                    "oldest_pending_ms": backlog.oldest_pending_ms,
+                },
+                "followers": {},
+            }
+            for r in db.followers():
+                data["followers"][r["status"]] = data["followers"].get(r["status"], 0) + 1
+        except LevalignError as err:
+            raise _fail(err) from None
+    if json_out:
+        _print_json(data)
+        return
+    rows = [["events", data["events"]]]
+    rows += [[f"orders {k}", v] for k, v in sorted(data["orders"].items())]
+    rows += [[f"backlog {k}", v] for k, v in data["backlog"].items()]
+    rows += [[f"followers {k}", v] for k, v in sorted(data["followers"].items())]
+    _table(f"levalign status ({data['store']})", ["what", "value"], rows)
+
+
+keys_app = typer.Typer(no_args_is_help=True, help="Encrypted follower key files (file:PATH#NAME).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new-key")
+def keys_new_key() -> None:
+    """Print a new file key: export it as LEVALIGN_KEYFILE_KEY."""
+    try:
+        from levalign.engine.credentials import new_file_key
+    except ImportError as err:
+        raise _live_import_error(err) from None
+    typer.echo(new_file_key())
+
+
+@keys_app.command("encrypt")
+def keys_encrypt(
+    keys: Annotated[Path, typer.Argument(help='JSON {"name": "0x<private key>", ...}.')],
+    out: Annotated[Path, typer.Option(help="The encrypted file to write.")],
+) -> None:
+    """Encrypt a JSON file of API-wallet keys under the key in LEVALIGN_KEYFILE_KEY."""
+    import os
+
+    try:
+        from levalign.engine.credentials import KEYFILE_ENV, encrypt_keys
+    except ImportError as err:
+        raise _live_import_error(err) from None
+    try:
+        file_key = os.environ.get(KEYFILE_ENV)
+        if not file_key:
+            raise ConfigurationError(
+                f"export the file key in {KEYFILE_ENV} first (levalign keys new-key makes one)",
+                field=KEYFILE_ENV,
+            )
+        data = _read_json(keys, "keys")
+        if not isinstance(data, dict):
+            raise InvalidInput('keys must be a JSON object {"name": "0x..."}', field="keys")
+        encrypt_keys({str(k): str(v) for k, v in data.items()}, out, file_key)
+    except LevalignError as err:
+        raise _fail(err) from None
+    _print_json({"written": str(out), "entries": len(data)})
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

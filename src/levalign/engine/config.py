@@ -90,7 +90,11 @@ class EngineSection(_Section):
     fills_poll_seconds
         Seconds between polls of follower fills while orders await theirs.
     send_expiry_seconds
-        How long after its claim an order may still be accepted by the venue.
+        How long after its claim an order may still be accepted by the venue; an order sent
+        after it is refused (``Action expired``), and an order lost to a crash between claim
+        and send is resent only after it.
+    dispatch_batch
+        Orders claimed at once; all must be sent within ``send_expiry_seconds``.
     worker
         The dispatcher's name in the store.
     """
@@ -100,6 +104,7 @@ class EngineSection(_Section):
     drift_band: float = Field(default=0.01, ge=0)
     fills_poll_seconds: float = Field(default=0.2, gt=0)
     send_expiry_seconds: float = Field(default=10.0, gt=0)
+    dispatch_batch: int = Field(default=16, ge=1, le=1000)
     worker: str = "copier"
 
 

@@ -154,6 +154,8 @@ class Copier:
         self.lead_id = 0
         self.source: HyperliquidSource | None = None
         self._stop = threading.Event()
+        self.ready = threading.Event()
+        """Set once the source has reported the lead's state: lead fills from then on are copied."""
         self._threads: list[threading.Thread] = []
         self._failure: BaseException | None = None
         self.dispatcher: Dispatcher | None = None
@@ -212,14 +214,17 @@ class Copier:
         ]
         self.store.add_followers(self.lead_id, new, venue=self.config.venue.name)
         for f in self.config.followers:
-            guards = {"unfollow": f.unfollow}
-            self.store.configure_follower(
-                f.id,
-                address=f.address,
-                credentials_ref=f.credentials,
-                profile={**f.profile, "guards": guards},
-            )
-            status = stored.get(f.id, {}).get("status", "active")
+            profile = {**f.profile, "guards": {"unfollow": f.unfollow}}
+            row = stored.get(f.id, {})
+            if (row.get("address"), row.get("credentials_ref"), row.get("profile")) != (
+                f.address,
+                f.credentials,
+                profile,
+            ):
+                self.store.configure_follower(
+                    f.id, address=f.address, credentials_ref=f.credentials, profile=profile
+                )
+            status = row.get("status", "active")
             if f.paused and status == "active":
                 self.store.set_status(f.id, "paused", "paused in the configuration")
             elif not f.paused and status == "paused":
@@ -253,6 +258,7 @@ class Copier:
             self.venue,
             worker=self.config.engine.worker,
             expires_in_ms=int(self.config.engine.send_expiry_seconds * 1000),
+            batch=self.config.engine.dispatch_batch,
         )
         self.source = HyperliquidSource(
             self.config.lead.address,
@@ -344,11 +350,26 @@ class Copier:
             self.on_event(item)
         elif isinstance(item, LeadState):
             if item.initial:
+                self._first_cursor(item)
                 self.copy_existing(item)
+                self.ready.set()
+                self._emit("ready", {"lead": self.config.lead.address, "equity": item.equity})
         elif isinstance(item, SourceGap):
             self.stats.gaps += 1
             log.error("lead source gap (%s): %s", item.reason, item.message)
             self._emit("gap", {"reason": item.reason, "message": item.message})
+
+    def _first_cursor(self, state: LeadState) -> None:
+        """On a first start, store the source's boundary (the state's time) as the cursor.
+
+        Without it, a copier that stops before the lead's first event would start afresh
+        next time, and the fills in between would count as history, never copied.
+        """
+        from levalign.sources.hyperliquid import SourceCursor
+
+        if self.store.cursor(self.lead_id) is None:
+            text = SourceCursor(state.time_ms).to_text()
+            self.store.advance_cursor(self.lead_id, Cursor(state.time_ms, 0, text=text))
 
     def _cohort(self, symbol: str, ids: set[str] | None = None) -> tuple[Any, dict[str, Any]]:
         """The cohort of followers copying now (active and paused), from the store."""
@@ -626,7 +647,17 @@ def run_copy(config: CopyConfig, *, install_signals: bool = True) -> CopierStats
     """
     import signal
 
-    copier = Copier(config)
+    import sys
+
+    def announce(kind: str, data: Mapping[str, Any]) -> None:
+        if kind == "ready":
+            sys.stderr.write(
+                f"levalign copy: following {data['lead']} for {len(config.followers)} "
+                "followers; SIGTERM or Ctrl-C stops\n"
+            )
+            sys.stderr.flush()
+
+    copier = Copier(config, listeners=(announce,))
 
     async def main() -> CopierStats:
         loop = asyncio.get_running_loop()
