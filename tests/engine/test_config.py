@@ -96,3 +96,9 @@ def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
     path.write_text("[lead\naddress = 1\n", encoding="utf-8")
     with pytest.raises(ConfigurationError, match=r"not valid TOML.*line 1"):
         load_config(path)
+
+
+def test_the_bundled_example_config_checks() -> None:
+    config = load_config(Path(__file__).parents[2] / "examples" / "copy.toml")
+    assert [f.id for f in config.followers] == ["alice", "bob"]
+    assert config.venue.base_url == "http://127.0.0.1:8080"

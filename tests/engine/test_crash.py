@@ -1,8 +1,11 @@
 """Crash test: kill -9 the copier at seeded random moments while it copies a scripted lead.
 
 The sandbox runs as its own process (``python -m levalign sandbox hyperliquid``, stepped by
-the test); the copier under test is ``python -m levalign copy`` with its keys in an encrypted
-file, killed with SIGKILL and restarted at every kill. A second copier, in this process and
+the test); the copier under test runs ``levalign.engine.copier.run_copy`` (what ``levalign
+copy`` runs) in a process of its own with its keys in an encrypted file, killed with SIGKILL
+and restarted at every kill. Each copier process is forked from a launcher that imported
+everything once (``tests/engine/_forking_copier.py``), so that a restart does not spend
+seconds importing. A second copier, in this process and
 never interrupted, copies the same lead for twin followers (same equities and profiles, other
 accounts): the reference run. The test steps one lead fill at a time and waits until both
 stores hold the event with every order done, so both runs see the same prices.
@@ -74,14 +77,47 @@ def _start_sandbox(lead: Path, accounts: list[Follower]) -> tuple[subprocess.Pop
     return proc, line.split()[3]
 
 
-def _start_copier(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "levalign", "copy", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+class _Launcher:
+    """The forking launcher: ``start()`` returns a fresh copier process id."""
+
+    def __init__(self, config: Path, env: dict[str, str], log: Path) -> None:
+        self.log = log.open("w", encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.engine._forking_copier", str(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            env=env,
+            cwd=Path(__file__).parents[2],
+        )
+
+    def _ask(self, command: str) -> str:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().split()[1]
+
+    def start(self) -> int:
+        return int(self._ask("start"))
+
+    def reap(self, pid: int) -> int:
+        return int(self._ask(f"reap {pid}"))
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self.log.close()
+
+
+def _has_cursor(url: str) -> bool:
+    try:
+        with Store(url) as store:
+            return store.cursor(1) is not None
+    except Exception:  # noqa: BLE001 - the store is not created yet
+        return False
 
 
 def _positions(url: str) -> dict[str, dict[str, Decimal]]:
@@ -120,32 +156,33 @@ def test_kill_9_at_random_moments_sends_every_order_once_and_ends_as_uninterrupt
     kill_steps = set(rng.sample(range(FILLS), KILLS))
     reference = Copier(load_config(config_b))
     ref_thread = threading.Thread(target=lambda: asyncio.run(reference.run()))
-    copier = _start_copier(config_a, env)
+    launcher = _Launcher(config_a, env, tmp_path / "copier.log")
+    pid = launcher.start()
     kills = 0
     started = time.monotonic()
     try:
         ref_thread.start()
         assert reference.ready.wait(WAIT_S)
-        assert copier.stderr is not None
-        _wait("the copier to start", lambda: "following" in copier.stderr.readline())
+        _wait("the copier's first cursor", lambda: _has_cursor(url_a))
 
         # Act: one lead fill at a time; at 50 seeded steps, SIGKILL at a random moment
         for step in range(FILLS):
             requests.post(f"{base_url}/_sandbox/step", json={"fills": 1}, timeout=30)
             if step in kill_steps:
-                time.sleep(rng.uniform(0.0, 0.5))
-                copier.send_signal(signal.SIGKILL)
-                copier.wait()
+                time.sleep(rng.uniform(0.0, 0.3))
+                os.kill(pid, signal.SIGKILL)
+                assert launcher.reap(pid) == -signal.SIGKILL
                 kills += 1
-                copier = _start_copier(config_a, env)
+                pid = launcher.start()
             events = lead_fill_count(base_url)
             _wait(
                 f"step {step}",
                 lambda n=events: settled(url_a, n) and settled(url_b, n),  # type: ignore[misc]
             )
     finally:
-        copier.send_signal(signal.SIGTERM)
-        code = copier.wait(timeout=60)
+        os.kill(pid, signal.SIGTERM)
+        code = launcher.reap(pid)
+        launcher.close()
         reference.stop()
         ref_thread.join(timeout=60)
         log = requests.get(f"{base_url}/_sandbox/orders", timeout=30).json()
