@@ -1,9 +1,8 @@
-"""Lead sources: where a lead trader's events come from.
+"""Lead sources: where lead events come from.
 
-=======================  ==============================================================
-:mod:`.base`             the :class:`~levalign.sources.base.LeadSource` protocol, cursors
+=======================  ================================================================
+:mod:`.base`             the ``LeadSource`` protocol, state, event, gap and cursor stores
 :mod:`.replay`           lead-history files: format, loading, and a source over them
-=======================  ==============================================================
-
-Live sources (a venue's fill stream with backfill) implement the same protocol.
+:mod:`.hyperliquid`      a Hyperliquid wallet: websocket ``userFills`` + REST backfill
+=======================  ================================================================
 """

@@ -1,9 +1,8 @@
 """Venues: where follower orders go.
 
-=======================  ==============================================================
-:mod:`.base`             the :class:`~levalign.venues.base.Venue` protocol and its records
+=======================  ================================================================
+:mod:`.base`             the ``OrderVenue`` protocol: submit an order, look it up by client id
 :mod:`.paper`            the paper venue: fills, fees, slippage, funding, liquidation
-=======================  ==============================================================
-
-Live exchange venues implement the same protocol.
+:mod:`.hyperliquid`      Hyperliquid's ``/exchange`` and ``/info`` through the official SDK
+=======================  ================================================================
 """
