@@ -12,7 +12,7 @@ from websockets.sync.client import connect
 
 import levalign.data
 from levalign.cli import app
-from levalign.errors import InvalidInput
+from levalign.errors import ConfigurationError, InvalidInput
 from levalign.sandbox.hyperliquid import DEFAULT_LEAD, HyperliquidSandbox, SandboxConfig
 from levalign.sandbox.hyperliquid._cli import parse_fund, parse_speed
 
@@ -99,3 +99,8 @@ def test_cli_bad_options_exit_2():
     assert "--speed must be a number" in result.output
     result = CliRunner().invoke(app, ["sandbox", "hyperliquid", "--lead", "missing.csv"])
     assert result.exit_code == 2
+
+
+def test_a_taken_port_is_a_configuration_error(sandbox: HyperliquidSandbox):
+    with pytest.raises(ConfigurationError, match="choose another --port"):
+        HyperliquidSandbox(SandboxConfig(port=sandbox.port)).start()

@@ -781,8 +781,8 @@ class HyperliquidSandbox:
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
         self._server = _Server(self.config)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -804,9 +804,17 @@ class HyperliquidSandbox:
         self.stop()
 
     def start(self) -> None:
-        """Start serving (idempotent only in the sense that it must be called once)."""
-        self._thread.start()
+        """Start serving; call once.
+
+        Raises
+        ------
+        ConfigurationError
+            The port is taken.
+        """
         sock = _bind(self.config.host, self.config.port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
         self.port = sock.getsockname()[1]
         self._runner = web.AppRunner(self._server.app(), handle_signals=False)
         self._run(self._start(self._runner, sock))
@@ -820,21 +828,30 @@ class HyperliquidSandbox:
         if self._runner is not None:
             self._run(self._runner.cleanup())
             self._runner = None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+            self._loop = self._thread = None
 
     def _run(self, coro: Awaitable[T]) -> T:
         async def wrap() -> T:
             return await coro
 
-        return asyncio.run_coroutine_threadsafe(wrap(), self._loop).result()
+        return asyncio.run_coroutine_threadsafe(wrap(), self._running_loop()).result()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise ConfigurationError(
+                "the sandbox is not running: use it as a context manager or call start()"
+            )
+        return self._loop
 
     def _call(self, fn: Callable[[], T]) -> T:
         async def wrap() -> T:
             return fn()
 
-        return asyncio.run_coroutine_threadsafe(wrap(), self._loop).result()
+        return asyncio.run_coroutine_threadsafe(wrap(), self._running_loop()).result()
 
     def fund(self, user: str, usdc: Decimal | float | str) -> dict[str, Any]:
         """Credit USDC to ``user`` (creating the account)."""
