@@ -210,3 +210,12 @@ def test_lead_fill_sets_position_and_equity(engine: Engine):
     assert state["assetPositions"][0]["position"]["szi"] == "1.5"
     assert state["marginSummary"]["accountValue"] == "5000.25"
     assert engine.all_mids()["BTC"] == "23000.0"
+
+
+def test_lead_fill_in_parts_is_one_order(engine: Engine):
+    lead = "0x1ead000000000000000000000000000000000001"
+    # 1.5 in 4 parts on the 0.1 grid: 15 units -> 3, 3, 3 and the remaining 6
+    fills = engine.lead_fill(lead, "BTC", Decimal(23000), Decimal("1.5"), parts=4)
+    assert [f["sz"] for f in fills] == ["0.3", "0.3", "0.3", "0.6"]
+    assert len({f["oid"] for f in fills}) == 1
+    assert [f["startPosition"] for f in fills] == ["0.0", "0.3", "0.6", "0.9"]

@@ -619,13 +619,16 @@ class Engine:
         equity: Decimal | None = None,
         fee: Decimal = ZERO,
         leverage: int | None = None,
-    ) -> dict[str, Any] | None:
+        parts: int = 1,
+    ) -> list[dict[str, Any]]:
         """Trade ``user`` to ``position_after`` at ``px`` (a scripted lead's fill).
 
-        The mid moves to ``px``; the fill needs no margin and makes no order checks. With
-        ``equity``, the account's USDC balance is set so that its account value equals it
-        (the lead file's equity after the fill). Returns the fill, or None when the position
-        does not change.
+        The mid moves to ``px``; the trade needs no margin and makes no order checks. It is
+        one order filled in ``parts`` fills of equal size (the last takes the remainder of the
+        lot grid), as a large order fills against several makers. With ``equity``, the
+        account's USDC balance is then set so that its account value equals it (the lead
+        file's equity after the fill). Returns the fills (none when the position does not
+        change).
         """
         acct = self.fund(user, ZERO)
         asset = self.by_coin[coin]
@@ -636,7 +639,7 @@ class Engine:
         if leverage is not None and pos.szi == 0:
             pos.leverage = max(1, min(int(leverage), asset.max_leverage))
         delta = position_after - pos.szi
-        fill = None
+        fills = []
         if delta:
             now = self.clock.now_ms()
             order = OrderRecord(
@@ -654,11 +657,13 @@ class Engine:
                 status_timestamp=now,
             )
             acct.orders[order.oid] = order
-            fill = self.apply_fill(acct, order, px, abs(delta), fee=usd(fee), crossed=True)
+            for sz in _split(abs(delta), max(1, parts)):
+                part_fee = usd(fee * sz / abs(delta))
+                fills.append(self.apply_fill(acct, order, px, sz, fee=part_fee, crossed=True))
             self._finish(order, "filled")
         if equity is not None:
             acct.cash = usd(acct.cash + equity - self.account_value(acct))
-        return fill
+        return fills
 
     # ------------------------------------------------------------------ info views
 
@@ -858,6 +863,16 @@ def _bundled_order() -> dict[str, int]:
     text = resources.files("levalign.data").joinpath("hyperliquid_markets.json").read_text()
     rows = json.loads(text)["markets"].values()
     return {str(row["id"]): n for n, row in enumerate(rows)}
+
+
+def _split(size: Decimal, parts: int) -> list[Decimal]:
+    """``size`` in ``parts`` positive pieces on its own decimal grid (fewer if it is too small)."""
+    step = Decimal(1).scaleb(min(0, int(size.normalize().as_tuple().exponent)))
+    units = int(size / step)
+    parts = min(parts, units)
+    base = units // parts
+    pieces = [base * step] * (parts - 1)
+    return [*pieces, size - sum(pieces, ZERO)]
 
 
 def _direction(start: Decimal, new: Decimal) -> str:

@@ -95,6 +95,8 @@ class SandboxConfig:
         See :class:`levalign.sandbox.hyperliquid._engine.Engine`.
     check_nonce_window
         Refuse nonces more than 2 days before or 1 day after the sandbox clock.
+    lead_fill_parts
+        Each lead row fills as one order in this many fills (of equal size).
     """
 
     host: str = "127.0.0.1"
@@ -109,6 +111,7 @@ class SandboxConfig:
     maker_fee: Decimal = Decimal("0.00015")
     slippage_bps: Decimal = Decimal(0)
     check_nonce_window: bool = True
+    lead_fill_parts: int = 1
 
 
 @dataclass
@@ -645,6 +648,7 @@ class _Server:
             equity=step.equity,
             fee=step.fee,
             leverage=step.leverage,
+            parts=self.config.lead_fill_parts,
         )
 
     def status(self) -> dict[str, Any]:
