@@ -248,3 +248,21 @@ def test_control_plane_over_http(sandbox: HyperliquidSandbox, info: Info):
     status = requests.get(f"{base}/status", timeout=10).json()
     assert status["accounts"] == 2
     assert json.loads(requests.get(f"{base}/orders", timeout=10).text) == []
+
+
+def test_http_delay_holds_the_response_back_once(sandbox: HyperliquidSandbox, info: Info):
+    sandbox.inject("http_delay", delay_ms=200, action="allMids")
+    assert info.all_mids()["BTC"] == "20000.0"
+    assert info.meta()["universe"][0]["name"] == "BTC"  # not an allMids request: not delayed
+    assert [(f["kind"], f["fired"]) for f in sandbox.faults()] == [("http_delay", 1)]
+
+
+def test_agent_approved_through_the_control_plane(
+    sandbox: HyperliquidSandbox, info: Info, alice: LocalAccount
+):
+    agent = eth_account.Account.from_key(STRANGER_KEY)
+    url = f"{sandbox.base_url}/_sandbox/agent"
+    requests.post(url, json={"user": alice.address, "agent": agent.address}, timeout=10)
+    result = Exchange(agent, sandbox.base_url).order("BTC", False, 0.01, 19000, GTC)
+    assert "filled" in result["response"]["data"]["statuses"][0]
+    assert info.user_state(alice.address)["assetPositions"][0]["position"]["szi"] == "-0.01"

@@ -133,3 +133,18 @@ def test_ws_duplicate_and_delay(
         exchange.order("BTC", True, 0.01, 20000, GTC)
         tids = [recv(ws)["data"]["fills"][0]["tid"] for _ in range(2)]
         assert tids == [3, 2]
+
+
+def test_unsubscribe_stops_the_channel(
+    sandbox: HyperliquidSandbox, exchange: Exchange, alice: LocalAccount
+):
+    with connect(ws_url(sandbox)) as ws:
+        ws.recv(timeout=20)
+        sub = {"type": "userFills", "user": alice.address}
+        subscribe(ws, sub)
+        recv(ws)  # snapshot
+        ws.send(json.dumps({"method": "unsubscribe", "subscription": sub}))
+        assert recv(ws)["data"]["method"] == "unsubscribe"
+        exchange.order("BTC", True, 0.01, 20000, GTC)
+        ws.send(json.dumps({"method": "ping"}))
+        assert recv(ws) == {"channel": "pong"}  # no userFills message came before it
