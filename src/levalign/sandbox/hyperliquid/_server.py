@@ -308,10 +308,10 @@ class _Server:
     async def _respond(
         self, request: web.Request, payload: Any, *, action: str | None, user: str | None
     ) -> web.StreamResponse:
+        self.publish()  # websocket subscribers hear of the request's effects at once
         delay = self._take_fault(("http_delay",), path=request.path, action=action, user=user)
         if delay is not None:
             await asyncio.sleep(delay.delay_ms / 1000)
-        self.publish()
         if request.path == "/exchange" and self._take_fault(
             ("lose_response",), path=request.path, action=action, user=user
         ):
