@@ -383,7 +383,7 @@ def align(
 
 
 @app.command()
-def backtest(
+def backtest(  # noqa: PLR0913, PLR0917 - one parameter per command-line option (Typer)
     lead_file: Annotated[
         Path,
         typer.Argument(
@@ -580,6 +580,36 @@ def sandbox_hyperliquid(
         run(port=port, lead=lead, speed=speed, fund=fund or [])
     except LevalignError as err:
         raise _fail(err) from None
+
+
+db_app = typer.Typer(no_args_is_help=True, help="The live copier's store: levalign db upgrade.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    url: Annotated[
+        str | None,
+        typer.Option(help="sqlite:///PATH (default sqlite:///levalign.db) or postgresql://..."),
+    ] = None,
+) -> None:
+    """Create the store's tables, or migrate them to the latest schema."""
+    try:
+        from levalign.engine.store import Store
+    except ImportError as err:
+        raise _fail(
+            ConfigurationError(
+                f"the store needs the live extra ({err.name} is missing): "
+                "pip install 'levalign[live]'",
+                field="extras",
+            )
+        ) from None
+    try:
+        with Store(url) as store:
+            store.upgrade()
+    except LevalignError as err:
+        raise _fail(err) from None
+    _print_json({"store": store.safe_url, "schema": "up to date"})
 
 
 def main() -> None:
