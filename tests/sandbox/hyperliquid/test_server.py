@@ -266,3 +266,16 @@ def test_agent_approved_through_the_control_plane(
     result = Exchange(agent, sandbox.base_url).order("BTC", False, 0.01, 19000, GTC)
     assert "filled" in result["response"]["data"]["statuses"][0]
     assert info.user_state(alice.address)["assetPositions"][0]["position"]["szi"] == "-0.01"
+
+
+def test_order_log_paging_and_receive_times(sandbox: HyperliquidSandbox, exchange: Exchange):
+    exchange.order("BTC", True, 0.01, 20000, GTC, cloid=Cloid.from_int(1))
+    stepped = sandbox.step(1)  # no script: nothing plays, but the publish time is reported
+    exchange.order("BTC", True, 0.01, 20000, GTC, cloid=Cloid.from_int(2))
+    assert [e["seq"] for e in sandbox.orders()] == [1, 2]
+    later = sandbox.orders(after=1)
+    assert [e["cloid"] for e in later] == [Cloid.from_int(2).to_raw()]
+    # the second order was sent after step() returned: received after the publish
+    assert later[0]["received_at"] >= stepped["published_at"]
+    over_http = requests.get(f"{sandbox.base_url}/_sandbox/orders?after=1", timeout=10).json()
+    assert over_http == later

@@ -14,6 +14,7 @@ import json
 import math
 import socket
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -204,6 +205,7 @@ class _Server:
         self._fault_ids = 0
         self.nonces: dict[str, list[int]] = defaultdict(list)
         self.order_log: list[dict[str, Any]] = []
+        self._received_at = 0.0
         self.script_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ app
@@ -365,6 +367,7 @@ class _Server:
     # ------------------------------------------------------------------ /exchange
 
     async def exchange(self, request: web.Request) -> web.StreamResponse:
+        received_at = time.time()
         try:
             body = await request.json()
             action = body["action"]
@@ -376,6 +379,7 @@ class _Server:
         injected = await self._http_fault("/exchange", kind, None)
         if injected is not None:
             return injected
+        self._received_at = received_at  # read by _log_order within this synchronous call
         result, user = self._exchange(body, action, kind, nonce, signature)
         return await self._respond(request, result, action=kind, user=user)
 
@@ -502,6 +506,7 @@ class _Server:
             {
                 "seq": len(self.order_log) + 1,
                 "time": self.clock.now_ms(),
+                "received_at": self._received_at,
                 "user": user,
                 "signer": signer,
                 "nonce": nonce,
@@ -634,7 +639,7 @@ class _Server:
                 self._apply(step)
             taken += 1
         self.publish()
-        return self.status()
+        return {**self.status(), "published_at": time.time()}
 
     def _apply(self, step: Step) -> None:
         if step.position_after is None:
@@ -676,11 +681,13 @@ class _Server:
         self.publish()
         return self.engine.all_mids()
 
-    def orders(self, user: str | None = None, cloid: str | None = None) -> list[dict[str, Any]]:
-        """The order log, optionally for one user or cloid."""
+    def orders(
+        self, user: str | None = None, cloid: str | None = None, after: int = 0
+    ) -> list[dict[str, Any]]:
+        """The order log, optionally for one user or cloid, from sequence number ``after + 1``."""
         return [
             entry
-            for entry in self.order_log
+            for entry in self.order_log[max(0, after) :]
             if (user is None or entry["user"] == user.lower())
             and (cloid is None or entry["cloid"] == cloid.lower())
         ]
@@ -736,7 +743,9 @@ class _Server:
 
     async def ctl_orders(self, request: web.Request) -> web.Response:
         q = request.query
-        return web.json_response(self.orders(q.get("user"), q.get("cloid")))
+        return await self._control(
+            request, lambda _: self.orders(q.get("user"), q.get("cloid"), int(q.get("after", 0)))
+        )
 
     async def ctl_status(self, _: web.Request) -> web.Response:
         return web.json_response(self.status())
@@ -910,9 +919,11 @@ class HyperliquidSandbox:
         """Close every websocket connection now."""
         return self._call(self._server.drop_websockets)
 
-    def orders(self, user: str | None = None, cloid: str | None = None) -> list[dict[str, Any]]:
+    def orders(
+        self, user: str | None = None, cloid: str | None = None, after: int = 0
+    ) -> list[dict[str, Any]]:
         """The order log: every order wire received, in order, with its outcome."""
-        return self._call(lambda: self._server.orders(user, cloid))
+        return self._call(lambda: self._server.orders(user, cloid, after))
 
     def status(self) -> dict[str, Any]:
         """Script position, lead address, clock, counts."""
