@@ -323,6 +323,8 @@ class Engine:
             asset, is_buy, px, sz, tif, reduce_only, cloid = self._parse_wire(wire)
         except OrderError as exc:
             return {"error": exc.message}, None
+        if cloid is not None and cloid in acct.by_cloid:
+            return {"error": f"Duplicate cloid. asset={asset.index}"}, None
         now = self.clock.now_ms()
         order = OrderRecord(
             oid=self._new_oid(),
@@ -338,8 +340,6 @@ class Engine:
             timestamp=now,
             status_timestamp=now,
         )
-        if cloid is not None and cloid in acct.by_cloid:
-            return {"error": f"Duplicate cloid. asset={asset.index}"}, None
         acct.orders[order.oid] = order
         if cloid is not None:
             acct.by_cloid[cloid] = order

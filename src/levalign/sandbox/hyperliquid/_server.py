@@ -98,6 +98,9 @@ class SandboxConfig:
         Refuse nonces more than 2 days before or 1 day after the sandbox clock.
     lead_fill_parts
         Each lead row fills as one order in this many fills (of equal size).
+    ws_idle_timeout_s
+        Close a websocket connection from which nothing (not even a ping) came for this long,
+        as the exchange does after 60 s; None: never.
     """
 
     host: str = "127.0.0.1"
@@ -113,6 +116,7 @@ class SandboxConfig:
     slippage_bps: Decimal = Decimal(0)
     check_nonce_window: bool = True
     lead_fill_parts: int = 1
+    ws_idle_timeout_s: float | None = None
 
 
 @dataclass
@@ -533,10 +537,16 @@ class _Server:
         writer = asyncio.get_running_loop().create_task(conn.writer())
         conn.queue.put_nowait(CONNECTED)
         try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                self._on_ws_message(conn, msg.data)
+            while True:
+                try:
+                    msg = await ws.receive(timeout=self.config.ws_idle_timeout_s)
+                except TimeoutError:
+                    await ws.close()
+                    break
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
+                if msg.type == WSMsgType.TEXT:
+                    self._on_ws_message(conn, msg.data)
         finally:
             self.connections.discard(conn)
             conn.queue.put_nowait(None)
