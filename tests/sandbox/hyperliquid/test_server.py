@@ -15,11 +15,14 @@ from hyperliquid.utils.error import ClientError, ServerError
 from hyperliquid.utils.signing import get_timestamp_ms, sign_l1_action
 from hyperliquid.utils.types import Cloid
 
-from levalign.sandbox.hyperliquid import HyperliquidSandbox
+from levalign.sandbox.hyperliquid import HyperliquidSandbox, SandboxConfig
 
 from .conftest import STRANGER_KEY
 
 CLOID = Cloid.from_int(42)
+# handed to Info so that its constructor makes no request against a tight rate limit
+META: Any = {"universe": [{"name": "BTC", "szDecimals": 5, "maxLeverage": 40}]}
+SPOT_META: Any = {"universe": [], "tokens": []}
 GTC: Any = {"limit": {"tif": "Gtc"}}
 
 
@@ -279,3 +282,17 @@ def test_order_log_paging_and_receive_times(sandbox: HyperliquidSandbox, exchang
     assert later[0]["received_at"] >= stepped["published_at"]
     over_http = requests.get(f"{sandbox.base_url}/_sandbox/orders?after=1", timeout=10).json()
     assert over_http == later
+
+
+def test_rest_weight_limit(alice: LocalAccount):
+    # budget 10: allMids weighs 2 (five fit), an unbatched order 1
+    config = SandboxConfig(fund={alice.address: 1000}, rest_weight_per_minute=10)
+    with HyperliquidSandbox(config) as sb:
+        info = Info(sb.base_url, skip_ws=True, meta=META, spot_meta=SPOT_META)
+        for _ in range(5):
+            info.all_mids()
+        with pytest.raises(ClientError) as limited:
+            info.all_mids()
+        assert limited.value.status_code == 429
+        payload = _signed_order(alice, "0.01")
+        assert requests.post(f"{sb.base_url}/exchange", json=payload, timeout=10).status_code == 429

@@ -8,6 +8,7 @@ Every request runs on one asyncio event loop; the engine is only ever touched fr
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import json
@@ -42,6 +43,16 @@ NONCE_PAST_MS = 2 * 86_400_000
 NONCE_FUTURE_MS = 86_400_000
 NONCES_KEPT = 100
 CONNECTED = "Websocket connection established."
+#: /info request weights (Hyperliquid docs, "Rate limits and user limits"); others weigh 20
+INFO_WEIGHTS = {
+    "l2Book": 2,
+    "allMids": 2,
+    "clearinghouseState": 2,
+    "orderStatus": 2,
+    "spotClearinghouseState": 2,
+    "exchangeStatus": 2,
+    "userRole": 60,
+}
 
 #: placeholder mids of the coins that have no bundled candles (set real ones with /_sandbox/mids)
 PLACEHOLDER_MIDS = {
@@ -98,6 +109,9 @@ class SandboxConfig:
         Refuse nonces more than 2 days before or 1 day after the sandbox clock.
     lead_fill_parts
         Each lead row fills as one order in this many fills (of equal size).
+    rest_weight_per_minute
+        Enforce Hyperliquid's REST rate limit (docs, "Rate limits and user limits": 1200 a
+        minute on the exchange) with its request weights: HTTP 429 past it; None: no limit.
     ws_idle_timeout_s
         Close a websocket connection from which nothing (not even a ping) came for this long,
         as the exchange does after 60 s; None: never.
@@ -117,6 +131,7 @@ class SandboxConfig:
     check_nonce_window: bool = True
     lead_fill_parts: int = 1
     ws_idle_timeout_s: float | None = None
+    rest_weight_per_minute: int | None = None
 
 
 @dataclass
@@ -210,6 +225,7 @@ class _Server:
         self.nonces: dict[str, list[int]] = defaultdict(list)
         self.order_log: list[dict[str, Any]] = []
         self._received_at = 0.0
+        self._spent: collections.deque[tuple[float, int]] = collections.deque()
         self.script_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ app
@@ -311,6 +327,19 @@ class _Server:
             return web.json_response(None, status=429)
         return web.Response(status=fault.status, text="sandbox: injected server error")
 
+    def _over_limit(self, weight: int) -> bool:
+        """Charge ``weight`` to the last minute's budget; True (nothing charged) when over."""
+        limit = self.config.rest_weight_per_minute
+        if limit is None:
+            return False
+        now = time.monotonic()
+        while self._spent and self._spent[0][0] <= now - 60:
+            self._spent.popleft()
+        if sum(w for _, w in self._spent) + weight > limit:
+            return True
+        self._spent.append((now, weight))
+        return False
+
     async def _respond(
         self, request: web.Request, payload: Any, *, action: str | None, user: str | None
     ) -> web.StreamResponse:
@@ -341,10 +370,14 @@ class _Server:
         handler = self._info_handlers().get(kind)
         if handler is None:
             return _bad(f"Failed to deserialize the JSON body into the target type: {kind}")
+        if self._over_limit(INFO_WEIGHTS.get(kind, 20)):
+            return web.json_response(None, status=429)
         try:
             result = handler(body)
         except (KeyError, TypeError, ValueError):
             return _bad("Failed to deserialize the JSON body into the target type")
+        if kind in ("userFills", "userFillsByTime") and isinstance(result, list):
+            self._over_limit(len(result) // 20)  # charged after the fact, as items are counted
         return await self._respond(request, result, action=kind, user=user)
 
     def _info_handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
@@ -383,6 +416,9 @@ class _Server:
         injected = await self._http_fault("/exchange", kind, None)
         if injected is not None:
             return injected
+        batch = action.get("orders") or action.get("cancels") or []
+        if self._over_limit(1 + len(batch) // 40):
+            return web.json_response(None, status=429)
         self._received_at = received_at  # read by _log_order within this synchronous call
         result, user = self._exchange(body, action, kind, nonce, signature)
         return await self._respond(request, result, action=kind, user=user)
