@@ -201,6 +201,7 @@ class _Server:
             slippage_bps=config.slippage_bps,
         )
         self.lead_address = config.lead_address.lower()
+        self.engine.exempt.add(self.lead_address)  # the lead file dictates its state
         self.script = (
             LeadScript.from_file(config.lead, _markets())
             if config.lead is not None
