@@ -41,6 +41,11 @@ def test_info_at_start(info: Info, alice: LocalAccount):
     ctxs = info.meta_and_asset_ctxs()
     assert ctxs[1][0]["markPx"] == "20000.0"
     assert info.spot_meta()["tokens"][0]["name"] == "USDC"
+    book = info.l2_snapshot("BTC")
+    assert [[level["px"] for level in side] for side in book["levels"]] == [
+        ["20000.0"],
+        ["20000.0"],
+    ]
 
 
 def test_order_with_cloid_fills_and_is_found_by_cloid(

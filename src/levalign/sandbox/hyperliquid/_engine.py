@@ -794,6 +794,18 @@ class Engine:
             )
         return out
 
+    def l2_book(self, coin: str) -> dict[str, Any]:
+        """``{"type": "l2Book"}``: one level a side, both at the mid, with unlimited size.
+
+        Raises
+        ------
+        KeyError
+            An unknown coin.
+        """
+        px = fmt(self.mids[self.by_coin[coin].coin])
+        level = [{"px": px, "sz": "1000000000.0", "n": 1}]
+        return {"coin": coin, "time": self.clock.now_ms(), "levels": [level, list(level)]}
+
     def all_mids(self) -> dict[str, str]:
         """``{"type": "allMids"}``: coin -> mid string."""
         return {coin: fmt(px) for coin, px in self.mids.items()}

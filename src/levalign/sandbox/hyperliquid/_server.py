@@ -389,6 +389,7 @@ class _Server:
             "metaAndAssetCtxs": lambda _: [e.meta(), e.asset_ctxs()],
             "perpDexs": lambda _: [None],
             "allMids": lambda _: e.all_mids(),
+            "l2Book": lambda b: e.l2_book(str(b["coin"])),
             "clearinghouseState": lambda b: e.clearinghouse_state(str(b["user"])),
             "spotClearinghouseState": lambda _: {"balances": []},
             "userFills": lambda b: e.user_fills(str(b["user"])),
