@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,20 @@ def test_cli_bad_options_exit_2():
 def test_a_taken_port_is_a_configuration_error(sandbox: HyperliquidSandbox):
     with pytest.raises(ConfigurationError, match="choose another --port"):
         HyperliquidSandbox(SandboxConfig(port=sandbox.port)).start()
+
+
+def test_cli_without_the_live_extra_says_which_extra():
+    prelude = "import sys\nsys.modules['aiohttp'] = None\n"
+    code = (
+        "from levalign.cli import main\nsys.argv = ['levalign', 'sandbox', 'hyperliquid']\nmain()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 4, out.stderr
+    error = json.loads(out.stderr.strip().splitlines()[-1])["error"]
+    assert "pip install 'levalign[live]'" in error["message"]
