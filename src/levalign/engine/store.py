@@ -86,6 +86,7 @@ DEFAULT_URL = "sqlite:///levalign.db"
 FollowerStatus = Literal["active", "paused", "stopped", "unfollowed"]
 _STATUSES = ("active", "paused", "stopped", "unfollowed")
 _SQLITE_BUSY_MS = 10_000
+_READ_ONLY = "levalign_read_only"  # execution option: a read transaction (SQLite: deferred)
 _SQLITE_CACHE_KIB = 32_768  # page cache per connection: the orders index of many events fits
 
 
@@ -411,6 +412,18 @@ class Store:
         with self._translate(what), self.engine.begin() as conn:
             yield conn
 
+    @contextmanager
+    def _read(self, what: str) -> Iterator[Connection]:
+        """Open a read-only transaction: on SQLite a deferred ``BEGIN``.
+
+        It never waits for the write lock: WAL readers see the last commit while a writer
+        works.
+        """
+        with self._translate(what), self.engine.connect() as conn:
+            conn.execution_options(**{_READ_ONLY: True})
+            with conn.begin():
+                yield conn
+
     def _insert_sql(self, table: str, columns: Sequence[str], suffix: str = "") -> str:
         marks = ", ".join([self._param] * len(columns))
         # table and column names are this module's constants; values go as parameters
@@ -504,7 +517,7 @@ class Store:
 
     def follower(self, follower_id: str) -> dict[str, Any] | None:
         """A follower's row and positions as JSON-ready data, or None."""
-        with self._begin("reading a follower") as conn:
+        with self._read("reading a follower") as conn:
             row = conn.execute(select(Follower).where(Follower.id == follower_id)).mappings()
             found = row.one_or_none()
             if found is None:
@@ -522,7 +535,7 @@ class Store:
 
     def cursor(self, lead_id: int) -> Cursor | None:
         """The lead's durable source cursor, or None before its first event."""
-        with self._begin("reading a source cursor") as conn:
+        with self._read("reading a source cursor") as conn:
             row = conn.execute(
                 select(SourceCursor.fill_time_ms, SourceCursor.tid).where(
                     SourceCursor.lead_id == lead_id
@@ -688,7 +701,7 @@ class Store:
 
     def event_recorded(self, event_id: str) -> bool:
         """Whether lead event ``event_id`` is in the store."""
-        with self._begin("reading a lead event") as conn:
+        with self._read("reading a lead event") as conn:
             found = conn.execute(select(LeadEvent.id).where(LeadEvent.id == event_id)).first()
         return found is not None
 
@@ -952,7 +965,7 @@ class Store:
 
     def unknown_orders(self, limit: int = 100) -> list[OrderRequest]:
         """Orders whose outcome is unknown, oldest first, to look up at the venue."""
-        with self._begin("reading unknown orders") as conn:
+        with self._read("reading unknown orders") as conn:
             ids = conn.execute(
                 select(Order.client_id)
                 .where(Order.state == "unknown")
@@ -978,7 +991,7 @@ class Store:
 
     def order(self, client_id: str) -> dict[str, Any] | None:
         """One order's row as a dict, or None."""
-        with self._begin("reading an order") as conn:
+        with self._read("reading an order") as conn:
             row = (
                 conn.execute(select(Order).where(Order.client_id == client_id))
                 .mappings()
@@ -989,7 +1002,7 @@ class Store:
     def backlog(self, *, now: int | None = None) -> Backlog:
         """Counts of orders waiting or in flight, and the oldest pending order's age."""
         stamp = now_ms() if now is None else now
-        with self._begin("reading the backlog") as conn:
+        with self._read("reading the backlog") as conn:
             counts: dict[tuple[str, bool], int] = {}
             for state, reducing, n in conn.execute(
                 select(Order.state, Order.reduce_only, func.count())
@@ -1130,7 +1143,7 @@ class Store:
         Pass it to :func:`levalign.normalize` or :meth:`levalign.normalize.Cohort.from_table`,
         so that the next event is sized on the store's state.
         """
-        with self._begin("reading the cohort") as conn:
+        with self._read("reading the cohort") as conn:
             rows = conn.execute(
                 select(
                     Follower.id,
@@ -1249,7 +1262,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def migrations_dir() -> Path:
