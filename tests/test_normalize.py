@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from levalign import _normalize_kernel as nk
-from levalign._reference import reference_normalize_one
 from levalign.demo import sample_cohort
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import Markets, MarketSpec, TierTable, load_markets
@@ -33,6 +32,7 @@ from levalign.normalize import (
 from levalign.risk.curve import LiquidationCurve
 from levalign.risk.first_passage import liquidation_probability
 from levalign.schemas import LeadEvent
+from levalign.testing import reference_normalize_one
 
 SYMBOL = "BTC/USDT:USDT"
 # Real Binance BTC brackets with explicit lot rules, so hand derivations below do not depend on
@@ -516,17 +516,7 @@ def random_cohort(seed: int, n: int = 40) -> dict[str, np.ndarray]:
         "entry_price": r.uniform(15_000, 25_000, n),
         "collateral": np.where(pos != 0, r.uniform(0, 5_000, n), 0.0),
         "other_notional": np.where(r.random(n) < 0.3, r.uniform(0, 20_000, n), 0.0),
-        "mode": r.choice(
-            [
-                "proportional",
-                "fixed_notional",
-                "target_leverage",
-                "risk_constant",
-                "vol_target",
-                "optimal",
-            ],
-            n,
-        ),
+        "mode": r.choice(list(MODES), n),
         "expected_return": r.choice([np.nan, -0.5, 0.3, 2.0], n),
         "leverage_setting": r.choice([np.nan, np.nan, 3.0, 20.0, 200.0], n),
         "max_liq_probability": r.choice([np.nan, np.nan, 0.001, 0.05, 0.5], n),

@@ -35,14 +35,22 @@ from numba import njit, prange
 from numpy.typing import NDArray
 
 from levalign import _normalize_kernel as nk
+from levalign._codes import (
+    DR_ADD_MARGIN,
+    MM_ISOLATED,
+    R_AVAILABLE_MARGIN,
+    R_BELOW_MIN_AMOUNT,
+    R_DERISK,
+    R_INVALID_ROW,
+    R_MARGIN_TOPUP,
+    R_NO_LEAD_CHANGE,
+    R_ROUNDED_UP,
+    R_SYMBOL_NOT_ALLOWED,
+)
+from levalign._curve_kernel import required_distance
 from levalign._margin_kernels import liquidation_price_one_leg
-from levalign.risk.curve import required_distance
 
 FloatArray = NDArray[np.float64]
-
-R_DERISK = 1 << 22
-#: ``derisk`` codes (match :data:`levalign.normalize.DERISK_ACTIONS`)
-DR_REDUCE, DR_ADD_MARGIN = 0, 1
 
 _EPS = 1e-9
 
@@ -79,7 +87,7 @@ def derisk_order(
     ``NO_LEAD_CHANGE`` and no order.
     """
     if position == 0.0 or not (floor_distance > 0.0):
-        return 0, 0.0, 0.0, nk.R_NO_LEAD_CHANGE, position
+        return 0, 0.0, 0.0, R_NO_LEAD_CHANGE, position
     s = 1.0 if position > 0.0 else -1.0
     held = abs(position)
     q = held * contract_size
@@ -93,24 +101,24 @@ def derisk_order(
         balance = equity - other_mm
         lp = liquidation_price_one_leg(balance, s, q, price, True, t_floor, t_cap, t_mmr, t_cum)
     if math.isnan(lp) or s * (price - lp) / price >= floor_distance:
-        return 0, 0.0, 0.0, nk.R_NO_LEAD_CHANGE, position
+        return 0, 0.0, 0.0, R_NO_LEAD_CHANGE, position
     reasons = R_DERISK
     d = max(floor_distance, restore_distance)
     first = (t_cap[0], t_mmr[0], t_cum[0], t_max_lev[0])
     budget = balance
     if isolated and add_margin:
-        add = nk._required_balance(q, price, s, d, t_cap, t_mmr, t_cum, first) - balance
+        add = nk.required_balance(q, price, s, d, t_cap, t_mmr, t_cum, first) - balance
         if add <= available:
-            return 0, 0.0, max(add, 0.0), reasons | nk.R_MARGIN_TOPUP, position
+            return 0, 0.0, max(add, 0.0), reasons | R_MARGIN_TOPUP, position
         budget = balance + max(available, 0.0)
-        reasons |= nk.R_MARGIN_TOPUP | nk.R_AVAILABLE_MARGIN
-    keep = min(nk._max_qty_for_balance(budget, price, s, d, t_floor, t_cap, t_mmr, t_cum), q)
+        reasons |= R_MARGIN_TOPUP | R_AVAILABLE_MARGIN
+    keep = min(nk.max_qty_for_balance(budget, price, s, d, t_floor, t_cap, t_mmr, t_cum), q)
     lots = math.ceil((q - keep) / (amount_step * contract_size) - _EPS)
     unit_scale = 10.0**amount_decimals
     amount = lots * round(amount_step * unit_scale) / unit_scale
     if amount < min_amount - _EPS * amount_step:
         amount = math.ceil(min_amount / amount_step - _EPS) * amount_step
-        reasons |= nk.R_BELOW_MIN_AMOUNT | nk.R_ROUNDED_UP
+        reasons |= R_BELOW_MIN_AMOUNT | R_ROUNDED_UP
     if amount >= held - 0.5 * amount_step:
         return int(-s), held, 0.0, reasons, 0.0
     if amount <= 0.0:
@@ -119,7 +127,7 @@ def derisk_order(
     post = 0.0
     if isolated:
         rq = left * contract_size
-        need = nk._required_balance(rq, price, s, d, t_cap, t_mmr, t_cum, first)
+        need = nk.required_balance(rq, price, s, d, t_cap, t_mmr, t_cum, first)
         post = max(need - s * rq * (price - entry_price) - collateral * left / held, 0.0)
     return int(-s), amount, post, reasons, s * left
 
@@ -175,7 +183,7 @@ def derisk_kernel(
         pos = position[i]
         ep = entry_price[i]
         c0 = collateral[i]
-        isolated = margin_mode[i] == nk.MM_ISOLATED
+        isolated = margin_mode[i] == MM_ISOLATED
         floor_d = derisk_distance[i]
         restore = min_liq_distance[i]
         restore = 0.0 if math.isnan(restore) else restore
@@ -187,15 +195,15 @@ def derisk_kernel(
             if not math.isnan(d_req):
                 restore = max(restore, d_req)
         valid = (
-            nk._valid_account(eq, pos, ep, c0, available[i], other_notional[i], other_mm[i])
+            nk.valid_account(eq, pos, ep, c0, available[i], other_notional[i], other_mm[i])
             and (math.isnan(floor_d) or 0.0 <= floor_d < 1.0)
             and 0.0 <= restore < 1.0
             and derisk[i] >= 0
             and margin_mode[i] >= 0
         )
-        side, amount, post, reasons, left = 0, 0.0, 0.0, nk.R_INVALID_ROW, pos
+        side, amount, post, reasons, left = 0, 0.0, 0.0, R_INVALID_ROW, pos
         if valid and not allowed[i]:
-            reasons = nk.R_SYMBOL_NOT_ALLOWED
+            reasons = R_SYMBOL_NOT_ALLOWED
         elif valid:
             side, amount, post, reasons, left = derisk_order(
                 price, contract_size, amount_step, amount_decimals, min_amount,

@@ -10,24 +10,60 @@ in the settle currency. Amounts leave as whole lots.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
+from typing import Any
 
-import llvmlite.binding as llvm
 import numpy as np
 from numba import njit, prange
 from numpy.typing import NDArray
 
+from levalign._codes import (
+    EV_CLOSE,
+    EV_MARGIN,
+    EV_NONE,
+    EV_REDUCE,
+    M_FIXED,
+    M_OPTIMAL,
+    M_PROPORTIONAL,
+    M_RISK,
+    M_TARGET_LEV,
+    M_VOL,
+    MM_ISOLATED,
+    OPENING_KINDS,
+    P_ACCUMULATE,
+    P_ROUND_UP,
+    R_ACCOUNT_LEVERAGE,
+    R_ACCUMULATED,
+    R_AT_TARGET,
+    R_AVAILABLE_MARGIN,
+    R_BELOW_MIN_AMOUNT,
+    R_BELOW_MIN_COST,
+    R_FLIPPED,
+    R_INVALID_ROW,
+    R_LIQ_BUFFER,
+    R_LOT_ROUNDING,
+    R_MARGIN_TOPUP,
+    R_MAX_NOTIONAL,
+    R_MISSING_PARAMETER,
+    R_NO_LEAD_CHANGE,
+    R_NOTHING_TO_CLOSE,
+    R_POSITION_LEVERAGE,
+    R_RISK_MODEL_REQUIRED,
+    R_ROUNDED_UP,
+    R_SKIPPED,
+    R_SYMBOL_NOT_ALLOWED,
+    R_TIER_LIMIT,
+)
+from levalign._curve_kernel import required_distance
 from levalign._margin_kernels import _liquidation_price, tier_index, tier_root
-from levalign.risk.curve import required_distance
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int8]
 
-# ---- event kinds
-EV_NONE, EV_OPEN, EV_INCREASE, EV_REDUCE, EV_CLOSE, EV_FLIP, EV_MARGIN = range(7)
 # the kinds open_kernel sizes (other kinds: generic_kernel)
-FAST_PATH_KINDS = (EV_OPEN, EV_INCREASE, EV_FLIP)
+FAST_PATH_KINDS = OPENING_KINDS
 # Rows per parallel block: a block's 40-odd columns (about 270 bytes a row) stay in a core's L2
 # cache between open_kernel's vectorized pass and generic_rows' pass over the rows it left
 _BLOCK = 2048
@@ -51,41 +87,19 @@ _BLOCK = 2048
     E_SIZE,
 ) = range(15)
 
-# ---- mode, margin mode and policy codes (match normalize.MODES / POLICIES)
-M_PROPORTIONAL, M_FIXED, M_TARGET_LEV, M_RISK, M_VOL, M_OPTIMAL = range(6)
-MM_ISOLATED, MM_CROSS = 0, 1
-P_SKIP, P_ROUND_UP, P_ACCUMULATE = 0, 1, 2
-
-# ---- reason bits (match normalize.Reason)
-R_INVALID_ROW = 1 << 0
-R_SYMBOL_NOT_ALLOWED = 1 << 1
-R_MISSING_PARAMETER = 1 << 2
-R_RISK_MODEL_REQUIRED = 1 << 3
-R_POSITION_LEVERAGE = 1 << 4
-R_TIER_LIMIT = 1 << 5
-R_ACCOUNT_LEVERAGE = 1 << 6
-R_LIQ_BUFFER = 1 << 7
-R_AVAILABLE_MARGIN = 1 << 8
-R_MAX_NOTIONAL = 1 << 9
-R_LOT_ROUNDING = 1 << 10
-R_BELOW_MIN_AMOUNT = 1 << 11
-R_BELOW_MIN_COST = 1 << 12
-R_SKIPPED = 1 << 13
-R_ROUNDED_UP = 1 << 14
-R_ACCUMULATED = 1 << 15
-R_NOTHING_TO_CLOSE = 1 << 16
-R_AT_TARGET = 1 << 17
-R_MARGIN_TOPUP = 1 << 18
-R_FLIPPED = 1 << 19
-R_NO_LEAD_CHANGE = 1 << 20
-R_VEGA_LIMIT = 1 << 21  # options only (levalign.risk.options)
 
 # LLVM's loop vectorizer gives up on a loop that needs more than 128 run-time checks that its
 # arrays do not overlap; open_kernel's vectorized pass reads 26 cohort columns and the block's
 # buffers and writes 14 columns, and needs several hundred. The checks run once per block of
 # rows, not per row. The option is process-wide: it only lets loops with many arrays
 # vectorize, and cannot change what any compiled code computes.
-llvm.set_option("", "--vectorize-memory-check-threshold=4096")
+@functools.cache
+def _allow_wide_vectorization() -> None:
+    """Set the LLVM option above, once per process, before :func:`open_kernel` compiles."""
+    import llvmlite.binding as llvm
+
+    llvm.set_option("", "--vectorize-memory-check-threshold=4096")
+
 
 _HOURS_PER_YEAR = 8760.0
 _EPS = 1e-9
@@ -122,7 +136,7 @@ def _tier_max_leverage(
 
 
 @njit(cache=True, inline="always")
-def _required_balance(
+def required_balance(
     qty: float,
     price: float,
     side: float,
@@ -146,7 +160,7 @@ def _required_balance(
 def _balance_at(
     qty: float, price: float, dist: float, x_notional: float, mmr_k: float, cum_k: float
 ) -> float:
-    """:func:`_required_balance` once the tier ``k`` of the liquidation notional is known."""
+    """:func:`required_balance` once the tier ``k`` of the liquidation notional is known."""
     return qty * price * dist + x_notional * mmr_k - cum_k
 
 
@@ -173,7 +187,7 @@ def _two_tier_required_balance(
     second: FirstTier,
     last: int,
 ) -> tuple[float, bool]:
-    """:func:`_required_balance` within the first two tiers, and whether that is its tier."""
+    """:func:`required_balance` within the first two tiers, and whether that is its tier."""
     x_notional = qty * price * (1.0 - side * dist)
     in_first, in_two = _in_two_tiers(x_notional, first, second, last)
     mmr_k = first[1] if in_first else second[1]
@@ -185,7 +199,7 @@ def _two_tier_required_balance(
 def _balance_root(
     budget: float, price: float, dist: float, factor: float, mmr_k: float, cum_k: float
 ) -> float:
-    """Quantity needing ``budget`` (:func:`_required_balance`) when tier ``k`` is the tier.
+    """Quantity needing ``budget`` (:func:`required_balance`) when tier ``k`` is the tier.
 
     ``k`` is the tier of the liquidation notional; ``factor = 1 − s·dist``.
     """
@@ -202,7 +216,7 @@ def _margin_top(
 
 
 @njit(cache=True, error_model="numpy")
-def _max_qty_for_balance(
+def max_qty_for_balance(
     budget: float,
     price: float,
     side: float,
@@ -212,7 +226,7 @@ def _max_qty_for_balance(
     mmr: FloatArray,
     cum: FloatArray,
 ) -> float:
-    """Largest quantity whose :func:`_required_balance` is at most ``budget``.
+    """Largest quantity whose :func:`required_balance` is at most ``budget``.
 
     The requirement is continuous and increasing in the quantity and linear inside each tier
     of the liquidation notional, so the root lies in exactly one tier.
@@ -381,7 +395,7 @@ def _event_constants(
 
 
 @njit(cache=True, inline="always")
-def _valid_account(
+def valid_account(
     equity: float,
     position: float,
     entry_price: float,
@@ -428,7 +442,7 @@ def _valid_row(
     combined flag replaces a chain of a dozen branches.
     """
     return (
-        _valid_account(
+        valid_account(
             equity, position, entry_price, collateral, available, other_notional, other_mm
         )
         & _finite_nonnegative(scale)
@@ -517,7 +531,7 @@ def generic_rows(
     t_mmr: FloatArray,
     t_cum: FloatArray,
     t_max_lev: FloatArray,
-    # liquidation curve of the event's volatility model (levalign.risk.curve); empty: none
+    # liquidation curve of the event's volatility model (levalign._curve_kernel); empty: none
     curve_table: NDArray[np.float64],
     curve_y: FloatArray,
     curve_h: FloatArray,
@@ -781,10 +795,10 @@ def generic_rows(
                     budget = (c0 + avail + upnl0) if isolated else (eq - other_mm[i])
                     if (
                         target > cur
-                        and _required_balance(target, p, s, dist, t_cap, t_mmr, t_cum, first)
+                        and required_balance(target, p, s, dist, t_cap, t_mmr, t_cum, first)
                         > budget
                     ):
-                        cap_q = _max_qty_for_balance(
+                        cap_q = max_qty_for_balance(
                             budget, p, s, dist, t_floor, t_cap, t_mmr, t_cum
                         )
                         target, reasons = _bind(
@@ -840,7 +854,7 @@ def generic_rows(
                                 and q_up * p <= last_cap
                                 and q_up * p + other_notional[i]
                                 <= max_leverage[i] * eq * (1.0 + 1e-12)
-                                and _required_balance(q_up, p, s, dist, t_cap, t_mmr, t_cum, first)
+                                and required_balance(q_up, p, s, dist, t_cap, t_mmr, t_cum, first)
                                 <= budget
                                 and q_up * p <= max_notional[i] * (1.0 + 1e-12)
                                 and _initial_margin(q_up, p, t_cap, t_max_lev, lev_cap, first)
@@ -872,7 +886,7 @@ def generic_rows(
                         tier_lev = min(_tier_max_leverage(n_new, t_cap, t_max_lev, first), lev_cap)
                         if isolated:
                             need = max(
-                                _required_balance(new_q, p, s, dist, t_cap, t_mmr, t_cum, first)
+                                required_balance(new_q, p, s, dist, t_cap, t_mmr, t_cum, first)
                                 - upnl0,
                                 n_new / tier_lev,
                                 c0,
@@ -947,7 +961,7 @@ def generic_kernel(
     t_mmr: FloatArray,
     t_cum: FloatArray,
     t_max_lev: FloatArray,
-    # liquidation curve of the event's volatility model (levalign.risk.curve); empty: none
+    # liquidation curve of the event's volatility model (levalign._curve_kernel); empty: none
     curve_table: NDArray[np.float64],
     curve_y: FloatArray,
     curve_h: FloatArray,
@@ -1083,8 +1097,18 @@ def _required_distances(
         )
 
 
+def open_kernel(*args: Any) -> None:
+    """:func:`_open_kernel` (same arguments), with the LLVM option its vectorized pass needs.
+
+    The option is set on the first call, not at import: importing the kernels changes nothing
+    process-wide.
+    """
+    _allow_wide_vectorization()
+    _open_kernel(*args)
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
-def open_kernel(
+def _open_kernel(
     ev: FloatArray,
     contract_size: float,
     amount_step: float,
@@ -1324,7 +1348,7 @@ def open_kernel(
                 target, p, s, dist, first, second, last
             )
             buffer_binds = (target > cur) & (need_target > budget)
-            # _max_qty_for_balance's scan: the first tier's root, else the second's
+            # max_qty_for_balance's scan: the first tier's root, else the second's
             factor = 1.0 - s * dist
             q_buffer_0 = _balance_root(budget, p, dist, factor, first[1], first[2])
             n_buffer_0 = q_buffer_0 * p * factor

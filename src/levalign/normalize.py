@@ -48,71 +48,53 @@ integer whose initial margin fits in it.
 
 from __future__ import annotations
 
-import enum
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from levalign import _derisk_kernel as _dk
 from levalign import _normalize_kernel as nk
+from levalign._codes import (
+    DERISK_ACTIONS,
+    EV_FLIP,
+    EV_INCREASE,
+    EV_MARGIN,
+    EV_NONE,
+    EV_OPEN,
+    EVENT_KINDS,
+    MARGIN_MODES,
+    MODES,
+    POLICIES,
+    Reason,
+    classify_change,
+)
+from levalign._columns import check_columns, code_column, columns_of, explicit_nan, float_column
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import Markets, MarketSpec
-from levalign.risk.curve import LiquidationCurve
 from levalign.schemas import FollowerProfile, LeadEvent, parse
 
-__all__ = ["Cohort", "NormalizeResult", "Reason", "derisk", "normalize", "prepare_event"]
+if TYPE_CHECKING:
+    from levalign.risk.curve import LiquidationCurve
 
+__all__ = [
+    "DERISK_ACTIONS",
+    "EVENT_KINDS",
+    "MARGIN_MODES",
+    "MODES",
+    "POLICIES",
+    "Cohort",
+    "NormalizeResult",
+    "Reason",
+    "derisk",
+    "normalize",
+    "prepare_event",
+]
 
-class Reason(enum.IntFlag):
-    """Why a follower's order is what it is (bits of the ``reasons`` column)."""
-
-    INVALID_ROW = nk.R_INVALID_ROW
-    SYMBOL_NOT_ALLOWED = nk.R_SYMBOL_NOT_ALLOWED
-    MISSING_PARAMETER = nk.R_MISSING_PARAMETER
-    RISK_MODEL_REQUIRED = nk.R_RISK_MODEL_REQUIRED
-    POSITION_LEVERAGE = nk.R_POSITION_LEVERAGE
-    TIER_LIMIT = nk.R_TIER_LIMIT
-    ACCOUNT_LEVERAGE = nk.R_ACCOUNT_LEVERAGE
-    LIQ_BUFFER = nk.R_LIQ_BUFFER
-    AVAILABLE_MARGIN = nk.R_AVAILABLE_MARGIN
-    MAX_NOTIONAL = nk.R_MAX_NOTIONAL
-    LOT_ROUNDING = nk.R_LOT_ROUNDING
-    BELOW_MIN_AMOUNT = nk.R_BELOW_MIN_AMOUNT
-    BELOW_MIN_COST = nk.R_BELOW_MIN_COST
-    SKIPPED = nk.R_SKIPPED
-    ROUNDED_UP = nk.R_ROUNDED_UP
-    ACCUMULATED = nk.R_ACCUMULATED
-    NOTHING_TO_CLOSE = nk.R_NOTHING_TO_CLOSE
-    AT_TARGET = nk.R_AT_TARGET
-    MARGIN_TOPUP = nk.R_MARGIN_TOPUP
-    FLIPPED = nk.R_FLIPPED
-    NO_LEAD_CHANGE = nk.R_NO_LEAD_CHANGE
-    VEGA_LIMIT = nk.R_VEGA_LIMIT  # options only (levalign.risk.options): max_vega bound the order
-    DERISK = _dk.R_DERISK  # price moved the follower inside its derisk_distance (derisk())
-
-    @classmethod
-    def names(cls, bits: int) -> list[str]:
-        """Lower-case names of the bits set in ``bits``, in pipeline order."""
-        return [str(r.name).lower() for r in cls if r.value & bits]
-
-
-EVENT_KINDS = ("none", "open", "increase", "reduce", "close", "flip", "margin")
-MODES = (
-    "proportional",
-    "fixed_notional",
-    "target_leverage",
-    "risk_constant",
-    "vol_target",
-    "optimal",
-)
-MARGIN_MODES = ("isolated", "cross")
-POLICIES = ("skip", "round_up", "accumulate")
-DERISK_ACTIONS = ("reduce", "add_margin")
 
 # column -> (default, dtype); None default means required
 _FLOAT_COLUMNS: dict[str, float | None] = {
@@ -147,29 +129,6 @@ _CATEGORY_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
     "derisk": (DERISK_ACTIONS, "reduce"),
 }
 COHORT_COLUMNS = ("id", *_FLOAT_COLUMNS, *_CATEGORY_COLUMNS, "allowed")
-
-
-def check_columns(columns: Mapping[str, Any], known: Sequence[str]) -> None:
-    """A follower table must have ``id`` and ``equity`` and no column outside ``known``.
-
-    Raises
-    ------
-    InvalidInput
-        Naming the missing or unknown column, and listing the known ones.
-    """
-    for required in ("id", "equity"):
-        if required not in columns:
-            raise InvalidInput(
-                f"the follower table has no {required!r} column; required columns are 'id' "
-                f"and 'equity' (optional: {', '.join(known[2:])})",
-                field=f"followers.{required}",
-            )
-    unknown = sorted(set(columns) - set(known))
-    if unknown:
-        raise InvalidInput(
-            f"unknown follower column(s) {', '.join(unknown)}; known: {', '.join(known)}",
-            field=f"followers.{unknown[0]}",
-        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -234,116 +193,31 @@ class Cohort:
         """
         if isinstance(table, Cohort):
             return table
-        columns = _columns_of(table)
+        columns = columns_of(table, FollowerProfile)
         check_columns(columns, COHORT_COLUMNS)
         ids = np.asarray(columns["id"])
         n = len(ids)
         floats: dict[str, NDArray[np.float64]] = {}
         for name, default in _FLOAT_COLUMNS.items():
             if name in columns:
-                floats[name] = _float_column(columns[name], name, n, default)
+                floats[name] = float_column(columns[name], name, n, default)
             else:
                 floats[name] = np.full(n, default if default is not None else math.nan)
         codes: dict[str, NDArray[np.int8]] = {}
         for name, (names, fallback) in _CATEGORY_COLUMNS.items():
-            codes[name] = _code_column(columns.get(name), names, fallback, n)
+            codes[name] = code_column(columns.get(name), names, fallback, n)
         allowed = np.ones(n, dtype=np.bool_)
         if "allowed" in columns:
             raw = np.asarray(columns["allowed"], dtype=object)
             allowed = np.array([bool(v) if v is not None else True for v in raw], dtype=np.bool_)
         avail = floats["available_balance"]
-        missing = np.isnan(avail) & ~_explicit_nan(columns.get("available_balance"), n)
+        missing = np.isnan(avail) & ~explicit_nan(columns.get("available_balance"), n)
         if missing.any():
             isolated = codes["margin_mode"] == 0
             default_avail = floats["equity"] - np.where(isolated, floats["collateral"], 0.0)
             avail = np.where(missing, np.maximum(default_avail, 0.0), avail)
             floats["available_balance"] = avail
         return cls(ids=ids, floats=floats, codes=codes, allowed=allowed)
-
-
-def _columns_of(table: Any) -> dict[str, Any]:
-    """Column name -> array-like for every supported table type."""
-    if isinstance(table, Mapping):
-        return dict(table)
-    if isinstance(table, Sequence) and not isinstance(table, str | bytes):
-        rows = [
-            r
-            if isinstance(r, FollowerProfile)
-            else parse(FollowerProfile, r, root=f"followers[{i}]")
-            for i, r in enumerate(table)
-        ]
-        if not rows:
-            return {"id": [], "equity": []}
-        dumped = [r.model_dump(exclude_unset=True) for r in rows]
-        names = {k for d in dumped for k in d}
-        out: dict[str, Any] = {k: np.array([d.get(k) for d in dumped], dtype=object) for k in names}
-        out.setdefault("id", [r.id for r in rows])
-        return out
-    module = type(table).__module__.split(".")[0]
-    if module == "pyarrow":
-        return {
-            name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
-        }
-    if module == "pandas":
-        return {str(c): table[c].to_numpy() for c in table.columns}
-    if module == "polars":
-        return {c: table.get_column(c).to_numpy() for c in table.columns}
-    raise InvalidInput(
-        f"cannot read followers from a {type(table).__name__}; pass a pyarrow Table, a pandas or "
-        "polars DataFrame, a dict of columns or a list of follower rows",
-        field="followers",
-    )
-
-
-def _float_column(values: Any, name: str, n: int, default: float | None) -> NDArray[np.float64]:
-    arr = np.asarray(values)
-    if arr.dtype == object:
-        fill = math.nan if default is None else default
-        try:
-            arr = np.array([fill if v is None else float(v) for v in arr], dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(
-                f"follower column {name!r} must be numeric: {exc}", field=f"followers.{name}"
-            ) from exc
-    elif not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise InvalidInput(
-            f"follower column {name!r} must be numeric, got dtype {arr.dtype}",
-            field=f"followers.{name}",
-        )
-    out = np.ascontiguousarray(arr, dtype=np.float64)
-    if out.shape != (n,):
-        raise InvalidInput(
-            f"follower column {name!r} has {out.shape[0]} rows, 'id' has {n}",
-            field=f"followers.{name}",
-        )
-    return out
-
-
-def _explicit_nan(values: Any, n: int) -> NDArray[np.bool_]:
-    """True where a user stated NaN (bad data), False where the value is absent (use default)."""
-    if values is None:
-        return np.zeros(n, dtype=np.bool_)
-    arr = np.asarray(values)
-    if arr.dtype == object:
-        return np.array([isinstance(v, float) and math.isnan(v) for v in arr], dtype=np.bool_)
-    if np.issubdtype(arr.dtype, np.floating):
-        return np.asarray(np.isnan(arr), dtype=np.bool_)
-    return np.zeros(n, dtype=np.bool_)
-
-
-def _code_column(values: Any, names: tuple[str, ...], default: str, n: int) -> NDArray[np.int8]:
-    if values is None:
-        return np.full(n, names.index(default), dtype=np.int8)
-    arr = np.asarray(values)
-    if np.issubdtype(arr.dtype, np.integer):
-        out = arr.astype(np.int8)
-        out[(out < 0) | (out >= len(names))] = -1
-        return out
-    lookup = {name: i for i, name in enumerate(names)}
-    return np.array(
-        [lookup.get(str(v), -1) if v is not None else names.index(default) for v in arr],
-        dtype=np.int8,
-    )
 
 
 # --------------------------------------------------------------------------- event
@@ -357,8 +231,8 @@ def prepare_event(
     p = event.price
     before = lead_market.base_quantity(event.lead_position_before, p)
     after = lead_market.base_quantity(event.lead_position_after, p)
-    sb, sa = np.sign(before), np.sign(after)
-    if before == after:
+    kind, side, phi = classify_change(before, after)
+    if kind == EV_NONE:
         c_before, c_after = event.lead_collateral_before, event.lead_collateral_after
         if after != 0 and c_after is not None and c_before is not None and c_after != c_before:
             if c_before <= 0:
@@ -367,29 +241,17 @@ def prepare_event(
                     field="event.lead_collateral_before",
                     value=c_before,
                 )
-            kind, side = nk.EV_MARGIN, sa
+            kind = EV_MARGIN
             ev[nk.E_MARGIN_RATIO] = c_after / c_before
-        else:
-            kind, side = nk.EV_NONE, sa
-    elif before == 0:
-        kind, side = nk.EV_OPEN, sa
-    elif after == 0:
-        kind, side = nk.EV_CLOSE, sb
-    elif sb != sa:
-        kind, side = nk.EV_FLIP, sa
-    elif abs(after) > abs(before):
-        kind, side = nk.EV_INCREASE, sa
-    else:
-        kind, side = nk.EV_REDUCE, sb
-        ev[nk.E_PHI] = 1.0 - abs(after) / abs(before)
-    opened = abs(after) if kind in (nk.EV_OPEN, nk.EV_FLIP) else abs(after) - abs(before)
+    ev[nk.E_PHI] = phi
+    opened = abs(after) if kind in (EV_OPEN, EV_FLIP) else abs(after) - abs(before)
     ev[nk.E_KIND] = kind
     ev[nk.E_SIDE] = side
     ev[nk.E_PRICE] = p
-    if kind in (nk.EV_OPEN, nk.EV_INCREASE, nk.EV_FLIP):
+    if kind in (EV_OPEN, EV_INCREASE, EV_FLIP):
         ev[nk.E_UNITS] = opened / event.lead_equity
         ev[nk.E_OPEN_FRAC] = opened / abs(after)
-        ev[nk.E_GROWTH] = opened / abs(before) if kind == nk.EV_INCREASE else 0.0
+        ev[nk.E_GROWTH] = opened / abs(before) if kind == EV_INCREASE else 0.0
         symbol_notional = abs(after) * p
         total = max(event.lead_total_notional or symbol_notional, symbol_notional)
         ev[nk.E_LEV_TOTAL] = total / event.lead_equity
@@ -410,6 +272,8 @@ def event_curve(event: LeadEvent, cohort: Cohort) -> LiquidationCurve | None:
     """
     if event.sigma is None or np.isnan(cohort.floats["max_liq_probability"]).all():
         return None
+    from levalign.risk.curve import LiquidationCurve
+
     return LiquidationCurve.gbm(event.sigma, event.expected_return or 0.0)
 
 

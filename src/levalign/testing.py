@@ -1,4 +1,9 @@
-"""Plain-Python reference for the normalization kernel, written independently of it.
+"""Test oracles: plain-Python references of the kernels, written independently of them.
+
+Not public API: tests import these to check a numba kernel against an obvious implementation
+(two implementations checked against each other). Other kernels' references belong here too.
+
+:func:`reference_normalize_one` is the normalization kernel's.
 
 Where the kernel inverts closed forms per tier, this file states each constraint as a
 predicate on the follower's resulting position and finds its boundary by bisection; the
@@ -12,11 +17,12 @@ import math
 from collections.abc import Callable
 from typing import Any, Literal
 
+from levalign import _codes as cd
 from levalign import _normalize_kernel as nk
+from levalign._codes import MARGIN_MODES, MODES, POLICIES
 from levalign.errors import InvalidInput
 from levalign.margin import Leg, _solve_liquidation
 from levalign.markets import MarketSpec
-from levalign.normalize import MARGIN_MODES, MODES, POLICIES
 from levalign.risk.curve import LiquidationCurve
 from levalign.risk.first_passage import kelly_fraction
 
@@ -114,7 +120,7 @@ def reference_normalize_one(
     if not ok_row:
         return {
             **out,
-            "reasons": nk.R_INVALID_ROW,
+            "reasons": cd.R_INVALID_ROW,
             "target_position": pos,
             "residual": 0.0,
             "effective_leverage": math.nan,
@@ -125,38 +131,38 @@ def reference_normalize_one(
     s_f = (q > 0) - (q < 0)
     reasons = 0
     if not row["allowed"]:
-        reasons |= nk.R_SYMBOL_NOT_ALLOWED
-    elif kind == nk.EV_NONE:
-        reasons |= nk.R_NO_LEAD_CHANGE
-    elif kind == nk.EV_MARGIN:
+        reasons |= cd.R_SYMBOL_NOT_ALLOWED
+    elif kind == cd.EV_NONE:
+        reasons |= cd.R_NO_LEAD_CHANGE
+    elif kind == cd.EV_MARGIN:
         ratio = ev[nk.E_MARGIN_RATIO]
         if isolated and q != 0 and s_f == s and ratio > 1:
             wanted = c0 * (ratio - 1)
             out["collateral"] = min(wanted, avail)
             c0 += out["collateral"]
             if out["collateral"] > 0:
-                reasons |= nk.R_MARGIN_TOPUP | (nk.R_AVAILABLE_MARGIN if avail < wanted else 0)
+                reasons |= cd.R_MARGIN_TOPUP | (cd.R_AVAILABLE_MARGIN if avail < wanted else 0)
         else:
-            reasons |= nk.R_NO_LEAD_CHANGE
-    elif kind in (nk.EV_REDUCE, nk.EV_CLOSE):
+            reasons |= cd.R_NO_LEAD_CHANGE
+    elif kind in (cd.EV_REDUCE, cd.EV_CLOSE):
         if q == 0 or s_f != s:
-            reasons |= nk.R_NOTHING_TO_CLOSE
+            reasons |= cd.R_NOTHING_TO_CLOSE
         else:
             held = abs(pos)
             amt = held
-            if kind == nk.EV_REDUCE:
+            if kind == cd.EV_REDUCE:
                 amt = round(ev[nk.E_PHI] * held / step) * step
                 if amt >= held - step / 2:
                     amt = held
                 elif amt < min_amount - 1e-9 * step:
-                    reasons |= nk.R_BELOW_MIN_AMOUNT
+                    reasons |= cd.R_BELOW_MIN_AMOUNT
                     if policy == "round_up":
                         amt, reasons = (
                             min(math.ceil(min_amount / step - 1e-9) * step, held),
-                            reasons | nk.R_ROUNDED_UP,
+                            reasons | cd.R_ROUNDED_UP,
                         )
                     else:
-                        amt, reasons = 0.0, reasons | nk.R_SKIPPED
+                        amt, reasons = 0.0, reasons | cd.R_SKIPPED
                 out["residual"] *= 1 - ev[nk.E_PHI]
             else:
                 out["residual"] = 0.0
@@ -168,7 +174,7 @@ def reference_normalize_one(
     else:
         if q != 0 and s_f != s:
             out["close_amount"] = abs(pos)
-            reasons |= nk.R_FLIPPED
+            reasons |= cd.R_FLIPPED
             if isolated:
                 avail += c0 + s_f * abs(q) * (p - ep)
             c0, q, out["residual"] = 0.0, 0.0, 0.0
@@ -181,10 +187,10 @@ def reference_normalize_one(
                 curve, alpha, row["horizon_hours"], "long" if s > 0 else "short"
             )
             if math.isnan(required):
-                reasons |= nk.R_RISK_MODEL_REQUIRED
+                reasons |= cd.R_RISK_MODEL_REQUIRED
             else:
                 dist = max(dist, required)
-        if reasons & nk.R_RISK_MODEL_REQUIRED:
+        if reasons & cd.R_RISK_MODEL_REQUIRED:
             pass
         elif mode == "proportional":
             d = row["scale"] * ev[nk.E_UNITS] * eq
@@ -218,14 +224,14 @@ def reference_normalize_one(
             mu = mu if math.isfinite(mu) else ev[nk.E_MU]
             if sigma > 0 and math.isfinite(mu):
                 d = kelly_fraction(s * mu, sigma) * eq / p - cur
-        if math.isnan(d) and not reasons & nk.R_RISK_MODEL_REQUIRED:
-            reasons |= nk.R_MISSING_PARAMETER
+        if math.isnan(d) and not reasons & cd.R_RISK_MODEL_REQUIRED:
+            reasons |= cd.R_MISSING_PARAMETER
         if not math.isnan(d):
             if policy == "accumulate":
                 d += out["residual"] * cs
             out["raw_amount"] = d / cs
             if d <= 0:
-                reasons |= nk.R_AT_TARGET
+                reasons |= cd.R_AT_TARGET
                 out["residual"] = 0.0
             else:
                 upnl0 = s * cur * (p - ep) if cur > 0 else 0.0
@@ -258,15 +264,18 @@ def reference_normalize_one(
                     return bool(need <= avail * (1 + 1e-12) + 1e-12)
 
                 checks: list[tuple[int, Callable[[float], bool]]] = [
-                    (nk.R_POSITION_LEVERAGE, lambda x: x * p <= row["max_position_leverage"] * eq),
-                    (nk.R_TIER_LIMIT, lambda x: x * p <= tiers.max_notional),
                     (
-                        nk.R_ACCOUNT_LEVERAGE,
+                        cd.R_POSITION_LEVERAGE,
+                        lambda x: x * p <= row["max_position_leverage"] * eq,
+                    ),
+                    (cd.R_TIER_LIMIT, lambda x: x * p <= tiers.max_notional),
+                    (
+                        cd.R_ACCOUNT_LEVERAGE,
                         lambda x: x * p + row["other_notional"] <= row["max_leverage"] * eq,
                     ),
-                    (nk.R_LIQ_BUFFER if dist > 0 else nk.R_AVAILABLE_MARGIN, buffer_ok),
-                    (nk.R_AVAILABLE_MARGIN, im_ok),
-                    (nk.R_MAX_NOTIONAL, lambda x: x * p <= row["max_notional"]),
+                    (cd.R_LIQ_BUFFER if dist > 0 else cd.R_AVAILABLE_MARGIN, buffer_ok),
+                    (cd.R_AVAILABLE_MARGIN, im_ok),
+                    (cd.R_MAX_NOTIONAL, lambda x: x * p <= row["max_notional"]),
                 ]
                 target = cur + d
                 for flag, ok in checks:  # a constraint binds when it lowers the target
@@ -280,13 +289,13 @@ def reference_normalize_one(
                 d_ok = max(target - cur, 0.0)
                 lots = math.floor(d_ok / lot + 1e-9)
                 if d_ok / lot - lots > 1e-9 * max(1.0, d_ok / lot):
-                    reasons |= nk.R_LOT_ROUNDING
+                    reasons |= cd.R_LOT_ROUNDING
                 amt = lots * step
                 small = False
                 if lots == 0 or amt < min_amount - 1e-9 * step:
-                    reasons, small = reasons | nk.R_BELOW_MIN_AMOUNT, True
+                    reasons, small = reasons | cd.R_BELOW_MIN_AMOUNT, True
                 if amt * cs * p < min_cost * (1 - 1e-12):
-                    reasons, small = reasons | nk.R_BELOW_MIN_COST, True
+                    reasons, small = reasons | cd.R_BELOW_MIN_COST, True
                 if small:
                     amt = 0.0
                     if policy == "round_up":
@@ -297,11 +306,11 @@ def reference_normalize_one(
                         )
                         q_up = cur + up * lot
                         if all(ok(q_up) for _, ok in checks):
-                            amt, reasons = up * step, reasons | nk.R_ROUNDED_UP
+                            amt, reasons = up * step, reasons | cd.R_ROUNDED_UP
                         else:
-                            reasons |= nk.R_SKIPPED
+                            reasons |= cd.R_SKIPPED
                     else:
-                        reasons |= nk.R_ACCUMULATED if policy == "accumulate" else nk.R_SKIPPED
+                        reasons |= cd.R_ACCUMULATED if policy == "accumulate" else cd.R_SKIPPED
                 if amt > 0:
                     out["residual"] = (
                         max((d_ok - amt * cs) / cs, 0.0) if policy == "accumulate" else 0.0
