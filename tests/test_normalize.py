@@ -795,17 +795,36 @@ def test_out_of_another_length_is_refused():
         normalize(event(), random_cohort(5, 41), MARKETS, out=first)
 
 
-def test_out_sharing_memory_with_the_cohort_is_refused():
-    # a live engine feeding the last targets back in as positions: the kernel would read
-    # positions it has already overwritten
+def test_out_never_shares_memory_with_a_cohort_read_from_a_table():
+    # a live engine feeding the last targets back in as positions: the cohort copies the table
+    # into its own matrices, so the kernel never reads a position it has already overwritten
+    # and the reused result is what a fresh call gives
     cohort = random_cohort(5, 40)
     first = normalize(event(), cohort, MARKETS)
     cohort["position"] = first["target_position"]
-    with pytest.raises(
-        InvalidInput, match=r"'target_position' shares memory with 'position'"
-    ) as err:
+    fresh = normalize(event(), dict(cohort, position=first["target_position"].copy()), MARKETS)
+
+    reused = normalize(event(), cohort, MARKETS, out=first)
+
+    for name in RESULT_COLUMNS[1:]:
+        np.testing.assert_array_equal(reused[name], fresh[name], err_msg=name)
+
+
+def test_out_sharing_memory_with_the_cohort_is_refused():
+    cohort = Cohort.from_table(random_cohort(5, 40))
+    first = normalize(event(), cohort, MARKETS)
+    first.columns["amount"] = cohort.floats["scale"]
+    with pytest.raises(InvalidInput, match=r"'amount' shares memory with the cohort") as err:
         normalize(event(), cohort, MARKETS, out=first)
     assert err.value.field == "out"
+
+
+def test_out_with_columns_of_no_result_is_refused():
+    cohort = Cohort.from_table(random_cohort(5, 40))
+    first = normalize(event(), cohort, MARKETS)
+    first.columns["amount"] = first["amount"].copy()
+    with pytest.raises(InvalidInput, match=r"not the output columns of one normalize\(\) result"):
+        normalize(event(), cohort, MARKETS, out=first)
 
 
 @pytest.mark.parametrize("fault", ["read_only", "shared_column"])

@@ -49,7 +49,7 @@ integer whose initial margin fits in it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from levalign import _derisk_kernel as _dk
+from levalign import _layout as layout
 from levalign import _normalize_kernel as nk
 from levalign._codes import (
     DERISK_ACTIONS,
@@ -67,6 +68,7 @@ from levalign._codes import (
     EV_OPEN,
     EVENT_KINDS,
     MARGIN_MODES,
+    MM_ISOLATED,
     MODES,
     POLICIES,
     Reason,
@@ -96,57 +98,116 @@ __all__ = [
 ]
 
 
-# column -> (default, dtype); None default means required
+# column -> default (None: required), and categorical column -> (names, default), from the
+# registry (levalign._layout.COLUMNS)
 _FLOAT_COLUMNS: dict[str, float | None] = {
-    "equity": None,
-    "available_balance": math.nan,  # NaN: defaults to equity less isolated collateral
-    "position": 0.0,
-    "entry_price": math.nan,
-    "collateral": 0.0,
-    "other_notional": 0.0,
-    "other_maintenance_margin": 0.0,
-    "scale": 1.0,
-    "fixed_notional": math.nan,
-    "risk_fraction": math.nan,
-    "vol_target": math.nan,
-    "sigma": math.nan,
-    "stop_sigmas": 2.0,
-    "max_leverage": math.inf,
-    "max_position_leverage": math.inf,
-    "min_liq_distance": math.nan,  # NaN: the lead's own liquidation distance
-    "max_liq_probability": math.nan,
-    "horizon_hours": 24.0,
-    "max_notional": math.inf,
-    "expected_return": math.nan,  # NaN: the event's
-    "leverage_setting": math.nan,  # NaN: chosen per order (isolated: from the buffer)
-    "residual": 0.0,
-    "derisk_distance": math.nan,  # NaN: no de-risking
+    c.name: None if c.default is None else float(c.default)
+    for c in layout.COLUMNS
+    if c.kind == "float"
 }
 _CATEGORY_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
-    "mode": (MODES, "proportional"),
-    "margin_mode": (MARGIN_MODES, "isolated"),
-    "min_size_policy": (POLICIES, "skip"),
-    "derisk": (DERISK_ACTIONS, "reduce"),
+    c.name: (c.names, str(c.default)) for c in layout.COLUMNS if c.kind == "code"
 }
-COHORT_COLUMNS = ("id", *_FLOAT_COLUMNS, *_CATEGORY_COLUMNS, "allowed")
+COHORT_COLUMNS = ("id", *(c.name for c in layout.COLUMNS))
 
 
-@dataclass(frozen=True, eq=False)
+class _Rows(Mapping[str, NDArray[Any]]):
+    """Named rows of a cohort matrix: reading gives a view, assigning writes into the row."""
+
+    def __init__(
+        self, matrix: NDArray[Any], index: Mapping[str, int], names: tuple[str, ...]
+    ) -> None:
+        self._matrix = matrix
+        self._index = index
+        self._names = names
+
+    def __getitem__(self, name: str) -> NDArray[Any]:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._matrix[self._index[name]]  # type: ignore[no-any-return]
+
+    def __setitem__(self, name: str, values: Any) -> None:
+        if name not in self._names:
+            raise KeyError(name)
+        self._matrix[self._index[name]] = values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 class Cohort:
-    """Followers of one lead in one symbol, as a struct of arrays (DESIGN §4).
+    """Followers of one lead in one symbol, in the columnar layout of :mod:`levalign._layout`.
 
-    Build it with :meth:`from_table`; keep it across events to skip conversion. Float columns
-    are float64, categorical columns int8 codes (``-1`` marks an unknown value: that row gets
-    ``INVALID_ROW``, the rest of the cohort is unaffected).
+    Build it with :meth:`from_table`; keep it across events to skip conversion, and update
+    follower state in place with :meth:`update`. The columns live in two matrices, one row per
+    column: ``float_matrix`` (float64) and ``code_matrix`` (int8: categorical columns as codes,
+    ``-1`` marking an unknown value, whose row gets ``INVALID_ROW`` while the rest of the
+    cohort is unaffected; ``allowed`` as 0/1). ``floats[name]`` and ``codes[name]`` are views of
+    their rows (assigning to one writes into the matrix), ``allowed`` a boolean view.
+
+    ``Cohort(ids, floats, codes, allowed)`` builds one from columns (copied into the layout;
+    absent columns take their defaults).
     """
 
+    __slots__ = ("code_matrix", "float_matrix", "ids")
+
     ids: NDArray[Any]
-    floats: dict[str, NDArray[np.float64]]
-    codes: dict[str, NDArray[np.int8]]
-    allowed: NDArray[np.bool_]
+    float_matrix: NDArray[np.float64]
+    code_matrix: NDArray[np.int8]
+
+    def __init__(
+        self,
+        ids: Any,
+        floats: Mapping[str, Any] | None = None,
+        codes: Mapping[str, Any] | None = None,
+        allowed: Any = None,
+    ) -> None:
+        ids = np.asarray(ids)
+        n = len(ids)
+        fm = _default_floats(n)
+        cm = _default_codes(n)
+        for name, values in (floats or {}).items():
+            fm[layout.FLOAT_INDEX[name]] = values
+        for name, values in (codes or {}).items():
+            cm[layout.CODE_INDEX[name]] = values
+        if allowed is not None:
+            cm[layout.C_ALLOWED] = np.asarray(allowed, dtype=np.bool_)
+        self.ids = ids
+        self.float_matrix = fm
+        self.code_matrix = cm
+
+    @classmethod
+    def _of_matrices(
+        cls, ids: NDArray[Any], float_matrix: NDArray[np.float64], code_matrix: NDArray[np.int8]
+    ) -> Cohort:
+        """A cohort over these matrices (not copied)."""
+        cohort = cls.__new__(cls)
+        cohort.ids = ids
+        cohort.float_matrix = float_matrix
+        cohort.code_matrix = code_matrix
+        return cohort
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def floats(self) -> _Rows:
+        """The float columns by name (views of ``float_matrix``'s rows)."""
+        return _Rows(self.float_matrix, layout.FLOAT_INDEX, layout.FLOAT_COLUMNS)
+
+    @property
+    def codes(self) -> _Rows:
+        """The categorical columns by name (views of ``code_matrix``'s rows)."""
+        return _Rows(self.code_matrix, layout.CODE_INDEX, layout.CATEGORICAL_COLUMNS)
+
+    @property
+    def allowed(self) -> NDArray[np.bool_]:
+        """Whether each follower copies the symbol (a boolean view of its code row)."""
+        view: NDArray[np.bool_] = self.code_matrix[layout.C_ALLOWED].view(np.bool_)
+        return view
 
     def grouped_by_profile(self) -> Cohort:
         """The same followers, rows reordered so that followers of one profile sit together.
@@ -174,11 +235,10 @@ class Cohort:
                 c["mode"],
             )
         )
-        return Cohort(
-            ids=self.ids[order],
-            floats={k: np.ascontiguousarray(v[order]) for k, v in f.items()},
-            codes={k: np.ascontiguousarray(v[order]) for k, v in c.items()},
-            allowed=np.ascontiguousarray(self.allowed[order]),
+        return Cohort._of_matrices(
+            self.ids[order],
+            np.ascontiguousarray(self.float_matrix[:, order]),
+            np.ascontiguousarray(self.code_matrix[:, order]),
         )
 
     @classmethod
@@ -197,27 +257,46 @@ class Cohort:
         check_columns(columns, COHORT_COLUMNS)
         ids = np.asarray(columns["id"])
         n = len(ids)
-        floats: dict[str, NDArray[np.float64]] = {}
-        for name, default in _FLOAT_COLUMNS.items():
+        fm = np.empty((len(layout.FLOAT_COLUMNS), n))
+        for k, name in enumerate(layout.FLOAT_COLUMNS):
+            default = layout.BY_NAME[name].default
             if name in columns:
-                floats[name] = float_column(columns[name], name, n, default)
+                fm[k] = float_column(
+                    columns[name], name, n, None if default is None else float(default)
+                )
             else:
-                floats[name] = np.full(n, default if default is not None else math.nan)
-        codes: dict[str, NDArray[np.int8]] = {}
+                fm[k] = math.nan if default is None else float(default)
+        cm = np.empty((len(layout.CODE_COLUMNS), n), dtype=np.int8)
         for name, (names, fallback) in _CATEGORY_COLUMNS.items():
-            codes[name] = code_column(columns.get(name), names, fallback, n)
+            cm[layout.CODE_INDEX[name]] = code_column(columns.get(name), names, fallback, n)
         allowed = np.ones(n, dtype=np.bool_)
         if "allowed" in columns:
             raw = np.asarray(columns["allowed"], dtype=object)
             allowed = np.array([bool(v) if v is not None else True for v in raw], dtype=np.bool_)
-        avail = floats["available_balance"]
+        cm[layout.C_ALLOWED] = allowed
+        avail = fm[layout.F_AVAILABLE]
         missing = np.isnan(avail) & ~explicit_nan(columns.get("available_balance"), n)
         if missing.any():
-            isolated = codes["margin_mode"] == 0
-            default_avail = floats["equity"] - np.where(isolated, floats["collateral"], 0.0)
-            avail = np.where(missing, np.maximum(default_avail, 0.0), avail)
-            floats["available_balance"] = avail
-        return cls(ids=ids, floats=floats, codes=codes, allowed=allowed)
+            isolated = cm[layout.C_MARGIN_MODE] == MM_ISOLATED
+            default_avail = fm[layout.F_EQUITY] - np.where(isolated, fm[layout.F_COLLATERAL], 0.0)
+            fm[layout.F_AVAILABLE] = np.where(missing, np.maximum(default_avail, 0.0), avail)
+        return cls._of_matrices(ids, fm, cm)
+
+
+def _default_floats(n: int) -> NDArray[np.float64]:
+    """The float matrix of ``n`` followers with every column at its default (NaN if required)."""
+    defaults = np.array([math.nan if v is None else v for v in _FLOAT_COLUMNS.values()])
+    return np.repeat(defaults[:, None], n, axis=1)
+
+
+def _default_codes(n: int) -> NDArray[np.int8]:
+    """The code matrix of ``n`` followers with every column at its default."""
+    defaults = [
+        c.names.index(str(c.default)) if c.kind == "code" else int(bool(c.default))
+        for c in layout.COLUMNS
+        if c.kind != "float"
+    ]
+    return np.repeat(np.array(defaults, dtype=np.int8)[:, None], n, axis=1)
 
 
 # --------------------------------------------------------------------------- event
@@ -303,22 +382,7 @@ def _lead_liquidation_distance(event: LeadEvent, market: MarketSpec, after: floa
 
 # --------------------------------------------------------------------------- result
 
-RESULT_COLUMNS = (
-    "id",
-    "side",
-    "amount",
-    "close_amount",
-    "reduce_only",
-    "leverage",
-    "collateral",
-    "target_position",
-    "raw_amount",
-    "reasons",
-    "effective_leverage",
-    "liquidation_price",
-    "liquidation_distance",
-    "residual",
-)
+RESULT_COLUMNS = layout.RESULT_COLUMNS
 
 
 @dataclass(frozen=True, eq=False)
@@ -542,40 +606,8 @@ def derisk(
     cohort = Cohort.from_table(followers)
     spec = _linear_spec(markets, markets.resolve(symbol, field="symbol"), "symbol")
     cols = allocate_result(len(cohort))
-    f, t = cohort.floats, spec.tiers
-    args: tuple[Any, ...] = (
-        float(price),
-        spec.contract_size,
-        float(spec.amount_step or 0.0),
-        spec.amount_decimals,
-        float(spec.min_amount or 0.0),
-        t.floor,
-        t.cap,
-        t.mmr,
-        t.cum,
-        t.max_leverage,
-        *_curve_arrays(curve),
-        *(
-            f[name]
-            for name in (
-                "equity",
-                "available_balance",
-                "position",
-                "entry_price",
-                "collateral",
-                "other_notional",
-                "other_maintenance_margin",
-                "min_liq_distance",
-                "max_liq_probability",
-                "horizon_hours",
-                "derisk_distance",
-            )
-        ),
-        cohort.codes["derisk"],
-        cohort.codes["margin_mode"],
-        cohort.allowed,
-        *(cols[name] for name in RESULT_COLUMNS[1:]),
-    )
+    # the normalization kernels' arguments, the price in place of the event vector
+    args: tuple[Any, ...] = (float(price), *kernel_args(_NO_EVENT, spec, cohort, cols, curve)[1:])
     _dk.derisk_kernel(*args)
     return NormalizeResult(
         event_id=event_id or f"derisk:{spec.symbol}@{price:g}",
@@ -608,15 +640,12 @@ def _linear_spec(markets: Markets, symbol: str, field: str) -> MarketSpec:
 def _reused_columns(out: NormalizeResult, cohort: Cohort) -> dict[str, NDArray[Any]]:
     """``out``'s output columns, checked against what the kernel writes for ``cohort``.
 
-    The kernel reads each block's inputs after writing some of its outputs, so an output
-    column may share memory with no input column and no other output column.
+    They must be the views of one earlier result's matrices
+    (:class:`levalign._layout.ResultArrays`) for as many followers, writable; the kernel reads
+    each block's inputs after writing some of its outputs, so no output may share memory with
+    another or with the cohort.
     """
     n = len(cohort)
-    inputs = {
-        **cohort.floats,
-        **cohort.codes,
-        "allowed": cohort.allowed,
-    }
     cols: dict[str, NDArray[Any]] = {}
     for name, like in allocate_result(0).items():
         col = out.columns.get(name)
@@ -628,9 +657,13 @@ def _reused_columns(out: NormalizeResult, cohort: Cohort) -> dict[str, NDArray[A
         elif not (col.flags.writeable and col.flags.c_contiguous):
             fault = "is read-only or not contiguous"
         else:
-            shared = [k for k, v in {**inputs, **cols}.items() if np.may_share_memory(col, v)]
+            shared = [k for k, v in cols.items() if np.may_share_memory(col, v)]
             if shared:
-                fault = f"shares memory with {shared[0]!r}: copy that column into the cohort"
+                fault = f"shares memory with {shared[0]!r}"
+            elif np.may_share_memory(col, cohort.float_matrix) or np.may_share_memory(
+                col, cohort.code_matrix
+            ):
+                fault = "shares memory with the cohort's columns"
         if col is None or fault is not None:
             raise InvalidInput(
                 f"out must be an earlier result for these {n} followers, and its column "
@@ -639,26 +672,51 @@ def _reused_columns(out: NormalizeResult, cohort: Cohort) -> dict[str, NDArray[A
                 field="out",
             )
         cols[name] = col
+    if layout.ResultArrays.of_columns(cols) is None:
+        raise InvalidInput(
+            f"out must be an earlier result for these {n} followers: its columns are not the "
+            "output columns of one normalize() result; pass such a result, or no out",
+            field="out",
+        )
     return cols
 
 
 def allocate_result(n: int) -> dict[str, NDArray[Any]]:
-    """Uninitialized output columns for ``n`` followers (every one is written by the kernel)."""
-    return {
-        "side": np.empty(n, np.int8),
-        "amount": np.empty(n),
-        "close_amount": np.empty(n),
-        "reduce_only": np.empty(n, np.bool_),
-        "leverage": np.empty(n),
-        "collateral": np.empty(n),
-        "target_position": np.empty(n),
-        "raw_amount": np.empty(n),
-        "reasons": np.empty(n, np.uint32),
-        "effective_leverage": np.empty(n),
-        "liquidation_price": np.empty(n),
-        "liquidation_distance": np.empty(n),
-        "residual": np.empty(n),
-    }
+    """Uninitialized output columns for ``n`` followers (every one is written by the kernel).
+
+    Views of one :class:`levalign._layout.ResultArrays`: :func:`run_kernel` writes them through
+    its matrices.
+    """
+    return layout.ResultArrays.empty(n).columns()
+
+
+def _market_vector(spec: MarketSpec) -> NDArray[np.float64]:
+    """The market's scalars in the kernels' ``MK_*`` layout."""
+    vec = np.empty(layout.MK_SIZE)
+    vec[layout.MK_CONTRACT_SIZE] = spec.contract_size
+    vec[layout.MK_AMOUNT_STEP] = float(spec.amount_step or 0.0)
+    vec[layout.MK_AMOUNT_DECIMALS] = spec.amount_decimals
+    vec[layout.MK_MIN_AMOUNT] = float(spec.min_amount or 0.0)
+    vec[layout.MK_MIN_COST] = float(spec.min_cost or 0.0)
+    return vec
+
+
+def _tier_matrix(spec: MarketSpec) -> NDArray[np.float64]:
+    """The market's tier table in the kernels' ``T_*`` rows."""
+    t = spec.tiers
+    return np.ascontiguousarray(np.stack((t.floor, t.cap, t.mmr, t.cum, t.max_leverage)))
+
+
+_NO_EVENT = np.empty(0)
+CurveArrays = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+_NO_CURVE: CurveArrays = (np.empty((2, 0, 0)), np.empty(0), np.empty(0))
+
+
+def _curve_arrays(curve: LiquidationCurve | None) -> CurveArrays:
+    """The curve's (table, log distances, horizons) kernel arguments; empty without a curve."""
+    if curve is None:
+        return _NO_CURVE
+    return (curve.table, curve.log_distance, curve.horizon_hours)
 
 
 def kernel_args(
@@ -668,66 +726,31 @@ def kernel_args(
     cols: Mapping[str, NDArray[Any]],
     curve: LiquidationCurve | None = None,
 ) -> tuple[Any, ...]:
-    """The cohort kernel's positional arguments, in its order (outputs from ``cols``)."""
-    f, c, t = cohort.floats, cohort.codes, spec.tiers
+    """The cohort kernels' arguments, in their order (outputs: the matrices behind ``cols``).
+
+    ``cols`` are columns from :func:`allocate_result` or an earlier result.
+
+    Raises
+    ------
+    InvalidInput
+        ``cols`` are not views of one result's matrices.
+    """
+    arrays = layout.ResultArrays.of_columns(dict(cols))
+    if arrays is None:
+        raise InvalidInput(
+            "output columns must come from allocate_result() or an earlier result", field="out"
+        )
     return (
         ev,
-        spec.contract_size,
-        float(spec.amount_step or 0.0),
-        spec.amount_decimals,
-        float(spec.min_amount or 0.0),
-        float(spec.min_cost or 0.0),
-        t.floor,
-        t.cap,
-        t.mmr,
-        t.cum,
-        t.max_leverage,
+        _market_vector(spec),
+        _tier_matrix(spec),
         *_curve_arrays(curve),
-        *(f[name] for name in _KERNEL_FLOATS[:7]),
-        c["mode"],
-        *(f[name] for name in _KERNEL_FLOATS[7:]),
-        c["margin_mode"],
-        c["min_size_policy"],
-        f["residual"],
-        cohort.allowed,
-        *(cols[name] for name in RESULT_COLUMNS[1:]),
+        cohort.float_matrix,
+        cohort.code_matrix,
+        arrays.floats,
+        arrays.bytes,
+        arrays.reasons,
     )
-
-
-_NO_CURVE = (np.empty((2, 0, 0)), np.empty(0), np.empty(0))
-
-
-def _curve_arrays(curve: LiquidationCurve | None) -> tuple[NDArray[np.float64], ...]:
-    """The curve's (table, log distances, horizons) kernel arguments; empty without a curve."""
-    if curve is None:
-        return _NO_CURVE
-    return (curve.table, curve.log_distance, curve.horizon_hours)
-
-
-# float columns in the kernel's argument order (``mode`` sits after the first seven)
-_KERNEL_FLOATS = (
-    "equity",
-    "available_balance",
-    "position",
-    "entry_price",
-    "collateral",
-    "other_notional",
-    "other_maintenance_margin",
-    "scale",
-    "fixed_notional",
-    "risk_fraction",
-    "vol_target",
-    "sigma",
-    "stop_sigmas",
-    "max_leverage",
-    "max_position_leverage",
-    "min_liq_distance",
-    "max_liq_probability",
-    "horizon_hours",
-    "max_notional",
-    "expected_return",
-    "leverage_setting",
-)
 
 
 def run_kernel(
@@ -746,7 +769,7 @@ def run_kernel(
     block by block. Other events, and ``fast_path=False``, run
     :func:`~levalign._normalize_kernel.generic_kernel`. The results are identical either way
     (tested). ``None`` takes the fast path for cohorts of at least ``FAST_PATH_MIN_ROWS``
-    followers.
+    followers. ``cols`` come from :func:`allocate_result` or an earlier result.
     """
     args = kernel_args(ev, spec, cohort, cols, curve)
     if fast_path is None:
