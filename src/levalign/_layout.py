@@ -81,11 +81,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("vol_target", "float", _NAN, "annualized volatility target (`vol_target` mode)"),
     Column("sigma", "float", _NAN, "annualized volatility; empty: the event's"),
     Column("stop_sigmas", "float", 2.0, "stop distance in sigmas when the lead states no stop"),
+    # a follower who sets nothing runs at no more than a new exchange account starts at
+    # (20x, the default leverage of Binance USD-M futures), not at the tier's maximum
     Column(
         "max_leverage",
         "float",
-        _INF,
-        "account effective leverage cap, `(notional + other) / equity`",
+        20.0,
+        "account effective leverage cap, `(notional + other) / equity`; a safe default: set "
+        "it (`inf` for none) to follow a lead beyond 20x",
     ),
     Column("max_position_leverage", "float", _INF, "cap on this position's notional / equity"),
     Column(
@@ -93,7 +96,7 @@ COLUMNS: tuple[Column, ...] = (
         "float",
         _NAN,
         "liquidation at least this fraction of price away; empty: the lead's own distance "
-        "(none under a `max_liq_probability`)",
+        "(0.99 when no price liquidates the lead; none under a `max_liq_probability`)",
     ),
     Column(
         "max_liq_probability",

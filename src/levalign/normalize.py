@@ -361,7 +361,8 @@ def _lead_liquidation_distance(event: LeadEvent, market: MarketSpec, after: floa
 
     Isolated leads (``lead_collateral_after`` given) are liquidated by that margin, cross leads
     by their equity; PnL already in the position and other symbols' maintenance margin are not
-    known from one event and are left out. NaN when the lead ends flat.
+    known from one event and are left out. NaN when the lead ends flat; the largest buffer
+    when no price liquidates the lead.
     """
     if after == 0:
         return math.nan
@@ -376,8 +377,13 @@ def _lead_liquidation_distance(event: LeadEvent, market: MarketSpec, after: floa
         balance, side, abs(after), event.price, True, t.floor, t.cap, t.mmr, t.cum
     )
     if math.isnan(lp):
-        return math.nan
-    return min(max(abs(event.price - lp) / event.price, 0.0), 0.99)
+        # no price liquidates the lead: its followers mirror that as closely as a buffer can
+        return _MAX_BUFFER
+    return min(max(abs(event.price - lp) / event.price, 0.0), _MAX_BUFFER)
+
+
+# The largest liquidation buffer (a fraction of price below 1): liquidation at 1% of the price
+_MAX_BUFFER = 0.99
 
 
 # --------------------------------------------------------------------------- result
