@@ -97,6 +97,32 @@ def _memory_floor_seconds(cohort: Cohort, runs: int) -> float:
     return seconds
 
 
+def _intake_seconds(table: dict[str, Any], runs: int) -> tuple[float, float]:
+    """Median seconds of ``Cohort.from_table`` on ``table`` as a pyarrow Table, and of coding
+    its text columns follower by follower in Python (the baseline: a dict lookup per row)."""
+    import pyarrow as pa
+
+    arrow = pa.table(table)
+    intake_s, _ = median_seconds(lambda: Cohort.from_table(arrow), runs)
+    text = [
+        (arrow.column(c.name), c.names, str(c.default))
+        for c in layout.COLUMNS
+        if c.kind == "code" and c.name in arrow.column_names
+    ]
+
+    def per_row() -> None:
+        for column, names, default in text:
+            lookup = {name: i for i, name in enumerate(names)}
+            values = column.to_numpy(zero_copy_only=False)
+            np.array(
+                [lookup.get(str(v), -1) if v is not None else names.index(default) for v in values],
+                dtype=np.int8,
+            )
+
+    per_row_s, _ = median_seconds(per_row, max(runs // 2, 1))
+    return intake_s, per_row_s
+
+
 def _with_risk_limits(table: dict[str, Any], seed: int) -> dict[str, Any]:
     """The sample cohort with ``max_liq_probability`` on 40% and ``optimal`` on 10% of rows."""
     rng = np.random.default_rng(seed)
@@ -190,6 +216,8 @@ def run(runs: int = 25) -> dict[str, float]:
         lambda: normalize(risky_event, risky_cohort, markets, out=risky_previous), runs
     )
 
+    intake_s, per_row_coding_s = _intake_seconds(table, 5)
+
     small = Cohort(
         ids=cohort.ids[:BASELINE_N],
         floats={k: v[:BASELINE_N] for k, v in cohort.floats.items()},
@@ -227,6 +255,9 @@ def run(runs: int = 25) -> dict[str, float]:
         "normalize_reused_median_ms": reused_s * 1e3,
         "speedup_normalize_reused": loop_per_follower * N / reused_s,
         "cohort_conversion_ms": convert_s * 1e3,
+        "intake_arrow_median_ms": intake_s * 1e3,
+        "intake_per_row_coding_ms": per_row_coding_s * 1e3,
+        "intake_speedup": per_row_coding_s / intake_s,
         "python_loop_per_follower_us": loop_per_follower * 1e6,
         "python_loop_extrapolated_s": loop_per_follower * N,
         "speedup_kernel": loop_per_follower * N / kernel_s,

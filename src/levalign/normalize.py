@@ -74,7 +74,15 @@ from levalign._codes import (
     Reason,
     classify_change,
 )
-from levalign._columns import check_columns, code_column, columns_of, explicit_nan, float_column
+from levalign._columns import (
+    check_columns,
+    checked_ids,
+    code_column,
+    columns_of,
+    explicit_nan,
+    flag_column,
+    float_column,
+)
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import Markets, MarketSpec
@@ -152,7 +160,7 @@ class Cohort:
     absent columns take their defaults).
     """
 
-    __slots__ = ("code_matrix", "float_matrix", "ids")
+    __slots__ = ("_row_index", "code_matrix", "float_matrix", "ids")
 
     ids: NDArray[Any]
     float_matrix: NDArray[np.float64]
@@ -178,6 +186,7 @@ class Cohort:
         self.ids = ids
         self.float_matrix = fm
         self.code_matrix = cm
+        self._row_index: dict[Any, int] | None = None
 
     @classmethod
     def _of_matrices(
@@ -188,6 +197,7 @@ class Cohort:
         cohort.ids = ids
         cohort.float_matrix = float_matrix
         cohort.code_matrix = code_matrix
+        cohort._row_index = None
         return cohort
 
     def __len__(self) -> int:
@@ -208,6 +218,113 @@ class Cohort:
         """Whether each follower copies the symbol (a boolean view of its code row)."""
         view: NDArray[np.bool_] = self.code_matrix[layout.C_ALLOWED].view(np.bool_)
         return view
+
+    def rows_of(self, ids: Any) -> NDArray[np.intp]:
+        """The row numbers of the followers ``ids`` (one id or a sequence of ids).
+
+        The id index is built on the first call (a dict over the cohort's ids) and kept.
+
+        Raises
+        ------
+        InvalidInput
+            An id is not in the cohort (the first unknown one is named).
+        """
+        if self._row_index is None:
+            self._row_index = {v: i for i, v in enumerate(self.ids.tolist())}
+        index = self._row_index
+        wanted = np.atleast_1d(np.asarray(ids, dtype=object))
+        rows = np.empty(len(wanted), dtype=np.intp)
+        for k, v in enumerate(wanted.tolist()):
+            row = index.get(v)
+            if row is None:
+                raise InvalidInput(
+                    f"follower id {v!r} is not in the cohort; update only followers it holds",
+                    field="ids",
+                    value=v,
+                )
+            rows[k] = row
+        return rows
+
+    def update(
+        self,
+        ids: Any = None,
+        *,
+        rows: Any = None,
+        position: Any = None,
+        entry_price: Any = None,
+        equity: Any = None,
+        collateral: Any = None,
+        available_balance: Any = None,
+        residual: Any = None,
+    ) -> None:
+        """Write follower state in place, after fills, without rebuilding the cohort.
+
+        Select the followers by ``ids`` (through :meth:`rows_of`) or by ``rows`` (row numbers
+        or a boolean mask), or neither for every follower; each state column given is a
+        scalar or one value per selected follower. The new state is checked first and
+        written only if every selected row is valid: ``equity`` finite and positive,
+        ``position`` and ``residual`` finite, ``entry_price`` finite and positive where a
+        position is held, ``collateral`` finite and non-negative, ``available_balance`` at
+        least 0. ``available_balance`` is not re-derived from the others: pass it when it
+        changed. Later :func:`normalize` and :func:`derisk` calls read the new state.
+
+        Raises
+        ------
+        InvalidInput
+            Both ``ids`` and ``rows`` given, an unknown id, a row out of range, a value that
+            is not numeric or not one per selected follower, or a state that is not valid
+            (the field and the follower are named); nothing is written then.
+        """
+        if ids is not None and rows is not None:
+            raise InvalidInput("pass ids or rows, not both", field="rows")
+        n = len(self)
+        if ids is not None:
+            selected = self.rows_of(ids)
+        elif rows is None:
+            selected = np.arange(n)
+        else:
+            selected = _selected_rows(rows, n)
+        given = {
+            "position": position,
+            "entry_price": entry_price,
+            "equity": equity,
+            "collateral": collateral,
+            "available_balance": available_balance,
+            "residual": residual,
+        }
+        new = {
+            name: _state_values(name, values, len(selected))
+            for name, values in given.items()
+            if values is not None
+        }
+        fm = self.float_matrix
+        state = {
+            name: new[name] if name in new else fm[layout.FLOAT_INDEX[name]][selected]
+            for name in given
+        }
+        held = state["position"] != 0.0
+        faults = {
+            "equity": ~((state["equity"] > 0.0) & np.isfinite(state["equity"])),
+            "position": ~np.isfinite(state["position"]),
+            "entry_price": held
+            & ~((state["entry_price"] > 0.0) & np.isfinite(state["entry_price"])),
+            "collateral": ~((state["collateral"] >= 0.0) & np.isfinite(state["collateral"])),
+            "available_balance": ~(state["available_balance"] >= 0.0),
+            "residual": ~np.isfinite(state["residual"]),
+        }
+        for name, bad in faults.items():
+            if bad.any():
+                k = int(np.argmax(bad))
+                i = int(selected[k])
+                follower = self.ids[i : i + 1].tolist()[0]
+                raise InvalidInput(
+                    f"follower {follower!r} (row {i}) would have {name} {float(state[name][k])!r}, "
+                    "not a valid state (see Cohort.update for the rules); nothing was updated",
+                    field=name,
+                    value=float(state[name][k]),
+                )
+        for name, values in new.items():
+            fm[layout.FLOAT_INDEX[name], selected] = values
 
     def grouped_by_profile(self) -> Cohort:
         """The same followers, rows reordered so that followers of one profile sit together.
@@ -255,7 +372,7 @@ class Cohort:
             return table
         columns = columns_of(table, FollowerProfile)
         check_columns(columns, COHORT_COLUMNS)
-        ids = np.asarray(columns["id"])
+        ids = checked_ids(columns["id"])
         n = len(ids)
         fm = np.empty((len(layout.FLOAT_COLUMNS), n))
         for k, name in enumerate(layout.FLOAT_COLUMNS):
@@ -269,18 +386,65 @@ class Cohort:
         cm = np.empty((len(layout.CODE_COLUMNS), n), dtype=np.int8)
         for name, (names, fallback) in _CATEGORY_COLUMNS.items():
             cm[layout.CODE_INDEX[name]] = code_column(columns.get(name), names, fallback, n)
-        allowed = np.ones(n, dtype=np.bool_)
-        if "allowed" in columns:
-            raw = np.asarray(columns["allowed"], dtype=object)
-            allowed = np.array([bool(v) if v is not None else True for v in raw], dtype=np.bool_)
-        cm[layout.C_ALLOWED] = allowed
-        avail = fm[layout.F_AVAILABLE]
-        missing = np.isnan(avail) & ~explicit_nan(columns.get("available_balance"), n)
-        if missing.any():
-            isolated = cm[layout.C_MARGIN_MODE] == MM_ISOLATED
-            default_avail = fm[layout.F_EQUITY] - np.where(isolated, fm[layout.F_COLLATERAL], 0.0)
-            fm[layout.F_AVAILABLE] = np.where(missing, np.maximum(default_avail, 0.0), avail)
+        cm[layout.C_ALLOWED] = flag_column(columns.get("allowed"), "allowed", n, True)
+        _default_available(fm, cm, explicit_nan(columns.get("available_balance"), n))
         return cls._of_matrices(ids, fm, cm)
+
+
+def _default_available(
+    fm: NDArray[np.float64], cm: NDArray[np.int8], stated_nan: NDArray[np.bool_]
+) -> None:
+    """Set the unset ``available_balance`` cells (NaN, not stated NaN) to their default.
+
+    The default is equity less isolated collateral, at least 0.
+    """
+    avail = fm[layout.F_AVAILABLE]
+    missing = np.isnan(avail)
+    missing &= ~stated_nan
+    if not missing.any():
+        return
+    free = np.where(cm[layout.C_MARGIN_MODE] == MM_ISOLATED, fm[layout.F_COLLATERAL], 0.0)
+    np.subtract(fm[layout.F_EQUITY], free, out=free)
+    np.maximum(free, 0.0, out=free)
+    np.copyto(avail, free, where=missing)
+
+
+def _selected_rows(rows: Any, n: int) -> NDArray[np.intp]:
+    """Row numbers from ``rows``: row numbers or a boolean mask of ``n``."""
+    arr = np.asarray(rows)
+    if arr.dtype == np.bool_:
+        if arr.shape != (n,):
+            raise InvalidInput(
+                f"a row mask must have one value per follower ({n}), got shape {arr.shape}",
+                field="rows",
+            )
+        return np.flatnonzero(arr)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidInput("rows must be row numbers or a boolean mask", field="rows")
+    arr = np.atleast_1d(arr).astype(np.intp)
+    out = (arr < 0) | (arr >= n)
+    if out.any():
+        raise InvalidInput(
+            f"row {int(arr[np.argmax(out)])} is outside the cohort's {n} rows", field="rows"
+        )
+    return arr
+
+
+def _state_values(name: str, values: Any, k: int) -> NDArray[np.float64]:
+    """``values`` for ``k`` selected followers as float64 (a scalar is broadcast)."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{name} must be numeric: {exc}", field=name) from exc
+    if arr.ndim == 0:
+        return np.full(k, float(arr))
+    if arr.shape != (k,):
+        raise InvalidInput(
+            f"{name} has {arr.size} values for {k} selected followers; give one per follower "
+            "or a single value",
+            field=name,
+        )
+    return arr
 
 
 def _default_floats(n: int) -> NDArray[np.float64]:
