@@ -60,10 +60,11 @@ from numpy.typing import NDArray
 from levalign import _derisk_kernel as _dk
 from levalign import _normalize_kernel as nk
 from levalign._margin_kernels import liquidation_price_one_leg
+from levalign._row_checks import INVALID_COLUMNS, check_ids, explain_invalid_rows
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import Markets, MarketSpec
 from levalign.risk.curve import LiquidationCurve
-from levalign.schemas import FollowerProfile, LeadEvent, parse
+from levalign.schemas import FollowerProfile, LeadEvent, parse, unknown_key_message
 
 __all__ = ["Cohort", "NormalizeResult", "Reason", "derisk", "normalize", "prepare_event"]
 
@@ -167,7 +168,7 @@ def check_columns(columns: Mapping[str, Any], known: Sequence[str]) -> None:
     unknown = sorted(set(columns) - set(known))
     if unknown:
         raise InvalidInput(
-            f"unknown follower column(s) {', '.join(unknown)}; known: {', '.join(known)}",
+            unknown_key_message(unknown[0], list(known), noun="follower column"),
             field=f"followers.{unknown[0]}",
         )
 
@@ -237,6 +238,7 @@ class Cohort:
         columns = _columns_of(table)
         check_columns(columns, COHORT_COLUMNS)
         ids = np.asarray(columns["id"])
+        check_ids(ids)
         n = len(ids)
         floats: dict[str, NDArray[np.float64]] = {}
         for name, default in _FLOAT_COLUMNS.items():
@@ -492,7 +494,11 @@ class NormalizeResult:
         return pd.DataFrame(self.columns)
 
     def orders(self, *, include_no_order: bool = True) -> list[dict[str, Any]]:
-        """Rows as JSON-ready dicts: ``side`` as ``buy``/``sell``/None, ``reasons`` as names."""
+        """Rows as JSON-ready dicts: ``side`` as ``buy``/``sell``/None, ``reasons`` as names.
+
+        ``invalid_field`` and ``invalid_reason`` name, on an ``invalid_row`` follower, the
+        field at fault and why (None on the other rows).
+        """
         cols = self.columns
         out = []
         for i in range(len(self)):
@@ -500,9 +506,11 @@ class NormalizeResult:
             if not include_no_order and side == 0:
                 continue
             row: dict[str, Any] = {}
-            for name in RESULT_COLUMNS:
-                v = cols[name][i]
-                if name == "side":
+            for name in (*RESULT_COLUMNS, *INVALID_COLUMNS):
+                v = cols[name][i] if name in cols else None
+                if v is None or isinstance(v, str):
+                    row[name] = v
+                elif name == "side":
                     row[name] = {1: "buy", -1: "sell"}.get(side)
                 elif name == "reasons":
                     row[name] = Reason.names(int(v))
@@ -617,7 +625,7 @@ def normalize(
         event_kind=EVENT_KINDS[int(ev[nk.E_KIND])],
         symbol=spec.symbol,
         price=ev_model.price,
-        columns={"id": cohort.ids, **cols},
+        columns={"id": cohort.ids, **cols, **explain_invalid_rows(cohort, cols["reasons"])},
     )
 
 
@@ -718,7 +726,7 @@ def derisk(
         event_kind="derisk",
         symbol=spec.symbol,
         price=float(price),
-        columns={"id": cohort.ids, **cols},
+        columns={"id": cohort.ids, **cols, **explain_invalid_rows(cohort, cols["reasons"])},
     )
 
 
