@@ -947,3 +947,12 @@ def test_hyperliquid_followers_use_its_lot_and_ten_dollar_minimum(hyperliquid):
         0
     ]
     assert {"below_min_cost", "skipped"} <= set(tiny["reasons"])
+
+
+def test_markets_may_be_an_exchange_name():
+    by_name = normalize(event(), [{"id": "a", "equity": 1_000.0}], "binance")
+    loaded = normalize(event(), [{"id": "a", "equity": 1_000.0}], load_markets("binance"))
+    assert by_name.orders() == loaded.orders()
+    with pytest.raises(InvalidInput, match="got a dict") as info:
+        normalize(event(), [{"id": "a", "equity": 1_000.0}], {"binance": 1})  # type: ignore[arg-type]
+    assert info.value.field == "markets"

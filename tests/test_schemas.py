@@ -108,3 +108,17 @@ def test_a_union_member_is_not_part_of_the_field_name():
     with pytest.raises(InvalidInput) as info:
         parse(FollowerProfile, {"id": None, "equity": 1}, root="followers[0]")
     assert info.value.field == "followers[0].id"
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "field"),
+    [
+        (Position, {**POSITION, "contracts": 1e308}, "position.contracts"),
+        (LeadEvent, {**EVENT, "lead_position_after": -1e308}, "position.lead_position_after"),
+    ],
+)
+def test_a_position_without_a_finite_notional_is_invalid_input(model, data, field):
+    # 1e308 contracts x 20,000 overflows to infinity: a units mistake, not a risk-limit "no"
+    with pytest.raises(InvalidInput, match="no finite notional") as info:
+        parse(model, data, root="position")
+    assert info.value.field == field

@@ -62,7 +62,7 @@ from levalign import _normalize_kernel as nk
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign._row_checks import INVALID_COLUMNS, check_ids, explain_invalid_rows
 from levalign.errors import ConfigurationError, InvalidInput
-from levalign.markets import Markets, MarketSpec
+from levalign.markets import Markets, MarketSpec, as_markets
 from levalign.risk.curve import LiquidationCurve
 from levalign.schemas import FollowerProfile, LeadEvent, parse, unknown_key_message
 
@@ -561,9 +561,9 @@ def _quantiles(x: NDArray[np.float64]) -> dict[str, float] | None:
 def normalize(
     event: LeadEvent | Mapping[str, Any],
     followers: Any,
-    markets: Markets,
+    markets: Markets | str,
     *,
-    lead_markets: Markets | None = None,
+    lead_markets: Markets | str | None = None,
     curve: LiquidationCurve | None = None,
     out: NormalizeResult | None = None,
 ) -> NormalizeResult:
@@ -578,7 +578,7 @@ def normalize(
         or list of follower rows. Columns are listed in ``COHORT_COLUMNS``; only ``id`` and
         ``equity`` are required.
     markets
-        The followers' venue (:func:`levalign.load_markets`).
+        The followers' venue (:func:`levalign.load_markets`, or an exchange name).
     lead_markets
         The lead's venue when it differs (contract sizes and symbol mapping), else ``markets``.
     curve
@@ -608,6 +608,8 @@ def normalize(
         The follower market lacks an amount step, or is inverse (not yet supported here).
     """
     ev_model = event if isinstance(event, LeadEvent) else parse(LeadEvent, event, root="event")
+    markets = as_markets(markets)
+    lead_markets = None if lead_markets is None else as_markets(lead_markets, field="lead_markets")
     cohort = Cohort.from_table(followers)
     lead_venue = lead_markets or markets
     lead_spec = lead_venue[lead_venue.resolve(ev_model.symbol, field="event.symbol")]
@@ -633,7 +635,7 @@ def derisk(
     symbol: str,
     price: float,
     followers: Any,
-    markets: Markets,
+    markets: Markets | str,
     *,
     event_id: str | None = None,
     curve: LiquidationCurve | None = None,
@@ -683,6 +685,7 @@ def derisk(
     """
     if not (isinstance(price, int | float) and math.isfinite(price) and price > 0):
         raise InvalidInput(f"price must be a positive finite number, got {price!r}", field="price")
+    markets = as_markets(markets)
     cohort = Cohort.from_table(followers)
     spec = _linear_spec(markets, markets.resolve(symbol, field="symbol"), "symbol")
     cols = allocate_result(len(cohort))

@@ -131,6 +131,24 @@ def _non_negative(value: float) -> float:
     return value
 
 
+def _check_notional(name: str, contracts: float, price: float) -> None:
+    """Refuse a position whose notional (contracts x price) is not a finite number."""
+    if not math.isfinite(contracts * price * MAX_CONTRACT_SIZE):
+        raise _field_error(
+            name,
+            f"{contracts:g} contracts at price {price:g} have no finite notional: no market "
+            "holds such a position; check the units (contracts, not a raw integer amount)",
+        )
+
+
+def _field_error(key: str, message: str) -> PydanticCustomError:
+    """An error a model validator raises about one of its fields: ``parse`` names that field."""
+    return PydanticCustomError("field_error", "{message}", {"key": key, "message": message})
+
+
+MAX_CONTRACT_SIZE = 1e6
+"""Largest contract size allowed for in the notional check (no listed market comes close)."""
+
 Finite = Annotated[float, AfterValidator(_finite)]
 Positive = Annotated[float, AfterValidator(_positive)]
 NonNegative = Annotated[float, AfterValidator(_non_negative)]
@@ -184,6 +202,7 @@ class Position(Schema):
             raise ValueError(f"contracts must be positive when side is given, got {self.contracts}")
         if self.margin_mode == "isolated" and self.collateral is None:
             raise ValueError("an isolated position needs its collateral (isolated margin)")
+        _check_notional("contracts", self.contracts, max(self.entry_price, self.mark_price))
         return self
 
     @property
@@ -274,6 +293,8 @@ class LeadEvent(Schema):
                     f"lead_stop_price {self.lead_stop_price} must be {side} price {self.price} "
                     f"for a {'long' if long else 'short'} position"
                 )
+        for name in ("lead_position_before", "lead_position_after"):
+            _check_notional(name, getattr(self, name), self.price)
         return self
 
 
@@ -399,7 +420,8 @@ def parse(model: type[M], data: Any, *, root: str = "") -> M:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
-        if err["type"] == "unknown_field":
+        keyed = err["type"] in ("unknown_field", "field_error")
+        if keyed:
             loc = (*loc, err["ctx"]["key"])
         parts = _user_path(data, loc)
         where = ".".join(
@@ -408,12 +430,14 @@ def parse(model: type[M], data: Any, *, root: str = "") -> M:
         where = where or root or model.__name__
         msg = _readable(err)
         bad = err.get("input")
-        if err["type"] == "unknown_field" and isinstance(bad, dict):
+        if keyed and isinstance(bad, dict):
             bad = bad.get(err["ctx"]["key"])
         scalar = not isinstance(bad, dict | list)
         shown = (
             f" (got {bad!r})"
-            if err["type"] not in ("missing", "unknown_field") and scalar and "got" not in msg
+            if err["type"] not in ("missing", "unknown_field", "field_error")
+            and scalar
+            and "got" not in msg
             else ""
         )
         raise InvalidInput(
