@@ -390,3 +390,21 @@ def test_too_few_bars_after_resampling_says_how_many(rng):
         "minutes: use a smaller resample_minutes",
     ):
         estimate_volatility(gbm_minute_bars(rng, 3_000, 1), 60)
+
+
+def test_a_hole_of_days_in_minute_bars_is_refused():
+    # 1-minute bars with three days missing after the 300th: the return across the hole
+    # would be read as one minute's
+    ts = np.arange(600, dtype=np.int64) * 60_000_000_000
+    ts[300:] += 3 * 86_400_000_000_000
+    close = 100.0 + np.sin(np.arange(600))
+    bars = ohlc_from_arrays(ts, close, close + 1, close - 1, close)
+    with pytest.raises(
+        InvalidInput, match=r"jump from 1970-01-01T04:59:00 to 1970-01-04T05:00:00"
+    ) as info:
+        estimate_volatility(bars)
+    assert info.value.field == "bars[300].timestamp"
+    # a hole of a few hours (exchange maintenance) is kept
+    ts_short = np.arange(600, dtype=np.int64) * 60_000_000_000
+    ts_short[300:] += 4 * 3_600_000_000_000
+    estimate_volatility(ohlc_from_arrays(ts_short, close, close + 1, close - 1, close))

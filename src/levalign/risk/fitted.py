@@ -41,12 +41,13 @@ def model_from_spec_or_data(spec: Mapping[str, Any], base: Path | None = None) -
     if "data" not in spec:
         return mc.model_from_spec(spec)
     from levalign.risk.ohlc import load_ohlc
-    from levalign.risk.volatility import close_to_close, garch_t
+    from levalign.risk.volatility import check_gaps, close_to_close, garch_t
 
     data = Path(str(spec["data"]) if base is None else beside(base, str(spec["data"])))
     rest = {k: v for k, v in spec.items() if k not in ("data", "resample_minutes")}
     kind = rest.get("type")
     ohlc = load_ohlc(data)
+    check_gaps(ohlc)
     minutes = spec.get("resample_minutes")
     if minutes is not None:
         ohlc = ohlc.resample(int(minutes))
