@@ -1,0 +1,1 @@
+"""The live copier: the durable store and outbox, the order dispatcher (import submodules)."""

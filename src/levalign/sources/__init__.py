@@ -1,0 +1,7 @@
+"""Lead sources: where lead events come from.
+
+=======================  ================================================================
+:mod:`.base`             the ``LeadSource`` protocol, state, event, gap and cursor stores
+:mod:`.hyperliquid`      a Hyperliquid wallet: websocket ``userFills`` + REST backfill
+=======================  ================================================================
+"""
