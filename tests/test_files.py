@@ -58,7 +58,7 @@ def test_read_table_missing_file_and_suffix(tmp_path):
     [
         ("nowhere/out.csv", "folder .* does not exist; create it first"),
         ("sub", "is a folder: give a file name inside it"),
-        ("out.xlsx", r"--out must end in \.csv, \.json, got 'out\.xlsx'"),
+        ("out.xlsx", r"--out must end in \.csv or \.json, got 'out\.xlsx'"),
     ],
 )
 def test_check_output_refuses_before_any_work(tmp_path, relative, message):

@@ -21,6 +21,7 @@ from typing import Any
 from levalign.errors import InvalidInput, LevalignError
 
 __all__ = [
+    "FIGURE_SUFFIXES",
     "check_output",
     "os_error_text",
     "read_table",
@@ -28,6 +29,10 @@ __all__ = [
     "utf8_error_text",
     "write_atomic",
 ]
+
+
+FIGURE_SUFFIXES = (".html", ".png")
+"""The figure files levalign writes (``--plot``, ``--report``): interactive HTML or PNG."""
 
 
 def os_error_text(exc: OSError) -> str:
@@ -153,7 +158,7 @@ def check_output(path: Path, suffixes: Sequence[str], field: str) -> str:
     suffix = path.suffix.lower()
     if suffix not in suffixes:
         raise InvalidInput(
-            f"--{field} must end in {', '.join(suffixes)}, got {path.name!r}",
+            f"--{field} must end in {_one_of(suffixes)}, got {path.name!r}",
             field=field,
             value=str(path),
         )
@@ -178,6 +183,11 @@ def check_output(path: Path, suffixes: Sequence[str], field: str) -> str:
             value=str(path),
         )
     return suffix
+
+
+def _one_of(names: Sequence[str]) -> str:
+    """``.parquet, .csv or .json``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def write_atomic(path: Path, write: Callable[[Path], None], field: str) -> None:

@@ -475,6 +475,10 @@ def _readable(err: Any) -> str:
     """Pydantic's message, in the words of a person fixing a JSON file."""
     if err["type"] in _MESSAGES:
         return _MESSAGES[err["type"]]
+    bounds = {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most")}
+    if err["type"] in bounds:
+        key, words = bounds[err["type"]]
+        return f"must be {words} {err['ctx'][key]:,}"
     return str(err["msg"]).removeprefix("Value error, ")
 
 
