@@ -614,7 +614,7 @@ def test_out_files_name_sides_and_reasons(tmp_path):
     rows = pcsv.read_csv(out).to_pylist()
     assert [(r["id"], r["side"], r["reasons"], r["reason_bits"]) for r in rows] == [
         ("a", "buy", "", 0),  # no reason: an empty list of names
-        ("b", None, "invalid_row", 1),
+        ("b", "", "invalid_row", 1),  # no order: an empty side
     ]
     assert (rows[1]["invalid_field"], rows[1]["invalid_reason"]) == (
         "equity",
