@@ -674,3 +674,14 @@ def test_a_typo_in_a_position_is_refused_with_the_closest_name(tmp_path):
     result = runner.invoke(app, ["margin", str(write(tmp_path, "a.json", account))])
     assert result.exit_code == 2
     assert "did you mean 'leverage'?" in error_of(result)["message"]
+
+
+def test_the_readme_reason_table_is_the_reason_bits():
+    from levalign.normalize import Reason
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| bit | reason |") :].split("\n\n")[0]
+    cells = re.findall(r"\| (\d+) \| `(\w+)` ", table)
+    assert sorted((int(b), name) for b, name in cells) == sorted(
+        (r.value, str(r.name).lower()) for r in Reason
+    )

@@ -50,7 +50,12 @@ def model_from_spec_or_data(spec: Mapping[str, Any], base: Path | None = None) -
     check_gaps(ohlc)
     minutes = spec.get("resample_minutes")
     if minutes is not None:
-        ohlc = ohlc.resample(int(minutes))
+        if isinstance(minutes, bool) or not isinstance(minutes, int):
+            raise InvalidInput(
+                f"model.resample_minutes must be a whole number of minutes, got {minutes!r}",
+                field="model.resample_minutes",
+            )
+        ohlc = ohlc.resample(minutes)
     elif kind == "garch_t" and ohlc.bar_hours < 1.0:
         ohlc = ohlc.resample(60)  # GARCH on 1-minute returns is slow and noisy
     if kind == "garch_t":

@@ -431,7 +431,7 @@ def model_from_spec(spec: Mapping[str, Any]) -> Model:
             field="model",
         )
     kind = spec.get("type")
-    if kind not in _MODELS:
+    if not isinstance(kind, str) or kind not in _MODELS:
         raise InvalidInput(
             f"model.type {kind!r} is not a model; valid types: {', '.join(_MODELS)}",
             field="model.type",
