@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,7 +16,7 @@ from levalign.cli import app
 
 runner = CliRunner()
 
-ACCOUNT = {
+ACCOUNT: dict[str, Any] = {
     "exchange": "binance",
     "wallet_balance": 10_000,
     "positions": [
@@ -32,7 +33,7 @@ ACCOUNT = {
     ],
 }
 
-REQUEST = {
+REQUEST: dict[str, Any] = {
     "exchange": "binance",
     "event": {
         "event_id": "e1",
@@ -539,9 +540,11 @@ def test_backtest_bad_prices_file(tmp_path):
 # ---------------------------------------------------------------- bad input, before any work
 
 
-def error_of(result) -> dict:
+def error_of(result: Any) -> dict[str, Any]:
     """The structured error on stderr's last line, which must be strict JSON."""
-    return json.loads(result.stderr.strip().splitlines()[-1], parse_constant=_no_constant)["error"]
+    line = result.stderr.strip().splitlines()[-1]
+    error: dict[str, Any] = json.loads(line, parse_constant=_no_constant)["error"]
+    return error
 
 
 def _no_constant(name: str) -> None:
@@ -655,22 +658,23 @@ def test_simulate_path_limits(tmp_path, spec, field, message):
 
 
 def test_error_json_is_strict_and_fields_are_as_written(tmp_path):
-    request = {**REQUEST, "event": {**REQUEST["event"], "sigma": "NaN"}}
+    event: dict[str, Any] = json.loads(json.dumps(REQUEST["event"]))
+    request = {**REQUEST, "event": {**event, "sigma": "NaN"}}
     text = json.dumps(request).replace('"NaN"', "NaN")  # Python's json reads NaN
     result = runner.invoke(app, ["normalize", str(write(tmp_path, "r.json", text))])
     assert result.exit_code == 2
     err = error_of(result)  # parse_constant refuses NaN and Infinity
     assert err["field"] == "request.event.sigma"
     assert err["value"] == "nan"
-    camel = {**REQUEST, "event": {**REQUEST["event"]}}
-    del camel["event"]["lead_equity"]
-    camel["event"]["leadEquity"] = "lots"
+    del event["lead_equity"]
+    camel = {**REQUEST, "event": {**event, "leadEquity": "lots"}}
     result = runner.invoke(app, ["normalize", str(write(tmp_path, "c.json", camel))])
     assert error_of(result)["field"] == "request.event.leadEquity"
 
 
 def test_a_typo_in_a_position_is_refused_with_the_closest_name(tmp_path):
-    account = {**ACCOUNT, "positions": [{**ACCOUNT["positions"][0], "levrage": 10}]}
+    position: dict[str, Any] = json.loads(json.dumps(ACCOUNT["positions"]))[0]
+    account = {**ACCOUNT, "positions": [{**position, "levrage": 10}]}
     result = runner.invoke(app, ["margin", str(write(tmp_path, "a.json", account))])
     assert result.exit_code == 2
     assert "did you mean 'leverage'?" in error_of(result)["message"]

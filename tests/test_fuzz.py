@@ -230,12 +230,11 @@ def test_the_python_api_raises_only_levalign_errors(
             followers = pa.table(table)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return  # pyarrow itself refuses the mixed column: nothing reaches levalign
+    error: LevalignError | None = None
     try:
         result = normalize(event, followers, MARKETS)
     except LevalignError as err:
         error = err
-    else:
-        error = None
     if error is not None:
         assert error.message
         json.dumps(error.to_dict(), allow_nan=False)
