@@ -401,7 +401,7 @@ def simulate(
             "funding_rate": spec.funding_rate,
         }
         # one run gives the summary and, for the plot, the paths behind it
-        result, outcomes = mc._simulate(
+        result, outcomes = mc.simulate_outcomes(
             model,
             spec.spot,
             var_level=spec.var_level,

@@ -213,7 +213,7 @@ class Dispatcher:
         Epoch milliseconds (default: the wall clock).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (store and venue, then keyword-only options)
         self,
         store: Store,
         venue: OrderVenue,

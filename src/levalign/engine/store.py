@@ -680,7 +680,7 @@ class Store:
 
     # ----------------------------------------------------------------- claims and states
 
-    def claim(
+    def claim(  # noqa: PLR0913  (limit, then keyword-only claim options)
         self,
         limit: int,
         *,
@@ -793,7 +793,7 @@ class Store:
             for r in rows
         ]
 
-    def _transition(
+    def _transition(  # noqa: PLR0913, PLR0917  (one transition: its order, target, sources, time, fields)
         self,
         conn: Connection,
         client_id: str,
