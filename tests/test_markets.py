@@ -167,3 +167,12 @@ def test_amount_decimals_follow_the_step(binance, hyperliquid):
     assert binance["BTC/USDT:USDT"].amount_decimals == 3  # step 0.001
     assert binance["1000PEPE/USDT:USDT"].amount_decimals == 0  # step 1
     assert hyperliquid["BTC/USDC:USDC"].amount_decimals == 5  # szDecimals 5
+
+
+def test_a_preset_name_is_accepted_where_markets_are_expected(binance):
+    from levalign.markets import as_markets
+
+    assert as_markets("binance").keys() == binance.keys()
+    assert as_markets(binance) is binance
+    with pytest.raises(InvalidInput, match=r"markets must be levalign\.load_markets"):
+        as_markets(42)  # type: ignore[arg-type]

@@ -34,7 +34,14 @@ from numpy.typing import NDArray
 
 from levalign import _margin_kernels as mk
 from levalign.errors import InvalidInput, Rejected
-from levalign.markets import Markets, MarketSpec, TierTable, load_markets, rebuild_cum
+from levalign.markets import (
+    Markets,
+    MarketSpec,
+    TierTable,
+    as_markets,
+    load_markets,
+    rebuild_cum,
+)
 from levalign.schemas import Account, AccountReport, PositionReport, parse
 
 __all__ = [
@@ -436,7 +443,7 @@ def margin_model(family: str) -> TieredMarginModel:
 
 
 def margin_report(
-    account: Account | Mapping[str, Any], markets: Markets | None = None
+    account: Account | Mapping[str, Any], markets: Markets | str | None = None
 ) -> AccountReport:
     """Margin report of an account, with the model of the account's exchange.
 
@@ -445,6 +452,7 @@ def margin_report(
     acct = account if isinstance(account, Account) else parse(Account, account, root="account")
     if markets is None:
         markets = load_markets(acct.exchange, markets=acct.markets, tiers=acct.tiers)
+    markets = as_markets(markets)
     return margin_model(markets.family).account(acct, markets)
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from levalign._files import read_text
 from levalign.errors import ConfigurationError, InvalidInput
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "MarketSpec",
     "Markets",
     "TierTable",
+    "as_markets",
     "load_markets",
     "rebuild_cum",
 ]
@@ -469,6 +471,30 @@ def load_markets(
     return Markets(key, specs, symbol_map)
 
 
+def as_markets(markets: Markets | str, *, field: str = "markets") -> Markets:
+    """``markets`` as loaded markets: a :class:`Markets` as is, an exchange name loaded.
+
+    The Python API's ``markets`` arguments take either, so ``normalize(event, cohort,
+    "binance")`` works like ``normalize(event, cohort, load_markets("binance"))``.
+
+    Raises
+    ------
+    InvalidInput
+        Neither a :class:`Markets` nor a string.
+    ConfigurationError
+        An unknown exchange name.
+    """
+    if isinstance(markets, Markets):
+        return markets
+    if isinstance(markets, str):
+        return load_markets(markets)
+    raise InvalidInput(
+        f"{field} must be levalign.load_markets(...) or an exchange name such as 'binance', "
+        f"got a {type(markets).__name__}",
+        field=field,
+    )
+
+
 def _read_json_resource(name: str) -> dict[str, Any]:
     text = resources.files("levalign.data").joinpath(name).read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
@@ -479,14 +505,7 @@ def _read_json_arg(value: str | Path | Mapping[str, Any], field_name: str) -> Ma
     if isinstance(value, Mapping):
         return value
     path = Path(value)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot read {field_name} file {str(path)!r}: {exc.strerror}",
-            field=field_name,
-            value=str(path),
-        ) from exc
+    text = read_text(path, f"{field_name} file", field_name, error=ConfigurationError)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

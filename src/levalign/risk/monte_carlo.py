@@ -83,7 +83,7 @@ from levalign.markets import Markets, load_markets
 from levalign.risk import _mc_kernels as mck
 from levalign.risk.first_passage import liquidation_probability
 from levalign.risk.volatility import HOURS_PER_YEAR
-from levalign.schemas import Account, parse
+from levalign.schemas import MAX_PATH_STEPS, MAX_PATHS, Account, parse
 
 __all__ = [
     "GBM",
@@ -431,7 +431,7 @@ def model_from_spec(spec: Mapping[str, Any]) -> Model:
             field="model",
         )
     kind = spec.get("type")
-    if kind not in _MODELS:
+    if not isinstance(kind, str) or kind not in _MODELS:
         raise InvalidInput(
             f"model.type {kind!r} is not a model; valid types: {', '.join(_MODELS)}",
             field="model.type",
@@ -834,6 +834,20 @@ def _check_common(
                 field=name,
                 value=value if isinstance(value, int) else None,
             )
+    if paths > MAX_PATHS:
+        raise InvalidInput(
+            f"paths must be at most {MAX_PATHS:,}, got {paths:,}: more adds memory, not "
+            "precision that matters",
+            field="paths",
+            value=int(paths),
+        )
+    if paths * steps > MAX_PATH_STEPS:
+        raise InvalidInput(
+            f"paths x steps = {int(paths) * int(steps):,} is above the limit of "
+            f"{MAX_PATH_STEPS:,}: use fewer paths or fewer steps",
+            field="steps",
+            value=int(steps),
+        )
     return float(horizon_days), int(paths), int(steps)
 
 
@@ -1065,8 +1079,10 @@ def simulate(  # noqa: PLR0913 - keyword-only options of a public function, each
     account
         An account (``levalign margin`` input) instead of one position.
     horizon_days, paths, steps
-        Horizon, number of paths (rounded up to an even number: antithetic pairs), steps per
-        path.
+        Horizon, number of paths (rounded up to an even number: antithetic pairs; at most
+        :data:`~levalign.schemas.MAX_PATHS`, and paths x steps at most
+        :data:`~levalign.schemas.MAX_PATH_STEPS`), steps per path. The CLI asks for at least
+        :data:`~levalign.schemas.MIN_PATHS`; fewer are allowed here for exact checks.
     seed
         Seed of ``np.random.SeedSequence``; the same seed gives identical results on any
         number of threads.
