@@ -6,6 +6,7 @@ Field names are ccxt's unified names in snake_case; ccxt's camelCase is accepted
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -18,7 +19,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from levalign.errors import InvalidInput
 
@@ -78,24 +79,76 @@ Positive = Annotated[float, AfterValidator(_positive)]
 NonNegative = Annotated[float, AfterValidator(_non_negative)]
 
 
+#: ccxt's unified position fields (``ccxt.base.types.Position``) that levalign reads from
+#: elsewhere or does not need; a position may carry them, and ``info``, as ``fetch_positions()``
+#: returns them. Any other key is refused with the closest valid name.
+CCXT_POSITION_FIELDS = (
+    "id",
+    "timestamp",
+    "datetime",
+    "lastUpdateTimestamp",
+    "contractSize",
+    "notional",
+    "realizedPnl",
+    "liquidationPrice",
+    "maintenanceMargin",
+    "maintenanceMarginPercentage",
+    "initialMargin",
+    "initialMarginPercentage",
+    "marginRatio",
+    "lastPrice",
+    "stopLossPrice",
+    "takeProfitPrice",
+    "percentage",
+    "isolated",
+    "exitPrice",
+)
+
+
 class Position(_Model):
     """An open position, as ccxt's ``fetch_positions`` reports it.
 
     ``contracts`` is positive with ``side``; a signed ``contracts`` without ``side`` is also
-    accepted (negative is short). ``collateral`` is the isolated margin.
+    accepted (negative is short). The margin of an isolated position is read as ccxt defines
+    its unified fields: ``position_margin`` is the margin held in the position, unrealized PnL
+    excluded (the margin at the entry price, which the liquidation formulas take);
+    ``collateral`` is that margin plus the unrealized PnL at the mark (``unrealized_pnl`` when
+    given, else computed). An isolated position needs one of the two, or a venue ``info``
+    payload that states it (:meth:`levalign.margin.TieredMarginModel.position_margin`).
+    Other ccxt fields (``CCXT_POSITION_FIELDS``) and ``info`` are accepted; an unknown key is
+    refused, naming the closest valid one.
     """
-
-    model_config = ConfigDict(extra="ignore")  # ccxt positions carry many more fields
 
     symbol: str
     side: Side | None = None
     contracts: Finite
     entry_price: Positive
     mark_price: Positive
-    margin_mode: MarginMode = "cross"
-    collateral: NonNegative | None = None
+    margin_mode: MarginMode = Field(
+        default="cross",
+        validation_alias=AliasChoices("margin_mode", "marginMode", "marginType"),
+    )
+    position_margin: NonNegative | None = None
+    collateral: Finite | None = None
+    unrealized_pnl: Finite | None = None
     leverage: Positive | None = None
-    hedged: bool = False
+    hedged: bool | None = None
+    info: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        valid = {name for f in cls.model_fields for name in (f, to_camel(f))}
+        valid.add("marginType")
+        ignored = {name for f in CCXT_POSITION_FIELDS for name in (f, to_snake(f))}
+        for key in data:
+            if key not in valid and key not in ignored:
+                close = difflib.get_close_matches(str(key), sorted(valid | ignored), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown key {key!r}{hint}")
+        return {k: v for k, v in data.items() if k in valid}
 
     @model_validator(mode="after")
     def _check(self) -> Position:
@@ -106,8 +159,16 @@ class Position(_Model):
             object.__setattr__(self, "contracts", abs(self.contracts))
         elif self.contracts <= 0:
             raise ValueError(f"contracts must be positive when side is given, got {self.contracts}")
-        if self.margin_mode == "isolated" and self.collateral is None:
-            raise ValueError("an isolated position needs its collateral (isolated margin)")
+        if (
+            self.margin_mode == "isolated"
+            and self.position_margin is None
+            and self.collateral is None
+            and not self.info
+        ):
+            raise ValueError(
+                "an isolated position needs its margin: position_margin (margin held, PnL "
+                "excluded) or collateral (margin plus unrealized PnL, as ccxt reports it)"
+            )
         return self
 
     @property
