@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from levalign.errors import ConfigurationError, InvalidInput, Rejected
@@ -13,6 +13,7 @@ from levalign.margin import (
     HyperliquidMarginModel,
     Leg,
     TieredMarginModel,
+    liquidation_market,
     liquidation_prices,
     margin_report,
 )
@@ -644,3 +645,138 @@ def test_unknown_position_key_is_refused_with_the_closest_name(binance):
 def test_isolated_position_without_margin_is_invalid(binance):
     with pytest.raises(InvalidInput, match=r"position_margin .* or collateral"):
         margin_report(_account(_pos(margin_mode="isolated")), binance)
+
+
+# ---------------------------------------------------------------- normalize prices by the venue
+
+
+def _tier_rows(floors, caps, mmrs, levs, deduction=None):
+    rows = []
+    for i, (f, c, m, x) in enumerate(zip(floors, caps, mmrs, levs, strict=True)):
+        row: dict[str, Any] = {
+            "minNotional": f,
+            "maxNotional": c,
+            "maintenanceMarginRate": m,
+            "maxLeverage": x,
+        }
+        if deduction is not None:
+            row["info"] = {"deduction": deduction[i]}
+        rows.append(row)
+    return rows
+
+
+_LOT = {"precision": {"amount": 0.001}, "limits": {"amount": {"min": 0.001}}}
+
+
+def _venue(exchange: str) -> tuple[Any, str]:
+    """Each venue's markets for one BTC perpetual, as a user's ccxt files would give them."""
+    if exchange in ("binance", "hyperliquid"):
+        markets = load_markets(exchange)
+        return markets, "BTC/USDT:USDT" if exchange == "binance" else "BTC/USDC:USDC"
+    symbol = "BTC/USDT:USDT"
+    if exchange == "okx":
+        # position tiers in contracts of 0.01 BTC: 0-2,000 at 0.4%, then 0.6%; taker 0.05%
+        market = {**_LOT, "contractSize": 0.01, "precision": {"amount": 1}, "taker": 0.0005}
+        market["limits"] = {"amount": {"min": 1}}
+        tiers = _tier_rows([0, 2_000], [2_000, 1e6], [0.004, 0.006], [100, 50])
+    elif exchange == "gate":
+        # risk-limit tiers with Gate's deduction (continuous), taker 0.05%:
+        # deduction_1 = 1M * (0.75% - 0.5%) = 2,500
+        market = {**_LOT, "taker": 0.0005}
+        tiers = _tier_rows([0, 1e6], [1e6, 1e9], [0.005, 0.0075], [100, 50], [0, 2_500])
+    else:  # bitget: a whole-position rate with no deduction, the default taker rate
+        market = dict(_LOT)
+        tiers = _tier_rows([0, 150_000], [150_000, 1e9], [0.004, 0.005], [125, 100])
+    return load_markets(exchange, markets={symbol: market}, tiers={symbol: tiers}), symbol
+
+
+@pytest.mark.parametrize("exchange", ["binance", "hyperliquid", "okx", "bitget", "gate"])
+@given(
+    equity=st.floats(50.0, 2e6),
+    lead_size=st.floats(0.01, 40.0),
+    side=st.sampled_from([1.0, -1.0]),
+    price=st.floats(5_000.0, 120_000.0),
+    scale=st.floats(0.1, 5.0),
+)
+def test_normalize_liquidation_is_the_venues(exchange, equity, lead_size, side, price, scale):
+    # a follower opened by normalize, taken to the margin engine as the isolated position it
+    # holds (entry at the event price, margin = the collateral posted): the same liquidation
+    # price, by the venue's own rule (the taker fee to close on OKX, Bitget and Gate)
+    from levalign.normalize import normalize
+
+    markets, symbol = _venue(exchange)
+    spec = markets[symbol]
+    contracts = lead_size / spec.contract_size
+    event = {
+        "event_id": "e",
+        "symbol": symbol,
+        "price": price,
+        "lead_equity": 100_000.0,
+        "lead_position_before": 0.0,
+        "lead_position_after": side * contracts,
+    }
+    follower = {
+        "id": ["f"],
+        "equity": [equity],
+        "scale": [scale],
+        "margin_mode": ["isolated"],
+        "min_liq_distance": [0.0],
+    }
+    r = normalize(event, follower, markets)
+    held = float(r["target_position"][0])
+    if held == 0.0:
+        return
+    position = _pos(
+        symbol,
+        "long" if held > 0 else "short",
+        abs(held),
+        price,
+        price,
+        margin_mode="isolated",
+        position_margin=float(r["collateral"][0]),
+        leverage=float(r["leverage"][0]),
+    )
+    report = margin_report(_account(position, wallet=equity, exchange=exchange), markets)
+    engine = report.positions[0].liquidation_price
+    kernel = float(r["liquidation_price"][0])
+    # known limit: a whole-position rate that jumps at a tier bound (Bitget's table here) is
+    # handed to the kernel up to that bound; a short whose liquidation notional crosses it is
+    # priced there at the lower tier's rate (liquidation_market's docstring)
+    kept = liquidation_market(spec, price).tiers
+    assume(engine is None or abs(held) * spec.contract_size * engine < kept.max_notional)
+    if engine is None:
+        assert math.isnan(kernel)
+    else:
+        assert kernel == pytest.approx(engine, rel=1e-9)
+
+
+def test_normalize_refuses_an_inverse_market_and_never_swaps_it():
+    from levalign.normalize import normalize
+
+    event = {
+        "event_id": "e",
+        "symbol": "BTC/USD:BTC",
+        "price": 20_000.0,
+        "lead_equity": 10_000.0,
+        "lead_position_before": 0.0,
+        "lead_position_after": 10.0,
+    }
+    followers = {"id": ["f"], "equity": [1_000.0]}
+    # Binance's USDⓈ-M preset has no BTC/USD:BTC: refused, not sized on BTC/USDT:USDT
+    with pytest.raises(InvalidInput, match=r"unknown symbol 'BTC/USD:BTC' on binance"):
+        normalize(event, followers, load_markets("binance"))
+    coin_m = load_markets(
+        "binancecoinm",
+        markets={
+            "BTC/USD:BTC": {
+                "inverse": True,
+                "contractSize": 100,
+                "precision": {"amount": 1},
+                "limits": {"amount": {"min": 1}},
+            }
+        },
+        tiers=_tiers("BTC/USD:BTC"),
+    )
+    with pytest.raises(ConfigurationError, match=r"BTC/USD:BTC is an inverse .* linear") as info:
+        normalize(event, followers, coin_m)
+    assert info.value.value == "BTC/USD:BTC"

@@ -25,6 +25,7 @@ leg in the tier its notional *at that price* falls in.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -55,6 +56,7 @@ __all__ = [
     "Leg",
     "OkxMarginModel",
     "TieredMarginModel",
+    "liquidation_market",
     "liquidation_prices",
     "maintenance_margins",
     "margin_model",
@@ -229,47 +231,60 @@ class TieredMarginModel:
         return 0.0
 
     def liquidation_tiers(self, market: MarketSpec, price: float) -> TierTable:
-        r"""The schedule the liquidation rule holds the margin balance to, by notional.
+        r"""The schedule the liquidation rule holds the margin balance to, for the kernels.
 
         .. math:: \mathrm{MM}_{liq}(N) = N\,(\mathrm{mmr}_k + f) - \mathrm{cum}_k
 
-        with :math:`f` = :meth:`fee_to_close`. This is the table the normalization kernel
-        prices liquidation with. Where the venue's tiers are bounded in contracts (OKX), the
-        table is the first tier alone, its cap converted to a notional at ``price``: sizing on
-        it keeps a position inside that tier, where the rate does not depend on the price.
+        with :math:`f` = :meth:`fee_to_close`, by notional. The normalization kernels solve
+        for quantities on a schedule continuous in the notional. Where the venue's is not (a
+        whole-position rate that jumps at a tier bound, or tiers bounded in contracts, as on
+        OKX), the table stops at the first such bound, converted to a notional at ``price``:
+        sizing on it keeps a position inside the tiers where the rule is the kernels' (its
+        cap is the largest notional, ``TIER_LIMIT``).
         """
         t, fee = market.tiers, self.fee_to_close(market)
         if market.tiers_in_contracts:
-            cap = market.notional(float(t.cap[0]), price)
-            return TierTable(
-                floor=np.array([0.0]),
-                cap=np.array([cap]),
-                mmr=np.array([float(t.mmr[0]) + fee]),
-                cum=np.array([float(t.cum[0])]),
-                max_leverage=np.array([float(t.max_leverage[0])]),
-            )
-        if fee == 0.0:
+            keep, cap = 1, market.notional(float(t.cap[0]), price)
+        else:
+            mm_below = t.floor[1:] * t.mmr[:-1] - t.cum[:-1]
+            mm_above = t.floor[1:] * t.mmr[1:] - t.cum[1:]
+            jumps = np.flatnonzero(np.abs(mm_above - mm_below) > 1e-9 * (1.0 + np.abs(mm_above)))
+            keep = int(jumps[0]) + 1 if len(jumps) else len(t)
+            cap = float(t.cap[keep - 1])
+        if keep == len(t) and fee == 0.0 and not market.tiers_in_contracts:
             return t
+        caps = t.cap[:keep].copy()
+        if keep < len(t) or market.tiers_in_contracts:
+            cap *= 1.0 - 1e-12  # a position at the bound is in the next tier: stay below it
+        caps[-1] = cap
         return TierTable(
-            floor=t.floor, cap=t.cap, mmr=t.mmr + fee, cum=t.cum, max_leverage=t.max_leverage
+            floor=t.floor[:keep],
+            cap=caps,
+            mmr=t.mmr[:keep] + fee,
+            cum=t.cum[:keep],
+            max_leverage=t.max_leverage[:keep],
         )
 
     def position_tiers(self, market: MarketSpec, contracts: float) -> TierTable:
         """The liquidation schedule a position of ``contracts`` is solved on, by notional.
 
-        :meth:`liquidation_tiers` where tiers are bounded by notional; where they are bounded
-        in contracts (OKX), the one tier that size falls in, unbounded in notional.
+        Every tier, each rate plus :meth:`fee_to_close`; where tiers are bounded in contracts
+        (OKX), the one tier that size falls in, unbounded in notional.
         """
         t, fee = market.tiers, self.fee_to_close(market)
-        if not market.tiers_in_contracts:
-            return self.liquidation_tiers(market, 1.0)
-        k = t.index(abs(contracts))
+        if market.tiers_in_contracts:
+            k = t.index(abs(contracts))
+            t = TierTable(
+                floor=np.array([0.0]),
+                cap=np.array([math.inf]),
+                mmr=t.mmr[k : k + 1],
+                cum=t.cum[k : k + 1],
+                max_leverage=t.max_leverage[k : k + 1],
+            )
+        if fee == 0.0:
+            return t
         return TierTable(
-            floor=np.array([0.0]),
-            cap=np.array([math.inf]),
-            mmr=np.array([float(t.mmr[k]) + fee]),
-            cum=np.array([float(t.cum[k])]),
-            max_leverage=np.array([float(t.max_leverage[k])]),
+            floor=t.floor, cap=t.cap, mmr=t.mmr + fee, cum=t.cum, max_leverage=t.max_leverage
         )
 
     def liquidation_margin(self, market: MarketSpec, contracts: float, price: float) -> float:
@@ -775,6 +790,26 @@ def margin_model(family: str) -> TieredMarginModel:
         ) from None
 
 
+def liquidation_market(market: MarketSpec, price: float) -> MarketSpec:
+    """``market`` with the tier table its venue's liquidation rule prices with at ``price``.
+
+    :meth:`TieredMarginModel.liquidation_tiers` of the market's family: the same table on
+    Binance and Hyperliquid, the maintenance rate plus the taker fee to close on OKX, Bitget
+    and Gate (OKX: its first tier). The normalization kernels size on it, so that a sized
+    position's liquidation price is the one :func:`margin_report` gives.
+
+    Two limits, both where the venue's rule is not the kernels' form: Bybit and KuCoin take
+    maintenance margin at the entry value, which no tier table expresses (their table is
+    returned unchanged, and the kernels price them with maintenance margin at the liquidation
+    price); and a whole-position rate that jumps at a tier bound (no maintenance amount,
+    Bitget and KuCoin tables) is handed over only up to that bound, so a short whose
+    liquidation notional crosses it is priced at the lower tier's rate.
+    """
+    model = margin_model(market.margin_family)
+    tiers = model.liquidation_tiers(market, price)
+    return market if tiers is market.tiers else dataclasses.replace(market, tiers=tiers)
+
+
 def margin_report(
     account: Account | Mapping[str, Any], markets: Markets | None = None
 ) -> AccountReport:
@@ -861,7 +896,20 @@ def _solve_liquidation(
         }
     )
     fixed = balance - sum(c * r for c, r in zip(coef, ref, strict=True))
-    roots: list[float] = []
+
+    def g(v: float) -> float:
+        return (
+            balance
+            + sum(c * (v - r) for c, r in zip(coef, ref, strict=True))
+            - sum(t.maintenance_margin(q * v) for (_, t), q in zip(held, qty, strict=True))
+        )
+
+    # a whole-position rate jumps at a tier bound: g may change sign there, not inside a tier
+    roots = [
+        bound if market.linear else 1.0 / bound
+        for bound in breaks[1:-1]
+        if g(bound * (1 - 1e-12)) * g(bound) < 0
+    ]
     for lo, hi in itertools.pairwise(breaks):
         probe = lo * 2 + 1 if math.isinf(hi) else (lo + hi) / 2
         tiers = [(t, t.index(q * probe)) for (_, t), q in zip(held, qty, strict=True)]
@@ -874,11 +922,5 @@ def _solve_liquidation(
             roots.append(v if market.linear else 1.0 / v)
     if not roots:
         # safe at every price, or below maintenance at every price: then liquidation is now
-        v_mark = mark_price if market.linear else 1.0 / mark_price
-        g_mark = (
-            balance
-            + sum(c * (v_mark - r) for c, r in zip(coef, ref, strict=True))
-            - sum(t.maintenance_margin(q * v_mark) for (_, t), q in zip(held, qty, strict=True))
-        )
-        return mark_price if g_mark < 0 else None
+        return mark_price if g(mark_price if market.linear else 1.0 / mark_price) < 0 else None
     return min(roots, key=lambda x: abs(x - mark_price))

@@ -61,6 +61,7 @@ from levalign import _derisk_kernel as _dk
 from levalign import _normalize_kernel as nk
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign.errors import ConfigurationError, InvalidInput
+from levalign.margin import liquidation_market
 from levalign.markets import Markets, MarketSpec
 from levalign.risk.curve import LiquidationCurve
 from levalign.schemas import FollowerProfile, LeadEvent, parse
@@ -609,6 +610,7 @@ def normalize(
         markets.resolve(ev_model.symbol, field="event.symbol", from_venue=venue),
         "event.symbol",
     )
+    spec = liquidation_market(spec, ev_model.price)  # the follower venue's liquidation rule
     ev = prepare_event(ev_model, lead_spec, spec)
     cols = allocate_result(len(cohort)) if out is None else _reused_columns(out, cohort)
     run_kernel(ev, spec, cohort, cols, curve or event_curve(ev_model, cohort))
@@ -677,6 +679,7 @@ def derisk(
         raise InvalidInput(f"price must be a positive finite number, got {price!r}", field="price")
     cohort = Cohort.from_table(followers)
     spec = _linear_spec(markets, markets.resolve(symbol, field="symbol"), "symbol")
+    spec = liquidation_market(spec, float(price))  # the follower venue's liquidation rule
     cols = allocate_result(len(cohort))
     f, t = cohort.floats, spec.tiers
     args: tuple[Any, ...] = (
