@@ -450,8 +450,9 @@ def load_markets(
     Parameters
     ----------
     exchange
-        ``binance`` (or ``binanceusdm``), ``hyperliquid``, or another tiered exchange
-        (``bybit``, ``okx``, ``bitget``) for which ``markets`` and ``tiers`` must be given.
+        A key of ``EXCHANGE_FAMILIES``: ``binance`` (or ``binanceusdm``) and ``hyperliquid``
+        have bundled markets; ``binancecoinm``, ``bybit``, ``okx``, ``bitget``, ``gate`` and
+        ``kucoinfutures`` need ``tiers`` (and ``markets`` for lot sizes and fees).
     markets
         A preset name (``binance-usdm``, ``hyperliquid``), a path to a ccxt ``load_markets()``
         JSON, or that mapping itself. A file or mapping is layered over the exchange's preset:
