@@ -26,10 +26,10 @@ from bench._data import btc_minute_bars
 from bench._timing import median_seconds
 from levalign.backtest import _venue_kernels as vk
 from levalign.backtest.venue import PaperVenue, SlippageModel
-from levalign.demo import sample_cohort
 from levalign.markets import load_markets
 from levalign.normalize import MODES, normalize
 from levalign.risk.ohlc import OHLC
+from levalign.samples import sample_cohort
 from levalign.schemas import LeadEvent
 
 FOLLOWERS = 10_000

@@ -383,7 +383,7 @@ def align(
 
 
 @app.command()
-def backtest(
+def backtest(  # noqa: PLR0913, PLR0917 - one parameter per command-line option (Typer)
     lead_file: Annotated[
         Path,
         typer.Argument(
@@ -558,6 +558,28 @@ def _check_table_suffix(path: Path) -> str:
             f"--out must end in .parquet, .csv or .json, got {path.name!r}", field="out"
         )
     return suffix
+
+
+sandbox_app = typer.Typer(no_args_is_help=True, help="Local exchange sandboxes (docs/sandbox.md).")
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("hyperliquid")
+def sandbox_hyperliquid(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8080,
+    lead: Annotated[Path | None, typer.Option(help="Lead-history file to play.")] = None,
+    speed: Annotated[
+        str, typer.Option(help="Script speed: 60 = 60x real time, max, 0 = on request.")
+    ] = "60",
+    fund: Annotated[list[str] | None, typer.Option(help="ADDRESS=USDC to fund (repeat).")] = None,
+) -> None:
+    """Serve a local Hyperliquid (REST /info, /exchange, websocket /ws) until Ctrl-C."""
+    from levalign.sandbox.hyperliquid._cli import run
+
+    try:
+        run(port=port, lead=lead, speed=speed, fund=fund or [])
+    except LevalignError as err:
+        raise _fail(err) from None
 
 
 def main() -> None:

@@ -606,7 +606,7 @@ def _unknown(key: str) -> str:
     )
 
 
-def _add_row(cols: _Columns, i: int, raw: Mapping[str, Any], where: str) -> None:
+def _add_row(cols: _Columns, i: int, raw: Mapping[str, Any], where: str) -> None:  # noqa: PLR0912 - one check per column of the lead-history format, in its order
     if not isinstance(raw, Mapping):
         raise InvalidInput(
             f"{where}: a row must be a mapping of column to value, got {type(raw).__name__}",

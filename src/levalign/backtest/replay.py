@@ -127,7 +127,6 @@ from levalign.backtest import _venue_kernels as vk
 from levalign.backtest.leads import LeadHistory, format_timestamp, load_lead_history
 from levalign.backtest.strategies import FundingRates, load_funding
 from levalign.backtest.venue import DEFAULT_SLIPPAGE, ExecutionReport, PaperVenue, SlippageModel
-from levalign.demo import sample_cohort
 from levalign.errors import InvalidInput
 from levalign.exposure import effective_leverage, liquidation_distance
 from levalign.markets import Markets, MarketSpec
@@ -149,6 +148,7 @@ from levalign.normalize import (
 from levalign.risk.first_passage import touch_probability
 from levalign.risk.ohlc import OHLC, load_ohlc, ohlc_from_arrays
 from levalign.risk.volatility import close_to_close
+from levalign.samples import sample_cohort
 from levalign.schemas import LeadEvent
 
 __all__ = [
@@ -229,7 +229,7 @@ def naive_cohort(n: int, seed: int) -> dict[str, NDArray[Any]]:
     n
         Number of followers (at least 1).
     seed
-        Seed of :func:`levalign.demo.sample_cohort`.
+        Seed of :func:`levalign.samples.sample_cohort`.
 
     Returns
     -------
@@ -695,7 +695,7 @@ def _group_order(labels: NDArray[np.str_]) -> tuple[tuple[str, ...], IntArray]:
 # --------------------------------------------------------------------------- replay
 
 
-def backtest(
+def backtest(  # noqa: PLR0913 - keyword-only options, each documented
     lead: LeadSource,
     bars: OHLC | str | Path | Mapping[str, OHLC | str | Path],
     followers: Any,
@@ -832,7 +832,7 @@ def _check_settings(
 class _Replay:
     """The replay's state between calls: venue, ledgers, samples (see :func:`backtest`)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913, PLR0915 - keyword-only options, each documented; the replay set-up, one step per input, in order
         self,
         *,
         history: LeadHistory,
@@ -946,7 +946,7 @@ class _Replay:
 
     # ------------------------------------------------------------------ schedule
 
-    def run(self, progress: bool | Progress) -> BacktestResult:
+    def run(self, progress: bool | Progress) -> BacktestResult:  # noqa: PLR0912 - the replay loop, one branch per kind of event on a bar
         ts = self.ohlc.timestamp
         n_bars = ts.size
         ev_ns = self.history.timestamp

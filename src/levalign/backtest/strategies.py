@@ -53,7 +53,6 @@ import io
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
@@ -70,10 +69,10 @@ from levalign.backtest.leads import (
     parse_timestamp,
     write_lead_history,
 )
-from levalign.demo import BTC_CANDLES
 from levalign.errors import InvalidInput
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.risk.ohlc import OHLC, load_ohlc
+from levalign.samples import BTC_CANDLES, XRP_BARS, XRP_FUNDING, data_path
 
 __all__ = [
     "SAMPLE_LEADS",
@@ -565,7 +564,7 @@ def _max_contracts(equity: float, price: float, setting: float, market: MarketSp
     return min(equity * setting / price, float(by_tier)) / market.contract_size
 
 
-def generate_lead(
+def generate_lead(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     ohlc: OHLC | str | Path,
     strategy: Strategy,
     *,
@@ -713,17 +712,13 @@ class SampleLead:
         return f"{self.name}.csv.gz"
 
 
-_BTC = BTC_CANDLES
-_XRP = "XRPUSDT_perp_5m_2021-11-15_2021-11-21.csv.gz"
-_XRP_FUNDING = "XRPUSDT_perp_funding_8h_2021-11-18_2021-12-18.csv.gz"
-
 #: the bundled sample leads, by name
 SAMPLE_LEADS: Mapping[str, SampleLead] = {
     s.name: s
     for s in (
         SampleLead(
             "btc_trend_15x",
-            _BTC,
+            BTC_CANDLES,
             "BTC/USDT:USDT",
             TrendFollower(
                 fast=240,
@@ -737,7 +732,7 @@ SAMPLE_LEADS: Mapping[str, SampleLead] = {
         ),
         SampleLead(
             "btc_scalper",
-            _BTC,
+            BTC_CANDLES,
             "BTC/USDT:USDT",
             Scalper(
                 lookback=240,
@@ -752,7 +747,7 @@ SAMPLE_LEADS: Mapping[str, SampleLead] = {
         ),
         SampleLead(
             "xrp_mean_reverter",
-            _XRP,
+            XRP_BARS,
             "XRP/USDT:USDT",
             MeanReverter(
                 window=48,
@@ -763,20 +758,15 @@ SAMPLE_LEADS: Mapping[str, SampleLead] = {
                 leverage_setting=20.0,
             ),
             fee_rate=0.0004,
-            funding=_XRP_FUNDING,
+            funding=XRP_FUNDING,
         ),
     )
 }
 
 
-def _data_path(*parts: str) -> Path:
-    # the package is installed as files (hatch wheel, editable install): a real path
-    return Path(str(resources.files("levalign.data").joinpath(*parts)))
-
-
 def sample_leads() -> dict[str, Path]:
     """Paths of the bundled sample lead histories, by name (:data:`SAMPLE_LEADS`)."""
-    return {name: _data_path("leads", s.file) for name, s in SAMPLE_LEADS.items()}
+    return {name: data_path("leads", s.file) for name, s in SAMPLE_LEADS.items()}
 
 
 def generate_sample(name: str, markets: Markets | None = None) -> LeadHistory:
@@ -795,13 +785,13 @@ def generate_sample(name: str, markets: Markets | None = None) -> LeadHistory:
         )
     s = SAMPLE_LEADS[name]
     return generate_lead(
-        load_ohlc(_data_path(s.prices)),
+        load_ohlc(data_path(s.prices)),
         s.strategy,
         symbol=s.symbol,
         markets=load_markets("binance") if markets is None else markets,
         equity=s.equity,
         fee_rate=s.fee_rate,
-        funding=load_funding(_data_path(s.funding)) if s.funding else None,
+        funding=load_funding(data_path(s.funding)) if s.funding else None,
         name=name,
     )
 

@@ -280,7 +280,7 @@ class PaperVenue:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_cohort(
+    def from_cohort(  # noqa: PLR0913 - keyword-only options, each documented
         cls,
         cohort_or_table: Any,
         market: MarketSpec,
@@ -1059,7 +1059,7 @@ def _check_orders(
         )
 
 
-def _bar_columns(
+def _bar_columns(  # noqa: PLR0912 - one check per OHLC column, in order
     bars: OHLC | Mapping[str, ArrayLike], mark: ArrayLike | None
 ) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
     if isinstance(bars, OHLC):

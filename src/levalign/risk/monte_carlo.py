@@ -939,7 +939,7 @@ class _Run:
     analytic_side: Literal["long", "short"] | None
 
 
-def _prepare(
+def _prepare(  # noqa: PLR0913, PLR0917 - the private preparation of simulate(), passed its options
     model: Model,
     spot: float | None,
     side: str | None,
@@ -1016,7 +1016,7 @@ def _run_paths(run: _Run, paths: int, seed: int, progress: bool) -> PathOutcomes
     return PathOutcomes(surv, liq, eq, dd, run.step_hours)
 
 
-def simulate_paths(
+def simulate_paths(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     model: Model,
     spot: float | None,
     *,
@@ -1043,7 +1043,7 @@ def simulate_paths(
     return _run_paths(run, int(paths), seed, progress)
 
 
-def simulate(
+def simulate(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     model: Model,
     spot: float | None,
     *,
@@ -1110,7 +1110,7 @@ def simulate(
     )[0]  # fmt: skip
 
 
-def _simulate(
+def _simulate(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     model: Model,
     spot: float | None,
     *,
@@ -1305,7 +1305,7 @@ class Extremes:
         return np.asarray(p, dtype=np.float64), np.asarray(se, dtype=np.float64)
 
 
-def sample_extremes(
+def sample_extremes(  # noqa: PLR0913, PLR0917 - the simulation parameters of a public function, each documented
     model: Model,
     spot: float,
     horizon_days: float,

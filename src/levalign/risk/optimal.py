@@ -64,7 +64,7 @@ FloatArray = NDArray[np.float64]
 
 
 @njit(cache=True, parallel=True)
-def evaluate_leverages(
+def evaluate_leverages(  # noqa: PLR0913, PLR0915, PLR0917 - a numba kernel: one array per argument, one pass over the paths
     leverage: FloatArray,
     log_barrier: FloatArray,
     funding: FloatArray,
@@ -147,7 +147,7 @@ def evaluate_leverages(
     return growth, growth_var, p_liq, p_var, var, es
 
 
-def evaluate_leverages_reference(
+def evaluate_leverages_reference(  # noqa: PLR0913, PLR0917 - the kernel's arguments
     leverage: FloatArray,
     log_barrier: FloatArray,
     funding: FloatArray,
@@ -254,7 +254,7 @@ def _leverage_grid(upper: float, points: int) -> FloatArray:
     return np.concatenate(([0.0], np.geomspace(low, upper, points - 1)))
 
 
-def optimal_leverage(
+def optimal_leverage(  # noqa: PLR0912, PLR0913, PLR0915 - keyword-only options, each validated, then the search, in order
     model: Any,
     spot: float,
     market: MarketSpec,

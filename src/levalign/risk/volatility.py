@@ -51,6 +51,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from levalign._extras import require
 from levalign.errors import InvalidInput
 from levalign.risk.ohlc import OHLC
 
@@ -435,6 +436,7 @@ def garch_t(close: ArrayLike, bar_hours: float, *, max_iterations: int = 1000) -
     while variance * scale**2 >= 1e4:
         scale /= 10.0
 
+    require("risk", "arch")
     from arch import arch_model
 
     model = arch_model(scale * r, mean="Constant", vol="GARCH", p=1, q=1, dist="t", rescale=False)
