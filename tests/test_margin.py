@@ -780,3 +780,50 @@ def test_normalize_refuses_an_inverse_market_and_never_swaps_it():
     with pytest.raises(ConfigurationError, match=r"BTC/USD:BTC is an inverse .* linear") as info:
         normalize(event, followers, coin_m)
     assert info.value.value == "BTC/USD:BTC"
+
+
+def test_okx_isolated_position_payload():
+    # an OKX isolated position as ccxt's okx.parse_position returns it (fields per ccxt's code:
+    # positionMargin = OKX's `margin`, collateral = margin + upl), built by hand:
+    # BTC-USDT-SWAP pos 150 (ctVal 0.01 BTC), avgPx 20,000, markPx 19,800, margin 300,
+    # upl = 1.5 * (19,800 - 20,000) = -30, lever 100; tier 1 (0-2,000 contracts) mmr 0.4%,
+    # taker 0.05%: LP = (300 - 1.5 * 20,000) / (1.5 * (0.004 + 0.0005 - 1)) = 29,700 / 1.49325
+    info = {
+        "instId": "BTC-USDT-SWAP",
+        "mgnMode": "isolated",
+        "pos": "150",
+        "posSide": "net",
+        "avgPx": "20000",
+        "markPx": "19800",
+        "margin": "300",
+        "upl": "-30",
+        "lever": "100",
+    }
+    ccxt_position = {
+        "info": info,
+        "symbol": "BTC/USDT:USDT",
+        "contracts": 150.0,
+        "contractSize": 0.01,
+        "side": "long",
+        "hedged": False,
+        "entryPrice": 20_000.0,
+        "markPrice": 19_800.0,
+        "unrealizedPnl": -30.0,
+        "positionMargin": 300.0,
+        "collateral": 270.0,
+        "initialMargin": 300.0,
+        "leverage": 100.0,
+        "marginMode": "isolated",
+    }
+    tiers = _tier_rows([0, 2_000], [2_000, 1e6], [0.004, 0.006], [100, 50])
+    markets = load_markets(
+        "okx",
+        markets={"BTC/USDT:USDT": {"contractSize": 0.01, "taker": 0.0005}},
+        tiers={"BTC/USDT:USDT": tiers},
+    )
+    for drop in ((), ("positionMargin",), ("positionMargin", "collateral")):
+        position = {k: v for k, v in ccxt_position.items() if k not in drop}
+        report = margin_report(
+            {"exchange": "okx", "walletBalance": 1_000.0, "positions": [position]}, markets
+        )
+        assert report.positions[0].liquidation_price == pytest.approx(29_700 / 1.49325, rel=1e-12)

@@ -248,7 +248,7 @@ class TieredMarginModel:
         else:
             mm_below = t.floor[1:] * t.mmr[:-1] - t.cum[:-1]
             mm_above = t.floor[1:] * t.mmr[1:] - t.cum[1:]
-            jumps = np.flatnonzero(np.abs(mm_above - mm_below) > 1e-9 * (1.0 + np.abs(mm_above)))
+            jumps = np.flatnonzero(np.abs(mm_above - mm_below) > 1e-6 * (1.0 + np.abs(mm_above)))
             keep = int(jumps[0]) + 1 if len(jumps) else len(t)
             cap = float(t.cap[keep - 1])
         if keep == len(t) and fee == 0.0 and not market.tiers_in_contracts:
@@ -535,7 +535,7 @@ class HyperliquidMarginModel(TieredMarginModel):
     which is :class:`TieredMarginModel`'s formula (and the normalization kernel's) with
     maintenance margin at the liquidation price; the docs' formula takes the tier at
     :math:`x_0`, this model the tier at the liquidation notional (they differ only for a
-    position whose liquidation crosses a tier bound, above 100M USDC on BTC).
+    position whose liquidation crosses a tier bound: 150M USDC on BTC in the bundled preset).
 
     ccxt's ``collateral`` of an isolated position is ``marginUsed``, which includes the
     unrealized PnL; the margin at entry is ``marginUsed − unrealizedPnl``
