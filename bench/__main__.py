@@ -8,7 +8,7 @@ import platform
 import sys
 from pathlib import Path
 
-from bench import align, monte_carlo, normalize_million, replay, venue
+from bench import align, monte_carlo, normalize_million, replay, startup, venue
 
 
 def _row(label: str, value: str, ratio: str = "") -> None:
@@ -23,6 +23,21 @@ def main() -> None:
         f"numba threads {numba.get_num_threads()}, python {platform.python_version()}",
         flush=True,
     )
+    st = startup.run()
+    results = {"startup": st}
+    print("\nstart-up, fresh process (median of 7 runs)")
+    _row("python -c pass (the baseline)", f"{st['python_median_s'] * 1e3:.0f} ms")
+    for key, label in (
+        ("import", "import levalign"),
+        ("help", "levalign --help"),
+        ("margin", "levalign margin examples/account.json"),
+    ):
+        _row(
+            label,
+            f"{st[f'{key}_median_s'] * 1e3:.0f} ms",
+            f"{st[f'{key}_over_python']:.1f}x python -c pass",
+        )
+
     r = normalize_million.run()
     print(f"\nnormalize one lead event, 1,000,000 followers (median of {r['runs']} runs)")
     _row(
@@ -76,7 +91,7 @@ def main() -> None:
         f"{r['peak_rss_mb']:.0f} MB",
         "target <= 1 GB",
     )
-    results = {"normalize_million": r}
+    results["normalize_million"] = r
 
     a = align.run()
     results["align"] = a

@@ -311,7 +311,7 @@ def simulate(
             "funding_rate": spec.funding_rate,
         }
         # one run gives the summary and, for the plot, the paths behind it
-        result, outcomes = mc._simulate(
+        result, outcomes = mc.simulate_outcomes(
             model,
             spec.spot,
             var_level=spec.var_level,
@@ -580,6 +580,36 @@ def sandbox_hyperliquid(
         run(port=port, lead=lead, speed=speed, fund=fund or [])
     except LevalignError as err:
         raise _fail(err) from None
+
+
+db_app = typer.Typer(no_args_is_help=True, help="The live copier's store: levalign db upgrade.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    url: Annotated[
+        str | None,
+        typer.Option(help="sqlite:///PATH (default sqlite:///levalign.db) or postgresql://..."),
+    ] = None,
+) -> None:
+    """Create the store's tables, or migrate them to the latest schema."""
+    try:
+        from levalign.engine.store import Store
+    except ImportError as err:
+        raise _fail(
+            ConfigurationError(
+                f"the store needs the live extra ({err.name} is missing): "
+                "pip install 'levalign[live]'",
+                field="extras",
+            )
+        ) from None
+    try:
+        with Store(url) as store:
+            store.upgrade()
+    except LevalignError as err:
+        raise _fail(err) from None
+    _print_json({"store": store.safe_url, "schema": "up to date"})
 
 
 def main() -> None:

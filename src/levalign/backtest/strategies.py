@@ -2,7 +2,7 @@ r"""Generate lead histories from simple strategies on OHLC bars; the bundled sam
 
 :func:`generate_lead` walks the bars of one linear market, asks a :class:`Strategy` at every
 bar close for the position it wants, and records each position change as a row of a
-:class:`~levalign.backtest.leads.LeadHistory`.
+:class:`~levalign.sources.replay.LeadHistory`.
 
 Accounting
 ----------
@@ -61,18 +61,18 @@ from numpy.typing import NDArray
 
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign._normalize_kernel import _max_qty_for_initial_margin
-from levalign.backtest.leads import (
-    LeadHistory,
-    _build,
-    _Columns,
-    _open_text,
-    parse_timestamp,
-    write_lead_history,
-)
 from levalign.errors import InvalidInput
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.risk.ohlc import OHLC, load_ohlc
 from levalign.samples import BTC_CANDLES, XRP_BARS, XRP_FUNDING, data_path
+from levalign.sources._lead_history import (
+    Columns,
+    LeadHistory,
+    build,
+    open_text,
+    parse_timestamp,
+    write_lead_history,
+)
 
 __all__ = [
     "SAMPLE_LEADS",
@@ -447,7 +447,7 @@ def load_funding(path: str | Path) -> FundingRates:
         strictly increasing; the message names the row.
     """
     p = Path(path)
-    text = _open_text(p, "funding file", "funding")
+    text = open_text(p, "funding file", "funding")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = list(reader.fieldnames or [])
     time_col = next((c for c in ("date", "timestamp", "fundingTime", "time") if c in header), None)
@@ -510,7 +510,7 @@ class _Lead:
     cash: float
     position: float = 0.0
     liquidation_price: float = math.nan
-    rows: _Columns = field(default_factory=_Columns)
+    rows: Columns = field(default_factory=Columns)
 
     def equity(self, price: float) -> float:
         return self.cash + self.position * self.market.contract_size * price
@@ -672,7 +672,7 @@ def generate_lead(  # noqa: PLR0913 - keyword-only options of a public function,
             field="strategy",
         )
     lead.rows.form = "positions"
-    return _build(lead.rows, name)
+    return build(lead.rows, name)
 
 
 # --------------------------------------------------------------------------- samples

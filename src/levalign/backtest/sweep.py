@@ -51,7 +51,6 @@ import numpy as np
 from levalign._extras import require
 from levalign._paths import beside
 from levalign._progress import progress_bar
-from levalign.backtest.leads import LeadHistory, load_lead_history
 from levalign.backtest.replay import NAIVE, backtest
 from levalign.backtest.strategies import (
     SAMPLE_LEADS,
@@ -64,6 +63,7 @@ from levalign.markets import Markets, load_markets
 from levalign.normalize import _CATEGORY_COLUMNS, _FLOAT_COLUMNS, MODES, Cohort
 from levalign.risk.ohlc import OHLC, load_ohlc
 from levalign.samples import data_path, sample_cohort
+from levalign.sources.replay import LeadHistory, load_lead_history
 
 __all__ = [
     "KEY_COLUMNS",
@@ -652,7 +652,7 @@ def _run_distributed(  # noqa: PLR0913, PLR0917 - the private runner of sweep(),
                         n_workers=n_workers,
                         threads_per_worker=1,
                         processes=processes,
-                        dashboard_address=None,
+                        dashboard_address=":0",  # any free port: never clash with another cluster
                         silence_logs=logging.ERROR,
                     )
                 )

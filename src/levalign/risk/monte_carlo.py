@@ -1,4 +1,4 @@
-r"""Monte Carlo liquidation risk of a position or an account (DESIGN §5).
+r"""Monte Carlo liquidation risk of a position or an account (docs/design.md, "Risk").
 
 :func:`simulate` runs price paths under one of five models and tests every step against the
 exchange margin model; :func:`sample_extremes` returns per-path running extremes for building
@@ -705,7 +705,7 @@ def chunk_streams(seed: int, n_chunks: int) -> tuple[NDArray[np.uint64], NDArray
 # ================================================================= results
 
 
-def _pair_se(x: FloatArray) -> float:
+def pair_se(x: FloatArray) -> float:
     """Standard error of the mean of ``x`` over antithetic pairs (paths ``2p``, ``2p + 1``)."""
     pairs = x.reshape(-1, 2).mean(axis=1)
     if pairs.size < 2:
@@ -806,7 +806,7 @@ def _var_es(loss: FloatArray, level: float) -> tuple[float, float, float, float]
     var = float(np.quantile(loss, level))
     tail = np.maximum(loss - var, 0.0) / (1.0 - level)
     es = var + float(tail.mean())
-    es_se = _pair_se(var + tail - es)
+    es_se = pair_se(var + tail - es)
     n_pairs = loss.size // 2
     if n_pairs >= 2 * VAR_BATCHES:
         batches = np.array_split(loss.reshape(-1, 2), VAR_BATCHES)
@@ -1102,7 +1102,7 @@ def simulate(  # noqa: PLR0913 - keyword-only options of a public function, each
         of a bar-stepped model; a funding series of the wrong length; a ``var_level`` outside
         (0, 1); an account that is malformed or already liquidatable.
     """
-    return _simulate(
+    return simulate_outcomes(
         model, spot, side=side, liquidation_price=liquidation_price, account=account,
         horizon_days=horizon_days, paths=paths, steps=steps, seed=seed,
         funding_rate=funding_rate, var_level=var_level, progress=progress,
@@ -1110,7 +1110,7 @@ def simulate(  # noqa: PLR0913 - keyword-only options of a public function, each
     )[0]  # fmt: skip
 
 
-def _simulate(  # noqa: PLR0913 - keyword-only options of a public function, each documented
+def simulate_outcomes(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     model: Model,
     spot: float | None,
     *,
@@ -1165,7 +1165,7 @@ def _simulate(  # noqa: PLR0913 - keyword-only options of a public function, eac
             analytic = _analytic_account(run.book, run.arrays, model, run.horizon_days)
     result = SimulationResult(
         p_liquidation=float(p_path.mean()),
-        p_liquidation_se=_pair_se(p_path),
+        p_liquidation_se=pair_se(p_path),
         time_to_liquidation_quantiles=_quantiles(
             (out.liquidation_step[hit] + 1).astype(np.float64) * run.step_hours
         ),
@@ -1177,7 +1177,7 @@ def _simulate(  # noqa: PLR0913 - keyword-only options of a public function, eac
         var_level=float(var_level),
         max_drawdown_quantiles=_quantiles(out.max_drawdown),
         expected_log_growth=float(growth.mean()),
-        expected_log_growth_se=_pair_se(growth),
+        expected_log_growth_se=pair_se(growth),
         analytic_p_liquidation=analytic,
         liquidated_fraction=float(hit.mean()),
         paths=int(out.equity.size),

@@ -90,7 +90,7 @@ class LeadScript:
             The file is unreadable or invalid (see docs/lead_history.md), or a symbol has no
             Hyperliquid market.
         """
-        from levalign.backtest.leads import load_lead_history
+        from levalign.sources.replay import load_lead_history
 
         history = load_lead_history(path)
         fills: list[Step] = []

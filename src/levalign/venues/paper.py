@@ -1,8 +1,8 @@
 r"""The paper venue: simulated execution and margin for a cohort of followers in one market.
 
-Backtests (issue 4) execute every follower's orders here, and the live engine uses it for
+Backtests execute every follower's orders here, and the live engine uses it for
 paper trading. The venue holds N followers' accounts in ONE linear market as numpy columns
-and runs three kernels over them (:mod:`levalign.backtest._venue_kernels`): fills, funding,
+and runs three kernels over them (:mod:`levalign.venues._paper_kernels`): fills, funding,
 and the walk over price bars with liquidation and de-risking.
 
 Accounts
@@ -99,7 +99,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,12 +107,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from levalign import _derisk_kernel as _dk
-from levalign.backtest import _venue_kernels as vk
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import MarketSpec
-from levalign.normalize import MARGIN_MODES, Cohort, NormalizeResult, Reason
-from levalign.risk.ohlc import OHLC
-from levalign.risk.ohlc import _as_ns as _ns_column
+from levalign.normalize import MARGIN_MODES, Cohort, NormalizeResult, Reason, allocate_result
+from levalign.risk.ohlc import OHLC, timestamps_ns
+from levalign.schemas import Position
+from levalign.venues import _paper_kernels as vk
+from levalign.venues.base import Balance, OrderIntent, OrderReport
 
 __all__ = [
     "AdvanceResult",
@@ -276,6 +277,8 @@ class PaperVenue:
     last_bar_time: int | None = None
     clock: int | None = None
     _cohort: Cohort | None = field(default=None, repr=False)
+    _orders: dict[tuple[str, str], OrderReport] = field(default_factory=dict, repr=False)
+    _rows: dict[str, int] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ construction
 
@@ -723,6 +726,143 @@ class PaperVenue:
             flags=out_flags,
         )
 
+    # ------------------------------------------------------------------ the Venue protocol
+
+    def submit(self, intents: Sequence[OrderIntent]) -> list[OrderReport]:
+        """Fill order intents one at a time (:class:`levalign.venues.base.Venue`).
+
+        Each intent fills through :meth:`execute` at its ``price``, or at the last mark for a
+        market order, with the venue's fee and slippage, at the venue's clock. An intent whose
+        client id this account already used returns the first order's report. A reduce-only
+        order with nothing to reduce, an intent for another market and a market order before
+        any mark are ``rejected`` with the reason.
+
+        Raises
+        ------
+        InvalidInput
+            An account that is not one of the venue's followers.
+        """
+        return [self._submit_one(intent) for intent in intents]
+
+    def _submit_one(self, intent: OrderIntent) -> OrderReport:
+        key = (intent.account, intent.client_order_id)
+        seen = self._orders.get(key)
+        if seen is not None:
+            return seen
+        row = self._row(intent.account)
+        price = self.mark_price if intent.price is None else intent.price
+        reason = None
+        if intent.symbol != self.market.symbol:
+            reason = f"this venue trades {self.market.symbol}, not {intent.symbol}"
+        elif math.isnan(price):
+            reason = "no mark price is known yet for a market order: give a price"
+        if reason is not None:
+            report = OrderReport(
+                intent.client_order_id, intent.account, intent.symbol, "rejected", reason=reason
+            )
+        else:
+            report = self._fill_intent(intent, row, price)
+        self._orders[key] = report
+        return report
+
+    def _fill_intent(self, intent: OrderIntent, row: int, price: float) -> OrderReport:
+        n = len(self)
+        cols = allocate_result(n)
+        for column in cols.values():
+            column[:] = 0
+        cols["leverage"][:] = math.nan
+        cols["residual"][:] = self.residual
+        cols["side"][row] = int(intent.sign)
+        cols["amount"][row] = intent.amount
+        cols["reduce_only"][row] = intent.reduce_only
+        cols["leverage"][row] = math.nan if intent.leverage is None else intent.leverage
+        order = NormalizeResult(
+            event_id=intent.client_order_id,
+            event_kind="order",
+            symbol=self.market.symbol,
+            price=price,
+            columns={"id": self.ids, **cols},
+        )
+        before = float(self.position[row])
+        out = self.execute(order, price, 0 if self.clock is None else self.clock)
+        flags = int(out.flags[row])
+        if not flags & vk.X_FILLED:
+            reason = (
+                "reduce-only order with nothing to reduce"
+                if flags & vk.X_REDUCE_ONLY_REJECTED
+                else "not filled"
+            )
+            return OrderReport(
+                intent.client_order_id, intent.account, intent.symbol, "rejected", reason=reason
+            )
+        return OrderReport(
+            intent.client_order_id,
+            intent.account,
+            intent.symbol,
+            "closed",
+            filled=abs(before) if flags & vk.X_REDUCE_ONLY_CLIPPED else intent.amount,
+            average=float(out.fill_price[row]),
+            id=intent.client_order_id,
+        )
+
+    def order(self, account: str, client_order_id: str) -> OrderReport | None:
+        """The report of the order with this client id on this account, or None."""
+        return self._orders.get((account, client_order_id))
+
+    def positions(self, account: str) -> list[Position]:
+        """The account's position in the venue's market, as ccxt reports it (none when flat).
+
+        Raises
+        ------
+        InvalidInput
+            An account that is not one of the venue's followers.
+        """
+        i = self._row(account)
+        q = float(self.position[i])
+        if q == 0.0:
+            return []
+        isolated = bool(self.isolated[i])
+        entry = float(self.entry_price[i])
+        leverage = float(self.leverage[i])
+        return [
+            Position(
+                symbol=self.market.symbol,
+                contracts=q,
+                entry_price=entry,
+                mark_price=entry if math.isnan(self.mark_price) else self.mark_price,
+                margin_mode="isolated" if isolated else "cross",
+                collateral=float(self.collateral[i]) if isolated else None,
+                leverage=leverage if math.isfinite(leverage) and leverage > 0 else None,
+            )
+        ]
+
+    def balance(self, account: str) -> Balance:
+        """The account's equity at the last mark (``total``), free balance and the rest (used).
+
+        Raises
+        ------
+        InvalidInput
+            An account that is not one of the venue's followers.
+        """
+        i = self._row(account)
+        m = self.mark_price
+        equity = self.wallet_balance + self._unrealized_at(m)
+        free = self._available(equity, m) if math.isfinite(m) else self.wallet_balance
+        total = float(equity[i])
+        return Balance(self.market.settle, float(free[i]), total - float(free[i]), total)
+
+    def _row(self, account: str) -> int:
+        if not self._rows:
+            self._rows.update({str(a): i for i, a in enumerate(self.ids.tolist())})
+        row = self._rows.get(str(account))
+        if row is None:
+            raise InvalidInput(
+                f"account {account!r} is not a follower on this venue",
+                field="account",
+                value=account,
+            )
+        return row
+
     # ------------------------------------------------------------------ funding
 
     def apply_funding(
@@ -1086,7 +1226,7 @@ def _bar_columns(  # noqa: PLR0912 - one check per OHLC column, in order
     if mark is not None:
         raw["mark"] = mark
     try:
-        ts = _ns_column(np.asarray(raw["timestamp"]))
+        ts = timestamps_ns(np.asarray(raw["timestamp"]))
     except InvalidInput as exc:
         raise InvalidInput(f"bars.{exc.message}", field="bars.timestamp") from exc
     if ts.size == 0:

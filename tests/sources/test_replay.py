@@ -14,10 +14,11 @@ import pytest
 
 from levalign import _normalize_kernel as nk
 from levalign.backtest import LotSizeWarning, load_lead_history, write_lead_history
-from levalign.backtest.leads import history_text, parse_timestamp
 from levalign.errors import InvalidInput
 from levalign.markets import Markets, load_markets
 from levalign.normalize import EVENT_KINDS, prepare_event
+from levalign.sources.base import Cursor, HistorySource
+from levalign.sources.replay import LeadHistorySource, history_text, parse_timestamp
 
 BTC, XRP = "BTC/USDT:USDT", "XRP/USDT:USDT"
 DOC = Path(__file__).parents[2] / "docs" / "lead_history.md"
@@ -395,3 +396,19 @@ def test_documented_example_is_valid_and_marked_to_market(markets):
     assert jsonl is not None
     two = load_lead_history([json.loads(line) for line in jsonl.group(1).splitlines()])
     assert two == load_lead_history(four_rows()[:2])
+
+
+def test_history_source_resumes_after_its_cursor(markets):
+    history = load_lead_history(four_rows())
+    source = LeadHistorySource(history, markets)
+    assert isinstance(source, HistorySource)
+    everything = list(source.events())
+    assert [e.event_id for e, _ in everything] == [e.event_id for e in history.events(markets)]
+    # row j's cursor: its time in ms and j
+    assert [c for _, c in everything] == [
+        Cursor(int(t) // 1_000_000, j) for j, t in enumerate(history.timestamp)
+    ]
+    # after the second event's cursor come the third and the fourth, and nothing after the last
+    rest = list(source.events(everything[1][1]))
+    assert [e.event_id for e, _ in rest] == [e.event_id for e, _ in everything[2:]]
+    assert list(source.events(everything[-1][1])) == []

@@ -11,13 +11,14 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from levalign.backtest import _venue_kernels as vk
-from levalign.backtest.venue import ExecutionReport, PaperVenue, SlippageModel
+from levalign import testing
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.margin import margin_report
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.normalize import NormalizeResult, Reason, allocate_result, normalize
 from levalign.risk.ohlc import ohlc_from_arrays
+from levalign.venues import _paper_kernels as vk
+from levalign.venues.paper import ExecutionReport, PaperVenue, SlippageModel
 
 SYMBOL = "BTC/USDT:USDT"
 # Real Binance BTC brackets with explicit lot rules (step 0.001 BTC, minimum 0.001 BTC and
@@ -573,7 +574,7 @@ def test_advance_kernel_matches_reference(rng, with_derisk):
     floor = np.where(rng.random(n) < 2 / 3, rng.uniform(0.01, 0.06, n), np.nan)
     if not with_derisk:
         floor[:] = np.nan
-    setup = vk.DeriskSetup(
+    setup = testing.DeriskSetup(
         floor=floor,
         restore=floor + rng.uniform(0.0, 0.03, n),
         add_margin=rng.random(n) < 1 / 3,
@@ -611,7 +612,7 @@ def test_advance_kernel_matches_reference(rng, with_derisk):
             groups, tracks, *out.values(),
         )  # fmt: skip
         ref_state = _copy(state)
-        ref = vk.advance_reference(
+        ref = testing.advance_reference(
             high, low, closes, 1.0, ref_state, groups, tracks, n_groups, n_tracked, setup
         )
         _assert_same(kernel_state, ref_state)
@@ -652,7 +653,7 @@ def test_execute_kernel_matches_reference(rng):
         *out.values(),
     )  # fmt: skip
     ref_state = _copy(state)
-    ref = vk.execute_reference(*args, 0.001, 3, TIERS, ref_state)
+    ref = testing.execute_reference(*args, 0.001, 3, TIERS, ref_state)
     _assert_same(kernel_state, ref_state)
     _assert_same(out, ref)
     flags = out["flags"]
@@ -671,14 +672,16 @@ def test_funding_and_free_balance_kernels_match_references(rng):
         k["liq_price"], k["funding"], pay,
     )  # fmt: skip
     ref_state = _copy(state)
-    ref_pay = vk.funding_reference(0.002, price, 1.0, TIERS, ref_state)
+    ref_pay = testing.funding_reference(0.002, price, 1.0, TIERS, ref_state)
     _assert_same(k, ref_state)
     assert np.array_equal(pay, ref_pay)
     equity = k["wallet"] + vk.unrealized_pnl(k["position"], k["entry_price"], price, 1.0)
     cols = (k["position"], equity, k["wallet"], k["collateral"], k["isolated"], k["leverage"])
     t = SPEC.tiers
     free = vk.free_balance(*cols, price, 1.0, t.cap, t.max_leverage)
-    assert np.array_equal(free, vk.free_balance_reference(*cols, price, 1.0, t.cap, t.max_leverage))
+    assert np.array_equal(
+        free, testing.free_balance_reference(*cols, price, 1.0, t.cap, t.max_leverage)
+    )
 
 
 # ---------------------------------------------------------------- bad input
