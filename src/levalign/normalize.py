@@ -88,6 +88,7 @@ from levalign._columns import (
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign._row_checks import INVALID_COLUMNS, explain_invalid_rows
 from levalign.errors import ConfigurationError, InvalidInput
+from levalign.margin import liquidation_market
 from levalign.markets import Markets, MarketSpec, as_markets
 from levalign.schemas import FollowerProfile, LeadEvent, parse
 
@@ -718,6 +719,7 @@ def normalize(
         markets.resolve(ev_model.symbol, field="event.symbol", from_venue=venue),
         "event.symbol",
     )
+    spec = liquidation_market(spec, ev_model.price)  # the follower venue's liquidation rule
     ev = prepare_event(ev_model, lead_spec, spec)
     cols = allocate_result(len(cohort)) if out is None else _reused_columns(out, cohort)
     run_kernel(ev, spec, cohort, cols, curve or event_curve(ev_model, cohort))
@@ -787,6 +789,7 @@ def derisk(
     markets = as_markets(markets)
     cohort = Cohort.from_table(followers)
     spec = _linear_spec(markets, markets.resolve(symbol, field="symbol"), "symbol")
+    spec = liquidation_market(spec, float(price))  # the follower venue's liquidation rule
     cols = allocate_result(len(cohort))
     # the normalization kernels' arguments, the price in place of the event vector
     args: tuple[Any, ...] = (float(price), *kernel_args(_NO_EVENT, spec, cohort, cols, curve)[1:])

@@ -165,7 +165,7 @@ CCXT_POSITION_KEYS = frozenset(
         "collateral", "entryPrice", "markPrice", "lastPrice", "liquidationPrice", "marginMode",
         "marginType", "hedged", "maintenanceMargin", "maintenanceMarginPercentage",
         "initialMargin", "initialMarginPercentage", "marginRatio", "stopLossPrice",
-        "takeProfitPrice", "percentage",
+        "takeProfitPrice", "percentage", "isolated", "exitPrice",
     }
 )  # fmt: skip
 """Keys of ccxt's unified position structure (``fetch_positions``), camelCase as ccxt sends
@@ -178,7 +178,14 @@ class Position(Schema):
     """An open position, as ccxt's ``fetch_positions`` reports it.
 
     ``contracts`` is positive with ``side``; a signed ``contracts`` without ``side`` is also
-    accepted (negative is short). ``collateral`` is the isolated margin.
+    accepted (negative is short). The margin of an isolated position is read as ccxt defines
+    its unified fields: ``position_margin`` is the margin held in the position, unrealized PnL
+    excluded (the margin at the entry price, which the liquidation formulas take);
+    ``collateral`` is that margin plus the unrealized PnL at the mark (``unrealized_pnl`` when
+    given, else computed). An isolated position needs one of the two, or a venue ``info``
+    payload that states it (:meth:`levalign.margin.TieredMarginModel.position_margin`).
+    Other ccxt fields (``CCXT_POSITION_KEYS``) and ``info`` are accepted; an unknown key is
+    refused, naming the closest valid one.
     """
 
     # ccxt positions carry many more keys: those are accepted and ignored, any other refused
@@ -190,10 +197,16 @@ class Position(Schema):
     contracts: Finite
     entry_price: Positive
     mark_price: Positive
-    margin_mode: MarginMode = "cross"
-    collateral: NonNegative | None = None
+    margin_mode: MarginMode = Field(
+        default="cross",
+        validation_alias=AliasChoices("margin_mode", "marginMode", "marginType"),
+    )
+    position_margin: NonNegative | None = None
+    collateral: Finite | None = None
+    unrealized_pnl: Finite | None = None
     leverage: Positive | None = None
-    hedged: bool = False
+    hedged: bool | None = None
+    info: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Position:
@@ -204,8 +217,16 @@ class Position(Schema):
             object.__setattr__(self, "contracts", abs(self.contracts))
         elif self.contracts <= 0:
             raise ValueError(f"contracts must be positive when side is given, got {self.contracts}")
-        if self.margin_mode == "isolated" and self.collateral is None:
-            raise ValueError("an isolated position needs its collateral (isolated margin)")
+        if (
+            self.margin_mode == "isolated"
+            and self.position_margin is None
+            and self.collateral is None
+            and not self.info
+        ):
+            raise ValueError(
+                "an isolated position needs its margin: position_margin (margin held, PnL "
+                "excluded) or collateral (margin plus unrealized PnL, as ccxt reports it)"
+            )
         _check_notional("contracts", self.contracts, max(self.entry_price, self.mark_price))
         return self
 
