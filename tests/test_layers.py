@@ -21,6 +21,7 @@ LAYERS = {
     "engine": 2,
     "backtest": 2,
     "cli": 3,
+    "__main__": 3,
     "api": 3,
     "sandbox": 3,
     "demo": 3,

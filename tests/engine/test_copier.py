@@ -260,7 +260,7 @@ def _config_text(base_url: str, follower: str) -> str:
     [
         ("[lead\n", "not valid TOML"),
         (_config_text("http://127.0.0.1:9", 'credentials = "env:K"\nlevrage = 2'),
-         "unknown key 'followers\\[0\\].levrage'.*did you mean 'max_leverage'"),
+         "unknown key 'levrage': did you mean 'max_leverage'.*followers\\[0\\].levrage"),
         (_config_text("ftp://x", 'credentials = "env:K"'),
          "venue.base_url: must start with http:// or https://"),
     ],

@@ -10,7 +10,6 @@ Credentials are references (``env:NAME``, ``file:PATH#NAME``), never keys
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from pathlib import Path
@@ -20,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from levalign.engine.credentials import check_reference
 from levalign.errors import ConfigurationError, InvalidInput
-from levalign.schemas import FollowerProfile
+from levalign.schemas import FollowerProfile, unknown_key_message
 
 __all__ = [
     "CopyConfig",
@@ -210,9 +209,8 @@ _FOLLOWER_VALID = sorted({*_FOLLOWER_KEYS, *PROFILE_FIELDS})
 
 def _unknown(key: str, valid: list[str] | tuple[str, ...], where: str) -> ConfigurationError:
     path = f"{where}.{key}" if where else key
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(valid)}"
-    return ConfigurationError(f"unknown key {path!r} in the configuration: {hint}", field=path)
+    message = unknown_key_message(key, list(valid), noun="key")
+    return ConfigurationError(f"{message} (at {path} in the configuration)", field=path)
 
 
 def _validation(err: ValidationError, where: str) -> ConfigurationError:

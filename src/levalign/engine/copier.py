@@ -646,7 +646,6 @@ def run_copy(config: CopyConfig, *, install_signals: bool = True) -> CopierStats
         A wrong setup (credentials, unreachable ``base_url``).
     """
     import signal
-
     import sys
 
     def announce(kind: str, data: Mapping[str, Any]) -> None:
