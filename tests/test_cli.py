@@ -689,3 +689,58 @@ def test_the_readme_reason_table_is_the_reason_bits():
     assert sorted((int(b), name) for b, name in cells) == sorted(
         (r.value, str(r.name).lower()) for r in Reason
     )
+
+
+def test_status_followers_and_orders_read_the_copier_store_as_json(tmp_path: Path) -> None:
+    # Arrange: a store with one lead, two followers (one paused) and one event with one order
+    from levalign.engine.outbox import PRIORITY_OPEN, LeadEventRecord, OrderIntent
+    from levalign.engine.store import Store
+
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    with Store(url) as store:
+        store.upgrade()
+        lead = store.add_lead("hyperliquid", "0x" + "1" * 40)
+        store.add_followers(
+            lead,
+            [
+                {"id": f, "address": "0x" + "2" * 40, "credentials_ref": "env:K", "equity": 100}
+                for f in ("a", "b")
+            ],
+        )
+        store.set_status("b", "paused", "by hand")
+        order = OrderIntent("a", "open", "SOL/USDC:USDC", "buy", "1", False, PRIORITY_OPEN)
+        store.record_event(LeadEventRecord("e1", lead, "fill", {}, 0), [order])
+
+    # Act
+    status = runner.invoke(app, ["status", "--store", url, "--json"])
+    followers = runner.invoke(app, ["followers", "--store", url, "--json"])
+    orders = runner.invoke(app, ["orders", "--store", url, "--json"])
+
+    # Assert
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["orders"] == {"pending": 1}
+    assert json.loads(status.stdout)["followers"] == {"active": 1, "paused": 1}
+    assert [(f["id"], f["status"]) for f in json.loads(followers.stdout)] == [
+        ("a", "active"),
+        ("b", "paused"),
+    ]
+    assert [(o["follower_id"], o["state"]) for o in json.loads(orders.stdout)] == [("a", "pending")]
+
+
+def test_keys_encrypt_writes_a_file_the_resolver_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from levalign.engine.credentials import KEYFILE_ENV, CredentialResolver
+
+    key = "0x" + "3c" * 32
+    (tmp_path / "keys.json").write_text(json.dumps({"alice": key}), encoding="utf-8")
+    file_key = runner.invoke(app, ["keys", "new-key"]).stdout.strip()
+    monkeypatch.setenv(KEYFILE_ENV, file_key)
+
+    done = runner.invoke(
+        app, ["keys", "encrypt", str(tmp_path / "keys.json"), "--out", str(tmp_path / "k.enc")]
+    )
+
+    assert done.exit_code == 0, done.output
+    assert key not in done.output
+    assert CredentialResolver(tmp_path)("file:k.enc#alice").reveal() == key
