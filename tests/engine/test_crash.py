@@ -150,7 +150,13 @@ def test_kill_9_at_random_moments_sends_every_order_once_and_ends_as_uninterrupt
     encrypt_keys({f.id: f.key for f in killed}, tmp_path / "a" / "keys.enc", file_key)
     config_a = write_config(tmp_path / "a", base_url, killed, keyfile="keys.enc")
     config_b = write_config(tmp_path / "b", base_url, twins)
-    env = {**os.environ, KEYFILE_ENV: file_key}
+    # numba's workqueue layer with one thread: the launcher can load the kernels and fork
+    env = {
+        **os.environ,
+        KEYFILE_ENV: file_key,
+        "NUMBA_THREADING_LAYER": "workqueue",
+        "NUMBA_NUM_THREADS": "1",
+    }
     os.environ.update(key_env(twins))
     url_a, url_b = load_config(config_a).store_url, load_config(config_b).store_url
     kill_steps = set(rng.sample(range(FILLS), KILLS))
