@@ -305,3 +305,30 @@ def test_an_unreachable_base_url_exits_4_naming_it(tmp_path: Path) -> None:
     assert "base_url" in done.stderr
     assert "http://127.0.0.1:9" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_existing_lead_positions_are_copied_once_only_for_followers_who_ask(
+    tmp_path: Path, sandbox: HyperliquidSandbox, followers: list[Follower]
+) -> None:
+    from levalign.sources.base import LeadState
+
+    # Arrange: follower 0 asks for the lead's existing positions; the lead holds 200 SOL
+    copier = _copier(tmp_path, sandbox, followers)
+    wants = copier.followers[followers[0].id].model_copy(update={"copy_existing_positions": True})
+    copier.followers[wants.id] = wants
+    copier.config = copier.config.model_copy(update={"followers": tuple(copier.followers.values())})
+    mid = copier.venue.mids()[SOL]
+    state = LeadState(1, 100_000.0, {SOL: 200.0}, initial=True, prices={SOL: mid})
+
+    # Act: the first start's state, then the same state again (a second run's first start)
+    copier.handle(state)
+    again = Copier(copier.config)
+    again.prepare()
+    again.handle(state)
+
+    # Assert: one open of 200 x 1,000 / 100,000 = 2 SOL for follower 0, none for the others
+    orders = copier.store.orders()
+    assert [(o["follower_id"], o["side"], o["amount"]) for o in orders] == [
+        (followers[0].id, "buy", "2")
+    ]
+    assert copier.ready.is_set()

@@ -158,6 +158,7 @@ class Copier:
         """Set once the source has reported the lead's state: lead fills from then on are copied."""
         self._threads: list[threading.Thread] = []
         self._failure: BaseException | None = None
+        self._added: set[str] = set()
         self.dispatcher: Dispatcher | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -213,6 +214,7 @@ class Copier:
             if f.id not in stored
         ]
         self.store.add_followers(self.lead_id, new, venue=self.config.venue.name)
+        self._added = {str(row["id"]) for row in new}
         for f in self.config.followers:
             profile = {**f.profile, "guards": {"unfollow": f.unfollow}}
             row = stored.get(f.id, {})
@@ -348,12 +350,14 @@ class Copier:
         if isinstance(item, SourceEvent):
             self.check_stops()
             self.on_event(item)
-        elif isinstance(item, LeadState):
+        elif isinstance(item, LeadState) and not self.ready.is_set():
+            # the first state of this run: on a first start every follower is new to the
+            # lead's positions; on a restart only the followers added now are
             if item.initial:
                 self._first_cursor(item)
-                self.copy_existing(item)
-                self.ready.set()
-                self._emit("ready", {"lead": self.config.lead.address, "equity": item.equity})
+            self.copy_existing(item, None if item.initial else self._added)
+            self.ready.set()
+            self._emit("ready", {"lead": self.config.lead.address, "equity": item.equity})
         elif isinstance(item, SourceGap):
             self.stats.gaps += 1
             log.error("lead source gap (%s): %s", item.reason, item.message)
@@ -498,13 +502,18 @@ class Copier:
 
     # ------------------------------------------------------------------ existing positions
 
-    def copy_existing(self, state: LeadState) -> int:
+    def copy_existing(self, state: LeadState, only: set[str] | None = None) -> int:
         """Copy the lead's existing positions for the followers that ask; returns how many.
 
         Sized as opens at the current price, one event per (follower, symbol), so that each is
-        copied once, whatever the restarts.
+        copied once, whatever the restarts. ``only`` limits it to those followers (on a
+        restart, the ones just added: the others already follow the lead's later fills).
         """
-        wanting = [f.id for f in self.config.followers if f.copy_existing_positions]
+        wanting = [
+            f.id
+            for f in self.config.followers
+            if f.copy_existing_positions and (only is None or f.id in only)
+        ]
         done = 0
         for symbol, qty in sorted(state.positions.items()):
             price = state.prices.get(symbol)
