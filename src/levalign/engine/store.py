@@ -716,6 +716,7 @@ class Store:
         accept: Callable[[Candidate], bool] | None = None,
         scan: int | None = None,
         now: int | None = None,
+        lead_id: int | None = None,
     ) -> list[OrderRequest]:
         """Move up to ``limit`` pending orders to ``sent`` and return them to be sent.
 
@@ -743,6 +744,9 @@ class Store:
             How many candidates to read (default ``4 * limit``).
         now
             The claim time, epoch ms (default: the wall clock).
+        lead_id
+            Claim only orders of this lead's followers (a dispatcher per lead, or per shard
+            of followers in its own process); None claims from every lead.
         """
         if limit <= 0:
             return []
@@ -761,6 +765,8 @@ class Store:
                 .limit(scan or 4 * limit)
                 .with_for_update(skip_locked=True, of=Order)
             )
+            if lead_id is not None:
+                query = query.where(Follower.lead_id == lead_id)
             chosen: list[str] = []
             for cid, priority, reduce_only, address in conn.execute(query):
                 if len(chosen) >= limit:
@@ -999,20 +1005,27 @@ class Store:
             )
         return None if row is None else dict(row)
 
-    def backlog(self, *, now: int | None = None) -> Backlog:
-        """Counts of orders waiting or in flight, and the oldest pending order's age."""
+    def backlog(self, *, now: int | None = None, lead_id: int | None = None) -> Backlog:
+        """Counts of orders waiting or in flight, and the oldest pending order's age.
+
+        ``lead_id`` counts only that lead's followers' orders.
+        """
         stamp = now_ms() if now is None else now
+        counting = select(Order.state, Order.reduce_only, func.count()).where(
+            Order.state.in_(("pending", "sent", "unknown", "acknowledged"))
+        )
+        oldest_query = select(func.min(Order.created_ms)).where(Order.state == "pending")
+        if lead_id is not None:
+            mine = Order.follower_id.in_(select(Follower.id).where(Follower.lead_id == lead_id))
+            counting = counting.where(mine)
+            oldest_query = oldest_query.where(mine)
         with self._read("reading the backlog") as conn:
             counts: dict[tuple[str, bool], int] = {}
             for state, reducing, n in conn.execute(
-                select(Order.state, Order.reduce_only, func.count())
-                .where(Order.state.in_(("pending", "sent", "unknown", "acknowledged")))
-                .group_by(Order.state, Order.reduce_only)
+                counting.group_by(Order.state, Order.reduce_only)
             ):
                 counts[(str(state), bool(reducing))] = int(n)
-            oldest = conn.execute(
-                select(func.min(Order.created_ms)).where(Order.state == "pending")
-            ).scalar_one_or_none()
+            oldest = conn.execute(oldest_query).scalar_one_or_none()
 
         def total(state: str) -> int:
             return counts.get((state, True), 0) + counts.get((state, False), 0)
