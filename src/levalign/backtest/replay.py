@@ -123,6 +123,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from levalign import _normalize_kernel as nk
+from levalign._columns import columns_of
 from levalign._progress import progress_bar
 from levalign.backtest.strategies import FundingRates, load_funding
 from levalign.engine.decide import CopyRules, decide
@@ -139,7 +140,6 @@ from levalign.normalize import (
     Cohort,
     NormalizeResult,
     Reason,
-    _columns_of,
     allocate_result,
     prepare_event,
 )
@@ -147,7 +147,7 @@ from levalign.risk.first_passage import touch_probability
 from levalign.risk.ohlc import OHLC, load_ohlc, ohlc_from_arrays
 from levalign.risk.volatility import close_to_close
 from levalign.samples import sample_cohort
-from levalign.schemas import LeadEvent
+from levalign.schemas import FollowerProfile, LeadEvent
 from levalign.sources.replay import LeadHistory, format_timestamp, load_lead_history
 from levalign.venues import _paper_kernels as vk
 from levalign.venues.paper import DEFAULT_SLIPPAGE, ExecutionReport, PaperVenue, SlippageModel
@@ -640,7 +640,7 @@ def _on_grid(ohlc: OHLC, gaps: Literal["error", "ffill"]) -> tuple[OHLC, int]:
 
 def _followers_of(followers: Any) -> tuple[dict[str, Any], NDArray[np.str_]]:
     """The cohort's columns without ``group``, and each row's group label (default: mode)."""
-    columns = _columns_of(followers)
+    columns = columns_of(followers, FollowerProfile)
     group_raw = columns.pop("group", None)
     if "position" in columns:
         pos = np.asarray(columns["position"], dtype=object)
