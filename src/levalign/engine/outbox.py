@@ -167,15 +167,21 @@ def decimal_amount(value: float, step: float) -> str:
             field="amount",
             value=value,
         )
-    if not (math.isfinite(step) and step > 0):
-        raise InvalidInput(
-            f"amount step must be positive, got {step}", field="amount_step", value=step
-        )
     return _grid_text(value, step, _decimals(step))
 
 
 def _decimals(step: float) -> int:
-    """Digits after the point in the shortest decimal form of ``step`` (0.001 -> 3)."""
+    """Digits after the point in the shortest decimal form of ``step`` (0.001 -> 3).
+
+    Raises
+    ------
+    InvalidInput
+        ``step`` is not a positive number.
+    """
+    if not (math.isfinite(step) and step > 0):
+        raise InvalidInput(
+            f"amount step must be positive, got {step}", field="amount_step", value=step
+        )
     exponent = Decimal(repr(step)).normalize().as_tuple().exponent
     return max(-exponent, 0) if isinstance(exponent, int) else 0
 
@@ -219,12 +225,6 @@ def intents_from_result(
     leverage = cols["leverage"].tolist()
     collateral = cols["collateral"].tolist()
     symbol = result.symbol
-    if not (math.isfinite(amount_step) and amount_step > 0):
-        raise InvalidInput(
-            f"amount step must be positive, got {amount_step}",
-            field="amount_step",
-            value=amount_step,
-        )
     decimals = _decimals(amount_step)
     out: list[OrderIntent] = []
     for i, s in enumerate(side):
