@@ -1066,3 +1066,12 @@ def test_update_by_rows_or_mask_and_refusals_write_nothing():
         with pytest.raises(InvalidInput, match=message):
             cohort.update(**kwargs)
     np.testing.assert_array_equal(cohort.float_matrix, before)
+
+
+def test_markets_may_be_an_exchange_name():
+    by_name = normalize(event(), [{"id": "a", "equity": 1_000.0}], "binance")
+    loaded = normalize(event(), [{"id": "a", "equity": 1_000.0}], load_markets("binance"))
+    assert by_name.orders() == loaded.orders()
+    with pytest.raises(InvalidInput, match="got a dict") as info:
+        normalize(event(), [{"id": "a", "equity": 1_000.0}], {"binance": 1})  # type: ignore[arg-type]
+    assert info.value.field == "markets"

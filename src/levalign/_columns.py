@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel
 
 from levalign.errors import InvalidInput
-from levalign.schemas import parse
+from levalign.schemas import parse, unknown_key_message
 
 __all__ = [
     "check_columns",
@@ -48,7 +48,7 @@ def check_columns(columns: Mapping[str, Any], known: Sequence[str]) -> None:
     unknown = sorted(set(columns) - set(known))
     if unknown:
         raise InvalidInput(
-            f"unknown follower column(s) {', '.join(unknown)}; known: {', '.join(known)}",
+            unknown_key_message(unknown[0], list(known), noun="follower column"),
             field=f"followers.{unknown[0]}",
         )
 
@@ -296,14 +296,16 @@ def checked_ids(values: Any) -> NDArray[Any]:
     if not unique:
         first: dict[Any, int] = {}
         for i, v in enumerate(ids.tolist()):
-            if v in first:
+            # 1 and "1" print alike in every output: one follower twice
+            key = v if np.issubdtype(ids.dtype, np.number) else str(v)
+            if key in first:
                 raise InvalidInput(
-                    f"follower id {v!r} is given twice (rows {first[v]} and {i}); ids must be "
+                    f"follower id {v!r} is given twice (rows {first[key]} and {i}); ids must be "
                     "unique",
                     field=f"followers[{i}].id",
                     value=v,
                 )
-            first[v] = i
+            first[key] = i
     return ids
 
 
