@@ -78,7 +78,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Protocol
@@ -255,6 +255,17 @@ class SourceCursor:
         start = max(self.start, max(t for t, _ in held) - window_ms)
         return SourceCursor(start, frozenset(f for f in held if f[0] >= start))
 
+    @classmethod
+    def resume(cls, time_ms: int, tid: int, window_ms: int = 10_000) -> SourceCursor:
+        """A cursor rebuilt from the newest fill only (a store that keeps ``(time, tid)``).
+
+        It starts ``window_ms`` before that fill and holds only it, so the fills of the window
+        come again: every one not yet processed is found, and those already processed come
+        back as events with the same ``event_id``, which the store must ignore (it does:
+        an event is recorded once). The exact cursor is :meth:`to_text`'s.
+        """
+        return cls(time_ms - window_ms, frozenset({(time_ms, tid)}))
+
     def to_text(self) -> str:
         """JSON text, stable (fills sorted)."""
         data = {"start": self.start, "fills": sorted(self.fills)}
@@ -306,7 +317,11 @@ def _chain(batch: Sequence[Fill], coin: str, start: Decimal | None) -> list[Fill
     if len(rest) == 1:
         return rest
     out: list[Fill] = []
-    here = start if start is not None else rest[0].start_position
+    if start is None:  # the chain's root: the fill that starts where no other one ends
+        ends = {f.end_position for f in rest}
+        here = next((f for f in rest if f.start_position not in ends), rest[0]).start_position
+    else:
+        here = start
     while rest:
         nxt = next((f for f in rest if f.start_position == here), rest[0])
         rest.remove(nxt)
@@ -315,13 +330,21 @@ def _chain(batch: Sequence[Fill], coin: str, start: Decimal | None) -> list[Fill
     return out
 
 
-def group_fills(fills: Sequence[Fill]) -> list[list[Fill]]:
-    """Runs of consecutive fills with the same coin, ``oid`` and time: one lead event each."""
+def group_fills(fills: Sequence[Fill], apart: Container[int] = frozenset()) -> list[list[Fill]]:
+    """Runs of consecutive fills with the same coin, ``oid`` and time: one lead event each.
+
+    Fills whose ``tid`` is in ``apart`` never share a run with fills whose ``tid`` is not.
+    """
     groups: list[list[Fill]] = []
     for f in fills:
         if groups:
             last = groups[-1][-1]
-            if (last.coin, last.oid, last.time) == (f.coin, f.oid, f.time):
+            if (last.coin, last.oid, last.time, last.tid in apart) == (
+                f.coin,
+                f.oid,
+                f.time,
+                f.tid in apart,
+            ):
                 groups[-1].append(f)
                 continue
         groups.append([f])
@@ -858,10 +881,15 @@ class HyperliquidSource:
         while len(self._seen) > self._seen_max:
             self._seen.popitem(last=False)
 
-    def _fresh(self, fills: Iterable[Fill], origin: str) -> list[Fill]:
-        """The fills not processed yet; see the module docstring, "De-duplication"."""
+    def _fresh(self, fills: Iterable[Fill], origin: str) -> tuple[list[Fill], list[Fill]]:
+        """The fills not processed yet, and those of the cursor's window fetched again.
+
+        See the module docstring, "De-duplication". The second list (fills a backfill or a
+        snapshot brings again, processed before a restart) only moves the tracked positions.
+        """
         cursor = self.cursor
         out: list[Fill] = []
+        again: list[Fill] = []
         batch: set[int] = set()
         for f in fills:
             if f.tid in self._seen or f.tid in batch:
@@ -871,6 +899,9 @@ class HyperliquidSource:
                 if origin != "stream" or f.tid in cursor.tids or f.time < self._floor:
                     self.metrics.duplicates += 1
                     self._remember(f.tid)
+                    if origin != "stream" and f.time >= cursor.start:
+                        batch.add(f.tid)
+                        again.append(f)
                     continue
                 self.metrics.late_fills += 1
                 log.warning(
@@ -881,7 +912,15 @@ class HyperliquidSource:
                 )
             batch.add(f.tid)
             out.append(f)
-        return out
+        return out, again
+
+    def _ordered(self, fills: Sequence[Fill], origin: str) -> tuple[list[Fill], frozenset[int]]:
+        """New and re-fetched fills in processing order, and the trade ids of the latter."""
+        fresh, again = self._fresh(fills, origin)
+        taken = {id(f) for f in fresh} | {id(f) for f in again}
+        arrived = [f for f in fills if id(f) in taken]  # arrival order, for ties
+        ordered = self._past_boundary(order_fills(arrived, self._book.positions))
+        return ordered, frozenset(f.tid for f in again)
 
     def _past_boundary(self, fills: list[Fill]) -> list[Fill]:
         """Drop the fills of the first start's millisecond that its state already holds."""
@@ -916,18 +955,22 @@ class HyperliquidSource:
     ) -> AsyncIterator[SourceItem]:
         while self._pending_gaps:
             yield self._gap(self._pending_gaps.pop(0))
-        fresh = self._past_boundary(order_fills(self._fresh(fills, origin), self._book.positions))
-        if not fresh:
+        ordered, again = self._ordered(fills, origin)
+        if not ordered:
             return
-        if origin == "stream" and self._breaks_chain(fresh):
+        if origin == "stream" and self._breaks_chain(ordered):
             log.warning("source %s: position chain broken; backfilling", self.address)
             backfilled, gaps = await self._backfill(http)
             for gap in gaps:
                 yield self._gap(gap)
-            fresh = order_fills(self._fresh([*backfilled, *fills], origin), self._book.positions)
+            ordered, again = self._ordered([*backfilled, *fills], "backfill")
             origin = "backfill"
-        for group in group_fills(fresh):
+        for group in group_fills(ordered, again):
             head = group[0]
+            if head.tid in again:  # processed before a restart: it only moves the positions
+                if head.is_perp:
+                    self._book.positions[head.coin] = group[-1].end_position
+                continue
             if head.is_perp:
                 known = self._book.positions.get(head.coin)
                 if known is not None and known != head.start_position:
