@@ -638,6 +638,10 @@ class HyperliquidVenue:
                 price = format_price(order.price_limit, decimals, "down" if is_buy else "up")
         except InvalidInput as exc:
             raise Rejected(exc.message, field=exc.field, value=exc.value) from None
+        if size != Decimal(order.amount):
+            log.warning(
+                "order %s: amount %s rounded down to %s (szDecimals)", cid, order.amount, size
+            )
         client, lock = self._client(order.account, order.credentials_ref)
         self._wait(exchange_weight(1))
         log.info(
