@@ -58,9 +58,9 @@ def _followers() -> list[dict[str, Any]]:
 
 def _sized() -> tuple[list[OrderIntent], dict[str, float], float]:
     """The demo cohort's orders for a lead opening 5 BTC, and the residuals that changed."""
-    from levalign.samples import sample_cohort
     from levalign.markets import load_markets
     from levalign.normalize import normalize
+    from levalign.samples import sample_cohort
 
     markets = load_markets("hyperliquid")
     cohort = sample_cohort(FOLLOWERS, seed=7)
