@@ -557,6 +557,7 @@ class HyperliquidSource:
         if self.cursor is None and self._cursor_store is not None:
             text = self._cursor_store.load()
             self.cursor = SourceCursor.from_text(text) if text else None
+        self.symbol("BTC")  # the market table, loaded now rather than on the first event
         attempt = 0
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as http:
