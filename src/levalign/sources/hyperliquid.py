@@ -32,10 +32,13 @@ Backfill
     millisecond cannot be paged past: a ``page_overflow`` gap.
 
 De-duplication and order
-    A fill already processed (by the cursor) or seen recently (by ``tid``) is dropped, so
-    duplicated messages, the snapshot's overlap with the backfill, and a delayed message are
-    harmless. Fills are processed in time order; within one millisecond of one coin, in the
-    order in which each fill's ``startPosition`` continues the previous fill's position.
+    A fill already processed (by the cursor) or seen recently (by ``tid``) is not an event
+    again, so duplicated messages, the snapshot's overlap with the backfill, and a delayed
+    message are harmless; the processed fills of the cursor's window that a backfill brings
+    again only move the tracked positions. Fills are processed in time order; within one
+    millisecond of one coin, in the order in which each fill's ``startPosition`` continues
+    the previous fill's position (from the tracked position, or else from the fill that
+    starts where no other one ends).
 
 Grouping rule (one lead event per lead order and arrival)
     The fills of one batch (one websocket message; or the snapshot, the backfill and the
@@ -43,7 +46,8 @@ Grouping rule (one lead event per lead order and arrival)
     above; then each run of consecutive fills with the same ``coin``, ``oid`` and ``time``
     becomes one lead event. An order that crosses several resting orders in one block, or a
     resting order hit by several takers in one block, is one event; the fills of one order in
-    different blocks (different times) are separate events.
+    different blocks (different times) are separate events; two orders interleaved in one
+    block stay separate runs, so that every event's positions are exact.
 
 Event fields
     ``symbol``: levalign's market symbol for the coin (``BTC`` -> ``BTC/USDC:USDC``; the
@@ -65,9 +69,16 @@ Heartbeat and reconnects
     ``{"method": "ping"}`` every ``ping_interval`` seconds (Hyperliquid closes a connection
     that has sent nothing for 60 s); no message at all (a pong included) for ``stale_timeout``
     seconds means the connection is dead: it is closed and reopened. Reconnects wait with
-    exponential backoff and full jitter (:class:`levalign.sources.base.Backoff`). REST calls
-    that meet a 429, a 5xx or a network error are retried with the same backoff, up to
+    exponential backoff and full jitter (:class:`levalign.sources.base.Backoff`), reset by a
+    connection that lived a minute; a source that never connected gives up after
+    :data:`FIRST_CONNECT_ATTEMPTS` attempts (``ConfigurationError`` naming ``base_url``). REST
+    calls that meet a 429, a 5xx or a network error are retried with the same backoff, up to
     ``rest_retries`` times, before the connection is restarted.
+
+Gaps
+    Never silent: logged at ERROR, counted in :attr:`HyperliquidSource.metrics` and yielded as
+    :class:`~levalign.sources.base.SourceGap` (``history_truncated``, ``page_overflow``,
+    ``position_mismatch``, ``malformed_fill``, ``equity_not_positive``).
 """
 
 from __future__ import annotations
