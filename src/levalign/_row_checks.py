@@ -30,6 +30,10 @@ Mask = NDArray[np.bool_]
 def check_ids(ids: Any, *, field: str = "followers") -> None:
     """Refuse follower ids that are missing (null or NaN), empty or repeated.
 
+    Integer ids are checked in numpy; text ids in one pass over a set of them (no pyarrow
+    conversion, which would import pandas). Ids of mixed types compare as text: ``1`` and
+    ``"1"`` print alike in every output, so they are one id.
+
     Parameters
     ----------
     ids
@@ -42,55 +46,68 @@ def check_ids(ids: Any, *, field: str = "followers") -> None:
     InvalidInput
         Naming the first bad row and the fix.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    values = np.asarray(ids) if not isinstance(ids, pa.Array | pa.ChunkedArray) else ids
-    try:
-        arr = pa.array(values, from_pandas=True)  # NaN is null
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        arr = pa.array([_id_text(v) for v in values])  # ids of mixed types: compare as text
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if len(arr) == 0:
+    arr = np.asarray(ids.to_pylist() if hasattr(ids, "to_pylist") else ids)
+    if arr.size == 0:
         return
-    if arr.null_count:
-        i = int(pc.index(pc.is_null(arr), True).as_py())
+    if arr.dtype.kind in "iubf":
+        nan = np.isnan(arr) if arr.dtype.kind == "f" else np.zeros(arr.size, dtype=np.bool_)
+        if nan.any():
+            _raise_missing(int(np.argmax(nan)), field)
+        if np.unique(arr).size < arr.size:
+            _raise_repeated(arr.tolist(), field)
+        return
+    _check_object_ids(arr.tolist(), field)
+
+
+def _check_object_ids(values: list[Any], field: str) -> None:
+    """:func:`check_ids` for ids held as Python objects (text, mixed types, None)."""
+    unique = set(values)
+    kinds = {type(v) for v in unique}
+    if kinds - {str, int, float}:
+        for i, v in enumerate(values):
+            if v is None:
+                _raise_missing(i, field)
+        bad = next(v for v in values if not isinstance(v, str | int | float))
         raise InvalidInput(
-            f"{field}[{i}].id is missing (null or NaN): give every follower a unique id",
-            field=f"{field}[{i}].id",
-        )
-    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(arr)), 0)
-        if pc.any(blank).as_py():
-            i = int(pc.index(blank, True).as_py())
-            raise InvalidInput(
-                f"{field}[{i}].id is empty: give every follower a unique, non-blank id",
-                field=f"{field}[{i}].id",
-                value=arr[i].as_py(),
-            )
-    elif not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
-        raise InvalidInput(
-            f"{field} ids must be text or whole numbers, got {arr.type}",
+            f"{field} ids must be text or whole numbers, got {type(bad).__name__} {bad!r}",
             field=f"{field}.id",
         )
-    if pc.count_distinct(arr).as_py() < len(arr):
-        seen: dict[Any, int] = {}
-        for i, v in enumerate(arr.to_pylist()):
-            if v in seen:
-                raise InvalidInput(
-                    f"{field}[{i}].id {v!r} repeats {field}[{seen[v]}].id: each follower "
-                    "needs its own id (merge the rows or rename one)",
-                    field=f"{field}[{i}].id",
-                    value=v,
-                )
-            seen[v] = i
+    if float in kinds and any(math.isnan(v) for v in unique if type(v) is float):
+        _raise_missing(
+            next(i for i, v in enumerate(values) if type(v) is float and math.isnan(v)), field
+        )
+    if str in kinds and any(not v.strip() for v in unique if type(v) is str):
+        i = next(i for i, v in enumerate(values) if type(v) is str and not v.strip())
+        raise InvalidInput(
+            f"{field}[{i}].id is empty: give every follower a unique, non-blank id",
+            field=f"{field}[{i}].id",
+            value=values[i],
+        )
+    if len(kinds) > 1:
+        values = [str(v) for v in values]
+        unique = set(values)
+    if len(unique) < len(values):
+        _raise_repeated(values, field)
 
 
-def _id_text(v: Any) -> str | None:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    return str(v)
+def _raise_missing(i: int, field: str) -> None:
+    raise InvalidInput(
+        f"{field}[{i}].id is missing (null or NaN): give every follower a unique id",
+        field=f"{field}[{i}].id",
+    )
+
+
+def _raise_repeated(values: list[Any], field: str) -> None:
+    seen: dict[Any, int] = {}
+    for i, v in enumerate(values):
+        if v in seen:
+            raise InvalidInput(
+                f"{field}[{i}].id {v!r} repeats {field}[{seen[v]}].id: each follower needs "
+                "its own id (merge the rows or rename one)",
+                field=f"{field}[{i}].id",
+                value=v,
+            )
+        seen[v] = i
 
 
 def _not_finite_positive(x: FloatArray) -> Mask:
