@@ -63,6 +63,7 @@ from levalign.markets import Markets, load_markets
 from levalign.normalize import _CATEGORY_COLUMNS, _FLOAT_COLUMNS, MODES, Cohort
 from levalign.risk.ohlc import OHLC, load_ohlc
 from levalign.samples import data_path, sample_cohort
+from levalign.schemas import unknown_key_message
 from levalign.sources.replay import LeadHistory, load_lead_history
 
 __all__ = [
@@ -770,7 +771,7 @@ def load_grid(grid: Mapping[str, Any], base: Path | None = None) -> SweepGrid:
     unknown = sorted(set(grid) - known)
     if unknown:
         raise InvalidInput(
-            f"unknown grid key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+            unknown_key_message(str(unknown[0]), sorted(known), noun="grid key"),
             field=unknown[0],
         )
     for required in ("leads", "profiles", "modes"):
