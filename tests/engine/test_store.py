@@ -370,3 +370,21 @@ def test_kill_9_mid_write_leaves_whole_events_only(store: Store, store_url: str)
     assert not store.record_event(
         LeadEventRecord("ev0", lead, "fill", {"k": 0}, created_ms=0, symbol="BTC"), []
     )
+
+
+def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    s.upgrade()
+    lead = s.add_lead("hyperliquid", "0xlead")
+    s.add_followers(lead, followers(2))
+    with s.engine.begin() as writer:  # holds the write lock (BEGIN IMMEDIATE)
+        writer.execute(text("UPDATE followers SET equity = 5 WHERE id = 'f0'"))
+        # a reader sees the last commit at once instead of waiting out the busy timeout
+        f0 = s.follower("f0")
+        assert f0 is not None
+        assert f0["equity"] == 1000.0
+        assert s.backlog().sent == 0
+    f0 = s.follower("f0")
+    assert f0 is not None
+    assert f0["equity"] == 5.0
+    s.close()

@@ -652,7 +652,7 @@ def _run_distributed(  # noqa: PLR0913, PLR0917 - the private runner of sweep(),
                         n_workers=n_workers,
                         threads_per_worker=1,
                         processes=processes,
-                        dashboard_address=None,
+                        dashboard_address=":0",  # any free port: never clash with another cluster
                         silence_logs=logging.ERROR,
                     )
                 )

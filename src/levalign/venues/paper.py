@@ -106,7 +106,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from levalign import _derisk_kernel as _dk
+from levalign._codes import DR_ADD_MARGIN
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import MarketSpec
 from levalign.normalize import MARGIN_MODES, Cohort, NormalizeResult, Reason, allocate_result
@@ -420,7 +420,7 @@ class PaperVenue:
             unrealized_start=upnl,
             derisk_distance=floor,
             derisk_restore=np.where(np.isnan(floor), math.nan, np.fmax(floor, buffer)),
-            derisk_add_margin=cohort.codes["derisk"] == _dk.DR_ADD_MARGIN,
+            derisk_add_margin=cohort.codes["derisk"] == DR_ADD_MARGIN,
             derisks=np.zeros(n, dtype=np.int64),
             mark_price=ref,
             clock=None if timestamp is None else _as_ns(timestamp, "timestamp"),

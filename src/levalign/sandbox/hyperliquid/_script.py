@@ -96,7 +96,12 @@ class LeadScript:
         fills: list[Step] = []
         coins: set[str] = set()
         for i in range(len(history)):
-            coin = markets[markets.resolve(str(history.symbol[i]), field=f"rows[{i}].symbol")].id
+            # the lead history's symbols are another venue's (the bundled leads trade Binance's
+            # BTC/USDT:USDT): copied to the Hyperliquid perpetual of the same base asset
+            symbol = markets.resolve(
+                str(history.symbol[i]), field=f"rows[{i}].symbol", from_venue="the lead history"
+            )
+            coin = markets[symbol].id
             coins.add(coin)
             lev = float(history.leverage_setting[i])
             fee = float(history.fee[i])
