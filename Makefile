@@ -12,7 +12,7 @@ RUN := $(UV) run --locked
 	.uv-bootstrap/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 install: $(if $(filter .uv-bootstrap/bin/uv,$(UV)),.uv-bootstrap/bin/uv)
-	$(UV) sync --locked
+	$(UV) sync --locked --all-extras
 
 demo: install
 	$(RUN) levalign demo

@@ -8,7 +8,7 @@ import platform
 import sys
 from pathlib import Path
 
-from bench import align, monte_carlo, normalize_million, replay, venue
+from bench import align, monte_carlo, normalize_million, outbox, replay, startup, venue
 
 
 def _row(label: str, value: str, ratio: str = "") -> None:
@@ -23,6 +23,21 @@ def main() -> None:
         f"numba threads {numba.get_num_threads()}, python {platform.python_version()}",
         flush=True,
     )
+    st = startup.run()
+    results = {"startup": st}
+    print("\nstart-up, fresh process (median of 7 runs)")
+    _row("python -c pass (the baseline)", f"{st['python_median_s'] * 1e3:.0f} ms")
+    for key, label in (
+        ("import", "import levalign"),
+        ("help", "levalign --help"),
+        ("margin", "levalign margin examples/account.json"),
+    ):
+        _row(
+            label,
+            f"{st[f'{key}_median_s'] * 1e3:.0f} ms",
+            f"{st[f'{key}_over_python']:.1f}x python -c pass",
+        )
+
     r = normalize_million.run()
     print(f"\nnormalize one lead event, 1,000,000 followers (median of {r['runs']} runs)")
     _row(
@@ -82,7 +97,7 @@ def main() -> None:
         f"{r['peak_rss_mb']:.0f} MB",
         "target <= 1 GB",
     )
-    results = {"normalize_million": r}
+    results["normalize_million"] = r
 
     a = align.run()
     results["align"] = a
@@ -163,6 +178,27 @@ def main() -> None:
         f"{b['replay_over_bar_walk']:.1f}x the bare bar walk (target <= 10 s)",
     )
     _row("bare bar walk of the same followers", f"{b['bar_walk_median_s']:.2f} s")
+
+    o = outbox.run()
+    results["outbox"] = o
+    print(
+        f"\nlead event -> every follower order durable in the outbox, {o['outbox_followers']:,} "
+        f"followers ({o['outbox_orders']:,} orders, {o['outbox_residuals']:,} residuals, "
+        f"{o['outbox_runs']} events)"
+    )
+    for backend in ("sqlite", "postgresql"):
+        r = o[backend]
+        if r is None:
+            _row(f"{backend}: record_event", "skipped", "server unreachable")
+            continue
+        _row(
+            f"{backend}: record_event p50 / p99",
+            f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms",
+            f"{r['over_baseline']:.1f}x a plain executemany of the rows "
+            f"({r['baseline_ms']:.1f} ms)"
+            + (" (target p99 <= 50 ms)" if backend == "sqlite" else ""),
+        )
+    _row("order intents from the normalize result", f"{o['intents_ms']:.1f} ms")
 
     if len(sys.argv) > 1:
         Path(sys.argv[1]).write_text(json.dumps(results, indent=2), encoding="utf-8")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from importlib import resources
 
-from levalign.demo import BTC_CANDLES
 from levalign.risk.ohlc import OHLC, load_ohlc
+from levalign.samples import BTC_CANDLES
 
 
 def btc_minute_bars(n: int) -> OHLC:

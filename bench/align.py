@@ -22,11 +22,11 @@ from bench._timing import median_seconds
 from levalign.markets import load_markets
 from levalign.risk.monte_carlo import GBM, WEALTH_FLOOR, sample_extremes
 from levalign.risk.optimal import (
-    _leverage_grid,
     evaluate_leverages,
-    evaluate_leverages_reference,
+    leverage_grid,
     optimal_leverage,
 )
+from levalign.testing import evaluate_leverages_reference
 
 PATHS = 100_000
 EXAMPLE = Path(__file__).parents[1] / "examples" / "align.json"
@@ -46,7 +46,7 @@ def run(runs: int = 7) -> dict[str, float]:
     ext = sample_extremes(model, 22_000.0, 7.0, PATHS, 168, 1, 1)
     lo, hi = ext.running_min[-1], ext.running_max[-1]
     gross = np.expm1(ext.terminal[-1])
-    lev = _leverage_grid(125.0, 256)  # the grid optimal_leverage searches
+    lev = leverage_grid(125.0, 256)  # the grid optimal_leverage searches
     barrier = np.log1p(-np.minimum(0.9 / np.maximum(lev, 1e-9), 0.99))
     funding = np.zeros_like(lev)
     tail = math.ceil(0.01 * PATHS)

@@ -1,8 +1,8 @@
 """Monte Carlo liquidation risk: path-steps per second, kernel against a plain numpy loop.
 
-The case (DESIGN §7): GBM (σ = 80%), a 10x isolated long (liquidation 10% below spot), a
-one-day horizon in 100 steps, 1,000,000 paths, liquidation checked at every step with the
-Brownian-bridge term between steps.
+The case (docs/design.md, "Performance targets"): GBM (σ = 80%), a 10x isolated long
+(liquidation 10% below spot), a one-day horizon in 100 steps, 1,000,000 paths, liquidation
+checked at every step with the Brownian-bridge term between steps.
 
 Figures:
 - ``kernel``: :func:`levalign.risk.monte_carlo.simulate_paths`, the per-path outcomes
@@ -31,7 +31,7 @@ import numpy as np
 
 from bench._timing import median_seconds
 from levalign.risk.first_passage import liquidation_probability
-from levalign.risk.monte_carlo import GBM, _pair_se, sample_extremes, simulate, simulate_paths
+from levalign.risk.monte_carlo import GBM, pair_se, sample_extremes, simulate, simulate_paths
 
 PATHS = 1_000_000
 STEPS = 100
@@ -84,7 +84,7 @@ def run(runs: int = 5) -> dict[str, float]:
     exact = liquidation_probability(SPOT, LIQ, SIGMA, HORIZON_DAYS / 365)
     out = simulate_paths(model, SPOT, seed=1, **kwargs)  # compile, and check the figure
     p = float(np.mean(1.0 - out.survival))
-    se = _pair_se(1.0 - out.survival)
+    se = pair_se(1.0 - out.survival)
     if abs(p - exact) > 5 * se:
         raise RuntimeError(f"kernel P(liq) {p} is not the closed form {exact} (se {se})")
     ext = sample_extremes(model, SPOT, HORIZON_DAYS, PATHS, STEPS, seed=1)

@@ -32,7 +32,6 @@ from numpy.typing import NDArray
 from bench._timing import median_seconds
 from levalign import _layout as layout
 from levalign import _normalize_kernel as nk
-from levalign.demo import sample_cohort
 from levalign.markets import load_markets
 from levalign.normalize import (
     Cohort,
@@ -43,6 +42,7 @@ from levalign.normalize import (
     prepare_event,
     run_kernel,
 )
+from levalign.samples import sample_cohort
 from levalign.schemas import LeadEvent
 
 N = 1_000_000
@@ -138,7 +138,7 @@ def _with_risk_limits(table: dict[str, Any], seed: int) -> dict[str, Any]:
 
 _ONE_RUN = """
 import resource
-from levalign.demo import sample_cohort
+from levalign.samples import sample_cohort
 from levalign.markets import load_markets
 from levalign.normalize import Cohort, normalize
 markets = load_markets("binance")

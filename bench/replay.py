@@ -1,4 +1,4 @@
-"""The backtest replay: 30,000 one-minute bars for 10,000 followers (issue 4 §6, target <= 10 s).
+"""The backtest replay: 30,000 one-minute bars for 10,000 followers (target <= 10 s).
 
 The lead is the bundled ``btc_trend_15x`` (58 events: opens, flips, increases, de-risking
 cuts) on the bundled BTC one-minute bars from 2023-03-01, cut to 30,000 bars (to 2023-03-21
@@ -25,13 +25,13 @@ import numpy as np
 
 from bench._data import btc_minute_bars
 from bench._timing import median_seconds
-from levalign.backtest.leads import load_lead_history
 from levalign.backtest.replay import backtest, naive_cohort
 from levalign.backtest.strategies import sample_leads
-from levalign.backtest.venue import PaperVenue, SlippageModel
 from levalign.markets import load_markets
 from levalign.normalize import normalize
 from levalign.risk.ohlc import OHLC
+from levalign.sources.replay import load_lead_history
+from levalign.venues.paper import PaperVenue, SlippageModel
 
 FOLLOWERS = 10_000
 BARS = 30_000

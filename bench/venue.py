@@ -24,13 +24,13 @@ import numpy as np
 
 from bench._data import btc_minute_bars
 from bench._timing import median_seconds
-from levalign.backtest import _venue_kernels as vk
-from levalign.backtest.venue import PaperVenue, SlippageModel
-from levalign.demo import sample_cohort
+from levalign import testing
 from levalign.markets import load_markets
 from levalign.normalize import MODES, normalize
 from levalign.risk.ohlc import OHLC
+from levalign.samples import sample_cohort
 from levalign.schemas import LeadEvent
+from levalign.venues.paper import PaperVenue, SlippageModel
 
 FOLLOWERS = 10_000
 BARS = 30_000
@@ -108,7 +108,7 @@ def run(runs: int = 5) -> dict[str, float]:
 
     def numpy_loop() -> None:
         # a fresh copy of the state per run (10,000 rows: negligible next to the walk)
-        vk.advance_reference(
+        testing.advance_reference(
             high, low, close, venue.market.contract_size, _state(venue), no_group, no_group, 0, 0
         )
 

@@ -3,13 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from levalign.demo import (
-    DEMO_COHORT_SEED,
-    DEMO_COHORT_SIZE,
-    load_demo_cohort,
-    run_scenario,
-    sample_cohort,
-)
+from levalign.demo import run_scenario
+from levalign.samples import DEMO_COHORT_SEED, DEMO_COHORT_SIZE, load_demo_cohort, sample_cohort
 
 
 def test_bundled_cohort_is_the_documented_generator_output():

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from levalign.backtest.venue import PaperVenue, SlippageModel
 from levalign.errors import InvalidInput
 from levalign.margin import margin_report
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.normalize import Reason, derisk, normalize
+from levalign.venues.paper import PaperVenue, SlippageModel
 
 SYMBOL = "BTC/USDT:USDT"
 SPEC: MarketSpec = dataclasses.replace(

@@ -12,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from levalign import _normalize_kernel as nk
-from levalign.demo import sample_cohort
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import Markets, MarketSpec, TierTable, load_markets
 from levalign.normalize import (
@@ -33,6 +32,7 @@ from levalign.normalize import (
 )
 from levalign.risk.curve import LiquidationCurve
 from levalign.risk.first_passage import liquidation_probability
+from levalign.samples import sample_cohort
 from levalign.schemas import LeadEvent
 from levalign.testing import reference_normalize_one
 

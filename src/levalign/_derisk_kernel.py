@@ -1,4 +1,6 @@
-r"""De-risking: the normalization pipeline triggered by price instead of a lead fill (DESIGN §4).
+r"""De-risking: the normalization pipeline triggered by price instead of a lead fill.
+
+See docs/design.md, "Normalization".
 
 A follower whose liquidation distance at price :math:`p` has fallen below its hard floor
 ``derisk_distance`` :math:`f` is brought back to the restore distance

@@ -52,7 +52,8 @@ def liquidation_price_one_leg(
     """Liquidation price of one position whose margin balance is ``balance`` at ``ref_price``.
 
     Solves ``balance + PnL(x) = MM(x)`` tier by tier and keeps the root whose notional lies in
-    the tier used, which is DESIGN §3's "recompute with that tier" done exhaustively. With
+    the tier used, which is the "recompute with that tier" rule (docs/design.md, "Markets and
+    margin") done exhaustively. With
     ``c = s·Q`` (linear) or ``c = −s·Q`` (inverse), ``r`` the reference in the margin variable:
 
     ``v_k = (balance + cum_k − c·r) / (Q·mmr_k − c)``
@@ -125,7 +126,7 @@ def _no_root(
     """No root: safe at every price (NaN), or below maintenance at every price (``ref_price``).
 
     A separate, never-inlined function: this path is rare, and keeping it out of the caller
-    keeps the hot per-row code small (measured: 13% faster normalization kernel).
+    keeps the hot per-row code small, which makes the normalization kernel faster.
     """
     k = tier_index(cap, qty * r)
     if balance < qty * r * mmr[k] - cum[k]:

@@ -1,4 +1,6 @@
-"""The cohort kernel: one lead event, every follower, the whole DESIGN §4 pipeline.
+"""The cohort kernel: one lead event, every follower, the whole normalization pipeline.
+
+The pipeline is that of docs/design.md, "Normalization".
 
 Pure function over column arrays (numba, parallel over followers). Expected outcomes are reason
 bits, never exceptions. The event arrives pre-digested by :mod:`levalign.normalize` as a
@@ -447,10 +449,9 @@ def _event_constants(
     fields, largest tier quantity, first tier)``. Amounts leave as whole decimal units over
     ``10^decimals``: an exact integer over an exact power of ten is the correctly rounded
     decimal, with no per-row ``round(x, ndigits)``. Every other division by a per-event
-    constant is a product with its reciprocal: divisions are the vectorized pass's bottleneck
-    (measured: 1.5 ms of 19 for a million followers). With the usual contract size of 1 the
-    products are exact; otherwise they may differ from the quotients by one ulp, and lot
-    counting tolerates a billionth of a lot.
+    constant is a product with its reciprocal: divisions are the vectorized pass's bottleneck.
+    With the usual contract size of 1 the products are exact; otherwise they may differ from
+    the quotients by one ulp, and lot counting tolerates a billionth of a lot.
     """
     p = ev[E_PRICE]
     inv_p = 1.0 / p  # one division per event instead of several per follower
@@ -559,7 +560,7 @@ def _mode_quantity(
     max_leverage: float,
     sizing_ev: SizingEvent,
 ) -> float:
-    """Base quantity the sizing mode asks to add to ``held`` (DESIGN §4).
+    """Base quantity the sizing mode asks to add to ``held`` (docs/design.md, "Normalization").
 
     NaN when a parameter the mode needs is missing. ``sigma`` and ``expected_return`` are the
     follower's own or the event's.
@@ -592,7 +593,7 @@ def _mode_quantity(
 
 # Compiled without numba's reference-counting runtime: it allocates nothing, and with the
 # runtime every row increments and decrements the count of the arrays it passes to the solvers
-# (measured: 1.8x slower than without). numba refuses to compile an allocation here, and in a
+# (markedly slower than without). numba refuses to compile an allocation here, and in a
 # callee it compiles for this function first (today's callees allocate nothing). numba's type
 # stubs do not list the ``_nrt`` option.
 # The error model is set, not inherited: a callee without one takes its first caller's, so
@@ -831,7 +832,8 @@ def generic_rows(
                 else:
                     target = cur + d
                     upnl0 = s * cur * (p - ep0) if cur > 0.0 else 0.0
-                    # -- constraints in DESIGN order; each flags when it binds
+                    # -- constraints in the order of docs/design.md, "Normalization";
+                    # each flags when it binds
                     cap_pos = cf[F_MAX_POSITION_LEVERAGE, i] * eq * inv_p
                     cap_acct = (cf[F_MAX_LEVERAGE, i] * eq - cf[F_OTHER_NOTIONAL, i]) * inv_p
                     # a cap at or above the target binds nowhere: most rows skip all three (and
@@ -1050,7 +1052,7 @@ def _required_distances(
     """``out[i - start]``: the buffer row ``i``'s probability limit needs (NaN: no limit).
 
     Called once per block, and only when there is a curve: run over every row without one,
-    the scan cost about a fifth of the vectorized pass (measured: 17.0 against 13.7 ms).
+    the scan costs about a fifth of the vectorized pass.
     """
     for i in range(np.uint64(start), np.uint64(stop)):
         alpha = cf[F_MAX_LIQ_PROBABILITY, i]
@@ -1280,7 +1282,8 @@ def _open_kernel(
             reasons = np.uint32(0)
             target = cur + d
             upnl0 = s * cur * (p - ep0) if cur > 0.0 else 0.0
-            # -- constraints in DESIGN order, each applied by a select
+            # -- constraints in the order of docs/design.md, "Normalization", each applied
+            # by a select
             target, reasons = _bind(
                 target, max_pos_lev * eq * inv_p, cur, R_POSITION_LEVERAGE, reasons
             )

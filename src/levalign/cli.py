@@ -311,7 +311,7 @@ def simulate(
             "funding_rate": spec.funding_rate,
         }
         # one run gives the summary and, for the plot, the paths behind it
-        result, outcomes = mc._simulate(
+        result, outcomes = mc.simulate_outcomes(
             model,
             spec.spot,
             var_level=spec.var_level,
@@ -383,7 +383,7 @@ def align(
 
 
 @app.command()
-def backtest(
+def backtest(  # noqa: PLR0913, PLR0917 - one parameter per command-line option (Typer)
     lead_file: Annotated[
         Path,
         typer.Argument(
@@ -558,6 +558,58 @@ def _check_table_suffix(path: Path) -> str:
             f"--out must end in .parquet, .csv or .json, got {path.name!r}", field="out"
         )
     return suffix
+
+
+sandbox_app = typer.Typer(no_args_is_help=True, help="Local exchange sandboxes (docs/sandbox.md).")
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("hyperliquid")
+def sandbox_hyperliquid(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8080,
+    lead: Annotated[Path | None, typer.Option(help="Lead-history file to play.")] = None,
+    speed: Annotated[
+        str, typer.Option(help="Script speed: 60 = 60x real time, max, 0 = on request.")
+    ] = "60",
+    fund: Annotated[list[str] | None, typer.Option(help="ADDRESS=USDC to fund (repeat).")] = None,
+) -> None:
+    """Serve a local Hyperliquid (REST /info, /exchange, websocket /ws) until Ctrl-C."""
+    try:
+        from levalign.sandbox.hyperliquid._cli import run  # checks the live extra first
+
+        run(port=port, lead=lead, speed=speed, fund=fund or [])
+    except LevalignError as err:
+        raise _fail(err) from None
+
+
+db_app = typer.Typer(no_args_is_help=True, help="The live copier's store: levalign db upgrade.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    url: Annotated[
+        str | None,
+        typer.Option(help="sqlite:///PATH (default sqlite:///levalign.db) or postgresql://..."),
+    ] = None,
+) -> None:
+    """Create the store's tables, or migrate them to the latest schema."""
+    try:
+        from levalign.engine.store import Store
+    except ImportError as err:
+        raise _fail(
+            ConfigurationError(
+                f"the store needs the live extra ({err.name} is missing): "
+                "pip install 'levalign[live]'",
+                field="extras",
+            )
+        ) from None
+    try:
+        with Store(url) as store:
+            store.upgrade()
+    except LevalignError as err:
+        raise _fail(err) from None
+    _print_json({"store": store.safe_url, "schema": "up to date"})
 
 
 def main() -> None:

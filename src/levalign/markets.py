@@ -290,7 +290,10 @@ class MarketSpec:
         return qty if self.linear else qty / price
 
     def notional(self, contracts: float, price: float) -> float:
-        """Notional in the settle currency: quote for linear, coin for inverse (DESIGN §3)."""
+        """Notional in the settle currency: quote for linear, coin for inverse.
+
+        See docs/design.md, "Markets and margin".
+        """
         qty = contracts * self.contract_size
         return qty * price if self.linear else qty / price
 

@@ -1,4 +1,6 @@
-r"""Leverage normalization: size one lead event for a whole cohort of followers (DESIGN §4).
+r"""Leverage normalization: size one lead event for a whole cohort of followers.
+
+The semantics are those of docs/design.md, "Normalization".
 
 The cohort is a table with one row per follower (pyarrow, pandas, polars, a dict of columns,
 or a list of JSON rows). :func:`normalize` digests the event once, then runs one numba kernel
@@ -557,7 +559,7 @@ RESULT_COLUMNS = layout.RESULT_COLUMNS
 
 @dataclass(frozen=True, eq=False)
 class NormalizeResult:
-    """Columnar result: one row per follower (DESIGN §4 field names).
+    """Columnar result: one row per follower (field names: docs/design.md, "Normalization").
 
     ``side`` is +1 buy / −1 sell / 0 no order; ``amount`` is in contracts, whole lots except a
     close, which is the follower's exact position. ``close_amount`` is the reduce-only part of
@@ -686,7 +688,7 @@ def normalize(
         ``out`` first (its arrays and its ``to_arrow()`` / ``to_pandas()`` tables share the
         memory). A live engine sizing event after event for one cohort saves the fresh
         columns' cost: about 100 MB for a million followers, which the operating system zeroes
-        page by page (11–18 ms of a 30–37 ms call in the README's benchmark runs).
+        page by page (a large part of the call; README, "Benchmarks").
 
     Returns
     -------
@@ -956,7 +958,6 @@ def run_kernel(
         nk.generic_kernel(*args)
 
 
-# Smaller cohorts run the generic kernel alone: it sizes 50,000 followers in a few
-# milliseconds, and open_kernel would add its one-off compilation (about 17 s on a cold numba
-# cache) to a first run, the demo's included
+# Smaller cohorts run the generic kernel alone: it sizes them quickly, and open_kernel would
+# add its one-off compilation (long on a cold numba cache) to a first run, the demo's included
 FAST_PATH_MIN_ROWS = 50_000

@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from levalign._extras import require
 from levalign.errors import InvalidInput
 
 __all__ = ["Panel", "Series", "save"]
@@ -87,6 +88,7 @@ def _save_html(
     headline: str,
     table: Sequence[Mapping[str, object]],
 ) -> None:
+    require("backtest", "plotly")
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -156,6 +158,7 @@ def _cell(value: object) -> str:
 
 
 def _save_png(path: Path, title: str, panels: Sequence[Panel]) -> None:
+    require("backtest", "matplotlib")
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed

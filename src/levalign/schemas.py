@@ -164,7 +164,7 @@ class AccountReport(_Model):
 
 
 class LeadEvent(_Model):
-    """A change in the lead trader's position (DESIGN §4).
+    """A change in the lead trader's position (docs/design.md, "Normalization").
 
     Positions are signed contracts of the lead's market. ``sigma`` (annualized volatility of
     the symbol) feeds ``vol_target``, ``risk_constant`` and ``optimal`` sizing and the default

@@ -20,13 +20,13 @@ from levalign.backtest.replay import (
     naive_cohort,
 )
 from levalign.backtest.strategies import SAMPLE_LEADS, FundingRates
-from levalign.backtest.venue import SlippageModel
-from levalign.demo import BTC_CANDLES, sample_cohort
 from levalign.errors import InvalidInput
 from levalign.margin import liquidation_prices
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.normalize import MODES
 from levalign.risk.ohlc import OHLC, load_ohlc, ohlc_from_arrays
+from levalign.samples import BTC_CANDLES, sample_cohort
+from levalign.venues.paper import SlippageModel
 
 SYMBOL = "BTC/USDT:USDT"
 # Real Binance BTC brackets (first tier: notional < 50,000 at mmr 0.4%, cum 0) with explicit

@@ -26,10 +26,10 @@ from levalign.backtest import (
     load_lead_history,
     sample_leads,
 )
-from levalign.backtest.leads import history_text
 from levalign.errors import InvalidInput
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.risk.ohlc import OHLC, ohlc_from_arrays
+from levalign.sources.replay import history_text
 
 BTC = "BTC/USDT:USDT"
 SPEC: MarketSpec = dataclasses.replace(load_markets("binance")[BTC], amount_step=0.001)

@@ -22,8 +22,8 @@ from levalign.backtest.sweep import (
     sweep,
 )
 from levalign.cli import app
-from levalign.demo import sample_cohort
 from levalign.errors import InvalidInput, Retryable
+from levalign.samples import sample_cohort
 
 # The XRP mean reverter replays ~1,700 five-minute bars with funding: the quickest sample lead.
 LEAD = "xrp_mean_reverter"

@@ -43,7 +43,8 @@ def test_short_is_the_mirror_of_a_long_in_log_space(dist, sigma, t, mu):
 
 def test_probability_against_brownian_bridge_monte_carlo():
     # 20,000 paths, 30 steps; between steps the bridge crossing probability
-    # exp(-2 (x_i - b)(x_{i+1} - b) / (sigma^2 dt)) makes the coarse grid unbiased (DESIGN §5)
+    # exp(-2 (x_i - b)(x_{i+1} - b) / (sigma^2 dt)) makes the coarse grid unbiased
+    # (docs/design.md, "Risk")
     rng = np.random.default_rng(7)
     s0, barrier, sigma, mu, horizon, n, steps = 100.0, 85.0, 0.9, 0.1, 30 / 365, 20_000, 30
     dt = horizon / steps

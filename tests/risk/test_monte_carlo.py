@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
+from levalign import testing
 from levalign.errors import InvalidInput
 from levalign.margin import margin_report
 from levalign.markets import TierTable
@@ -49,7 +50,7 @@ def test_normals_equal_the_plain_integer_ziggurat_on_every_branch():
     branches = {"fast": 0, "wedge": 0, "tail": 0}
     checked = 0
     for ctr in range(0, 400_000, 7):
-        u = mck.reference_draw(key, gam, ctr, 0, 16)
+        u = testing.reference_draw(key, gam, ctr, 0, 16)
         layer = u & 255
         slow = (u >> 12) >= int(mck.ZIG_K[layer])
         kind = ("tail" if layer == 0 else "wedge") if slow else "fast"
@@ -58,7 +59,7 @@ def test_normals_equal_the_plain_integer_ziggurat_on_every_branch():
         branches[kind] += 1
         for budget in (16, 1, 0):
             got = mck.normal_at(np.uint64(key), np.uint64(gam), np.uint64(ctr), budget)
-            assert got == mck.reference_normal(key, gam, ctr, budget), (ctr, budget)
+            assert got == testing.reference_normal(key, gam, ctr, budget), (ctr, budget)
             checked += 1
     assert branches["tail"] >= 1
     assert branches["wedge"] >= 100
@@ -73,8 +74,10 @@ def test_uniforms_and_draw_arrays_use_the_documented_addresses():
     for p in range(3):
         for s in range(5):
             ctr = (p * 5 + s) * mck.SLOTS
-            assert z[p, s] == mck.reference_normal(key, gam, ctr + mck.SLOT_JUMP, mck.JUMP_BUDGET)
-            assert u[p, s] == mck.reference_uniform(key, gam, ctr + mck.SLOT_POISSON)
+            assert z[p, s] == testing.reference_normal(
+                key, gam, ctr + mck.SLOT_JUMP, mck.JUMP_BUDGET
+            )
+            assert u[p, s] == testing.reference_uniform(key, gam, ctr + mck.SLOT_POISSON)
             assert 0.0 < u[p, s] <= 1.0
 
 
@@ -114,7 +117,8 @@ def test_gamma_sampler_moments():
     [("long", 88.0, 0.0), ("long", 90.0, 0.6), ("short", 112.0, -0.4), ("short", 110.0, 0.3)],
 )
 def test_gbm_probability_is_the_closed_form_within_3_se(side, lp, mu):
-    # 30 steps: the bridge term makes the coarse grid unbiased (DESIGN §7)
+    # 30 steps: the bridge term makes the coarse grid unbiased (docs/design.md, "Performance
+    # targets")
     res = simulate(
         GBM(0.9, mu), 100.0, side=side, liquidation_price=lp, horizon_days=10, paths=100_000,
         steps=30, seed=7,
@@ -200,7 +204,7 @@ def _reference(run_book: Any, model: GBM, horizon_days: float, steps: int, pairs
         for g in run_book.groups
     ]
     rate = np.full(steps, rate_8h * step_hours / 8)
-    return mck.reference_paths(
+    return testing.reference_paths(
         z, u_lo, u_hi, ma.mp[mck.P_DRIFT], ma.mp[mck.P_SD], run_book.eps, rate, legs,
         run_book.w0, run_book.free, run_book.e0,
     )  # fmt: skip
@@ -294,7 +298,7 @@ def test_gbm_fill_draws_the_documented_normals_including_rejected_ones():
         np.testing.assert_array_equal(base, np.full(steps, drift))
         np.testing.assert_array_equal(var, np.full(steps, sd * sd))
         for t in range(steps):
-            u = mck.reference_draw(key, gam, (p * steps + t) * mck.SLOTS, 0, 1)
+            u = testing.reference_draw(key, gam, (p * steps + t) * mck.SLOTS, 0, 1)
             rejected += (u >> 12) >= int(mck.ZIG_K[u & 255])
     assert rejected >= 5  # about 24 of the 2,000 draws
 
@@ -316,7 +320,7 @@ def test_walk_lanes_equals_the_drawdown_by_its_definition(rng, sign):
     near = np.empty(2 * lanes, dtype=np.bool_)
     eq, dd, st = np.empty(2 * lanes), np.empty(2 * lanes), np.empty(mck.W_SIZE)
     mck.walk_lanes(bases, devs, steps, lo_s, hi_s, groups, 0.0, 1.0, st, near, eq, dd)
-    ref_near, ref_eq, ref_dd = mck.reference_walk(bases, devs, lo_s, hi_s, 1.0 - c, c, 1.0)
+    ref_near, ref_eq, ref_dd = testing.reference_walk(bases, devs, lo_s, hi_s, 1.0 - c, c, 1.0)
     np.testing.assert_array_equal(near, ref_near)
     np.testing.assert_allclose(eq, ref_eq, rtol=1e-13)
     np.testing.assert_allclose(dd, ref_dd, rtol=1e-12, atol=1e-15)
@@ -338,7 +342,9 @@ def test_sample_extremes_skips_only_bridge_draws_that_cannot_set_an_extreme():
     ext = sample_extremes(model, 100.0, days, 2 * pairs, steps, 4, steps // every)
     ma = mc._model_arrays(model, days * 24 / steps)
     z, u_lo, u_hi = _reference_draws(4, pairs, steps)
-    lo, hi, last = mck.reference_extremes(z, u_lo, u_hi, ma.mp[mck.P_DRIFT], ma.mp[mck.P_SD], every)
+    lo, hi, last = testing.reference_extremes(
+        z, u_lo, u_hi, ma.mp[mck.P_DRIFT], ma.mp[mck.P_SD], every
+    )
     np.testing.assert_array_equal(ext.running_min, lo)
     np.testing.assert_array_equal(ext.running_max, hi)
     np.testing.assert_array_equal(ext.terminal, last)

@@ -13,9 +13,9 @@ from levalign.risk.first_passage import liquidation_probability
 from levalign.risk.monte_carlo import GBM, WEALTH_FLOOR
 from levalign.risk.optimal import (
     evaluate_leverages,
-    evaluate_leverages_reference,
     optimal_leverage,
 )
+from levalign.testing import evaluate_leverages_reference
 
 SPOT = 22_000.0
 PATHS = 40_000

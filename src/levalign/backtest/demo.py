@@ -14,8 +14,9 @@ from pathlib import Path
 
 from levalign.backtest.replay import BacktestResult, backtest, naive_cohort
 from levalign.backtest.report import headline, write_report
-from levalign.backtest.strategies import SAMPLE_LEADS, _data_path, sample_leads
+from levalign.backtest.strategies import SAMPLE_LEADS, sample_leads
 from levalign.markets import load_markets
+from levalign.samples import data_path
 
 __all__ = ["DEMO_LEAD", "run_backtest_demo"]
 
@@ -35,7 +36,7 @@ def run_backtest_demo(
     # replayed on the bars the demo lead was generated on
     result = backtest(
         sample_leads()[DEMO_LEAD],
-        _data_path(SAMPLE_LEADS[DEMO_LEAD].prices),
+        data_path(SAMPLE_LEADS[DEMO_LEAD].prices),
         naive_cohort(followers, seed),
         markets,
         progress=console.is_terminal,

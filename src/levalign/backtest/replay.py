@@ -1,12 +1,13 @@
 r"""Backtest replay: a lead's history through normalization and the paper venue, on real bars.
 
 :func:`backtest` walks the price bars of one linear market, turns the lead's history into
-:class:`~levalign.schemas.LeadEvent` objects, sizes every event for the whole cohort with
-:func:`levalign.normalize.normalize` on the venue's current state, and fills the orders on a
-:class:`~levalign.backtest.venue.PaperVenue` (fees, slippage, funding, liquidation at the
-margin engine's price at every bar). No sizing or margin arithmetic lives here: the kernel
-sizes, the venue fills, funds and liquidates; this module orders the calls in time and
-measures the outcome.
+:class:`~levalign.schemas.LeadEvent` objects, decides every event for the whole cohort with
+:func:`levalign.engine.decide.decide` (the live engine's decision code:
+:func:`levalign.normalize.normalize` on the venue's current state, with the copy rules) and
+fills the orders on a :class:`~levalign.venues.paper.PaperVenue` (fees, slippage, funding,
+liquidation at the margin engine's price at every bar). No sizing or margin arithmetic lives
+here: the kernel sizes, the venue fills, funds and liquidates; this module orders the calls in
+time and measures the outcome.
 
 Time
 ----
@@ -35,7 +36,7 @@ bars that end there and the events at their close, with that bar's close as the 
 look-ahead; on a grid of whole minutes or hours :math:`t_f` is a boundary). Funding times
 outside the bars are ignored. Liquidation is the venue's, at every bar, and so is de-risking
 (followers with a ``derisk_distance``, checked at each bar's close; see
-:mod:`levalign.backtest.venue`); with de-risking on, every sample ends a venue walk.
+:mod:`levalign.venues.paper`); with de-risking on, every sample ends a venue walk.
 
 The P&L gap
 -----------
@@ -124,11 +125,8 @@ from numpy.typing import NDArray
 from levalign import _normalize_kernel as nk
 from levalign._columns import columns_of
 from levalign._progress import progress_bar
-from levalign.backtest import _venue_kernels as vk
-from levalign.backtest.leads import LeadHistory, format_timestamp, load_lead_history
 from levalign.backtest.strategies import FundingRates, load_funding
-from levalign.backtest.venue import DEFAULT_SLIPPAGE, ExecutionReport, PaperVenue, SlippageModel
-from levalign.demo import sample_cohort
+from levalign.engine.decide import CopyRules, decide
 from levalign.errors import InvalidInput
 from levalign.exposure import effective_leverage, liquidation_distance
 from levalign.markets import Markets, MarketSpec
@@ -143,13 +141,16 @@ from levalign.normalize import (
     NormalizeResult,
     Reason,
     allocate_result,
-    normalize,
     prepare_event,
 )
 from levalign.risk.first_passage import touch_probability
 from levalign.risk.ohlc import OHLC, load_ohlc, ohlc_from_arrays
 from levalign.risk.volatility import close_to_close
+from levalign.samples import sample_cohort
 from levalign.schemas import FollowerProfile, LeadEvent
+from levalign.sources.replay import LeadHistory, format_timestamp, load_lead_history
+from levalign.venues import _paper_kernels as vk
+from levalign.venues.paper import DEFAULT_SLIPPAGE, ExecutionReport, PaperVenue, SlippageModel
 
 __all__ = [
     "GAP_PARTS",
@@ -163,7 +164,7 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 Progress = Callable[[int, int], None]
-LeadSource = LeadHistory | str | Path | Iterable[Mapping[str, Any]]
+LeadInput = LeadHistory | str | Path | Iterable[Mapping[str, Any]]
 
 #: group label of the naive copiers (exchanges' fixed-ratio copy at the lead's setting)
 NAIVE = "naive"
@@ -192,7 +193,6 @@ _CONSTRAINTS = int(
     | Reason.AVAILABLE_MARGIN
     | Reason.MAX_NOTIONAL
 )
-_BELOW_MIN = int(Reason.BELOW_MIN_AMOUNT | Reason.BELOW_MIN_COST | Reason.SKIPPED)
 #: the naive copier's profile (module docstring, "Naive copiers"), forced on group ``naive``
 _NAIVE_FLOATS = {
     "scale": 1.0,
@@ -229,7 +229,7 @@ def naive_cohort(n: int, seed: int) -> dict[str, NDArray[Any]]:
     n
         Number of followers (at least 1).
     seed
-        Seed of :func:`levalign.demo.sample_cohort`.
+        Seed of :func:`levalign.samples.sample_cohort`.
 
     Returns
     -------
@@ -497,7 +497,7 @@ def _json(a: NDArray[Any]) -> list[Any]:
 # --------------------------------------------------------------------------- input
 
 
-def _lead_of(lead: LeadSource, markets: Markets) -> LeadHistory:
+def _lead_of(lead: LeadInput, markets: Markets) -> LeadHistory:
     history = lead if isinstance(lead, LeadHistory) else load_lead_history(lead, markets=markets)
     if len(history) == 0:
         raise InvalidInput("the lead history has no rows: nothing to replay", field="lead")
@@ -695,8 +695,8 @@ def _group_order(labels: NDArray[np.str_]) -> tuple[tuple[str, ...], IntArray]:
 # --------------------------------------------------------------------------- replay
 
 
-def backtest(
-    lead: LeadSource,
+def backtest(  # noqa: PLR0913 - keyword-only options, each documented
+    lead: LeadInput,
     bars: OHLC | str | Path | Mapping[str, OHLC | str | Path],
     followers: Any,
     markets: Markets,
@@ -720,8 +720,8 @@ def backtest(
     Parameters
     ----------
     lead
-        The lead's history (:class:`~levalign.backtest.leads.LeadHistory`, or a file or rows
-        that :func:`~levalign.backtest.leads.load_lead_history` reads).
+        The lead's history (:class:`~levalign.sources.replay.LeadHistory`, or a file or rows
+        that :func:`~levalign.sources.replay.load_lead_history` reads).
     bars
         The market's OHLC bars (:class:`~levalign.risk.ohlc.OHLC` or a file that
         :func:`~levalign.risk.ohlc.load_ohlc` reads), or ``{symbol: bars}``.
@@ -832,7 +832,7 @@ def _check_settings(
 class _Replay:
     """The replay's state between calls: venue, ledgers, samples (see :func:`backtest`)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913, PLR0915 - keyword-only options, each documented; the replay set-up, one step per input, in order
         self,
         *,
         history: LeadHistory,
@@ -861,7 +861,6 @@ class _Replay:
         self.sample_minutes = sample_minutes
         self.horizon_hours = horizon_hours
         self.vol_bars = max(round(vol_window_hours * _NS_PER_HOUR / bar_ns), _MIN_VOL_BARS)
-        self.default_setting = default_leverage_setting
         self.funding = funding
         self.events = list(history.events(markets))
         self.t_end = np.append(ohlc.timestamp[1:], ohlc.timestamp[-1] + bar_ns)
@@ -869,6 +868,7 @@ class _Replay:
         columns, labels = _followers_of(followers)
         self.groups, self.group = _group_order(labels)
         self.naive = np.isin(labels, _NAIVE_GROUPS)
+        self.rules = CopyRules(self.naive, default_leverage_setting)
         cohort = Cohort.from_table(columns)
         if self.naive.any():
             cohort = _naive_profile(cohort, self.naive, labels == NAIVE)
@@ -946,7 +946,7 @@ class _Replay:
 
     # ------------------------------------------------------------------ schedule
 
-    def run(self, progress: bool | Progress) -> BacktestResult:
+    def run(self, progress: bool | Progress) -> BacktestResult:  # noqa: PLR0912 - the replay loop, one branch per kind of event on a bar
         ts = self.ohlc.timestamp
         n_bars = ts.size
         ev_ns = self.history.timestamp
@@ -1130,22 +1130,20 @@ class _Replay:
         te = int(self.history.timestamp[j])
         p = ev.price
         self._accrue(p)
-        sigma = self._sigma(self.done)
-        if ev.sigma is None and math.isfinite(sigma):
-            ev = ev.model_copy(update={"sigma": sigma})
         cohort = self.venue.cohort(mark=p)
         self._rescale(j, ev, cohort.floats["equity"])
-        if self.naive.any():
-            setting = ev.lead_leverage_setting or self.default_setting
-            cohort.floats["leverage_setting"] = np.where(
-                self.naive, setting, cohort.floats["leverage_setting"]
-            )
-        result = normalize(ev, cohort, self.markets)
+        # the decision the live engine takes, on the paper venue's state
+        decision = decide(
+            ev,
+            cohort,
+            self.markets,
+            sigma=self._sigma(self.done),
+            rules=self.rules,
+        )
+        ev, result, left_out = decision.event, decision.result, decision.left_out
         self._update_ledgers(ev, result, cohort.floats["position"])
         rep = self.venue.execute(result, p, te)
         filled = (rep.flags & ExecutionReport.FILLED) != 0
-        reasons = np.asarray(result["reasons"]).astype(np.int64)
-        left_out = ((reasons & _BELOW_MIN) != 0) & ((reasons & int(Reason.ROUNDED_UP)) == 0)
         self.orders += filled
         self.skipped += left_out
         log = self.event_log

@@ -2,7 +2,7 @@ r"""Generate lead histories from simple strategies on OHLC bars; the bundled sam
 
 :func:`generate_lead` walks the bars of one linear market, asks a :class:`Strategy` at every
 bar close for the position it wants, and records each position change as a row of a
-:class:`~levalign.backtest.leads.LeadHistory`.
+:class:`~levalign.sources.replay.LeadHistory`.
 
 Accounting
 ----------
@@ -53,7 +53,6 @@ import io
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
@@ -62,18 +61,18 @@ from numpy.typing import NDArray
 
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign._normalize_kernel import _max_qty_for_initial_margin
-from levalign.backtest.leads import (
-    LeadHistory,
-    _build,
-    _Columns,
-    _open_text,
-    parse_timestamp,
-    write_lead_history,
-)
-from levalign.demo import BTC_CANDLES
 from levalign.errors import InvalidInput
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.risk.ohlc import OHLC, load_ohlc
+from levalign.samples import BTC_CANDLES, XRP_BARS, XRP_FUNDING, data_path
+from levalign.sources._lead_history import (
+    Columns,
+    LeadHistory,
+    build,
+    open_text,
+    parse_timestamp,
+    write_lead_history,
+)
 
 __all__ = [
     "SAMPLE_LEADS",
@@ -448,7 +447,7 @@ def load_funding(path: str | Path) -> FundingRates:
         strictly increasing; the message names the row.
     """
     p = Path(path)
-    text = _open_text(p, "funding file", "funding")
+    text = open_text(p, "funding file", "funding")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = list(reader.fieldnames or [])
     time_col = next((c for c in ("date", "timestamp", "fundingTime", "time") if c in header), None)
@@ -511,7 +510,7 @@ class _Lead:
     cash: float
     position: float = 0.0
     liquidation_price: float = math.nan
-    rows: _Columns = field(default_factory=_Columns)
+    rows: Columns = field(default_factory=Columns)
 
     def equity(self, price: float) -> float:
         return self.cash + self.position * self.market.contract_size * price
@@ -565,7 +564,7 @@ def _max_contracts(equity: float, price: float, setting: float, market: MarketSp
     return min(equity * setting / price, float(by_tier)) / market.contract_size
 
 
-def generate_lead(
+def generate_lead(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     ohlc: OHLC | str | Path,
     strategy: Strategy,
     *,
@@ -673,7 +672,7 @@ def generate_lead(
             field="strategy",
         )
     lead.rows.form = "positions"
-    return _build(lead.rows, name)
+    return build(lead.rows, name)
 
 
 # --------------------------------------------------------------------------- samples
@@ -713,17 +712,13 @@ class SampleLead:
         return f"{self.name}.csv.gz"
 
 
-_BTC = BTC_CANDLES
-_XRP = "XRPUSDT_perp_5m_2021-11-15_2021-11-21.csv.gz"
-_XRP_FUNDING = "XRPUSDT_perp_funding_8h_2021-11-18_2021-12-18.csv.gz"
-
 #: the bundled sample leads, by name
 SAMPLE_LEADS: Mapping[str, SampleLead] = {
     s.name: s
     for s in (
         SampleLead(
             "btc_trend_15x",
-            _BTC,
+            BTC_CANDLES,
             "BTC/USDT:USDT",
             TrendFollower(
                 fast=240,
@@ -737,7 +732,7 @@ SAMPLE_LEADS: Mapping[str, SampleLead] = {
         ),
         SampleLead(
             "btc_scalper",
-            _BTC,
+            BTC_CANDLES,
             "BTC/USDT:USDT",
             Scalper(
                 lookback=240,
@@ -752,7 +747,7 @@ SAMPLE_LEADS: Mapping[str, SampleLead] = {
         ),
         SampleLead(
             "xrp_mean_reverter",
-            _XRP,
+            XRP_BARS,
             "XRP/USDT:USDT",
             MeanReverter(
                 window=48,
@@ -763,20 +758,15 @@ SAMPLE_LEADS: Mapping[str, SampleLead] = {
                 leverage_setting=20.0,
             ),
             fee_rate=0.0004,
-            funding=_XRP_FUNDING,
+            funding=XRP_FUNDING,
         ),
     )
 }
 
 
-def _data_path(*parts: str) -> Path:
-    # the package is installed as files (hatch wheel, editable install): a real path
-    return Path(str(resources.files("levalign.data").joinpath(*parts)))
-
-
 def sample_leads() -> dict[str, Path]:
     """Paths of the bundled sample lead histories, by name (:data:`SAMPLE_LEADS`)."""
-    return {name: _data_path("leads", s.file) for name, s in SAMPLE_LEADS.items()}
+    return {name: data_path("leads", s.file) for name, s in SAMPLE_LEADS.items()}
 
 
 def generate_sample(name: str, markets: Markets | None = None) -> LeadHistory:
@@ -795,13 +785,13 @@ def generate_sample(name: str, markets: Markets | None = None) -> LeadHistory:
         )
     s = SAMPLE_LEADS[name]
     return generate_lead(
-        load_ohlc(_data_path(s.prices)),
+        load_ohlc(data_path(s.prices)),
         s.strategy,
         symbol=s.symbol,
         markets=load_markets("binance") if markets is None else markets,
         equity=s.equity,
         fee_rate=s.fee_rate,
-        funding=load_funding(_data_path(s.funding)) if s.funding else None,
+        funding=load_funding(data_path(s.funding)) if s.funding else None,
         name=name,
     )
 

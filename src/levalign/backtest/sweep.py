@@ -48,22 +48,22 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from levalign._extras import require
 from levalign._paths import beside
 from levalign._progress import progress_bar
-from levalign.backtest.leads import LeadHistory, load_lead_history
 from levalign.backtest.replay import NAIVE, backtest
 from levalign.backtest.strategies import (
     SAMPLE_LEADS,
     FundingRates,
-    _data_path,
     load_funding,
     sample_leads,
 )
-from levalign.demo import sample_cohort
 from levalign.errors import ConfigurationError, InvalidInput, Retryable
 from levalign.markets import Markets, load_markets
 from levalign.normalize import _CATEGORY_COLUMNS, _FLOAT_COLUMNS, MODES, Cohort
 from levalign.risk.ohlc import OHLC, load_ohlc
+from levalign.samples import data_path, sample_cohort
+from levalign.sources.replay import LeadHistory, load_lead_history
 
 __all__ = [
     "KEY_COLUMNS",
@@ -174,7 +174,7 @@ def _json_value(v: float | str) -> float | str | None:
     return v
 
 
-def resolve_lead(
+def resolve_lead(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     lead: str | Path | SweepLead,
     markets: Markets,
     *,
@@ -215,8 +215,8 @@ def resolve_lead(
     sample = SAMPLE_LEADS.get(text)
     if sample is not None:
         history = load_lead_history(sample_leads()[text], markets=markets, name=name or text)
-        default_bars: str | Path | None = _data_path(sample.prices)
-        default_funding = _data_path(sample.funding) if sample.funding else None
+        default_bars: str | Path | None = data_path(sample.prices)
+        default_funding = data_path(sample.funding) if sample.funding else None
     elif Path(text).is_file():
         history = _wrap(field, lambda: load_lead_history(text, markets=markets, name=name))
         default_bars = default_funding = None
@@ -361,7 +361,7 @@ def _cell_seed(seed: int, lead: int, profile: int, mode: int) -> int:
 def cell_cohort(cell: SweepCell) -> dict[str, Any]:
     """The followers of one cell: the profile in the cell's mode, and the naive baseline.
 
-    Equities are those of :func:`levalign.demo.sample_cohort` drawn with the cell's seed
+    Equities are those of :func:`levalign.samples.sample_cohort` drawn with the cell's seed
     (log-normal around 2,000 USDT, 50 to 500,000); naive copiers, when present, hold the same
     equities (ids ``n`` to ``2n - 1``) and take the naive profile in the replay.
 
@@ -493,7 +493,7 @@ def _table(rows: list[dict[str, Any]]) -> Any:
 # --------------------------------------------------------------------------- sweep
 
 
-def sweep(
+def sweep(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     leads: Sequence[str | Path | SweepLead],
     profiles: Sequence[Mapping[str, Any]],
     modes: Sequence[str],
@@ -628,7 +628,7 @@ def sweep(
     return SweepResult(table=_table(rows), cells=len(cells))
 
 
-def _run_distributed(
+def _run_distributed(  # noqa: PLR0913, PLR0917 - the private runner of sweep(), passed its options
     cells: list[SweepCell],
     leads: list[SweepLead],
     markets: Markets,
@@ -641,6 +641,7 @@ def _run_distributed(
     """Run the cells as tasks on a local cluster or at ``scheduler``; results in cell order."""
     from contextlib import ExitStack
 
+    require("backtest", "dask", "distributed")
     from distributed import Client, LocalCluster, as_completed
 
     with ExitStack() as stack:
@@ -651,7 +652,7 @@ def _run_distributed(
                         n_workers=n_workers,
                         threads_per_worker=1,
                         processes=processes,
-                        dashboard_address=None,
+                        dashboard_address=":0",  # any free port: never clash with another cluster
                         silence_logs=logging.ERROR,
                     )
                 )
@@ -688,6 +689,7 @@ def _run_distributed(
 
 def _connect(address: str, timeout: float) -> Any:
     """A client of the scheduler at ``address``; clear errors when it is not there."""
+    require("backtest", "dask", "distributed")
     from distributed import Client
 
     if "://" not in address:
@@ -840,7 +842,7 @@ def _path_map(value: Any, key: str) -> dict[str, str]:
     return {str(k): v for k, v in value.items()}
 
 
-def sweep_grid(
+def sweep_grid(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     grid: SweepGrid,
     *,
     scheduler: str | None = None,

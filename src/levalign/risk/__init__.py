@@ -1,7 +1,7 @@
 """Leverage alignment: volatility, option greeks, liquidation probability, optimal leverage.
 
-DESIGN §5. The names below are the risk engine's public API; each module's docstring states
-its formulas:
+docs/design.md, "Risk". The names below are the risk engine's public API; each module's
+docstring states its formulas:
 
 =========================  =================================================================
 :mod:`.volatility`         close-to-close, Parkinson, Garman–Klass, EWMA, GARCH(1,1)-t

@@ -1,4 +1,4 @@
-r"""Numba kernels of the Monte Carlo liquidation-risk engine (DESIGN §5).
+r"""Numba kernels of the Monte Carlo liquidation-risk engine (docs/design.md, "Risk").
 
 Pure functions over arrays; :mod:`levalign.risk.monte_carlo` validates input, builds the
 arrays and summarizes the per-path output. A plain-Python reference of the simulation,
@@ -66,14 +66,12 @@ step (:func:`run_static`). The results are those of running every path through
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
 from levalign._margin_kernels import maintenance_margin
-from levalign.markets import TierTable
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -146,11 +144,12 @@ LANES = 16
 ) = range(7)
 W_SIZE = 2 * W_FIELDS * LANES
 
-# exp(-x) is not computed for x above this: e^-36 = 2.3e-16 is below the spacing of doubles
-# near 1, so a survival factor 1 - e^-x would round to 1 anyway
+# exp(-x) is not computed for x above this: the crossing probability is taken as 0 and the
+# survival factor 1 - e^-x as 1, an error below e^-36 = 2.3e-16 per step (about two units in
+# the last place of doubles just below 1, whose spacing is 1.1e-16)
 BRIDGE_CUTOFF = 36.0
 
-_SALT = np.uint64(0x5851F42D4C957F2D)
+SALT = np.uint64(0x5851F42D4C957F2D)
 _S11, _S12, _S20 = np.uint64(11), np.uint64(12), np.uint64(20)
 _S27, _S30, _S31 = np.uint64(27), np.uint64(30), np.uint64(31)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
@@ -214,7 +213,7 @@ def _draw_budget(key: np.uint64, gam: np.uint64, ctr: np.uint64, i: int, budget:
     """Draw ``i`` of a sampler owning ``budget`` slots from ``ctr``; past them, the 2nd stream."""
     if i < budget:
         return _mix(key + gam * (ctr + np.uint64(i)))
-    return _mix((key ^ _SALT) + gam * ((ctr << _S20) + np.uint64(i)))
+    return _mix((key ^ SALT) + gam * ((ctr << _S20) + np.uint64(i)))
 
 
 @njit(cache=True, inline="always")
@@ -1337,251 +1336,3 @@ def _bridge_min(y0: float, y1: float, q: float, var: float, u: float, lo: float)
             return lo
     dy = y1 - y0
     return 0.5 * (y0 + y1 - math.sqrt(dy * dy - 2.0 * var * math.log(u)))
-
-
-# ================================================================= plain-Python reference
-
-
-def reference_paths(
-    normals: FloatArray,
-    u_lo: FloatArray,
-    u_hi: FloatArray,
-    drift: float,
-    sd: float,
-    eps: float,
-    rate: FloatArray,
-    group_legs: Sequence[Sequence[tuple[float, float, float, TierTable]]],
-    w0: Sequence[float],
-    free: float,
-    e0: float,
-) -> tuple[FloatArray, IntArray, FloatArray, FloatArray]:
-    """Plain-Python reference of :func:`simulate_chunks` for GBM, written without its shortcuts.
-
-    Every step computes the price, pays funding, finds each group's liquidation levels by
-    bisection on the margin excess (maintenance margin from
-    :meth:`levalign.markets.TierTable.maintenance_margin`), and takes every bridge
-    probability with ``exp``; equity and drawdown are evaluated at every step.
-
-    Parameters
-    ----------
-    normals
-        ``(pairs, steps)`` normals; path ``2p + h`` moves by ``drift + (1 − 2h) sd z``.
-    u_lo, u_hi
-        ``(2 · pairs, steps)`` uniforms of each path's lower/upper bridge test.
-    group_legs
-        Per group, its legs ``(c, r, n, tier_table)``.
-
-    Returns
-    -------
-    tuple
-        ``(S, liq, E_T / E_0, max drawdown)`` per path, as the kernel returns them.
-    """
-    pairs, steps = normals.shape
-    n = 2 * pairs
-    surv = np.ones(n)
-    liq = np.full(n, -1, dtype=np.int64)
-    eq_out = np.empty(n)
-    dd_out = np.zeros(n)
-    var = sd * sd
-
-    def excess(g: int, w: float, v: float) -> float:
-        total = w
-        for c, r, nn, tiers in group_legs[g]:
-            total += c * (v - r) - tiers.maintenance_margin(nn * v)
-        return total
-
-    def root(g: int, w: float, v_in: float, v_out: float) -> float:
-        """Bisection between a safe ``v_in`` and a liquidating ``v_out`` (``ln`` space)."""
-        lo_, hi_ = math.log(v_in), math.log(v_out)
-        for _ in range(200):
-            mid = 0.5 * (lo_ + hi_)
-            if mid in (lo_, hi_):
-                break
-            if excess(g, w, math.exp(mid)) >= 0.0:
-                lo_ = mid
-            else:
-                hi_ = mid
-        return 0.5 * (lo_ + hi_)
-
-    def levels(g: int, w: float, v: float) -> tuple[float, float]:
-        """Logs of the nearest liquidation levels below and above ``v``: widen, then bisect."""
-        if excess(g, w, v) < 0.0:
-            return math.log(v), math.log(v)
-        out = [-math.inf, math.inf]
-        for k, direction in enumerate((-1.0, 1.0)):
-            prev = v
-            for j in range(25):  # up to a factor e^16.8 away
-                x = v * math.exp(direction * 1e-6 * 2.0**j)
-                if excess(g, w, x) < 0.0:
-                    out[k] = root(g, w, prev, x)
-                    break
-                prev = x
-        return out[0], out[1]
-
-    def crossing(y0: float, y1: float, b: float) -> float:
-        if not math.isfinite(b):
-            return 0.0
-        q = 2.0 * (y0 - b) * (y1 - b)
-        return 1.0 if q <= 0.0 else math.exp(-q / var)
-
-    for i in range(n):
-        p, hh = divmod(i, 2)
-        sg = 1.0 - 2.0 * hh
-        w = list(w0)
-        alive = [True] * len(w0)
-        y_prev, v_prev = 0.0, 1.0
-        s, peak, dd, eq = 1.0, e0, 0.0, e0
-        for t in range(steps):
-            y = y_prev + eps * drift + sg * (eps * sd * normals[p, t])
-            v = math.exp(y)
-            p_lo_acc = p_hi_acc = 0.0
-            any_hit = False
-            for g in range(len(w)):
-                # a leg pays rate · s · n · v and c = eps · s · n: long pays, short receives
-                w[g] -= rate[t] * sum(eps * c for c, _, _, _ in group_legs[g]) * v_prev
-                hit = excess(g, w[g], v) < 0.0 or excess(g, w[g], v_prev) < 0.0
-                p_lo = p_hi = 0.0
-                if not hit:
-                    b_lo, b_hi = levels(g, w[g], v)
-                    p_lo, p_hi = crossing(y_prev, y, b_lo), crossing(y_prev, y, b_hi)
-                if hit:
-                    any_hit = True
-                else:
-                    p_lo_acc, p_hi_acc = max(p_lo_acc, p_lo), max(p_hi_acc, p_hi)
-                if alive[g] and (hit or u_lo[i, t] < p_lo or u_hi[i, t] < p_hi):
-                    alive[g] = False
-                    if liq[i] < 0:
-                        liq[i] = t
-            if s > 0.0:
-                s = 0.0 if any_hit else s * (1.0 - p_lo_acc) * (1.0 - p_hi_acc)
-            eq = free + sum(
-                w[g] + sum(c * (v - r) for c, r, _, _ in group_legs[g])
-                for g in range(len(w))
-                if alive[g]
-            )
-            peak = max(peak, eq)
-            dd = max(dd, 1.0 - eq / peak)
-            y_prev, v_prev = y, v
-        surv[i], eq_out[i], dd_out[i] = s, eq / e0, dd
-    return surv, liq, eq_out, dd_out
-
-
-def reference_walk(
-    bases: FloatArray,
-    devs: FloatArray,
-    lo_s: FloatArray,
-    hi_s: FloatArray,
-    a: float,
-    c: float,
-    e0: float,
-) -> tuple[BoolArray, FloatArray, FloatArray]:
-    r"""Plain-numpy reference of :func:`walk_lanes`, the drawdown by its definition.
-
-    Path ``h`` of pair ``k`` (output ``2k + h``) has grid points
-    :math:`y_t = \sum_{s \le t} (\text{bases}_{s,k} \pm \text{devs}_{s,k})` and equity
-    :math:`E_t = a + c\,e^{y_t}` (:math:`y_{-1} = 0`: the start); its drawdown is
-    :math:`\max_t 1 - E_t / \max_{s \le t} E_s`, evaluated at every step.
-
-    Returns
-    -------
-    tuple
-        ``(near, E_T / e0, drawdown)``, each of length ``2 · LANES``.
-    """
-    steps = bases.shape[0]
-    near = np.zeros(2 * LANES, dtype=np.bool_)
-    eq = np.empty(2 * LANES)
-    dd = np.zeros(2 * LANES)
-    for k in range(LANES):
-        for h, sign in enumerate((1.0, -1.0)):
-            y = np.concatenate([[0.0], np.cumsum(bases[:, k] + sign * devs[:, k])])
-            equity = a + c * np.exp(y)
-            peak = np.maximum.accumulate(equity)
-            near[2 * k + h] = bool(y.min() <= lo_s[k] or y.max() >= hi_s[k])
-            eq[2 * k + h] = equity[steps] / e0
-            dd[2 * k + h] = float(np.max(1.0 - equity / peak))
-    return near, eq, dd
-
-
-def reference_extremes(
-    normals: FloatArray,
-    u_lo: FloatArray,
-    u_hi: FloatArray,
-    drift: float,
-    sd: float,
-    every: int,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    r"""Plain-Python reference of :func:`extremes_chunks` for GBM: every step's bridge extremes.
-
-    Path ``2p + h`` moves by ``drift + (1 − 2h) sd z``; each step's minimum and maximum are
-    drawn by inversion (Glasserman 2004, §6.4), from ``u_lo[i, t]`` and ``u_hi[i, t]``, with
-    no step skipped. Returns ``(running min, running max, log price)`` at every ``every``-th
-    step, shape ``(steps // every, 2 · pairs)``.
-    """
-    pairs, steps = normals.shape
-    var = sd * sd
-    n_cp = steps // every
-    lo_out = np.empty((n_cp, 2 * pairs))
-    hi_out = np.empty((n_cp, 2 * pairs))
-    last = np.empty((n_cp, 2 * pairs))
-    for i in range(2 * pairs):
-        p, h = divmod(i, 2)
-        y = lo = hi = 0.0
-        for t in range(steps):
-            y1 = y + (drift + (1.0 - 2.0 * h) * (sd * normals[p, t]))
-            d2 = (y1 - y) * (y1 - y)
-            lo = min(lo, y1, 0.5 * (y + y1 - math.sqrt(d2 - 2.0 * var * math.log(u_lo[i, t]))))
-            hi = max(hi, y1, 0.5 * (y + y1 + math.sqrt(d2 - 2.0 * var * math.log(u_hi[i, t]))))
-            y = y1
-            if (t + 1) % every == 0:
-                j = (t + 1) // every - 1
-                lo_out[j, i], hi_out[j, i], last[j, i] = lo, hi, y
-    return lo_out, hi_out, last
-
-
-_MASK = (1 << 64) - 1
-
-
-def _reference_mix(z: int) -> int:
-    z &= _MASK
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-    return z ^ (z >> 31)
-
-
-def reference_draw(key: int, gam: int, ctr: int, i: int, budget: int) -> int:
-    """Plain-integer :func:`_draw_budget`: draw ``i`` of a sampler owning ``budget`` slots."""
-    if i < budget:
-        return _reference_mix(key + gam * (ctr + i))
-    return _reference_mix((key ^ int(_SALT)) + gam * (((ctr << 20) & _MASK) + i))
-
-
-def reference_uniform(key: int, gam: int, ctr: int) -> float:
-    """Plain-integer :func:`uniform_at`."""
-    return ((reference_draw(key, gam, ctr, 0, 1) >> 11) + 1) * 2.0**-53
-
-
-def reference_normal(key: int, gam: int, ctr: int, budget: int) -> float:
-    """Plain-integer :func:`normal_at`, written from Marsaglia & Tsang's ``RNOR``/``nfix``."""
-    n = 0
-    while True:
-        u = reference_draw(key, gam, ctr, n, budget)
-        n += 1
-        layer, magnitude = u & 255, u >> 12
-        sign = 1.0 if u & 256 else -1.0
-        x = magnitude * float(ZIG_W[layer])
-        if magnitude < int(ZIG_K[layer]):
-            return sign * x
-        if layer == 0:
-            while True:
-                e1 = -math.log(((reference_draw(key, gam, ctr, n, budget) >> 11) + 1) * 2.0**-53)
-                e2 = -math.log(
-                    ((reference_draw(key, gam, ctr, n + 1, budget) >> 11) + 1) * 2.0**-53
-                )
-                n += 2
-                if 2.0 * e2 >= (e1 / ZIG_R) ** 2:
-                    return sign * (ZIG_R + e1 / ZIG_R)
-        u2 = ((reference_draw(key, gam, ctr, n, budget) >> 11) + 1) * 2.0**-53
-        n += 1
-        f_hi, f_lo = float(ZIG_F[layer - 1]), float(ZIG_F[layer])
-        if f_lo + u2 * (f_hi - f_lo) < math.exp(-0.5 * x * x):
-            return sign * x

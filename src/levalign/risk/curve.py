@@ -7,7 +7,8 @@ over ``horizon_hours`` :math:`h` becomes the smallest liquidation distance :math
 .. math:: P(\text{touch } d \text{ within } h) \le \alpha,
 
 and the normalization kernel's exact buffer solver then finds the largest order whose
-liquidation price lies that far away on the exchange's tier table (DESIGN §4, §5).
+liquidation price lies that far away on the exchange's tier table (docs/design.md,
+"Normalization" and "Risk").
 
 The curve is tabulated on a grid of horizons :math:`h_j` and log distances
 :math:`y_k = |\ln(B/S_0)|` (a long's barrier is :math:`B = S_0 e^{-y}`, a short's
@@ -39,7 +40,7 @@ FloatArray = NDArray[np.float64]
 _HOURS_PER_YEAR = 8760.0
 # log distances from 0.01% to ln(1/0.0067): a long liquidated 0.67% above zero, a short at 148x
 _LOG_DISTANCES = np.geomspace(1e-4, 5.0, 448)
-# horizons 2^(j/8) hours: 7.5 minutes to 1.04 years
+# horizons 2^(j/8) hours: 7.5 minutes to 1.02 years (2^(105/8) = 8,933 hours)
 _HORIZONS = 2.0 ** (np.arange(-24, 106) / 8.0)
 
 

@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from levalign._extras import require
 from levalign.errors import InvalidInput
 
 __all__ = ["kelly_fraction", "liquidation_probability", "touch_probability"]
@@ -54,7 +55,8 @@ def touch_probability(
         Drift of the log price, :math:`\mu - \sigma^2/2`, in the direction of the barrier's
         opposite (see above for shorts).
     """
-    from scipy import special  # imported on use: it costs half a second at CLI start-up
+    require("risk", "scipy")
+    from scipy import special  # imported on use, not at start-up
 
     b = -np.asarray(log_distance, dtype=np.float64)
     t = np.asarray(horizon_years, dtype=np.float64)
@@ -64,7 +66,7 @@ def touch_probability(
     return np.asarray(np.clip(p, 0.0, 1.0), dtype=np.float64)
 
 
-def liquidation_probability(
+def liquidation_probability(  # noqa: PLR0913, PLR0917 - the parameters of the published formula
     spot: float,
     liquidation_price: float,
     sigma: float,

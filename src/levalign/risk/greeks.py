@@ -47,7 +47,7 @@ def _norm_pdf(x: float) -> float:
     return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
-def _check(
+def _check(  # noqa: PLR0913, PLR0917 - checks the parameters of the published formula
     spot: float, strike: float, t: float, sigma: float, rate: float, kind: str, model: str
 ) -> None:
     for name, value in (("spot", spot), ("strike", strike), ("t", t), ("sigma", sigma)):
@@ -67,7 +67,7 @@ def _check(
         )
 
 
-def greeks(
+def greeks(  # noqa: PLR0913, PLR0917 - the parameters of the published formula
     spot: float,
     strike: float,
     t: float,
@@ -154,7 +154,7 @@ def greeks(
     return Greeks(price, delta, gamma, vega, theta, rho)
 
 
-def implied_volatility(
+def implied_volatility(  # noqa: PLR0913, PLR0917 - the parameters of the published formula
     price: float,
     spot: float,
     strike: float,

@@ -1,4 +1,4 @@
-r"""Monte Carlo liquidation risk of a position or an account (DESIGN §5).
+r"""Monte Carlo liquidation risk of a position or an account (docs/design.md, "Risk").
 
 :func:`simulate` runs price paths under one of five models and tests every step against the
 exchange margin model; :func:`sample_extremes` returns per-path running extremes for building
@@ -695,7 +695,7 @@ def chunk_streams(seed: int, n_chunks: int) -> tuple[NDArray[np.uint64], NDArray
 # ================================================================= results
 
 
-def _pair_se(x: FloatArray) -> float:
+def pair_se(x: FloatArray) -> float:
     """Standard error of the mean of ``x`` over antithetic pairs (paths ``2p``, ``2p + 1``)."""
     pairs = x.reshape(-1, 2).mean(axis=1)
     if pairs.size < 2:
@@ -796,7 +796,7 @@ def _var_es(loss: FloatArray, level: float) -> tuple[float, float, float, float]
     var = float(np.quantile(loss, level))
     tail = np.maximum(loss - var, 0.0) / (1.0 - level)
     es = var + float(tail.mean())
-    es_se = _pair_se(var + tail - es)
+    es_se = pair_se(var + tail - es)
     n_pairs = loss.size // 2
     if n_pairs >= 2 * VAR_BATCHES:
         batches = np.array_split(loss.reshape(-1, 2), VAR_BATCHES)
@@ -929,7 +929,7 @@ class _Run:
     analytic_side: Literal["long", "short"] | None
 
 
-def _prepare(
+def _prepare(  # noqa: PLR0913, PLR0917 - the private preparation of simulate(), passed its options
     model: Model,
     spot: float | None,
     side: str | None,
@@ -1006,7 +1006,7 @@ def _run_paths(run: _Run, paths: int, seed: int, progress: bool) -> PathOutcomes
     return PathOutcomes(surv, liq, eq, dd, run.step_hours)
 
 
-def simulate_paths(
+def simulate_paths(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     model: Model,
     spot: float | None,
     *,
@@ -1033,7 +1033,7 @@ def simulate_paths(
     return _run_paths(run, int(paths), seed, progress)
 
 
-def simulate(
+def simulate(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     model: Model,
     spot: float | None,
     *,
@@ -1092,7 +1092,7 @@ def simulate(
         of a bar-stepped model; a funding series of the wrong length; a ``var_level`` outside
         (0, 1); an account that is malformed or already liquidatable.
     """
-    return _simulate(
+    return simulate_outcomes(
         model, spot, side=side, liquidation_price=liquidation_price, account=account,
         horizon_days=horizon_days, paths=paths, steps=steps, seed=seed,
         funding_rate=funding_rate, var_level=var_level, progress=progress,
@@ -1100,7 +1100,7 @@ def simulate(
     )[0]  # fmt: skip
 
 
-def _simulate(
+def simulate_outcomes(  # noqa: PLR0913 - keyword-only options of a public function, each documented
     model: Model,
     spot: float | None,
     *,
@@ -1155,7 +1155,7 @@ def _simulate(
             analytic = _analytic_account(run.book, run.arrays, model, run.horizon_days)
     result = SimulationResult(
         p_liquidation=float(p_path.mean()),
-        p_liquidation_se=_pair_se(p_path),
+        p_liquidation_se=pair_se(p_path),
         time_to_liquidation_quantiles=_quantiles(
             (out.liquidation_step[hit] + 1).astype(np.float64) * run.step_hours
         ),
@@ -1167,7 +1167,7 @@ def _simulate(
         var_level=float(var_level),
         max_drawdown_quantiles=_quantiles(out.max_drawdown),
         expected_log_growth=float(growth.mean()),
-        expected_log_growth_se=_pair_se(growth),
+        expected_log_growth_se=pair_se(growth),
         analytic_p_liquidation=analytic,
         liquidated_fraction=float(hit.mean()),
         paths=int(out.equity.size),
@@ -1295,7 +1295,7 @@ class Extremes:
         return np.asarray(p, dtype=np.float64), np.asarray(se, dtype=np.float64)
 
 
-def sample_extremes(
+def sample_extremes(  # noqa: PLR0913, PLR0917 - the simulation parameters of a public function, each documented
     model: Model,
     spot: float,
     horizon_days: float,

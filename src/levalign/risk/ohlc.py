@@ -155,7 +155,7 @@ def ohlc_from_arrays(
         (unsorted or duplicated). The message names the column and the row (0-based, data
         rows only) with its timestamp.
     """
-    ts = _as_ns(np.asarray(timestamp))
+    ts = timestamps_ns(np.asarray(timestamp))
     columns = {
         name: np.asarray(values, dtype=np.float64).ravel()
         for name, values in zip(PRICE_COLUMNS, (open_, high, low, close), strict=True)
@@ -334,7 +334,8 @@ def _epoch_to_ns(values: NDArray[Any], name: str) -> NDArray[np.int64]:
     return values.astype(np.int64)
 
 
-def _as_ns(ts: NDArray[Any]) -> NDArray[np.int64]:
+def timestamps_ns(ts: NDArray[Any]) -> NDArray[np.int64]:
+    """Timestamps as int64 nanoseconds since the epoch, from datetime64 or integer nanoseconds."""
     if np.issubdtype(ts.dtype, np.datetime64):
         return ts.astype("datetime64[ns]").astype(np.int64).ravel()
     if np.issubdtype(ts.dtype, np.integer):

@@ -56,7 +56,6 @@ __all__ = [
     "Alignment",
     "LeverageCurve",
     "evaluate_leverages",
-    "evaluate_leverages_reference",
     "optimal_leverage",
 ]
 
@@ -64,7 +63,7 @@ FloatArray = NDArray[np.float64]
 
 
 @njit(cache=True, parallel=True)
-def evaluate_leverages(
+def evaluate_leverages(  # noqa: PLR0913, PLR0915, PLR0917 - a numba kernel: one array per argument, one pass over the paths
     leverage: FloatArray,
     log_barrier: FloatArray,
     funding: FloatArray,
@@ -147,31 +146,6 @@ def evaluate_leverages(
     return growth, growth_var, p_liq, p_var, var, es
 
 
-def evaluate_leverages_reference(
-    leverage: FloatArray,
-    log_barrier: FloatArray,
-    funding: FloatArray,
-    side: float,
-    log_min: FloatArray,
-    log_max: FloatArray,
-    gross_return: FloatArray,
-    tail: int,
-    wealth_floor: float,
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-    """:func:`evaluate_leverages` in plain numpy: a full sort per leverage, no ordering trick."""
-    rows = []
-    for lev, b, f in zip(leverage, log_barrier, funding, strict=True):
-        hit = log_min <= b if side > 0 else log_max >= b
-        wealth = np.where(hit, wealth_floor, 1.0 + side * lev * gross_return - f)
-        g = np.log(np.maximum(wealth, wealth_floor))
-        pair_g = g.reshape(-1, 2).mean(axis=1)
-        pair_h = hit.reshape(-1, 2).mean(axis=1)
-        loss = np.sort(np.minimum(1.0 - wealth, 1.0 - wealth_floor))[::-1][:tail]
-        rows.append((pair_g.mean(), pair_g.var(), hit.mean(), pair_h.var(), loss[-1], loss.mean()))
-    cols = np.array(rows).T
-    return cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
-
-
 @dataclass(frozen=True, eq=False)
 class LeverageCurve:
     """Every evaluated leverage with its risk and growth (arrays of one length)."""
@@ -248,13 +222,13 @@ class Alignment:
         return out
 
 
-def _leverage_grid(upper: float, points: int) -> FloatArray:
+def leverage_grid(upper: float, points: int) -> FloatArray:
     """0, then geometric from 0.05x (resolution where followers live) up to ``upper``."""
     low = min(0.05, upper / 2.0)
     return np.concatenate(([0.0], np.geomspace(low, upper, points - 1)))
 
 
-def optimal_leverage(
+def optimal_leverage(  # noqa: PLR0912, PLR0913, PLR0915 - keyword-only options, each validated, then the search, in order
     model: Any,
     spot: float,
     market: MarketSpec,
@@ -364,7 +338,7 @@ def optimal_leverage(
     tiers = market.tiers
     tier_cap = float(tiers.max_leverage[0])
     upper = min(tier_cap, max_leverage) if max_leverage is not None else tier_cap
-    lev = _leverage_grid(upper, grid_points)
+    lev = leverage_grid(upper, grid_points)
     notional = lev * equity
     # funding over the horizon as a fraction of equity; a cost also eats the margin
     funding = s * lev * funding_rate * horizon_days * 24.0 / 8.0

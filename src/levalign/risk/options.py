@@ -1,4 +1,6 @@
-r"""Option positions: greeks-based exposure, and copying an options lead by delta (DESIGN §5).
+r"""Option positions: greeks-based exposure, and copying an options lead by delta.
+
+See docs/design.md, "Risk" and "Normalization".
 
 An option counts in leverage through its delta and in volatility risk through its vega. For a
 position of :math:`q` contracts (signed: negative is short) of :math:`c` units of underlying
@@ -41,8 +43,8 @@ Equity is always passed in USD; a coin-margined account passes its coin equity t
 coin carries less coin delta than its USD delta.
 
 **Copying an options lead** (:func:`normalize_options`) keeps the lead's delta leverage ×
-``scale`` for each follower, with the DESIGN §4 semantics of the futures cohort: an increase of
-:math:`\Delta q_L` contracts gives the follower
+``scale`` for each follower, with the semantics of the futures cohort (docs/design.md,
+"Normalization"): an increase of :math:`\Delta q_L` contracts gives the follower
 
 .. math::
 

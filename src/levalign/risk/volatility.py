@@ -3,12 +3,13 @@ r"""Volatility estimators from OHLC bars and their forecasts, annualized.
 Every volatility here is annualized with 8,760 hours a year: crypto trades 24/7, so there is
 no trading-day calendar and a bar of :math:`h` hours is :math:`\Delta = h / 8760` years.
 
-With :math:`r_i = \ln(C_i / C_{i-1})`, bars of length :math:`\Delta` years and :math:`n` bars:
+With :math:`n` bars of length :math:`\Delta` years and the :math:`n - 1` log returns
+:math:`r_i = \ln(C_i / C_{i-1})`, :math:`i = 2, \dots, n`, of their closes:
 
 .. math::
 
-    \hat\sigma^2_{cc} = \frac{1}{(n-1)\Delta}\sum (r_i - \bar r)^2
-    \qquad \text{(close to close)}
+    \hat\sigma^2_{cc} = \frac{1}{(n-2)\Delta}\sum_{i=2}^{n} (r_i - \bar r)^2
+    \qquad \text{(close to close: the sample variance of the } n - 1 \text{ returns)}
 
     \hat\sigma^2_{P} = \frac{1}{4 \ln 2\, n \Delta}\sum \ln^2(H_i/L_i)
     \qquad \text{(Parkinson 1980)}
@@ -19,7 +20,9 @@ With :math:`r_i = \ln(C_i / C_{i-1})`, bars of length :math:`\Delta` years and :
     \sigma^2_{t} = \lambda\,\sigma^2_{t-1} + (1-\lambda)\, r_t^2 / \Delta
     \qquad \text{(EWMA, RiskMetrics 1996, } \lambda = 0.94)
 
-The EWMA recursion starts from the sample variance of the first 30 returns (or all, if fewer).
+The EWMA recursion starts from the mean of the first 30 squared returns (or all, if fewer),
+:math:`\sigma^2_0 = \frac{1}{30\Delta}\sum_{i \le 30} r_i^2`: uncentered, as the recursion
+itself, which takes the mean return as zero.
 
 GARCH(1,1) with standardized Student-t innovations (Bollerslev 1986, *J. Econometrics* 31,
 307-327; Student-t: Bollerslev 1987, *Rev. Econ. Stat.* 69, 542-547), per bar:
@@ -51,6 +54,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from levalign._extras import require
 from levalign.errors import InvalidInput
 from levalign.risk.ohlc import OHLC
 
@@ -435,6 +439,7 @@ def garch_t(close: ArrayLike, bar_hours: float, *, max_iterations: int = 1000) -
     while variance * scale**2 >= 1e4:
         scale /= 10.0
 
+    require("risk", "arch")
     from arch import arch_model
 
     model = arch_model(scale * r, mean="Constant", vol="GARCH", p=1, q=1, dist="t", rescale=False)

@@ -1,8 +1,8 @@
 r"""The paper venue: simulated execution and margin for a cohort of followers in one market.
 
-Backtests (issue 4) execute every follower's orders here, and the live engine uses it for
+Backtests execute every follower's orders here, and the live engine uses it for
 paper trading. The venue holds N followers' accounts in ONE linear market as numpy columns
-and runs three kernels over them (:mod:`levalign.backtest._venue_kernels`): fills, funding,
+and runs three kernels over them (:mod:`levalign.venues._paper_kernels`): fills, funding,
 and the walk over price bars with liquidation and de-risking.
 
 Accounts
@@ -107,12 +107,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from levalign._codes import DR_ADD_MARGIN
-from levalign.backtest import _venue_kernels as vk
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import MarketSpec
-from levalign.normalize import MARGIN_MODES, Cohort, NormalizeResult, Reason
-from levalign.risk.ohlc import OHLC
-from levalign.risk.ohlc import _as_ns as _ns_column
+from levalign.normalize import MARGIN_MODES, Cohort, NormalizeResult, Reason, allocate_result
+from levalign.risk.ohlc import OHLC, timestamps_ns
+from levalign.venues import _paper_kernels as vk
+from levalign.venues.base import Ack, Lookup, OrderRequest
 
 __all__ = [
     "AdvanceResult",
@@ -125,6 +125,7 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 _ISOLATED = MARGIN_MODES.index("isolated")
+_NS_PER_MS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -276,11 +277,13 @@ class PaperVenue:
     last_bar_time: int | None = None
     clock: int | None = None
     _cohort: Cohort | None = field(default=None, repr=False)
+    _orders: dict[str, Ack] = field(default_factory=dict, repr=False)
+    _rows: dict[str, int] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_cohort(
+    def from_cohort(  # noqa: PLR0913 - keyword-only options, each documented
         cls,
         cohort_or_table: Any,
         market: MarketSpec,
@@ -723,6 +726,107 @@ class PaperVenue:
             flags=out_flags,
         )
 
+    # ------------------------------------------------------------------ the order venue
+
+    def submit(self, order: OrderRequest) -> Ack:
+        """Fill one order at once (:class:`levalign.venues.base.OrderVenue`).
+
+        The order fills through :meth:`execute` at the venue's last mark, with its fee and
+        slippage, at the venue's clock. It is ``rejected`` with the reason when it is for
+        another market, when no mark is known yet, when the mark is beyond its
+        ``price_limit`` (a buy limited below the mark, a sell above it: an immediate-or-cancel
+        order that cannot match), when the clock is past its ``expires_at_ms``, and when it
+        is reduce-only with nothing to reduce. A client id the venue has seen returns the
+        first answer; no second order is filled.
+
+        Raises
+        ------
+        InvalidInput
+            An account that is not one of the venue's followers, or an amount or price limit
+            that is not a positive decimal.
+        """
+        seen = self._orders.get(order.client_id)
+        if seen is not None:
+            return seen
+        row = self._row(order.account)
+        amount = _positive_decimal(order.amount, "amount")
+        limit = None if order.price_limit is None else _positive_decimal(order.price_limit, "price")
+        mark = self.mark_price
+        reason = None
+        if order.symbol != self.market.symbol:
+            reason = f"this venue trades {self.market.symbol}, not {order.symbol}"
+        elif math.isnan(mark):
+            reason = "no mark price is known yet"
+        elif limit is not None and (mark > limit if order.side == "buy" else mark < limit):
+            reason = f"could not match at the price limit {order.price_limit} (mark {mark})"
+        elif self.clock is not None and self.clock > order.expires_at_ms * _NS_PER_MS:
+            reason = "the order arrived after its expiry"
+        ack = (
+            Ack(order.client_id, "rejected", reason=reason)
+            if reason is not None
+            else self._fill_order(order, row, amount, mark)
+        )
+        self._orders[order.client_id] = ack
+        return ack
+
+    def _fill_order(self, order: OrderRequest, row: int, amount: float, mark: float) -> Ack:
+        cols = allocate_result(len(self))
+        for column in cols.values():
+            column[:] = 0
+        cols["leverage"][:] = math.nan
+        cols["residual"][:] = self.residual
+        cols["side"][row] = 1 if order.side == "buy" else -1
+        cols["amount"][row] = amount
+        cols["reduce_only"][row] = order.reduce_only
+        result = NormalizeResult(
+            event_id=order.client_id,
+            event_kind="order",
+            symbol=self.market.symbol,
+            price=mark,
+            columns={"id": self.ids, **cols},
+        )
+        before = float(self.position[row])
+        out = self.execute(result, mark, 0 if self.clock is None else self.clock)
+        flags = int(out.flags[row])
+        if not flags & vk.X_FILLED:
+            reason = (
+                "reduce-only order with nothing to reduce"
+                if flags & vk.X_REDUCE_ONLY_REJECTED
+                else "not filled"
+            )
+            return Ack(order.client_id, "rejected", reason=reason)
+        filled = (
+            f"{abs(before):.{self.market.amount_decimals}f}"
+            if flags & vk.X_REDUCE_ONLY_CLIPPED
+            else order.amount
+        )
+        return Ack(
+            order.client_id,
+            "filled",
+            exchange_id=order.client_id,
+            filled=filled,
+            average_price=repr(float(out.fill_price[row])),
+        )
+
+    def lookup(self, order: OrderRequest) -> Lookup:
+        """The venue's answer to the order with this client id, or ``not_found``."""
+        ack = self._orders.get(order.client_id)
+        if ack is None:
+            return Lookup(order.client_id, "not_found")
+        return Lookup(order.client_id, ack.status, exchange_id=ack.exchange_id, reason=ack.reason)
+
+    def _row(self, account: str) -> int:
+        if not self._rows:
+            self._rows.update({str(a): i for i, a in enumerate(self.ids.tolist())})
+        row = self._rows.get(str(account))
+        if row is None:
+            raise InvalidInput(
+                f"account {account!r} is not a follower on this venue",
+                field="account",
+                value=account,
+            )
+        return row
+
     # ------------------------------------------------------------------ funding
 
     def apply_funding(
@@ -1059,7 +1163,7 @@ def _check_orders(
         )
 
 
-def _bar_columns(
+def _bar_columns(  # noqa: PLR0912 - one check per OHLC column, in order
     bars: OHLC | Mapping[str, ArrayLike], mark: ArrayLike | None
 ) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
     if isinstance(bars, OHLC):
@@ -1086,7 +1190,7 @@ def _bar_columns(
     if mark is not None:
         raw["mark"] = mark
     try:
-        ts = _ns_column(np.asarray(raw["timestamp"]))
+        ts = timestamps_ns(np.asarray(raw["timestamp"]))
     except InvalidInput as exc:
         raise InvalidInput(f"bars.{exc.message}", field="bars.timestamp") from exc
     if ts.size == 0:
@@ -1170,3 +1274,16 @@ def _track(track: ArrayLike | None, n: int) -> tuple[IntArray, int]:
         raise InvalidInput("track lists a follower twice", field="track")
     row[idx] = np.arange(idx.size)
     return row, int(idx.size)
+
+
+def _positive_decimal(text: str, name: str) -> float:
+    """A decimal string of an order as a positive float."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidInput(
+            f"{name} must be a positive decimal, got {text!r}", field=name, value=text
+        )
+    return value

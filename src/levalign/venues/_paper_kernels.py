@@ -1,4 +1,4 @@
-r"""Numba kernels of the paper venue (:mod:`levalign.backtest.venue`) and their references.
+r"""Numba kernels of the paper venue (:mod:`levalign.venues.paper`) and their references.
 
 Pure functions over the venue's columns, one row per follower of one linear market. They
 update the state columns in place (the venue owns them) and write per-row outputs into
@@ -15,7 +15,8 @@ its equity at a mark :math:`m` is
 
 .. math:: E(m) = W + q\,c\,(m - EP)
 
-with :math:`q` the signed contracts and :math:`c` the contract size (linear PnL, DESIGN §3).
+with :math:`q` the signed contracts and :math:`c` the contract size (linear PnL,
+docs/design.md, "Markets and margin").
 Free balance is :math:`W - C` with :math:`C` the isolated collateral (0 for cross).
 
 Liquidation prices come from :func:`levalign._margin_kernels.liquidation_price_one_leg` and
@@ -28,7 +29,6 @@ since :math:`E(m) - s Q m = W - s Q\,EP` for every :math:`m`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
@@ -53,7 +53,7 @@ X_CHARGED_COLLATERAL = 32  # a charge the free balance could not cover came out 
 #: sums are accumulated per chunk, so results do not depend on the thread count
 CHUNKS = 8
 
-_SNAP_TOL = 1e-9  # positions within a billionth of a lot of a whole decimal are snapped to it
+SNAP_TOL = 1e-9  # positions within a billionth of a lot of a whole decimal are snapped to it
 
 
 @njit(cache=True, inline="always")
@@ -62,7 +62,7 @@ def _snap(x: float, step: float, scale: float) -> float:
     if step <= 0.0:
         return x
     r = math.floor(x * scale + 0.5) / scale
-    if abs(r - x) <= _SNAP_TOL * step:
+    if abs(r - x) <= SNAP_TOL * step:
         return float(r)
     return x
 
@@ -152,8 +152,8 @@ def free_balance(
     """Free margin per follower, floored at 0 (the cohort's ``available_balance``).
 
     Isolated: ``W − C``. Cross: ``E(mark) − N / ℓ``, the equity less the initial margin of the
-    position (DESIGN §3, ``IM = N / ℓ``) at its leverage setting ``ℓ`` (NaN: the bracket's
-    maximum; never above it).
+    position (``IM = N / ℓ``, docs/design.md, "Markets and margin") at its leverage setting
+    ``ℓ`` (NaN: the bracket's maximum; never above it).
     """
     n = position.shape[0]
     out = np.empty(n)
@@ -169,29 +169,6 @@ def free_balance(
             free = equity[i] - notional / lev
         out[i] = max(free, 0.0)
     return out
-
-
-def free_balance_reference(
-    position: FloatArray,
-    equity: FloatArray,
-    wallet: FloatArray,
-    collateral: FloatArray,
-    isolated: BoolArray,
-    leverage: FloatArray,
-    mark: float,
-    contract_size: float,
-    t_cap: FloatArray,
-    t_max_lev: FloatArray,
-) -> FloatArray:
-    """Numpy reference of :func:`free_balance` (bracket by ``searchsorted`` on the caps)."""
-    notional = np.abs(position) * contract_size * mark
-    k = np.minimum(np.searchsorted(t_cap, notional, side="right"), t_cap.size - 1)
-    top = t_max_lev[k]
-    lev = np.where(leverage < top, leverage, top)
-    with np.errstate(invalid="ignore"):
-        cross = np.where(position == 0.0, equity, equity - notional / lev)
-    free = np.where(isolated, wallet - collateral, cross)
-    return np.asarray(np.maximum(free, 0.0), dtype=np.float64)
 
 
 # ================================================================= execute
@@ -381,142 +358,6 @@ def execute_kernel(
         o_flags[i] = flags
 
 
-def execute_reference(
-    side: NDArray[np.int8],
-    amount: FloatArray,
-    reduce_only: BoolArray,
-    post: FloatArray,
-    topup: BoolArray,
-    leverage_in: FloatArray,
-    price: float,
-    taker_fee: float,
-    slip_fixed_bps: float,
-    slip_impact_bps: float,
-    slip_impact_notional: float,
-    contract_size: float,
-    amount_step: float,
-    amount_decimals: int,
-    tiers: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
-    state: dict[str, NDArray[np.generic]],
-) -> dict[str, NDArray[np.generic]]:
-    """Plain-Python reference of :func:`execute_kernel`: one follower at a time.
-
-    ``state`` holds the columns named like the kernel's state arguments; it is updated in
-    place. Returns the kernel's outputs by name (``fill_price``, ``fee``, ``slippage``,
-    ``realized``, ``flags``).
-    """
-    n = len(side)
-    out: dict[str, NDArray[np.generic]] = {
-        "fill_price": np.full(n, math.nan),
-        "fee": np.zeros(n),
-        "slippage": np.zeros(n),
-        "realized": np.zeros(n),
-        "flags": np.zeros(n, np.uint8),
-    }
-    scale = 10.0**amount_decimals
-
-    def snap(x: float) -> float:
-        if amount_step <= 0.0:
-            return x
-        r = math.floor(x * scale + 0.5) / scale
-        return r if abs(r - x) <= _SNAP_TOL * amount_step else x
-
-    for i in range(n):
-        pos = float(state["position"][i])
-        ep = float(state["entry_price"][i])
-        w = float(state["wallet"][i])
-        c = float(state["collateral"][i])
-        iso = bool(state["isolated"][i])
-        flags, fill, fee, slip_cost, pnl, touched = 0, math.nan, 0.0, 0.0, 0.0, False
-        ask = float(post[i])
-        if side[i] == 0:
-            if topup[i] and iso and pos != 0.0 and ask > 0.0:
-                add = min(ask, max(w - c, 0.0))
-                flags |= X_COLLATERAL_SHORT if add < ask else 0
-                if add > 0.0:
-                    c, flags, touched = c + add, flags | X_TOPUP, True
-        else:
-            s_o = float(side[i])
-            s_f = float(np.sign(pos))
-            a = float(amount[i])
-            if reduce_only[i] and (pos == 0.0 or s_f == s_o):
-                a, flags = 0.0, flags | X_REDUCE_ONLY_REJECTED
-            elif reduce_only[i] and a > abs(pos):
-                a, flags = abs(pos), flags | X_REDUCE_ONLY_CLIPPED
-            if a > 0.0:
-                touched, flags = True, flags | X_FILLED
-                opposite = pos != 0.0 and s_f != s_o
-                closed = min(a, abs(pos)) if opposite else 0.0
-                slip = 1e-4 * (
-                    slip_fixed_bps
-                    + slip_impact_bps * math.sqrt(a * contract_size * price / slip_impact_notional)
-                )
-                fill = price * (1.0 + s_o * slip)
-                fee = a * contract_size * fill * taker_fee
-                slip_cost = s_o * (fill - price) * a * contract_size
-                remaining = abs(pos)
-                if closed > 0.0:
-                    pnl = s_f * closed * contract_size * (fill - ep)
-                    if closed >= abs(pos):
-                        c, remaining = 0.0, 0.0
-                    else:
-                        c = c * (1.0 - closed / abs(pos))
-                        remaining = snap(abs(pos) - closed)
-                w = w + pnl - fee
-                opened = a - closed
-                if opened > 0.0:
-                    ep = (
-                        (remaining * ep + opened * fill) / (remaining + opened)
-                        if remaining
-                        else fill
-                    )
-                    pos = snap(s_o * (remaining + opened))
-                    if math.isfinite(leverage_in[i]):
-                        state["leverage"][i] = leverage_in[i]
-                else:
-                    pos = s_f * remaining
-                if pos == 0.0:
-                    pos, ep, c = 0.0, math.nan, 0.0
-                elif iso and ask > 0.0:
-                    # an opening's margin, or what a de-risking cut posts back to the rest
-                    add = min(ask, max(w - c, 0.0))
-                    flags |= X_COLLATERAL_SHORT if add < ask else 0
-                    c += add
-        if iso and c > w:
-            c, flags, touched = max(w, 0.0), flags | X_CHARGED_COLLATERAL, True
-        if touched:
-            state["position"][i], state["entry_price"][i] = pos, ep
-            state["wallet"][i], state["collateral"][i] = w, c
-            state["fees"][i] += fee
-            state["slippage"][i] += slip_cost
-            state["realized"][i] += pnl
-            state["liq_price"][i] = _reference_liquidation_price(
-                pos, ep, w, c, iso, contract_size, tiers
-            )
-        out["fill_price"][i], out["fee"][i], out["slippage"][i] = fill, fee, slip_cost
-        out["realized"][i], out["flags"][i] = pnl, flags
-    return out
-
-
-def _reference_liquidation_price(
-    pos: float,
-    entry: float,
-    wallet: float,
-    collateral: float,
-    isolated: bool,
-    contract_size: float,
-    tiers: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
-) -> float:
-    if pos == 0.0:
-        return math.nan
-    balance = collateral if isolated else wallet
-    return float(
-        liquidation_price_one_leg(
-            balance, math.copysign(1.0, pos), abs(pos) * contract_size, entry, True, *tiers
-        )
-    )
-
-
 # ================================================================= funding
 
 
@@ -557,37 +398,6 @@ def funding_kernel(
         liq_price[i] = _liquidation_price(
             pos, entry_price[i], w, c, isolated[i], contract_size, t_floor, t_cap, t_mmr, t_cum
         )
-
-
-def funding_reference(
-    rate: float,
-    mark: float,
-    contract_size: float,
-    tiers: tuple[FloatArray, FloatArray, FloatArray, FloatArray],
-    state: dict[str, NDArray[np.generic]],
-) -> FloatArray:
-    """Numpy reference of :func:`funding_kernel`; updates ``state`` and returns the payments."""
-    pos = np.asarray(state["position"], dtype=np.float64)
-    held = pos != 0.0
-    pay = np.where(held, pos * contract_size * mark * rate, 0.0)
-    wallet = np.asarray(state["wallet"], dtype=np.float64)
-    coll = np.asarray(state["collateral"], dtype=np.float64)
-    new_wallet = np.where(held, wallet - pay, wallet)
-    over = held & np.asarray(state["isolated"], dtype=np.bool_) & (coll > new_wallet)
-    state["collateral"][over] = np.maximum(new_wallet[over], 0.0)
-    state["wallet"][:] = new_wallet
-    state["funding"][held] += pay[held]
-    for i in np.flatnonzero(held):
-        state["liq_price"][i] = _reference_liquidation_price(
-            float(pos[i]),
-            float(state["entry_price"][i]),
-            float(new_wallet[i]),
-            float(state["collateral"][i]),
-            bool(state["isolated"][i]),
-            contract_size,
-            tiers,
-        )
-    return np.asarray(pay, dtype=np.float64)
 
 
 # ================================================================= bars
@@ -811,164 +621,3 @@ def advance_kernel(
             max_drawdown[i] = dd
             bars_in_market[i] = in_market
             o_liquidated_bar[i] = liq_bar
-
-
-@dataclass(frozen=True)
-class DeriskSetup:
-    """De-risking inputs of :func:`advance_reference` (the kernel's arguments, by name)."""
-
-    floor: FloatArray
-    restore: FloatArray
-    add_margin: BoolArray
-    fill: FloatArray
-    tiers: tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]
-
-    def act(
-        self, one: dict[str, NDArray[np.generic]], m: float, contract_size: float, i: int
-    ) -> bool:
-        """Size and fill follower ``i``'s de-risking on the one-row state ``one``."""
-        f = self.fill
-        pos, ep = float(one["position"][0]), float(one["entry_price"][0])
-        w, c, iso = float(one["wallet"][0]), float(one["collateral"][0]), bool(one["isolated"][0])
-        decimals = int(f[FILL_AMOUNT_DECIMALS])
-        side, amount, post, _, _ = derisk_order.py_func(
-            m, contract_size, f[FILL_AMOUNT_STEP], decimals, f[FILL_MIN_AMOUNT], *self.tiers,
-            w + pos * contract_size * (m - ep), w - c if iso else 0.0, pos, ep, c, 0.0, iso,
-            float(self.floor[i]), float(self.restore[i]), bool(self.add_margin[i]),
-        )  # fmt: skip
-        if side == 0 and not (iso and post > 0.0):
-            if iso and c > w:
-                one["collateral"][0] = max(w, 0.0)
-                one["liq_price"][0] = _reference_liquidation_price(
-                    pos, ep, w, max(w, 0.0), iso, contract_size, self.tiers[:4]
-                )
-            return False
-        out = execute_reference(
-            np.array([side], dtype=np.int8), np.array([amount]), np.array([side != 0]),
-            np.array([post]), np.array([side == 0]), np.array([math.nan]), m,
-            f[FILL_TAKER_FEE], f[FILL_SLIP_FIXED_BPS], f[FILL_SLIP_IMPACT_BPS],
-            f[FILL_SLIP_IMPACT_NOTIONAL], contract_size, f[FILL_AMOUNT_STEP], decimals,
-            self.tiers[:4], one,
-        )  # fmt: skip
-        return bool(out["flags"][0] & (X_FILLED | X_TOPUP))
-
-
-def advance_reference(
-    high: FloatArray,
-    low: FloatArray,
-    mark: FloatArray,
-    contract_size: float,
-    state: dict[str, NDArray[np.generic]],
-    group: IntArray,
-    track_row: IntArray,
-    n_groups: int,
-    n_tracked: int,
-    derisk: DeriskSetup | None = None,
-) -> dict[str, NDArray[np.generic]]:
-    """Numpy reference of :func:`advance_kernel`: a per-bar loop vectorized over followers.
-
-    Also the benchmark's baseline. ``state`` is updated in place (with ``derisk``, also its
-    ``fees``, ``slippage`` and ``derisks``); returns ``liquidated_bar``, ``group_equity``,
-    ``group_notional``, ``group_flat`` (per-chunk partial sums, as the kernel's),
-    ``track_equity`` and ``track_position``. De-risking orders are sized by
-    :func:`levalign._derisk_kernel.derisk_order` (tested on its own) and filled by
-    :func:`execute_reference`, one follower at a time.
-    """
-    n, n_bars = len(state["position"]), len(high)
-    pos = np.array(state["position"], dtype=np.float64)
-    ep = np.array(state["entry_price"], dtype=np.float64)
-    w = np.array(state["wallet"], dtype=np.float64)
-    c = np.array(state["collateral"], dtype=np.float64)
-    lp = np.array(state["liq_price"], dtype=np.float64)
-    iso = np.asarray(state["isolated"], dtype=np.bool_)
-    pk = np.array(state["peak_equity"], dtype=np.float64)
-    dd = np.array(state["max_drawdown"], dtype=np.float64)
-    in_market = np.array(state["bars_in_market"], dtype=np.int64)
-    realized = np.array(state["realized"], dtype=np.float64)
-    losses = np.array(state["liquidation_losses"], dtype=np.float64)
-    count = np.array(state["liquidations"], dtype=np.int64)
-    liq_bar = np.full(n, -1, dtype=np.int64)
-    size = (n + CHUNKS - 1) // CHUNKS
-    chunk_of = np.arange(n) // max(size, 1)
-    grouped = (group >= 0) if n_groups > 0 else np.zeros(n, dtype=np.bool_)
-    g_equity = np.zeros((CHUNKS, n_groups, n_bars))
-    g_notional = np.zeros((CHUNKS, n_groups, n_bars))
-    g_flat = np.zeros((CHUNKS, n_groups, n_bars))
-    retired = np.zeros(n, dtype=np.bool_)  # flat, untracked, its constant equity booked
-    tracked = np.flatnonzero(track_row >= 0)
-    t_equity = np.zeros((n_tracked, n_bars))
-    t_position = np.zeros((n_tracked, n_bars))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for t in range(n_bars):
-            held = pos != 0.0
-            in_market += held
-            hit = held & (((pos > 0.0) & (low[t] <= lp)) | ((pos < 0.0) & (high[t] >= lp)))
-            if hit.any():
-                k = np.flatnonzero(hit)
-                pnl = pos[k] * contract_size * (lp[k] - ep[k])  # (q c)(LP - EP)
-                remainder = np.where(iso[k], c[k] + pnl, w[k] + pnl)
-                w[k] = np.where(iso[k], w[k] + pnl - remainder, 0.0)
-                realized[k] += pnl
-                losses[k] += remainder
-                count[k] += 1
-                liq_bar[k] = t
-                pos[k], ep[k], c[k], lp[k] = 0.0, math.nan, 0.0, math.nan
-                held = pos != 0.0
-            if derisk is not None:
-                f = derisk.floor
-                lo = np.where(held & (f > 0.0) & (pos > 0.0), lp / (1.0 - f), -np.inf)
-                hi = np.where(held & (f > 0.0) & (pos < 0.0), lp / (1.0 + f), np.inf)
-                for i in np.flatnonzero(held & ~hit & ((mark[t] < lo) | (mark[t] > hi))):
-                    row = {"position": pos, "entry_price": ep, "wallet": w, "collateral": c}
-                    one = {k: np.array([v[i]]) for k, v in row.items()}
-                    one |= {"liq_price": lp[i : i + 1].copy(), "isolated": iso[i : i + 1]}
-                    for name in ("fees", "slippage", "realized", "leverage"):
-                        one[name] = np.zeros(1)
-                    if derisk.act(one, float(mark[t]), contract_size, int(i)):
-                        for name, column in (*row.items(), ("liq_price", lp)):
-                            column[i] = one[name][0]
-                        state["fees"][i] += one["fees"][0]
-                        state["slippage"][i] += one["slippage"][0]
-                        realized[i] += one["realized"][0]
-                        state["derisks"][i] += 1
-                    else:
-                        c[i], lp[i] = one["collateral"][0], one["liq_price"][0]
-                held = pos != 0.0
-            eq = np.where(held, w + pos * contract_size * (mark[t] - ep), w)
-            notional = np.where(held, np.abs(pos * contract_size) * mark[t], 0.0)
-            pk = np.maximum(pk, eq)
-            dd = np.where(pk > 0.0, np.maximum(dd, (pk - eq) / pk), dd)
-            if n_groups > 0:
-                live = grouped & ~retired
-                cell = (chunk_of[live], group[live])
-                np.add.at(g_equity[:, :, t], cell, eq[live])
-                np.add.at(g_notional[:, :, t], cell, notional[live])
-                now = live & ~held & (track_row < 0)
-                if t + 1 < n_bars:
-                    np.add.at(g_flat[:, :, t + 1], (chunk_of[now], group[now]), eq[now])
-                retired |= now
-            if tracked.size:
-                t_equity[track_row[tracked], t] = eq[tracked]
-                t_position[track_row[tracked], t] = pos[tracked]
-    for name, value in (
-        ("position", pos),
-        ("entry_price", ep),
-        ("wallet", w),
-        ("collateral", c),
-        ("liq_price", lp),
-        ("peak_equity", pk),
-        ("max_drawdown", dd),
-        ("bars_in_market", in_market),
-        ("realized", realized),
-        ("liquidation_losses", losses),
-        ("liquidations", count),
-    ):
-        state[name][:] = value
-    return {
-        "liquidated_bar": liq_bar,
-        "group_equity": g_equity,
-        "group_notional": g_notional,
-        "group_flat": g_flat,
-        "track_equity": t_equity,
-        "track_position": t_position,
-    }

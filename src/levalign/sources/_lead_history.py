@@ -1,52 +1,7 @@
-r"""Lead-trader histories: the file format, loading, validation and conversion to LeadEvents.
+"""Lead-history files: parsing, validation, conversion to LeadEvents (see :mod:`.replay`).
 
-A lead history lists the lead's position changes, one row per fill (issue 4 §1). The
-documented format, with examples, is ``docs/lead_history.md``.
-
-Positions form (primary)
-------------------------
-=====================  ========  ==========================================================
-column                 required  meaning
-=====================  ========  ==========================================================
-``timestamp``          yes       ISO 8601 (UTC when it has no offset) or epoch milliseconds
-``symbol``             yes       ccxt unified symbol of the lead's venue (``BTC/USDT:USDT``)
-``price``              yes       fill price, positive
-``position_after``     yes       signed contracts held after the fill (negative is short)
-``equity``             yes       lead equity after the fill, settle currency, positive
-``collateral_after``   no        isolated margin after the fill (absent: cross margin)
-``stop_price``         no        the lead's stop; below the price for a long, above for a short
-``leverage_setting``   no        the leverage *setting* on the lead's venue
-``fee``                no        fee paid on the fill, settle currency (negative: rebate)
-=====================  ========  ==========================================================
-
-ccxt's camelCase spellings are accepted (``positionAfter``, ``collateralAfter``,
-``stopPrice``, ``leverageSetting``); ``fee`` may be ccxt's ``{"cost": ..., "currency": ...}``.
-
-Fills form
-----------
-``side`` (``buy`` or ``sell``) and ``amount`` (contracts, positive) replace
-``position_after``; each symbol starts flat and the loader accumulates the fills into
-positions. One file uses one form.
-
-Rules
------
-* Within one symbol timestamps strictly increase (a file out of order, or two fills of one
-  symbol at the same instant, is an error: merge simultaneous fills into one row). Rows of
-  different symbols may interleave; the history is ordered by time, file order breaking ties.
-* Unknown columns are errors, so that a misspelt optional column is never silently dropped.
-* With markets given, every symbol must resolve (:meth:`levalign.markets.Markets.resolve`)
-  and every position must be a whole number of the market's amount steps: an **error** by
-  default (``lot_check="error"``), because quantities are exact in levalign (DESIGN §2) and a
-  position off the lot grid means a unit mix-up (base units instead of contracts) or the wrong
-  venue's markets. ``lot_check="warn"`` emits :class:`LotSizeWarning` instead; ``"off"``
-  skips the check.
-
-Converting to events, for row :math:`j` of symbol :math:`s`:
-``lead_position_before`` is the symbol's previous ``position_after`` (0 for its first row);
-``lead_total_notional`` is :math:`\sum_t |q_t|\,N_t(p_t)` over every symbol the lead holds
-after the fill, each at its most recent fill price in the history (``MarketSpec.notional``);
-``lead_collateral_before`` is the symbol's previous ``collateral_after`` (0 when the lead was
-flat and this row states a collateral). ``timestamp`` is epoch milliseconds, as in ccxt.
+The implementation behind :mod:`levalign.sources.replay`; :class:`Columns`, :func:`build` and
+:func:`open_text` are also used by the strategies that generate lead histories.
 """
 
 from __future__ import annotations
@@ -442,7 +397,7 @@ def format_timestamp(ns: int) -> str:
 
 
 @dataclass
-class _Columns:
+class Columns:
     """Parsed rows before validation (one list per column)."""
 
     where: list[str] = field(default_factory=list)
@@ -501,11 +456,11 @@ def load_lead_history(
         cols = _read_file(path)
         default_name = _stem(path)
     else:
-        cols = _Columns()
+        cols = Columns()
         for i, raw in enumerate(source):
             _add_row(cols, i, raw, f"row {i}")
         default_name = "lead"
-    history = _build(cols, name or default_name)
+    history = build(cols, name or default_name)
     if markets is not None:
         history.validate(markets, lot_check=lot_check)
     return history
@@ -519,7 +474,7 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def _open_text(path: Path, what: str = "lead history", field: str = "path") -> str:
+def open_text(path: Path, what: str = "lead history", field: str = "path") -> str:
     """The text of a UTF-8 file, gzip-compressed when its name ends in ``.gz``."""
     try:
         if path.name.lower().endswith(".gz"):
@@ -532,7 +487,7 @@ def _open_text(path: Path, what: str = "lead history", field: str = "path") -> s
         ) from exc
 
 
-def _read_file(path: Path) -> _Columns:
+def _read_file(path: Path) -> Columns:
     lower = path.name.lower()
     if not lower.endswith(_SUFFIXES):
         raise InvalidInput(
@@ -540,8 +495,8 @@ def _read_file(path: Path) -> _Columns:
             field="path",
             value=str(path),
         )
-    text = _open_text(path)
-    cols = _Columns()
+    text = open_text(path)
+    cols = Columns()
     if ".csv" in lower:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = list(reader.fieldnames or [])
@@ -606,7 +561,7 @@ def _unknown(key: str) -> str:
     )
 
 
-def _add_row(cols: _Columns, i: int, raw: Mapping[str, Any], where: str) -> None:
+def _add_row(cols: Columns, i: int, raw: Mapping[str, Any], where: str) -> None:  # noqa: PLR0912 - one check per column of the lead-history format, in its order
     if not isinstance(raw, Mapping):
         raise InvalidInput(
             f"{where}: a row must be a mapping of column to value, got {type(raw).__name__}",
@@ -745,7 +700,7 @@ def _check_range(column: str, values: FloatArray, where: Sequence[str]) -> None:
     )
 
 
-def _build(cols: _Columns, name: str) -> LeadHistory:
+def build(cols: Columns, name: str) -> LeadHistory:
     """Validate parsed columns, turn fills into positions, order by time."""
     where = cols.where
     n = len(where)

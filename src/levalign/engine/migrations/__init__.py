@@ -1,0 +1,1 @@
+"""Alembic migrations of the store (run by ``levalign db upgrade``; no alembic.ini needed)."""
