@@ -261,6 +261,7 @@ class Copier:
             worker=self.config.engine.worker,
             expires_in_ms=int(self.config.engine.send_expiry_seconds * 1000),
             batch=self.config.engine.dispatch_batch,
+            lead_id=self.lead_id,
         )
         self.source = HyperliquidSource(
             self.config.lead.address,
