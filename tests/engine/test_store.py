@@ -143,6 +143,27 @@ def test_claim_sends_risk_reducing_orders_first(store: Store, lead: int):
     assert (b.sent, b.pending_opening, b.pending_reducing) == (3, 0, 0)
 
 
+def test_a_flip_open_waits_until_its_close_is_done(store: Store, lead: int):
+    # Arrange: a flip of f1 (close, then open) and an open of f2, in one event
+    store.record_event(
+        _event(lead, 1), [_intent("f1", "close", reduce=True), _intent("f1"), _intent("f2")]
+    )
+    close, open_1, open_2 = (cloid("hl:lead:1", f, leg) for f, leg in
+                             (("f1", "close"), ("f1", "open"), ("f2", "open")))  # fmt: skip
+
+    # Act: the close is claimed and its answer is lost (a crash): it is unknown
+    first = store.claim(10, worker="a", expires_in_ms=1000, now=100)
+    store.mark_unknown(close, "lost", now=101)
+    while_unknown = store.claim(10, worker="a", expires_in_ms=1000, now=102)
+    store.resolve(Lookup(close, "filled"), now=103)
+    after = store.claim(10, worker="a", expires_in_ms=1000, now=104)
+
+    # Assert: f1's open stays pending until its close is final; f2's does not wait
+    assert {o.client_id for o in first} == {close, open_2}
+    assert while_unknown == []
+    assert [o.client_id for o in after] == [open_1]
+
+
 def test_claim_accept_leaves_refused_orders_pending(store: Store, lead: int):
     store.record_event(_event(lead, 1), [_intent("f1"), _intent("f2")])
     got = store.claim(10, worker="a", expires_in_ms=1000, accept=lambda c: c.account.endswith("2"))

@@ -49,13 +49,14 @@ from sqlalchemy import (
     create_engine,
     event,
     exc,
+    exists,
     func,
     insert,
     select,
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
 
 from levalign.engine.client_ids import binance_from_cloid, event_cloids
 from levalign.engine.outbox import (
@@ -819,7 +820,9 @@ class Store:
     ) -> list[OrderRequest]:
         """Move up to ``limit`` pending orders to ``sent`` and return them to be sent.
 
-        Risk-reducing orders come first (``priority``, then age). ``accept`` sees each
+        Risk-reducing orders come first (``priority``, then age); an order waits while an
+        earlier leg of its follower in the same event (a flip's close before its open) is
+        pending or in flight. ``accept`` sees each
         candidate in that order and may refuse it (a rate limiter with no budget for its
         account); refused ones stay pending. The claim commits before the caller sends
         anything: a crash after it leaves the orders ``sent`` until their lease expires
@@ -850,6 +853,15 @@ class Store:
         if limit <= 0:
             return []
         stamp = now_ms() if now is None else now
+        # a follower's legs of one event go in order: an open waits for the close before it
+        # (else, after a crash that left the close unknown, the open would go first)
+        earlier = aliased(Order)
+        earlier_open = select(earlier.client_id).where(
+            earlier.lead_event_id == Order.lead_event_id,
+            earlier.follower_id == Order.follower_id,
+            earlier.seq < Order.seq,
+            earlier.state.in_(("pending", "sent", "unknown", "acknowledged")),
+        )
         with self._begin("claiming orders") as conn:
             query = (
                 select(
@@ -859,7 +871,7 @@ class Store:
                     Follower.address,
                 )
                 .join(Follower, Follower.id == Order.follower_id)
-                .where(Order.state == "pending")
+                .where(Order.state == "pending", ~exists(earlier_open))
                 .order_by(Order.priority, Order.created_ms, Order.seq)
                 .limit(scan or 4 * limit)
                 .with_for_update(skip_locked=True, of=Order)
