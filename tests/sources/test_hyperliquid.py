@@ -462,6 +462,47 @@ def test_restart_from_the_newest_fill_only_repeats_events_with_their_ids(sandbox
     assert two.gaps == []
 
 
+def test_backfill_pages_through_more_than_one_page(tmp_path):
+    # 2,100 fills while the copier is down: more than one userFillsByTime page (2,000)
+    rows = [
+        f"2023-03-01T{4 + k // 3600:02d}:{k // 60 % 60:02d}:{k % 60:02d}.000Z,"
+        f"BTC/USDT:USDT,23500,{0.001 * (1 + k % 2)},10000"
+        for k in range(2101)
+    ]
+    lead = tmp_path / "lead.csv"
+    lead.write_text("timestamp,symbol,price,position_after,equity\n" + "\n".join(rows) + "\n")
+    store = MemoryCursorStore()
+    with HyperliquidSandbox(SandboxConfig(lead=str(lead))) as sb:
+
+        async def second():
+            run = Run(make_source(sb, store), store)
+            await run.until(lambda r: len(r.events) >= 2100)
+            await run.stop()
+            return run
+
+        one = asyncio.run(run_for(sb, store, 1))
+        sb.step(fills=2100)
+        two = asyncio.run(second())
+        fills = lead_fills_all(sb)
+    expect_exactly_once_in_order(one.events + two.events, fills)
+    assert two.source.metrics.backfill_pages == 2
+    assert two.gaps == []
+
+
+def lead_fills_all(sb) -> list[dict[str, Any]]:
+    """Every fill of the lead, paging userFillsByTime as the source does (2,000 a page)."""
+    info = Info(sb.base_url, skip_ws=True)
+    found: dict[int, dict[str, Any]] = {}
+    start = 0
+    while True:
+        page = info.user_fills_by_time(sb.lead_address, start)
+        for f in page:
+            found.setdefault(f["tid"], f)
+        if len(page) < 2000:
+            return sorted(found.values(), key=lambda f: (f["time"], f["tid"]))
+        start = page[-1]["time"]
+
+
 def test_backfill_retries_429_and_5xx(sandbox):
     store = MemoryCursorStore()
 
