@@ -16,13 +16,16 @@ settings.register_profile(
     max_examples=60,
     suppress_health_check=[HealthCheck.too_slow],
 )
-# a longer search for local runs: HYPOTHESIS_PROFILE=stress make pytest
+# Every run (make test, CI, any machine) replays the same examples: a test run never depends
+# on the draw or on a local example database. To search new examples, run
+# HYPOTHESIS_PROFILE=explore make pytest (random draws, failures kept in .hypothesis/), or
+# HYPOTHESIS_PROFILE=stress for a longer search.
+settings.register_profile(
+    "fixed", parent=settings.get_profile("levalign"), derandomize=True, database=None
+)
+settings.register_profile("explore", parent=settings.get_profile("levalign"))
 settings.register_profile("stress", parent=settings.get_profile("levalign"), max_examples=500)
-# CI replays a fixed set of examples, so that a landing never depends on the draw; local runs
-# keep searching new ones and any failure found is kept in .hypothesis/ and replayed
-settings.register_profile("ci", parent=settings.get_profile("levalign"), derandomize=True)
-default_profile = "ci" if os.environ.get("CI") else "levalign"
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", default_profile))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fixed"))
 
 
 @pytest.fixture(scope="session")

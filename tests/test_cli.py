@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -14,7 +16,7 @@ from levalign.cli import app
 
 runner = CliRunner()
 
-ACCOUNT = {
+ACCOUNT: dict[str, Any] = {
     "exchange": "binance",
     "wallet_balance": 10_000,
     "positions": [
@@ -31,7 +33,7 @@ ACCOUNT = {
     ],
 }
 
-REQUEST = {
+REQUEST: dict[str, Any] = {
     "exchange": "binance",
     "event": {
         "event_id": "e1",
@@ -533,3 +535,157 @@ def test_backtest_bad_prices_file(tmp_path):
         app, ["backtest", str(data / "leads" / "btc_trend_15x.csv.gz"), "--prices", str(bad)]
     )
     assert result.exit_code == 2, result.output
+
+
+# ---------------------------------------------------------------- bad input, before any work
+
+
+def error_of(result: Any) -> dict[str, Any]:
+    """The structured error on stderr's last line, which must be strict JSON."""
+    line = result.stderr.strip().splitlines()[-1]
+    error: dict[str, Any] = json.loads(line, parse_constant=_no_constant)["error"]
+    return error
+
+
+def _no_constant(name: str) -> None:
+    raise AssertionError(f"{name} is not JSON")
+
+
+def test_non_utf8_inputs_are_exit_2_and_write_nothing(tmp_path):
+    # Arrange: a request whose event id is a Latin-1 byte, a followers CSV with one in an id
+    request = tmp_path / "r.json"
+    request.write_bytes(json.dumps(REQUEST).replace('"e1"', '"e\\u00e9"').encode().replace(
+        b"\\u00e9", b"\xe9"))  # fmt: skip
+    followers = tmp_path / "f.csv"
+    followers.write_bytes(b"id,equity\na,1000\n\xffb,2000\n")
+    out = tmp_path / "orders.csv"
+    # Act
+    bad_request = runner.invoke(app, ["normalize", str(request)])
+    bad_csv = runner.invoke(
+        app,
+        ["normalize", str(write(tmp_path, "ok.json", REQUEST)), "--followers", str(followers),
+         "--out", str(out)],
+    )  # fmt: skip
+    # Assert
+    assert bad_request.exit_code == 2
+    assert "is not UTF-8 text (byte 0xe9" in error_of(bad_request)["message"]
+    assert bad_csv.exit_code == 2
+    assert error_of(bad_csv)["field"] == "followers[1].id"
+    assert not out.exists()  # no header-only orders file
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("missing/orders.csv", "does not exist; create it first"),
+        ("folder.csv", "is a folder"),
+        ("orders.xlsx", r"must end in \.parquet, \.csv or \.json"),
+    ],
+)
+def test_out_is_checked_before_the_work(tmp_path, out, message):
+    (tmp_path / "folder.csv").mkdir()
+    result = runner.invoke(
+        app, ["normalize", str(write(tmp_path, "r.json", REQUEST)), "--out", str(tmp_path / out)]
+    )
+    assert result.exit_code == 2
+    assert re.search(message, error_of(result)["message"])
+    assert "orders" not in result.stdout  # nothing computed, nothing printed
+
+
+@pytest.mark.parametrize(
+    ("command", "spec"),
+    [("simulate", SIM_SPEC), ("align", ALIGN_SPEC)],
+)
+def test_plot_is_checked_before_the_simulation(tmp_path, command, spec):
+    plot = tmp_path / "nowhere" / "p.html"
+    # a spec that would take long: the refusal must come first, with nothing printed
+    big = {**spec, "paths": 2_000_000, "steps": 400}
+    result = runner.invoke(app, [command, str(write(tmp_path, "s.json", big)), "--plot", str(plot)])
+    assert result.exit_code == 2
+    assert error_of(result)["field"] == "plot"
+    assert result.stdout == ""
+
+
+def test_out_files_name_sides_and_reasons(tmp_path):
+    out = tmp_path / "orders.csv"
+    result = runner.invoke(
+        app, ["normalize", str(write(tmp_path, "r.json", REQUEST)), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    import pyarrow.csv as pcsv
+
+    rows = pcsv.read_csv(out).to_pylist()
+    assert [(r["id"], r["side"], r["reasons"], r["reason_bits"]) for r in rows] == [
+        ("a", "buy", "", 0),  # no reason: an empty list of names
+        ("b", "", "invalid_row", 1),  # no order: an empty side
+    ]
+    assert (rows[1]["invalid_field"], rows[1]["invalid_reason"]) == (
+        "equity",
+        "equity must be a positive finite number",
+    )
+    assert {p.name for p in tmp_path.iterdir()} == {"r.json", "orders.csv"}  # no temporary file
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--followers", "0"], "followers"),
+        (["--seed", "-1"], "seed"),
+        (["--single-event", "--report", "r.html"], "report"),
+        (["--report", "r.svg"], "report"),
+    ],
+)
+def test_demo_options_are_checked_first(args, field):
+    result = runner.invoke(app, ["demo", *args])
+    assert result.exit_code == 2
+    assert error_of(result)["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "message"),
+    [
+        ({**SIM_SPEC, "paths": 2}, "spec.paths", "must be at least 1,000"),
+        ({**SIM_SPEC, "paths": 10**9}, "spec.paths", "must be at most 2,000,000"),
+        ({**SIM_SPEC, "paths": 2_000_000, "steps": 1_000}, "steps", "paths x steps"),
+    ],
+)
+def test_simulate_path_limits(tmp_path, spec, field, message):
+    result = runner.invoke(app, ["simulate", str(write(tmp_path, "s.json", spec))])
+    assert result.exit_code == 2
+    err = error_of(result)
+    assert err["field"] == field
+    assert message in err["message"]
+
+
+def test_error_json_is_strict_and_fields_are_as_written(tmp_path):
+    event: dict[str, Any] = json.loads(json.dumps(REQUEST["event"]))
+    request = {**REQUEST, "event": {**event, "sigma": "NaN"}}
+    text = json.dumps(request).replace('"NaN"', "NaN")  # Python's json reads NaN
+    result = runner.invoke(app, ["normalize", str(write(tmp_path, "r.json", text))])
+    assert result.exit_code == 2
+    err = error_of(result)  # parse_constant refuses NaN and Infinity
+    assert err["field"] == "request.event.sigma"
+    assert err["value"] == "nan"
+    del event["lead_equity"]
+    camel = {**REQUEST, "event": {**event, "leadEquity": "lots"}}
+    result = runner.invoke(app, ["normalize", str(write(tmp_path, "c.json", camel))])
+    assert error_of(result)["field"] == "request.event.leadEquity"
+
+
+def test_a_typo_in_a_position_is_refused_with_the_closest_name(tmp_path):
+    position: dict[str, Any] = json.loads(json.dumps(ACCOUNT["positions"]))[0]
+    account = {**ACCOUNT, "positions": [{**position, "levrage": 10}]}
+    result = runner.invoke(app, ["margin", str(write(tmp_path, "a.json", account))])
+    assert result.exit_code == 2
+    assert "did you mean 'leverage'?" in error_of(result)["message"]
+
+
+def test_the_readme_reason_table_is_the_reason_bits():
+    from levalign.normalize import Reason
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| bit | reason |") :].split("\n\n")[0]
+    cells = re.findall(r"\| (\d+) \| `(\w+)` ", table)
+    assert sorted((int(b), name) for b, name in cells) == sorted(
+        (r.value, str(r.name).lower()) for r in Reason
+    )

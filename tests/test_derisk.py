@@ -58,7 +58,7 @@ def engine_distance(
                 "entry_price": entry,
                 "mark_price": mark,
                 "margin_mode": mode,
-                "collateral": collateral if mode == "isolated" else None,
+                "position_margin": collateral if mode == "isolated" else None,
             }
         ],
     }

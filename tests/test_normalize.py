@@ -1074,6 +1074,15 @@ def test_update_by_rows_or_mask_and_refusals_write_nothing():
     np.testing.assert_array_equal(cohort.float_matrix, before)
 
 
+def test_markets_may_be_an_exchange_name():
+    by_name = normalize(event(), [{"id": "a", "equity": 1_000.0}], "binance")
+    loaded = normalize(event(), [{"id": "a", "equity": 1_000.0}], load_markets("binance"))
+    assert by_name.orders() == loaded.orders()
+    with pytest.raises(InvalidInput, match="got a dict") as info:
+        normalize(event(), [{"id": "a", "equity": 1_000.0}], {"binance": 1})  # type: ignore[arg-type]
+    assert info.value.field == "markets"
+
+
 # --------------------------------------------------------------------------- exact amounts
 
 _SETTLE_GRID = Decimal("1e-8")

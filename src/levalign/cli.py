@@ -15,6 +15,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from levalign._files import (
+    FIGURE_SUFFIXES,
+    check_output,
+    read_table,
+    read_text,
+    write_atomic,
+)
 from levalign._paths import beside
 from levalign.errors import ConfigurationError, InvalidInput, LevalignError, Rejected, Retryable
 
@@ -39,15 +46,12 @@ _EXIT_CODES: dict[type[LevalignError], int] = {
 
 def _fail(err: LevalignError) -> typer.Exit:
     typer.echo(f"error: {err.message}", err=True)
-    typer.echo(json.dumps({"error": err.to_dict()}), err=True)
+    typer.echo(json.dumps({"error": err.to_dict()}, allow_nan=False), err=True)
     return typer.Exit(code=_EXIT_CODES.get(type(err), 1))
 
 
 def _read_json(path: Path, what: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {what} {str(path)!r}: {exc.strerror}", field=what) from exc
+    text = read_text(path, what, what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -66,17 +70,20 @@ def _json_default(value: Any) -> Any:
 
 def _clean(value: Any) -> Any:
     """Replace non-finite floats by None: JSON has no NaN or infinity."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     return value
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(_clean(data), indent=2, default=_json_default) + "\n")
+    text = json.dumps(_clean(data), indent=2, default=_json_default, allow_nan=False)
+    sys.stdout.write(text + "\n")
 
 
 def _relative_to(base: Path, value: str | None) -> str | None:
@@ -138,13 +145,14 @@ def normalize(
     from levalign.schemas import NormalizeRequest, parse
 
     try:
+        _check_out(out)
         req = parse(NormalizeRequest, _read_json(request_file, "request"), root="request")
         markets, cohort = _venue_and_cohort(req, request_file.parent, followers)
         lead_markets = load_markets(req.lead_exchange) if req.lead_exchange else None
         result = run(req.event, cohort, markets, lead_markets=lead_markets)
+        _print_result(result, out)
     except LevalignError as err:
         raise _fail(err) from None
-    _print_result(result, out)
 
 
 @app.command()
@@ -164,12 +172,13 @@ def derisk(
     from levalign.schemas import DeriskRequest, parse
 
     try:
+        _check_out(out)
         req = parse(DeriskRequest, _read_json(request_file, "request"), root="request")
         markets, cohort = _venue_and_cohort(req, request_file.parent, followers)
         result = run(req.symbol, req.price, cohort, markets)
+        _print_result(result, out)
     except LevalignError as err:
         raise _fail(err) from None
-    _print_result(result, out)
 
 
 def _venue_and_cohort(
@@ -185,7 +194,7 @@ def _venue_and_cohort(
         symbol_map=req.symbol_map,
     )
     if followers is not None:
-        return markets, read_table(followers)
+        return markets, read_table(followers, "followers file", "followers")
     if req.followers is not None:
         return markets, list(req.followers)
     raise InvalidInput(
@@ -196,10 +205,44 @@ def _venue_and_cohort(
 
 def _print_result(result: NormalizeResult, out: Path | None) -> None:
     if out is not None:
-        write_table(result.to_arrow(), out)
+        write_table(_orders_table(result), out)
         _print_json({"summary": result.summary(), "out": str(out)})
     else:
         _print_json({"orders": result.orders(), "summary": result.summary()})
+
+
+def _orders_table(result: NormalizeResult) -> Any:
+    """The orders as written to ``--out``: ``side`` and ``reasons`` as names, with the bits.
+
+    Columns: the result's columns, ``side`` as ``buy``/``sell`` (null: no order),
+    ``reasons`` as the comma-separated names of the bits set and ``reason_bits`` as the
+    integer, and ``invalid_field``/``invalid_reason`` (null unless the row is invalid).
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    from levalign.normalize import Reason
+
+    table = result.to_arrow()
+    side = np.asarray(result["side"])
+    names = pa.array(np.where(side > 0, "buy", "sell"), mask=side == 0)
+    bits = np.asarray(result["reasons"])
+    values, index = np.unique(bits, return_inverse=True)
+    text = np.array([",".join(Reason.names(int(v))) for v in values], dtype=object)[index]
+    table = table.set_column(table.schema.get_field_index("side"), "side", names)
+    at = table.schema.get_field_index("reasons")
+    table = table.set_column(at, "reasons", pa.array(text, type=pa.string()))
+    table = table.add_column(at + 1, "reason_bits", pa.array(bits))
+    for name in ("invalid_field", "invalid_reason"):
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(len(table), pa.string()))
+    return table
+
+
+def _check_out(out: Path | None) -> None:
+    """Check ``--out`` before any work: a table suffix, an existing folder, not a folder."""
+    if out is not None:
+        check_output(out, _TABLE_SUFFIXES, "out")
 
 
 @app.command()
@@ -207,13 +250,20 @@ def demo(
     followers: Annotated[
         int | None,
         typer.Option(
-            help="Cohort size (default: 1,400 for the backtest, 10,000 for --single-event)."
+            help="Cohort size, 1 to 1,000,000 (default: 1,400 for the backtest, 10,000 for "
+            "--single-event)."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the generated cohort.")] = 7,
-    report: Annotated[Path, typer.Option(help="Where to write the report (.html or .png).")] = Path(
-        "levalign-report.html"
-    ),
+    seed: Annotated[
+        int, typer.Option(help="Seed of the generated cohort (a whole number, 0 or more).")
+    ] = 7,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the report (.html or .png; default levalign-report.html). "
+            "The backtest demo only: --single-event prints its figures."
+        ),
+    ] = None,
     single_event: Annotated[
         bool,
         typer.Option(
@@ -224,6 +274,7 @@ def demo(
 ) -> None:
     """Replay a 15x lead through the March 2023 crash: naive copiers against every mode."""
     try:
+        _check_demo_options(followers, seed, report, single_event)
         if single_event:
             from levalign.demo import run_demo
 
@@ -231,9 +282,41 @@ def demo(
         else:
             from levalign.backtest.demo import run_backtest_demo
 
-            run_backtest_demo(followers=followers or 1_400, seed=seed, report=report)
+            run_backtest_demo(
+                followers=followers or 1_400,
+                seed=seed,
+                report=report or Path("levalign-report.html"),
+            )
     except LevalignError as err:
         raise _fail(err) from None
+
+
+MAX_DEMO_FOLLOWERS = 1_000_000
+"""Largest cohort ``levalign demo --followers`` generates."""
+
+
+def _check_demo_options(
+    followers: int | None, seed: int, report: Path | None, single_event: bool
+) -> None:
+    """Refuse demo options that would be ignored or fail after the work."""
+    if followers is not None and not 1 <= followers <= MAX_DEMO_FOLLOWERS:
+        raise InvalidInput(
+            f"--followers must be from 1 to {MAX_DEMO_FOLLOWERS:,}, got {followers:,}",
+            field="followers",
+            value=followers,
+        )
+    if seed < 0:
+        raise InvalidInput(
+            f"--seed must be a whole number, 0 or more, got {seed}", field="seed", value=seed
+        )
+    if report is not None and single_event:
+        raise InvalidInput(
+            "--report is written by the backtest demo; --single-event prints its figures and "
+            "writes no report: drop one of the two options",
+            field="report",
+            value=str(report),
+        )
+    check_output(report or Path("levalign-report.html"), FIGURE_SUFFIXES, "report")
 
 
 @app.command()
@@ -274,6 +357,12 @@ _PLOT_OPTION = typer.Option(
 )
 
 
+def _check_plot(plot: Path | None) -> None:
+    """Check ``--plot`` before the simulation: .html or .png, in an existing folder."""
+    if plot is not None:
+        check_output(plot, FIGURE_SUFFIXES, "plot")
+
+
 def _progress_wanted() -> bool:
     """Progress bars on long runs, only when a person is watching a terminal."""
     return sys.stderr.isatty()
@@ -297,6 +386,7 @@ def simulate(
     from levalign.schemas import SimulateSpec, parse
 
     try:
+        _check_plot(plot)
         spec = parse(SimulateSpec, _read_json(spec_file, "spec"), root="spec")
         model = model_from_spec_or_data(spec.model, spec_file.parent)
         account = _resolve_account(spec.account, spec_file.parent)
@@ -347,6 +437,7 @@ def align(
     from levalign.schemas import AlignSpec, parse
 
     try:
+        _check_plot(plot)
         spec = parse(AlignSpec, _read_json(spec_file, "spec"), root="spec")
         base = spec_file.parent
         markets = load_markets(
@@ -421,9 +512,13 @@ def backtest(  # noqa: PLR0913, PLR0917 - one parameter per command-line option 
     from levalign.markets import load_markets
 
     try:
+        if report is not None:
+            check_output(report, FIGURE_SUFFIXES, "report")
         markets = load_markets(exchange)
         cohort: Any = (
-            read_table(followers) if followers is not None else naive_cohort(cohort_size, 7)
+            read_table(followers, "followers file", "followers")
+            if followers is not None
+            else naive_cohort(cohort_size, 7)
         )
         result = run(
             lead_file,
@@ -478,8 +573,7 @@ def sweep(
     from levalign.backtest.sweep import load_grid, sweep_grid
 
     try:
-        if out is not None:
-            _check_table_suffix(out)  # before the sweep, not after it
+        _check_out(out)  # before the sweep, not after it
         grid = load_grid(_read_json(grid_file, "grid"), grid_file.parent)
         result = sweep_grid(
             grid,
@@ -506,58 +600,27 @@ def _resolve_account(account: dict[str, Any] | None, base: Path) -> dict[str, An
     return out
 
 
-def read_table(path: Path) -> Any:
-    """Read a Parquet or CSV file as a pyarrow Table.
-
-    Raises
-    ------
-    InvalidInput
-        Unreadable file or unknown extension.
-    """
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
-        if suffix in (".csv", ".gz"):
-            import pyarrow.csv as pcsv
-
-            return pcsv.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(
-            f"cannot read followers file {str(path)!r}: {exc}", field="followers"
-        ) from exc
-    raise InvalidInput(
-        f"followers file must be .parquet or .csv, got {path.name!r}", field="followers"
-    )
+_TABLE_SUFFIXES = (".parquet", ".csv", ".json")
 
 
 def write_table(table: Any, path: Path) -> None:
-    """Write a pyarrow Table as Parquet, CSV or JSON rows, by extension."""
-    suffix = _check_table_suffix(path)
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
+    """Write a pyarrow Table as Parquet, CSV or JSON rows, by extension, atomically."""
+    suffix = check_output(path, _TABLE_SUFFIXES, "out")
 
-        pq.write_table(table, path)
-    elif suffix == ".csv":
-        import pyarrow.csv as pcsv
+    def write(tmp: Path) -> None:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
 
-        pcsv.write_csv(table, path)
-    else:
-        path.write_text(
-            json.dumps(_clean(table.to_pylist()), default=_json_default), encoding="utf-8"
-        )
+            pq.write_table(table, tmp)
+        elif suffix == ".csv":
+            import pyarrow.csv as pcsv
 
+            pcsv.write_csv(table, tmp)
+        else:
+            rows = json.dumps(_clean(table.to_pylist()), default=_json_default, allow_nan=False)
+            tmp.write_text(rows, encoding="utf-8")
 
-def _check_table_suffix(path: Path) -> str:
-    """The suffix of an output table, which must be one :func:`write_table` writes."""
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv", ".json"):
-        raise InvalidInput(
-            f"--out must end in .parquet, .csv or .json, got {path.name!r}", field="out"
-        )
-    return suffix
+    write_atomic(path, write, "out")
 
 
 sandbox_app = typer.Typer(no_args_is_help=True, help="Local exchange sandboxes (docs/sandbox.md).")
@@ -613,5 +676,22 @@ def db_upgrade(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    Every error levalign raises on purpose exits with its code (2 to 5) and a message. Any
+    other exception is a bug: it is reported in one line with exit code 1, without a
+    traceback (``LEVALIGN_TRACEBACK=1`` shows it, for a bug report).
+    """
+    import os
+
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("LEVALIGN_TRACEBACK"):
+            raise
+        typer.echo(
+            f"internal error (a bug in levalign, please report it with the command and its "
+            f"input files): {type(exc).__name__}: {exc}",
+            err=True,
+        )
+        sys.exit(1)

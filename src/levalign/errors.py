@@ -15,6 +15,7 @@ that says what to change, so that the CLI and the HTTP API can report them as da
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -51,14 +52,18 @@ class LevalignError(Exception):
         self.details = dict(details or {})
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the error as JSON-ready data (``kind``, ``message``, ``field``, ...)."""
+        """Return the error as JSON-ready data (``kind``, ``message``, ``field``, ...).
+
+        Strict JSON: a non-finite number is written as a string (``"nan"``, ``"inf"``), any
+        other non-JSON value as its ``repr``.
+        """
         out: dict[str, Any] = {"kind": self.kind, "message": self.message}
         if self.field is not None:
             out["field"] = self.field
         if self.value is not None:
-            out["value"] = self.value if _is_json_scalar(self.value) else repr(self.value)
+            out["value"] = _json_safe(self.value)
         if self.details:
-            out["details"] = self.details
+            out["details"] = _json_safe(self.details)
         return out
 
 
@@ -86,5 +91,16 @@ class ConfigurationError(LevalignError):
     kind = "configuration"
 
 
-def _is_json_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | float | bool)
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as a string and every non-JSON value as repr."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # a numpy scalar
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return repr(value)

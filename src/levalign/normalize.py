@@ -86,8 +86,10 @@ from levalign._columns import (
     float_column,
 )
 from levalign._margin_kernels import liquidation_price_one_leg
+from levalign._row_checks import INVALID_COLUMNS, explain_invalid_rows
 from levalign.errors import ConfigurationError, InvalidInput
-from levalign.markets import Markets, MarketSpec
+from levalign.margin import liquidation_market
+from levalign.markets import Markets, MarketSpec, as_markets
 from levalign.schemas import FollowerProfile, LeadEvent, parse
 
 if TYPE_CHECKING:
@@ -596,7 +598,11 @@ class NormalizeResult:
         return pd.DataFrame(self.columns)
 
     def orders(self, *, include_no_order: bool = True) -> list[dict[str, Any]]:
-        """Rows as JSON-ready dicts: ``side`` as ``buy``/``sell``/None, ``reasons`` as names."""
+        """Rows as JSON-ready dicts: ``side`` as ``buy``/``sell``/None, ``reasons`` as names.
+
+        ``invalid_field`` and ``invalid_reason`` name, on an ``invalid_row`` follower, the
+        field at fault and why (None on the other rows).
+        """
         cols = self.columns
         out = []
         for i in range(len(self)):
@@ -604,9 +610,11 @@ class NormalizeResult:
             if not include_no_order and side == 0:
                 continue
             row: dict[str, Any] = {}
-            for name in RESULT_COLUMNS:
-                v = cols[name][i]
-                if name == "side":
+            for name in (*RESULT_COLUMNS, *INVALID_COLUMNS):
+                v = cols[name][i] if name in cols else None
+                if v is None or isinstance(v, str):
+                    row[name] = v
+                elif name == "side":
                     row[name] = {1: "buy", -1: "sell"}.get(side)
                 elif name == "reasons":
                     row[name] = Reason.names(int(v))
@@ -657,9 +665,9 @@ def _quantiles(x: NDArray[np.float64]) -> dict[str, float] | None:
 def normalize(
     event: LeadEvent | Mapping[str, Any],
     followers: Any,
-    markets: Markets,
+    markets: Markets | str,
     *,
-    lead_markets: Markets | None = None,
+    lead_markets: Markets | str | None = None,
     curve: LiquidationCurve | None = None,
     out: NormalizeResult | None = None,
 ) -> NormalizeResult:
@@ -674,7 +682,7 @@ def normalize(
         or list of follower rows. Columns are listed in ``COHORT_COLUMNS``; only ``id`` and
         ``equity`` are required.
     markets
-        The followers' venue (:func:`levalign.load_markets`).
+        The followers' venue (:func:`levalign.load_markets`, or an exchange name).
     lead_markets
         The lead's venue when it differs (contract sizes and symbol mapping), else ``markets``.
     curve
@@ -704,6 +712,8 @@ def normalize(
         The follower market lacks an amount step, or is inverse (not yet supported here).
     """
     ev_model = event if isinstance(event, LeadEvent) else parse(LeadEvent, event, root="event")
+    markets = as_markets(markets)
+    lead_markets = None if lead_markets is None else as_markets(lead_markets, field="lead_markets")
     cohort = Cohort.from_table(followers)
     lead_venue = lead_markets or markets
     lead_spec = lead_venue[lead_venue.resolve(ev_model.symbol, field="event.symbol")]
@@ -713,6 +723,7 @@ def normalize(
         markets.resolve(ev_model.symbol, field="event.symbol", from_venue=venue),
         "event.symbol",
     )
+    spec = liquidation_market(spec, ev_model.price)  # the follower venue's liquidation rule
     ev = prepare_event(ev_model, lead_spec, spec)
     cols = allocate_result(len(cohort)) if out is None else _reused_columns(out, cohort)
     run_kernel(ev, spec, cohort, cols, curve or event_curve(ev_model, cohort))
@@ -721,7 +732,7 @@ def normalize(
         event_kind=EVENT_KINDS[int(ev[nk.E_KIND])],
         symbol=spec.symbol,
         price=ev_model.price,
-        columns={"id": cohort.ids, **cols},
+        columns={"id": cohort.ids, **cols, **explain_invalid_rows(cohort, cols["reasons"])},
     )
 
 
@@ -729,7 +740,7 @@ def derisk(
     symbol: str,
     price: float,
     followers: Any,
-    markets: Markets,
+    markets: Markets | str,
     *,
     event_id: str | None = None,
     curve: LiquidationCurve | None = None,
@@ -779,8 +790,10 @@ def derisk(
     """
     if not (isinstance(price, int | float) and math.isfinite(price) and price > 0):
         raise InvalidInput(f"price must be a positive finite number, got {price!r}", field="price")
+    markets = as_markets(markets)
     cohort = Cohort.from_table(followers)
     spec = _linear_spec(markets, markets.resolve(symbol, field="symbol"), "symbol")
+    spec = liquidation_market(spec, float(price))  # the follower venue's liquidation rule
     cols = allocate_result(len(cohort))
     # the normalization kernels' arguments, the price in place of the event vector
     args: tuple[Any, ...] = (float(price), *kernel_args(_NO_EVENT, spec, cohort, cols, curve)[1:])
@@ -790,7 +803,7 @@ def derisk(
         event_kind="derisk",
         symbol=spec.symbol,
         price=float(price),
-        columns={"id": cohort.ids, **cols},
+        columns={"id": cohort.ids, **cols, **explain_invalid_rows(cohort, cols["reasons"])},
     )
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from levalign._extras import require
-from levalign.errors import InvalidInput
+from levalign._files import FIGURE_SUFFIXES, check_output, write_atomic
 
 __all__ = ["Panel", "Series", "save"]
 
@@ -61,23 +61,22 @@ def save(
     """Write the figure to ``path`` (``.html`` or ``.png``) and return the path.
 
     ``headline`` (a sentence) and ``table`` (rows of equal keys) go above and below the
-    figure in HTML; a PNG holds the headline as its subtitle and no table.
+    figure in HTML; a PNG holds the headline as its subtitle and no table. The file is
+    written whole or not at all (:func:`levalign._files.write_atomic`).
 
     Raises
     ------
     InvalidInput
-        Any other suffix.
+        Any other suffix, a path that is a folder or in a missing folder.
     """
-    suffix = path.suffix.lower()
+    field = "plot"
+    suffix = check_output(path, FIGURE_SUFFIXES, field)
     if suffix == ".html":
-        _save_html(path, title, panels, headline, table)
-    elif suffix == ".png":
-        wrapped = textwrap.fill(headline, 110)
-        _save_png(path, f"{title}\n{wrapped}" if headline else title, panels)
+        write_atomic(path, lambda tmp: _save_html(tmp, title, panels, headline, table), field)
     else:
-        raise InvalidInput(
-            f"--plot must end in .html or .png, got {path.name!r}", field="plot", value=str(path)
-        )
+        wrapped = textwrap.fill(headline, 110)
+        full = f"{title}\n{wrapped}" if headline else title
+        write_atomic(path, lambda tmp: _save_png(tmp, full, panels), field)
     return path
 
 

@@ -6,8 +6,11 @@ Field names are ccxt's unified names in snake_case; ccxt's camelCase is accepted
 
 from __future__ import annotations
 
+import difflib
 import math
-from typing import Annotated, Any, Literal, TypeVar
+import re
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -18,12 +21,18 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
+from pydantic_core import PydanticCustomError
 
 from levalign._layout import BY_NAME
 from levalign.errors import InvalidInput
 
 __all__ = [
+    "CCXT_POSITION_KEYS",
+    "CCXT_POSITION_KEYS_ANY_CASE",
+    "MAX_PATHS",
+    "MAX_PATH_STEPS",
+    "MIN_PATHS",
     "Account",
     "AccountReport",
     "AlignSpec",
@@ -33,8 +42,10 @@ __all__ = [
     "NormalizeRequest",
     "Position",
     "PositionReport",
+    "Schema",
     "SimulateSpec",
     "parse",
+    "unknown_key_message",
 ]
 
 Side = Literal["long", "short"]
@@ -46,7 +57,16 @@ DeriskAction = Literal["reduce", "add_margin"]
 MinSizePolicy = Literal["skip", "round_up", "accumulate"]
 
 
-class _Model(BaseModel):
+class Schema(BaseModel):
+    """Base of every request model: ccxt's camelCase accepted, unknown keys refused.
+
+    One policy for unknown keys everywhere: a key that is neither a field (snake_case or
+    camelCase) nor in :attr:`accepted_extra_keys` is refused with the closest valid name
+    (``levrage``: "did you mean 'leverage'?"). A model that takes another system's records
+    as they come (ccxt's positions) lists that system's keys in ``accepted_extra_keys``; they
+    are accepted and ignored.
+    """
+
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
@@ -54,6 +74,47 @@ class _Model(BaseModel):
         frozen=True,
         allow_inf_nan=True,  # checked per field below, to name the field in the error
     )
+
+    accepted_extra_keys: ClassVar[frozenset[str]] = frozenset()
+    """Keys that are not fields but are accepted and ignored (another system's record)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = _known_keys(cls)
+            for key in data:
+                if not isinstance(key, str) or (
+                    key not in known and key not in cls.accepted_extra_keys
+                ):
+                    message = unknown_key_message(str(key), sorted(cls.model_fields))
+                    raise PydanticCustomError(
+                        "unknown_field", "{message}", {"key": str(key), "message": message}
+                    )
+        return data
+
+
+@cache
+def _known_keys(model: type[BaseModel]) -> frozenset[str]:
+    """Every key that names a field of ``model``: its name, alias and validation aliases."""
+    keys: set[str] = set()
+    for name, info in model.model_fields.items():
+        keys |= {name, to_camel(name)}
+        if info.alias:
+            keys.add(info.alias)
+        if isinstance(info.validation_alias, str):
+            keys.add(info.validation_alias)
+        elif isinstance(info.validation_alias, AliasChoices):
+            keys |= {c for c in info.validation_alias.choices if isinstance(c, str)}
+    return frozenset(keys)
+
+
+def unknown_key_message(key: str, valid: list[str], *, noun: str = "field") -> str:
+    """``unknown field 'levrage': did you mean 'leverage'?`` (or the list of valid names)."""
+    close = difflib.get_close_matches(to_snake(key), valid, n=1, cutoff=0.6)
+    if close:
+        return f"unknown {noun} {key!r}: did you mean {close[0]!r}?"
+    return f"unknown {noun} {key!r}; valid: {', '.join(valid)}"
 
 
 def _finite(value: float) -> float:
@@ -74,29 +135,78 @@ def _non_negative(value: float) -> float:
     return value
 
 
+def _check_notional(name: str, contracts: float, price: float) -> None:
+    """Refuse a position whose notional (contracts x price) is not a finite number."""
+    if not math.isfinite(contracts * price * MAX_CONTRACT_SIZE):
+        raise _field_error(
+            name,
+            f"{contracts:g} contracts at price {price:g} have no finite notional: no market "
+            "holds such a position; check the units (contracts, not a raw integer amount)",
+        )
+
+
+def _field_error(key: str, message: str) -> PydanticCustomError:
+    """An error a model validator raises about one of its fields: ``parse`` names that field."""
+    return PydanticCustomError("field_error", "{message}", {"key": key, "message": message})
+
+
+MAX_CONTRACT_SIZE = 1e6
+"""Largest contract size allowed for in the notional check (no listed market comes close)."""
+
 Finite = Annotated[float, AfterValidator(_finite)]
 Positive = Annotated[float, AfterValidator(_positive)]
 NonNegative = Annotated[float, AfterValidator(_non_negative)]
 
 
-class Position(_Model):
+CCXT_POSITION_KEYS = frozenset(
+    {
+        "info", "id", "symbol", "timestamp", "datetime", "lastUpdateTimestamp", "side",
+        "contracts", "contractSize", "notional", "leverage", "unrealizedPnl", "realizedPnl",
+        "collateral", "entryPrice", "markPrice", "lastPrice", "liquidationPrice", "marginMode",
+        "marginType", "hedged", "maintenanceMargin", "maintenanceMarginPercentage",
+        "initialMargin", "initialMarginPercentage", "marginRatio", "stopLossPrice",
+        "takeProfitPrice", "percentage", "isolated", "exitPrice",
+    }
+)  # fmt: skip
+"""Keys of ccxt's unified position structure (``fetch_positions``), camelCase as ccxt sends
+them; a model reading positions accepts these (and their snake_case) besides its fields."""
+
+CCXT_POSITION_KEYS_ANY_CASE = CCXT_POSITION_KEYS | {to_snake(k) for k in CCXT_POSITION_KEYS}
+
+
+class Position(Schema):
     """An open position, as ccxt's ``fetch_positions`` reports it.
 
     ``contracts`` is positive with ``side``; a signed ``contracts`` without ``side`` is also
-    accepted (negative is short). ``collateral`` is the isolated margin.
+    accepted (negative is short). The margin of an isolated position is read as ccxt defines
+    its unified fields: ``position_margin`` is the margin held in the position, unrealized PnL
+    excluded (the margin at the entry price, which the liquidation formulas take);
+    ``collateral`` is that margin plus the unrealized PnL at the mark (``unrealized_pnl`` when
+    given, else computed). An isolated position needs one of the two, or a venue ``info``
+    payload that states it (:meth:`levalign.margin.TieredMarginModel.position_margin`).
+    Other ccxt fields (``CCXT_POSITION_KEYS``) and ``info`` are accepted; an unknown key is
+    refused, naming the closest valid one.
     """
 
-    model_config = ConfigDict(extra="ignore")  # ccxt positions carry many more fields
+    # ccxt positions carry many more keys: those are accepted and ignored, any other refused
+    model_config = ConfigDict(extra="ignore")
+    accepted_extra_keys = CCXT_POSITION_KEYS_ANY_CASE
 
     symbol: str
     side: Side | None = None
     contracts: Finite
     entry_price: Positive
     mark_price: Positive
-    margin_mode: MarginMode = "cross"
-    collateral: NonNegative | None = None
+    margin_mode: MarginMode = Field(
+        default="cross",
+        validation_alias=AliasChoices("margin_mode", "marginMode", "marginType"),
+    )
+    position_margin: NonNegative | None = None
+    collateral: Finite | None = None
+    unrealized_pnl: Finite | None = None
     leverage: Positive | None = None
-    hedged: bool = False
+    hedged: bool | None = None
+    info: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Position:
@@ -107,8 +217,17 @@ class Position(_Model):
             object.__setattr__(self, "contracts", abs(self.contracts))
         elif self.contracts <= 0:
             raise ValueError(f"contracts must be positive when side is given, got {self.contracts}")
-        if self.margin_mode == "isolated" and self.collateral is None:
-            raise ValueError("an isolated position needs its collateral (isolated margin)")
+        if (
+            self.margin_mode == "isolated"
+            and self.position_margin is None
+            and self.collateral is None
+            and not self.info
+        ):
+            raise ValueError(
+                "an isolated position needs its margin: position_margin (margin held, PnL "
+                "excluded) or collateral (margin plus unrealized PnL, as ccxt reports it)"
+            )
+        _check_notional("contracts", self.contracts, max(self.entry_price, self.mark_price))
         return self
 
     @property
@@ -117,7 +236,7 @@ class Position(_Model):
         return 1.0 if self.side == "long" else -1.0
 
 
-class Account(_Model):
+class Account(Schema):
     """One trading account: ``levalign margin ACCOUNT.json`` reads this."""
 
     model_config = ConfigDict(extra="forbid")
@@ -132,7 +251,7 @@ class Account(_Model):
     positions: list[Position] = Field(default_factory=list)
 
 
-class PositionReport(_Model):
+class PositionReport(Schema):
     """Margin figures of one position (all amounts in the settle currency)."""
 
     symbol: str
@@ -149,7 +268,7 @@ class PositionReport(_Model):
     leverage: float
 
 
-class AccountReport(_Model):
+class AccountReport(Schema):
     """Margin figures of an account: ``levalign margin`` prints this."""
 
     exchange: str
@@ -163,7 +282,7 @@ class AccountReport(_Model):
     positions: list[PositionReport]
 
 
-class LeadEvent(_Model):
+class LeadEvent(Schema):
     """A change in the lead trader's position (docs/design.md, "Normalization").
 
     Positions are signed contracts of the lead's market. ``sigma`` (annualized volatility of
@@ -199,6 +318,8 @@ class LeadEvent(_Model):
                     f"lead_stop_price {self.lead_stop_price} must be {side} price {self.price} "
                     f"for a {'long' if long else 'short'} position"
                 )
+        for name in ("lead_position_before", "lead_position_after"):
+            _check_notional(name, getattr(self, name), self.price)
         return self
 
 
@@ -215,7 +336,7 @@ def _column_default(name: str) -> Any:
     return default
 
 
-class FollowerProfile(_Model):
+class FollowerProfile(Schema):
     """One cohort row given as JSON (small requests); large cohorts come as Arrow tables.
 
     Every default is the cohort column's (:data:`levalign._layout.COLUMNS`, the README's
@@ -258,7 +379,7 @@ class FollowerProfile(_Model):
     derisk: DeriskAction = _column_default("derisk")
 
 
-class _CohortRequest(_Model):
+class _CohortRequest(Schema):
     """The venue and the followers, shared by the requests of ``normalize`` and ``derisk``."""
 
     exchange: str = "binance"
@@ -285,12 +406,26 @@ class DeriskRequest(_CohortRequest):
 M = TypeVar("M", bound=BaseModel)
 
 
-class _RiskSpec(_Model):
+MIN_PATHS = 1_000
+"""Fewest Monte Carlo paths a ``simulate`` or ``align`` request may ask for: below it the
+standard errors are themselves too noisy to mean anything (at 1,000 paths a 1% probability
+of liquidation is known to +-0.3%; two paths give a standard error of 0)."""
+
+MAX_PATHS = 2_000_000
+"""Most Monte Carlo paths one run may ask for (a 1% probability is then known to +-0.007%);
+the per-path outcomes alone take 32 bytes a path."""
+
+MAX_PATH_STEPS = 1_000_000_000
+"""Most paths x steps one run may ask for: one billion path-steps (the README's "Benchmarks"
+gives the rate at which they run)."""
+
+
+class _RiskSpec(Schema):
     """Fields shared by ``levalign simulate`` and ``levalign align`` specs."""
 
     model: dict[str, Any]
     horizon_days: Positive = 1.0
-    paths: int = Field(default=100_000, ge=2)
+    paths: int = Field(default=100_000, ge=MIN_PATHS, le=MAX_PATHS)
     steps: int = Field(default=96, ge=1)
     seed: int = Field(default=0, ge=0)
     funding_rate: Finite = 0.0
@@ -331,6 +466,9 @@ class AlignSpec(_RiskSpec):
 def parse(model: type[M], data: Any, *, root: str = "") -> M:
     """Validate ``data`` as ``model``; on failure raise :class:`InvalidInput` naming the field.
 
+    The field is named as the caller wrote it (``event.lead_equity`` or ``event.leadEquity``,
+    whichever the input used; a missing field by its snake_case name).
+
     Raises
     ------
     InvalidInput
@@ -340,19 +478,76 @@ def parse(model: type[M], data: Any, *, root: str = "") -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(
-            f"[{p}]" if isinstance(p, int) else str(p)
-            for p in ((root,) if root else ()) + tuple(err["loc"])
+        loc = tuple(err["loc"])
+        keyed = err["type"] in ("unknown_field", "field_error")
+        if keyed:
+            loc = (*loc, err["ctx"]["key"])
+        parts = _user_path(data, loc)
+        where = ".".join(
+            f"[{p}]" if isinstance(p, int) else str(p) for p in ((root,) if root else ()) + parts
         ).replace(".[", "[")
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        where = loc or root or model.__name__
+        where = where or root or model.__name__
+        msg = _readable(err)
         bad = err.get("input")
+        if keyed and isinstance(bad, dict):
+            bad = bad.get(err["ctx"]["key"])
         scalar = not isinstance(bad, dict | list)
         shown = (
-            f" (got {bad!r})" if err["type"] != "missing" and scalar and "got" not in msg else ""
+            f" (got {bad!r})"
+            if err["type"] not in ("missing", "unknown_field", "field_error")
+            and scalar
+            and "got" not in msg
+            else ""
         )
         raise InvalidInput(
             f"{where}: {msg}{shown}",
             field=where,
             value=bad if scalar else None,
         ) from None
+
+
+_MESSAGES = {
+    "missing": "is required: add it",
+    "dict_type": "must be a JSON object",
+    "list_type": "must be a JSON list",
+}
+
+
+def _readable(err: Any) -> str:
+    """Pydantic's message, in the words of a person fixing a JSON file."""
+    if err["type"] in _MESSAGES:
+        return _MESSAGES[err["type"]]
+    bounds = {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most")}
+    if err["type"] in bounds:
+        key, words = bounds[err["type"]]
+        return f"must be {words} {err['ctx'][key]:,}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _user_path(data: Any, loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """``loc`` with each key spelled as in ``data``, without pydantic's internal steps.
+
+    pydantic reports a field by its alias (``leadEquity``) whatever the input used, and adds
+    the member of a union it tried (``id.str``) or a validator's tag: follow ``data`` and keep
+    only the steps that exist in it, as the user wrote them; a missing key is named in
+    snake_case.
+    """
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str):
+            spelled = next(
+                (k for k in (part, to_snake(part), to_camel(part)) if k in node),
+                None,
+            )
+            if spelled is None:
+                out.append(to_snake(part) if re.search("[A-Z]", part) else part)
+                break
+            out.append(spelled)
+            node = node[spelled]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        else:
+            break  # a union member or validator tag below a leaf: not the user's
+    return tuple(out)

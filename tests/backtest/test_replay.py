@@ -570,3 +570,41 @@ def test_events_outside_the_bars_and_bad_settings_are_rejected():
     with pytest.raises(InvalidInput, match="missing") as info:
         backtest(simple_history(), raw, one_follower(equity=1_000.0), MARKETS)
     assert info.value.field == "bars.close[2]"
+
+
+def test_fills_far_outside_the_bars_are_another_market():
+    # Arrange: bars at 20,000 +- 100; the lead's second fill at 40,000 (prices x2, or ETH bars
+    # given for a BTC lead) is 98% above that bar's high of 20,100
+    bars = minute_bars([(20_000, 20_100, 19_900, 20_000)] * 4)
+    rows = simple_history()
+    rows[1]["price"] = 40_000.0
+    # Act / Assert
+    with pytest.raises(InvalidInput, match="not the same market") as info:
+        backtest(rows, bars, one_follower(equity=1_000.0), MARKETS)
+    assert info.value.field == "lead.rows[1].price"
+    # within the 5% tolerance (a perpetual's basis to spot bars): accepted
+    rows[1]["price"] = 20_100 * 1.04
+    backtest(rows, bars, one_follower(equity=1_000.0), MARKETS)
+
+
+def test_a_lead_past_its_own_liquidation_is_refused():
+    # 10 BTC at 20,000 = 200,000 notional, in Binance's bracket 50,000-600,000 (mmr 0.5%,
+    # cum 50): maintenance margin 200,000 x 0.5% - 50 = 950 > the stated equity 900
+    bars = minute_bars(flat(20_000, 4))
+    rows = lead_rows((at_close(0), 20_000.0, 10.0, 900.0), (at_close(2), 20_000.0, 0.0, 900.0))
+    assert SPEC.tiers.maintenance_margin(200_000.0) == pytest.approx(950.0)
+    with pytest.raises(InvalidInput, match="would already be liquidated") as info:
+        backtest(rows, bars, one_follower(equity=1_000.0), MARKETS)
+    assert info.value.field == "lead.rows[0].equity"
+
+
+def test_funding_outside_the_period_is_refused():
+    bars = minute_bars(flat(20_000, 4))
+    day = 86_400_000_000_000
+    rates = FundingRates(
+        timestamp=np.array([T0 - 3 * day, T0 - 2 * day], dtype=np.int64),
+        rate=np.array([1e-4, 1e-4]),
+    )
+    with pytest.raises(InvalidInput, match="no funding falls in the replayed period") as info:
+        backtest(simple_history(), bars, one_follower(equity=1_000.0), MARKETS, funding=rates)
+    assert info.value.field == "funding"

@@ -870,3 +870,16 @@ def test_jump_is_short_for_merton_jump() -> None:
     assert mc.model_from_spec({"type": "jump", **spec}) == mc.model_from_spec(
         {"type": "merton_jump", **spec}
     )
+
+
+def test_paths_and_work_have_a_documented_maximum():
+    from levalign.schemas import MAX_PATH_STEPS, MAX_PATHS
+
+    with pytest.raises(InvalidInput, match="paths must be at most 2,000,000") as info:
+        simulate(GBM(0.5), 100.0, side="long", liquidation_price=90.0, horizon_days=1,
+                 paths=10**9, steps=1)  # fmt: skip
+    assert info.value.field == "paths"
+    with pytest.raises(InvalidInput, match=r"paths x steps = 2,000,000,000 is above") as info:
+        simulate(GBM(0.5), 100.0, side="long", liquidation_price=90.0, horizon_days=1,
+                 paths=MAX_PATHS, steps=MAX_PATH_STEPS // MAX_PATHS * 2)  # fmt: skip
+    assert info.value.field == "steps"

@@ -181,3 +181,10 @@ def test_inverse_markets_are_a_configuration_error(binance: Markets) -> None:
     inverse = dataclasses.replace(binance["BTC/USDT:USDT"], linear=False)
     with pytest.raises(ConfigurationError, match="linear"):
         optimal_leverage(GBM(sigma=0.6), SPOT, inverse, 1_000.0, paths=100)
+
+
+def test_too_few_paths_to_mean_anything_are_refused(binance):
+    # two paths gave a leverage with a standard error of 0
+    with pytest.raises(InvalidInput, match="paths must be at least 1,000") as info:
+        optimal_leverage(GBM(sigma=0.6), SPOT, binance["BTC/USDT:USDT"], 1_000.0, paths=2)
+    assert info.value.field == "paths"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 from importlib import resources
 
@@ -133,21 +134,53 @@ def test_garch_recovers_simulated_parameters(simulated_fit):
     assert fit.stationary
 
 
-def test_garch_units_do_not_depend_on_the_internal_scale(simulated_close, simulated_fit):
-    # log returns x10: arch sees percent returns 10 times larger, so the fractional results
-    # must be omega x100, mu x10, sigma x10, alpha/beta/nu unchanged, and the log-likelihood
-    # lower by n ln 10 (density of 10 r = density of r / 10). The two fits are separate
-    # optimizations, equal to their tolerance (~1e-4 relative): 1e-3 still tells a missing
-    # or doubled scale factor (x10 or x100) apart.
+def _fixed_loglikelihood(close, fit, scale):
+    """arch's log-likelihood and last conditional volatility of ``fit``'s fractional parameters,
+    evaluated (not optimized) on the log returns of ``close`` times ``scale``, in fractional units.
+    """
+    r = np.diff(np.log(close))
+    model = arch_model(scale * r, mean="Constant", vol="GARCH", p=1, q=1, dist="t", rescale=False)
+    fixed = model.fix([scale * fit.mu, scale**2 * fit.omega, fit.alpha, fit.beta, fit.nu])
+    return (
+        fixed.loglikelihood + r.size * math.log(scale),
+        fixed.conditional_volatility[-1] / scale,
+    )
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0, 100.0, 1_000.0])
+def test_garch_units_do_not_depend_on_the_internal_scale(simulated_close, simulated_fit, scale):
+    # At FIXED parameters the GARCH-t likelihood maps exactly under r -> s r: mu -> s mu,
+    # omega -> s^2 omega, sigma -> s sigma, alpha/beta/nu unchanged, and the density of s r is
+    # that of r divided by s, so ln L_s + n ln s = ln L_1. Evaluating the fit's fractional
+    # parameters on returns scaled by s (no optimizer involved) must therefore give back the
+    # fit's own log-likelihood and last volatility, whatever scale garch_t used inside; equal
+    # up to float rounding (1e-9). A missing or doubled conversion of mu, omega or the
+    # log-likelihood offset would shift ln L by whole nats or more.
+    fit = simulated_fit
+    loglikelihood, sigma_last = _fixed_loglikelihood(simulated_close, fit, scale)
+    assert loglikelihood == pytest.approx(fit.loglikelihood, rel=1e-9)
+    assert sigma_last == pytest.approx(fit.sigma_last, rel=1e-9)
+
+
+def test_garch_fits_of_scaled_returns_reach_the_same_maximum(simulated_close, simulated_fit):
+    # Log returns x10 are a separate optimization. Its parameters, mapped back to the
+    # original units (mu / 10, omega / 100) and evaluated on the original returns, must reach
+    # the original fit's maximum of ln L. Parameters of two optimizer runs differ by where each
+    # stopped, so they are not compared; their likelihoods are: SLSQP (arch's optimizer, tol
+    # left at scipy's default ftol = 1e-6) stops when an iteration gains less than 1e-6 nats,
+    # and near a quadratic maximum the remaining gap is of that order, so two stops differ by
+    # ~1e-6 to 1e-5 nats. 1e-3 nats leaves a hundredfold margin and still fails loudly on a
+    # unit error: mu off by x10 costs 0.18 nats here, omega off by x100 thousands.
     log_c = np.log(simulated_close)
     fit10 = garch_t(np.exp(log_c[0] + 10 * (log_c - log_c[0])), 1.0)
-    base = simulated_fit
-    for name in ("alpha", "beta", "nu"):
-        assert getattr(fit10, name) == pytest.approx(getattr(base, name), rel=1e-3)
-    assert fit10.omega == pytest.approx(100 * base.omega, rel=1e-3)
-    assert fit10.mu == pytest.approx(10 * base.mu, rel=1e-3)
-    assert fit10.sigma_next == pytest.approx(10 * base.sigma_next, rel=1e-3)
-    assert fit10.loglikelihood == pytest.approx(base.loglikelihood - 4_000 * math.log(10), rel=1e-6)
+    mapped = dataclasses.replace(fit10, mu=fit10.mu / 10, omega=fit10.omega / 100)
+    loglikelihood, _ = _fixed_loglikelihood(simulated_close, mapped, 1.0)
+    assert loglikelihood == pytest.approx(simulated_fit.loglikelihood, abs=1e-3)
+    # the x10 fit's own likelihood is that of the original returns less n ln 10, to the
+    # same convergence tolerance
+    assert fit10.loglikelihood == pytest.approx(
+        simulated_fit.loglikelihood - 4_000 * math.log(10), abs=1e-3
+    )
 
 
 def test_next_bar_and_variance_path_match_arch_forecast(simulated_close, simulated_fit):
@@ -357,3 +390,21 @@ def test_too_few_bars_after_resampling_says_how_many(rng):
         "minutes: use a smaller resample_minutes",
     ):
         estimate_volatility(gbm_minute_bars(rng, 3_000, 1), 60)
+
+
+def test_a_hole_of_days_in_minute_bars_is_refused():
+    # 1-minute bars with three days missing after the 300th: the return across the hole
+    # would be read as one minute's
+    ts = np.arange(600, dtype=np.int64) * 60_000_000_000
+    ts[300:] += 3 * 86_400_000_000_000
+    close = 100.0 + np.sin(np.arange(600))
+    bars = ohlc_from_arrays(ts, close, close + 1, close - 1, close)
+    with pytest.raises(
+        InvalidInput, match=r"jump from 1970-01-01T04:59:00 to 1970-01-04T05:00:00"
+    ) as info:
+        estimate_volatility(bars)
+    assert info.value.field == "bars[300].timestamp"
+    # a hole of a few hours (exchange maintenance) is kept
+    ts_short = np.arange(600, dtype=np.int64) * 60_000_000_000
+    ts_short[300:] += 4 * 3_600_000_000_000
+    estimate_volatility(ohlc_from_arrays(ts_short, close, close + 1, close - 1, close))

@@ -122,6 +122,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from levalign import _layout as layout
 from levalign import _normalize_kernel as nk
 from levalign._columns import columns_of
 from levalign._progress import progress_bar
@@ -130,9 +131,6 @@ from levalign.engine.decide import CopyRules, decide
 from levalign.errors import InvalidInput
 from levalign.exposure import effective_leverage, liquidation_distance
 from levalign.markets import Markets, MarketSpec
-from levalign.normalize import (
-    _FLOAT_COLUMNS as _FLOAT_DEFAULTS,
-)
 from levalign.normalize import (
     MARGIN_MODES,
     MODES,
@@ -255,7 +253,7 @@ def naive_cohort(n: int, seed: int) -> dict[str, NDArray[Any]]:
     out["expected_return"] = np.where(optimal, 0.5, math.nan)
     out["max_liq_probability"] = np.where(optimal, 0.05, math.nan)
     for name, value in _NAIVE_FLOATS.items():
-        current = out[name] if name in out else np.full(n, _FLOAT_DEFAULTS[name])
+        current = out[name] if name in out else np.full(n, layout.BY_NAME[name].default)
         out[name] = np.where(naive, value, current)
     for name, label in _NAIVE_CODES.items():
         out[name] = np.where(naive, label, out[name])
@@ -783,6 +781,9 @@ def backtest(  # noqa: PLR0913 - keyword-only options, each documented
     _check_settings(
         sample_minutes, bar_ns, horizon_hours, vol_window_hours, default_leverage_setting
     )
+    _check_lead_on_bars(history, ohlc, bar_ns, markets[name])
+    if rates is not None:
+        _check_funding_period(rates, ohlc, bar_ns)
     replay = _Replay(
         history=history,
         ohlc=ohlc,
@@ -801,6 +802,85 @@ def backtest(  # noqa: PLR0913 - keyword-only options, each documented
         funding=rates,
     )
     return replay.run(progress)
+
+
+FILL_PRICE_TOLERANCE = 0.05
+"""How far outside its bar's low-high range a lead fill may lie (5%: a perpetual's basis to
+spot bars and a market order's slippage fit, another market or a units error does not)."""
+
+
+def _check_lead_on_bars(history: LeadHistory, ohlc: OHLC, bar_ns: int, spec: MarketSpec) -> None:
+    """Refuse a lead whose fills the bars cannot have printed, or that is past liquidation.
+
+    A fill more than ``FILL_PRICE_TOLERANCE`` outside the range of the bar it falls in (or
+    the bar before, for a fill at a bar's open) means the lead file and the bars are not the
+    same market, or one of them has other units. A lead whose equity after a fill is not above
+    the maintenance margin of its position is already past its own liquidation (its equity or
+    its position is wrong). Events outside the bars are left to the replay's own message.
+
+    Raises
+    ------
+    InvalidInput
+        Naming the lead row, its price or equity, and the bar or margin it contradicts.
+    """
+    ts = ohlc.timestamp
+    k = np.searchsorted(ts, history.timestamp, side="right") - 1
+    inside = (k >= 0) & (history.timestamp < ts[-1] + bar_ns)
+    k = np.clip(k, 0, ts.size - 1)
+    prev = np.maximum(k - 1, 0)
+    at_open = history.timestamp == ts[k]
+    lo = np.where(at_open, np.minimum(ohlc.low[k], ohlc.low[prev]), ohlc.low[k])
+    hi = np.where(at_open, np.maximum(ohlc.high[k], ohlc.high[prev]), ohlc.high[k])
+    tol = FILL_PRICE_TOLERANCE
+    off = inside & ((history.price > hi * (1 + tol)) | (history.price < lo * (1 - tol)))
+    if off.any():
+        j = int(np.argmax(off))
+        raise InvalidInput(
+            f"lead {history.where(j)} fills at {history.price[j]:g} at "
+            f"{format_timestamp(int(history.timestamp[j]))}, but the bar there ranges "
+            f"{lo[j]:g} to {hi[j]:g}: the lead file and the price bars are not the same market "
+            f"({spec.symbol}), or their units differ; give the bars of the lead's market",
+            field=f"lead.rows[{int(history.row[j])}].price",
+            value=float(history.price[j]),
+        )
+    for j in range(len(history)):
+        notional = spec.notional(abs(float(history.position_after[j])), float(history.price[j]))
+        maintenance = spec.tiers.maintenance_margin(notional)
+        if notional > 0 and not history.equity[j] > maintenance:
+            raise InvalidInput(
+                f"lead {history.where(j)}: equity {history.equity[j]:g} is not above the "
+                f"maintenance margin {maintenance:g} of its {notional:g} position: the lead "
+                "would already be liquidated at its own fill; check the equity and position "
+                "columns (units, contracts against coins)",
+                field=f"lead.rows[{int(history.row[j])}].equity",
+                value=float(history.equity[j]),
+            )
+
+
+def _check_funding_period(rates: FundingRates, ohlc: OHLC, bar_ns: int) -> None:
+    """Refuse funding with no settlement inside the bars' period (another period or market).
+
+    Funding that covers only part of the period is used where it is (no funding elsewhere).
+
+    Raises
+    ------
+    InvalidInput
+        Naming both periods.
+    """
+    start, end = int(ohlc.timestamp[0]), int(ohlc.timestamp[-1]) + bar_ns
+    ts = rates.timestamp
+    if not ((ts >= start) & (ts < end)).any():
+        span = (
+            f"run from {format_timestamp(int(ts[0]))} to {format_timestamp(int(ts[-1]))}"
+            if ts.size
+            else "are empty"
+        )
+        raise InvalidInput(
+            f"the funding rates {span}, the bars from {format_timestamp(start)} to "
+            f"{format_timestamp(end)}: no funding falls in the replayed period; give the "
+            "funding of the bars' period, or none",
+            field="funding",
+        )
 
 
 def _check_settings(

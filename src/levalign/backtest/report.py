@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from levalign._files import FIGURE_SUFFIXES, check_output
 from levalign.plots import Panel, Series, save
 
 if TYPE_CHECKING:
@@ -69,8 +70,9 @@ def write_report(result: BacktestResult, path: Path, title: str | None = None) -
     Raises
     ------
     InvalidInput
-        A suffix other than ``.html`` or ``.png``.
+        A suffix other than ``.html`` or ``.png``, a folder, a missing folder.
     """
+    check_output(path, FIGURE_SUFFIXES, "report")
     time = result.time.astype("datetime64[ns]").astype("datetime64[ms]")
     groups = result.groups
     lead_growth = result.lead_equity / result.lead_equity[0]

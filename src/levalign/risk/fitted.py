@@ -41,15 +41,21 @@ def model_from_spec_or_data(spec: Mapping[str, Any], base: Path | None = None) -
     if "data" not in spec:
         return mc.model_from_spec(spec)
     from levalign.risk.ohlc import load_ohlc
-    from levalign.risk.volatility import close_to_close, garch_t
+    from levalign.risk.volatility import check_gaps, close_to_close, garch_t
 
     data = Path(str(spec["data"]) if base is None else beside(base, str(spec["data"])))
     rest = {k: v for k, v in spec.items() if k not in ("data", "resample_minutes")}
     kind = rest.get("type")
     ohlc = load_ohlc(data)
+    check_gaps(ohlc)
     minutes = spec.get("resample_minutes")
     if minutes is not None:
-        ohlc = ohlc.resample(int(minutes))
+        if isinstance(minutes, bool) or not isinstance(minutes, int):
+            raise InvalidInput(
+                f"model.resample_minutes must be a whole number of minutes, got {minutes!r}",
+                field="model.resample_minutes",
+            )
+        ohlc = ohlc.resample(minutes)
     elif kind == "garch_t" and ohlc.bar_hours < 1.0:
         ohlc = ohlc.resample(60)  # GARCH on 1-minute returns is slow and noisy
     if kind == "garch_t":

@@ -41,8 +41,10 @@ currency; equity is the margin balance (wallet balance plus unrealized PnL). All
 the account are driven by **one common price factor** :math:`F` (each symbol's price is its
 mark times :math:`F`'s gross return since the start): symbols are assumed perfectly
 correlated, which makes each group's margin a piecewise-linear function of :math:`F` whose
-liquidation levels are solved exactly. On Bybit-family venues the maintenance margin of a
-linear position is taken at its entry notional, as in :class:`levalign.margin.BybitMarginModel`.
+liquidation levels are solved exactly. Each position is held to its venue's liquidation
+schedule (:meth:`levalign.margin.TieredMarginModel.position_tiers`: the taker fee to close
+included on OKX, Bitget and Gate); on Bybit and KuCoin the maintenance margin is taken at the
+entry value, as in :class:`levalign.margin.BybitMarginModel`.
 
 Funding: a rate per 8 hours, constant or one per step, paid on the notional held into each
 step: :math:`W \mathrel{-}= \text{rate} \cdot \tfrac{\Delta_h}{8} \cdot s \cdot N` (a long pays a
@@ -78,12 +80,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from levalign._progress import progress_bar
 from levalign.errors import InvalidInput
-from levalign.margin import margin_report
+from levalign.margin import BybitMarginModel, margin_model, margin_report
 from levalign.markets import Markets, load_markets
 from levalign.risk import _mc_kernels as mck
 from levalign.risk.first_passage import liquidation_probability
 from levalign.risk.volatility import HOURS_PER_YEAR
-from levalign.schemas import Account, parse
+from levalign.schemas import MAX_PATH_STEPS, MAX_PATHS, Account, parse
 
 __all__ = [
     "GBM",
@@ -431,7 +433,7 @@ def model_from_spec(spec: Mapping[str, Any]) -> Model:
             field="model",
         )
     kind = spec.get("type")
-    if kind not in _MODELS:
+    if not isinstance(kind, str) or kind not in _MODELS:
         raise InvalidInput(
             f"model.type {kind!r} is not a model; valid types: {', '.join(_MODELS)}",
             field="model.type",
@@ -638,24 +640,32 @@ def _account_book(account: Account | Mapping[str, Any]) -> _Book:
             field="account.positions",
         )
     linear = specs[0].linear
-    bybit = markets.family == "bybit"
+    model = margin_model(markets.family)
+    entry_mm = isinstance(model, BybitMarginModel)
     cross: list[_Leg] = []
     isolated: list[tuple[float, _Leg]] = []
-    for pos, spec in zip(acct.positions, specs, strict=True):
+    for pos, spec, row in zip(acct.positions, specs, report.positions, strict=True):
         qty = pos.contracts * spec.contract_size
         m, ep, s = pos.mark_price, pos.entry_price, pos.sign
         if linear:
             n, c, r = qty * m, s * qty * m, ep / m
         else:
             n, c, r = qty / m, -s * qty / m, m / ep
-        t = spec.tiers
-        if bybit and linear:
-            floor, cap, mmr, cum = _one_tier(t.maintenance_margin(qty * ep))
+        held = 0.0
+        if pos.margin_mode == "isolated":
+            held = model.position_margin(pos, row.unrealized_pnl)
+        if entry_mm:
+            # what the margin holds beyond the formula's balance (Bybit's fee to close) is lost
+            # at liquidation like maintenance margin
+            reserve = held - model.liquidation_balance(spec, pos, held) if held else 0.0
+            mm_entry = model.maintenance_margin(spec, pos.contracts, ep)
+            floor, cap, mmr, cum = _one_tier(mm_entry + reserve)
         else:
+            t = model.position_tiers(spec, pos.contracts)
             floor, cap, mmr, cum = t.floor, t.cap, t.mmr, t.cum
         leg = _Leg(c=c, r=r, n=n, floor=floor, cap=cap, mmr=mmr, cum=cum)
         if pos.margin_mode == "isolated":
-            isolated.append((float(pos.collateral or 0.0), leg))
+            isolated.append((held, leg))
         else:
             cross.append(leg)
     cross_wallet = acct.wallet_balance - sum(w for w, _ in isolated)
@@ -834,6 +844,20 @@ def _check_common(
                 field=name,
                 value=value if isinstance(value, int) else None,
             )
+    if paths > MAX_PATHS:
+        raise InvalidInput(
+            f"paths must be at most {MAX_PATHS:,}, got {paths:,}: more adds memory, not "
+            "precision that matters",
+            field="paths",
+            value=int(paths),
+        )
+    if paths * steps > MAX_PATH_STEPS:
+        raise InvalidInput(
+            f"paths x steps = {int(paths) * int(steps):,} is above the limit of "
+            f"{MAX_PATH_STEPS:,}: use fewer paths or fewer steps",
+            field="steps",
+            value=int(steps),
+        )
     return float(horizon_days), int(paths), int(steps)
 
 
@@ -1065,8 +1089,10 @@ def simulate(  # noqa: PLR0913 - keyword-only options of a public function, each
     account
         An account (``levalign margin`` input) instead of one position.
     horizon_days, paths, steps
-        Horizon, number of paths (rounded up to an even number: antithetic pairs), steps per
-        path.
+        Horizon, number of paths (rounded up to an even number: antithetic pairs; at most
+        :data:`~levalign.schemas.MAX_PATHS`, and paths x steps at most
+        :data:`~levalign.schemas.MAX_PATH_STEPS`), steps per path. The CLI asks for at least
+        :data:`~levalign.schemas.MIN_PATHS`; fewer are allowed here for exact checks.
     seed
         Seed of ``np.random.SeedSequence``; the same seed gives identical results on any
         number of threads.

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from levalign._files import read_table
 from levalign.errors import InvalidInput
 
 __all__ = ["OHLC", "load_ohlc", "ohlc_from_arrays"]
@@ -267,21 +268,7 @@ def load_ohlc(path: str | Path) -> OHLC:
 
 
 def _read(path: Path) -> Any:
-    name = path.name.lower()
-    try:
-        if name.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
-        if name.endswith((".csv", ".csv.gz")):
-            import pyarrow.csv as pcsv
-
-            return pcsv.read_csv(path)
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise InvalidInput(f"cannot read {str(path)!r}: {exc}", field="path") from exc
-    raise InvalidInput(
-        f"bar files must end in .csv, .csv.gz or .parquet, got {path.name!r}", field="path"
-    )
+    return read_table(path, "bar file", "path")
 
 
 def _timestamps(column: Any, name: str) -> NDArray[np.int64]:

@@ -51,6 +51,7 @@ from numpy.typing import NDArray
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import MarketSpec
 from levalign.risk.first_passage import kelly_fraction
+from levalign.schemas import MIN_PATHS
 
 __all__ = [
     "Alignment",
@@ -274,7 +275,8 @@ def optimal_leverage(  # noqa: PLR0912, PLR0913, PLR0915 - keyword-only options,
     funding_rate
         Funding rate per 8 hours (positive: longs pay shorts).
     paths, steps, seed
-        Monte Carlo size and seed (reproducible).
+        Monte Carlo size and seed (reproducible); ``paths`` from
+        :data:`~levalign.schemas.MIN_PATHS` to :data:`~levalign.schemas.MAX_PATHS`.
     grid_points
         Leverages evaluated, 0 included.
     progress
@@ -287,7 +289,9 @@ def optimal_leverage(  # noqa: PLR0912, PLR0913, PLR0915 - keyword-only options,
     Raises
     ------
     InvalidInput
-        A non-positive spot, equity or horizon; limits out of range; a bad model spec.
+        A non-positive spot, equity or horizon; limits out of range; a bad model spec; fewer
+        than ``MIN_PATHS`` or more than ``MAX_PATHS`` paths, or more than ``MAX_PATH_STEPS``
+        paths x steps.
     ConfigurationError
         An inverse market (align prices linear markets only).
     """
@@ -333,6 +337,13 @@ def optimal_leverage(  # noqa: PLR0912, PLR0913, PLR0915 - keyword-only options,
     if grid_points < 3:
         raise InvalidInput("grid_points must be at least 3", field="grid_points")
     price_model = mc.model_from_spec(model) if isinstance(model, dict) else model
+    if isinstance(paths, int) and paths < MIN_PATHS:
+        raise InvalidInput(
+            f"paths must be at least {MIN_PATHS:,} for a leverage whose probability of "
+            f"liquidation means something, got {paths:,}",
+            field="paths",
+            value=paths,
+        )
 
     s = 1.0 if side == "long" else -1.0
     tiers = market.tiers

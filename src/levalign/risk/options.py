@@ -77,15 +77,14 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
 from levalign import _codes as codes
 from levalign._codes import POLICIES, classify_change
-from levalign._columns import check_columns, code_column, columns_of, float_column
+from levalign._columns import check_columns, checked_ids, code_column, columns_of, float_column
 from levalign.errors import InvalidInput
 from levalign.risk.greeks import Greeks, greeks, implied_volatility
-from levalign.schemas import Finite, Positive, parse
+from levalign.schemas import CCXT_POSITION_KEYS_ANY_CASE, Finite, Positive, Schema, parse
 
 __all__ = [
     "VEGA_LIMIT",
@@ -116,14 +115,8 @@ _TIE = 1.0 - 1e-12  # a cap within this of the target is a tie, not a binding co
 _SLACK = 1.0 + 1e-12  # tolerance of the round-up feasibility check
 
 
-class _OptionModel(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        allow_inf_nan=True,  # checked per field, to name the field in the error
-    )
+class _OptionModel(Schema):
+    """Option schemas: the request-model conventions of :class:`levalign.schemas.Schema`."""
 
 
 # --------------------------------------------------------------------------- contracts
@@ -240,7 +233,9 @@ class OptionPosition(OptionContract):
     also accepted (negative is short).
     """
 
-    model_config = ConfigDict(extra="ignore")  # ccxt positions carry many more fields
+    # ccxt positions carry many more keys: those are accepted and ignored, any other refused
+    model_config = ConfigDict(extra="ignore")
+    accepted_extra_keys = CCXT_POSITION_KEYS_ANY_CASE
 
     side: Side | None = None
     contracts: Finite
@@ -575,7 +570,7 @@ class OptionCohort:
             return table
         columns = columns_of(table, OptionFollower)
         check_columns(columns, OPTION_COHORT_COLUMNS)
-        ids = np.asarray(columns["id"])
+        ids = checked_ids(columns["id"])
         n = len(ids)
         floats = {
             name: float_column(columns[name], name, n, default)

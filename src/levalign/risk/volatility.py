@@ -193,6 +193,11 @@ STATIONARITY_MARGIN = 1e-6
 """``alpha + beta`` within this of 1 counts as non-stationary: ``arch`` bounds the sum by 1, so
 an integrated fit comes back as 1 up to the optimizer's rounding."""
 AUTO_RESAMPLE_MINUTES = (60, 30, 15, 10, 5)
+
+MAX_GAP_HOURS = 12.0
+"""Longest hole in a bar series the estimators accept (or 10 bars, if longer): crypto trades
+around the clock, so a longer hole is missing data, and the return across it would count as
+one bar's return (a gap of days in minute bars is read as a minute's move of days)."""
 AUTO_MIN_BARS = 500
 TERM_STRUCTURE_HOURS = (1.0, 4.0, 8.0, 24.0, 72.0, 168.0, 720.0)
 
@@ -624,8 +629,10 @@ def estimate_volatility(
     Raises
     ------
     InvalidInput
-        A bad ``resample_minutes``; fewer than ``GARCH_MIN_BARS`` bars (after resampling).
+        A bad ``resample_minutes``; fewer than ``GARCH_MIN_BARS`` bars (after resampling);
+        a hole in the bars (:func:`check_gaps`).
     """
+    check_gaps(ohlc)
     minutes = resample_minutes
     if minutes is None and auto_resample:
         minutes = _auto_resample_minutes(ohlc)
@@ -654,6 +661,31 @@ def estimate_volatility(
         ewma=float(ewma(bars.close, h)[-1]),
         garch=garch_t(bars.close, h),
     )
+
+
+def check_gaps(ohlc: OHLC) -> None:
+    """Refuse bars with a hole longer than ``MAX_GAP_HOURS`` (or 10 bars, if longer).
+
+    Raises
+    ------
+    InvalidInput
+        Naming the first bar after the hole, the hole's ends and length, and the fix.
+    """
+    limit_ns = max(MAX_GAP_HOURS, 10.0 * ohlc.bar_hours) * 3_600e9
+    step = np.diff(ohlc.timestamp)
+    big = np.flatnonzero(step > limit_ns)
+    if big.size:
+        i = int(big[0])
+        t0, t1 = (
+            np.datetime64(int(ohlc.timestamp[j]), "ns").astype("datetime64[s]") for j in (i, i + 1)
+        )
+        raise InvalidInput(
+            f"the bars jump from {t0} to {t1} UTC ({step[i] / 3_600e9:.1f} hours with no bar, "
+            f"bars are {ohlc.bar_hours * 60:g} minutes): the return across the hole would "
+            "count as one bar's; use bars without holes (split the file at the hole, or "
+            "fill it from another source)",
+            field=f"bars[{i + 1}].timestamp",
+        )
 
 
 def _auto_resample_minutes(ohlc: OHLC) -> int | None:

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from levalign._files import read_text
 from levalign.errors import InvalidInput
 from levalign.markets import Markets
 from levalign.schemas import LeadEvent, parse
@@ -476,15 +477,7 @@ def _stem(path: Path) -> str:
 
 def open_text(path: Path, what: str = "lead history", field: str = "path") -> str:
     """The text of a UTF-8 file, gzip-compressed when its name ends in ``.gz``."""
-    try:
-        if path.name.lower().endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
-                return fh.read()
-        return path.read_text(encoding="utf-8")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise InvalidInput(
-            f"cannot read {what} {str(path)!r}: {exc}", field=field, value=str(path)
-        ) from exc
+    return read_text(path, what, field)
 
 
 def _read_file(path: Path) -> Columns:
