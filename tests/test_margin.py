@@ -640,6 +640,8 @@ def test_unknown_position_key_is_refused_with_the_closest_name(binance):
     ) as info:
         margin_report(_account(_pos(levrage=10)), binance)
     assert info.value.field == "account.positions[0].levrage"
+    # ccxt's own fields and info are accepted as they come
+    margin_report(_account(_pos(info={"x": 1}, liquidationPrice=1.0, marginRatio=0.1)), binance)
 
 
 def test_isolated_position_without_margin_is_invalid(binance):
