@@ -30,6 +30,7 @@ from numba import njit, prange
 from numpy.typing import NDArray
 
 from bench._timing import median_seconds
+from levalign import _layout as layout
 from levalign import _normalize_kernel as nk
 from levalign.markets import load_markets
 from levalign.normalize import (
@@ -70,30 +71,56 @@ def _stream(
             out_bytes[k, i] = np.int8(acc > 0.0)
 
 
-def _memory_floor_seconds(args: tuple[Any, ...], cols: dict[str, Any], runs: int) -> float:
-    """Median time of :func:`_stream` over the kernel's cohort columns and outputs of its widths.
+def _memory_floor_seconds(cohort: Cohort, runs: int) -> float:
+    """Median time of :func:`_stream` over the kernel's cohort rows and outputs of its widths.
 
-    The columns are copied once, outside the timing, into column-major blocks (one contiguous
-    row per column), which stream like the separate arrays.
+    The rows are the cohort's float and code rows the normalization kernel reads (all but the
+    de-risking ones), copied once, outside the timing, into matrices of their own.
     """
-    outputs = {id(v) for v in cols.values()}
-    inputs = [a for a in args if isinstance(a, np.ndarray) and a.shape == (N,)]
-    inputs = [a for a in inputs if id(a) not in outputs]
-    floats = np.stack([a for a in inputs if a.dtype == np.float64])
-    bytes_ = np.stack([a.view(np.int8) for a in inputs if a.itemsize == 1])
-    n_float_out = sum(v.dtype == np.float64 for v in cols.values())
+    unread = {"derisk_distance", "derisk"}
+    floats = np.ascontiguousarray(
+        cohort.float_matrix[[k for k, c in enumerate(layout.FLOAT_COLUMNS) if c not in unread]]
+    )
+    bytes_ = np.ascontiguousarray(
+        cohort.code_matrix[[k for k, c in enumerate(layout.CODE_COLUMNS) if c not in unread]]
+    )
     # the kernel's one-byte outputs (side, reduce_only) and its slow flags
-    n_byte_out = sum(v.itemsize == 1 for v in cols.values()) + 1
     stream_args = (
         floats,
         bytes_,
-        np.empty((n_float_out, N)),
+        np.empty((len(layout.RESULT_FLOATS), N)),
         np.empty(N, dtype=np.uint32),
-        np.empty((n_byte_out, N), dtype=np.int8),
+        np.empty((len(layout.RESULT_BYTES) + 1, N), dtype=np.int8),
     )
     _stream(*stream_args)  # compile
     seconds, _ = median_seconds(lambda: _stream(*stream_args), runs)
     return seconds
+
+
+def _intake_seconds(table: dict[str, Any], runs: int) -> tuple[float, float]:
+    """Median seconds of ``Cohort.from_table`` on ``table`` as a pyarrow Table, and of coding
+    its text columns follower by follower in Python (the baseline: a dict lookup per row)."""
+    import pyarrow as pa
+
+    arrow = pa.table(table)
+    intake_s, _ = median_seconds(lambda: Cohort.from_table(arrow), runs)
+    text = [
+        (arrow.column(c.name), c.names, str(c.default))
+        for c in layout.COLUMNS
+        if c.kind == "code" and c.name in arrow.column_names
+    ]
+
+    def per_row() -> None:
+        for column, names, default in text:
+            lookup = {name: i for i, name in enumerate(names)}
+            values = column.to_numpy(zero_copy_only=False)
+            np.array(
+                [lookup.get(str(v), -1) if v is not None else names.index(default) for v in values],
+                dtype=np.int8,
+            )
+
+    per_row_s, _ = median_seconds(per_row, max(runs // 2, 1))
+    return intake_s, per_row_s
 
 
 def _with_risk_limits(table: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -160,7 +187,7 @@ def run(runs: int = 25) -> dict[str, float]:
 
     kernel_s, _ = median_seconds(lambda: run_kernel(ev, spec, cohort, cols), runs)
     generic_s, _ = median_seconds(lambda: run_kernel(ev, spec, cohort, cols, fast_path=False), runs)
-    floor_s = _memory_floor_seconds(kernel_args(ev, spec, cohort, cols), cols, runs)
+    floor_s = _memory_floor_seconds(cohort, runs)
     # the share of followers the vectorized open fast path sizes itself
     slow = np.empty(N, dtype=np.bool_)
     open_args: tuple[Any, ...] = (*kernel_args(ev, spec, cohort, allocate_result(N)), slow)
@@ -188,6 +215,8 @@ def run(runs: int = 25) -> dict[str, float]:
     risk_full_s, _ = median_seconds(
         lambda: normalize(risky_event, risky_cohort, markets, out=risky_previous), runs
     )
+
+    intake_s, per_row_coding_s = _intake_seconds(table, 5)
 
     small = Cohort(
         ids=cohort.ids[:BASELINE_N],
@@ -226,6 +255,9 @@ def run(runs: int = 25) -> dict[str, float]:
         "normalize_reused_median_ms": reused_s * 1e3,
         "speedup_normalize_reused": loop_per_follower * N / reused_s,
         "cohort_conversion_ms": convert_s * 1e3,
+        "intake_arrow_median_ms": intake_s * 1e3,
+        "intake_per_row_coding_ms": per_row_coding_s * 1e3,
+        "intake_speedup": per_row_coding_s / intake_s,
         "python_loop_per_follower_us": loop_per_follower * 1e6,
         "python_loop_extrapolated_s": loop_per_follower * N,
         "speedup_kernel": loop_per_follower * N / kernel_s,

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from levalign.margin import BybitMarginModel, Leg, TieredMarginModel, margin_report
+from levalign.margin import (
+    BitgetMarginModel,
+    BybitMarginModel,
+    GateMarginModel,
+    KucoinMarginModel,
+    Leg,
+    OkxMarginModel,
+    TieredMarginModel,
+    margin_report,
+)
 from levalign.markets import MarketSpec, TierTable, load_markets, rebuild_cum
 
 # Binance BTCUSDT brackets of 2021 (Binance announcement "Updates to Leverage and Margin Tiers",
@@ -81,9 +90,19 @@ def test_binance_cross_two_positions_faq_example():
     assert round(btc.liquidation_price, 2) == 26_316.89
 
 
-def _linear(mmr: float, symbol: str = "BTC/USDT:USDT") -> MarketSpec:
+def _linear(
+    mmr: float, symbol: str = "BTC/USDT:USDT", taker_fee: float | None = None
+) -> MarketSpec:
     tiers = TierTable.from_rows([0.0], [1e12], [mmr], [125.0], symbol=symbol)
-    return MarketSpec(symbol=symbol, id="X", base="BTC", quote="USDT", settle="USDT", tiers=tiers)
+    return MarketSpec(
+        symbol=symbol,
+        id="X",
+        base="BTC",
+        quote="USDT",
+        settle="USDT",
+        tiers=tiers,
+        taker_fee=taker_fee,
+    )
 
 
 def test_bybit_isolated_example():
@@ -119,10 +138,114 @@ def test_bybit_older_article_examples(side, entry, leverage, published):
 def test_kucoin_short_example():
     # KuCoin "How to Calculate Futures Liquidation Price": short, 100x, entry 28,000, MMR 0.4%:
     # 28,000 * [1 + (1% - 0.4%)] = 28,168
-    lp = BybitMarginModel().liquidation_price(
+    lp = KucoinMarginModel().liquidation_price(
         _linear(0.004), [Leg(-1.0, 1.0, 28_000.0)], 280.0, 28_000.0
     )
     assert lp == pytest.approx(28_168)
+
+
+def test_kucoin_long_by_hand():
+    # KuCoin's long formula, EP * (1 - IMR + MMR): 1 BTC at 28,000, 20x (IMR 5%), MMR 0.4%:
+    # 28,000 * (1 - 0.05 + 0.004) = 26,712
+    lp = KucoinMarginModel().liquidation_price(
+        _linear(0.004), [Leg(1.0, 1.0, 28_000.0)], 1_400.0, 28_000.0
+    )
+    assert lp == pytest.approx(26_712)
+
+
+# freqtrade tests/exchange/test_exchange.py::test_get_liquidation_price (commit c9ae5e1e, 2024-10),
+# isolated, mmr 1%, taker fee 0.06%, margin = amount * open_rate / leverage:
+# (is_short, leverage, open_rate, amount, published liquidation price)
+FREQTRADE_GATE_OKX = [
+    (True, 5, 10.0, 1.0, 11.87413417771621),  # (10 + 2 / 1) / (1 + 0.0106)
+    (True, 5, 10.0, 2.0, 11.87413417771621),
+    (True, 3, 10.0, 1.0, 13.193482419684678),
+    (True, 5, 8.0, 1.0, 9.499307342172967),
+    (False, 5, 10.0, 1.0, 8.085708510208207),  # (10 - 2 / 1) / (1 - 0.0106)
+    (False, 3, 10.0, 1.0, 6.738090425173506),
+]
+
+
+@pytest.mark.parametrize("model", [OkxMarginModel(), GateMarginModel(), BitgetMarginModel()])
+@pytest.mark.parametrize(("short", "leverage", "entry", "amount", "published"), FREQTRADE_GATE_OKX)
+def test_fee_venues_against_freqtrade(model, short, leverage, entry, amount, published):
+    # freqtrade publishes these for gate and okx; Bitget's formula (Bitget Help Center,
+    # "Liquidation price calculation", the same one freqtrade's bitget.py implements):
+    # (margin - Q*EP*s) / (Q*(MMR + taker - s)) is the same expression, so the same numbers
+    side = -1.0 if short else 1.0
+    lp = model.liquidation_price(
+        _linear(0.01, taker_fee=0.0006),
+        [Leg(side, amount, entry)],
+        amount * entry / leverage,
+        entry,
+    )
+    assert lp == pytest.approx(published, rel=1e-12)
+
+
+def test_fee_venue_default_taker_rate():
+    # no taker fee in the market: OKX's base rate 0.05%. Long 1 @ 10, margin 2, mmr 1%:
+    # (2 - 10) / (0.01 + 0.0005 - 1) = 8 / 0.9895
+    lp = OkxMarginModel().liquidation_price(_linear(0.01), [Leg(1.0, 1.0, 10.0)], 2.0, 10.0)
+    assert lp == pytest.approx(8 / 0.9895, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("short", "leverage", "published"),
+    [
+        (False, 1.0, 0.1),
+        (False, 3.0, 6.7666666),
+        (False, 5.0, 8.1),
+        (False, 10.0, 9.1),
+        (True, 1.0, 19.9),
+        (True, 3.0, 13.233333),
+        (True, 5.0, 11.9),
+        (True, 10.0, 10.9),
+    ],
+)
+def test_bybit_against_freqtrade(short, leverage, published):
+    # freqtrade test_get_liquidation_price, bybit rows: 1 contract at 10, mmr 1%,
+    # EP * (1 -+ 1/leverage +- mmr); the model: EP - s * (B - MM(Q*EP)) / Q
+    side = -1.0 if short else 1.0
+    lp = BybitMarginModel().liquidation_price(
+        _linear(0.01), [Leg(side, 1.0, 10.0)], 10.0 / leverage, 10.0
+    )
+    assert lp == pytest.approx(published, rel=1e-7)
+
+
+def _inverse(mmr: float) -> MarketSpec:
+    tiers = TierTable.from_rows([0.0], [1e9], [mmr], [100.0], [0.0], symbol="BTC/USD:BTC")
+    return _coin_m(tiers, contract_size=1.0)
+
+
+def _coin_m(tiers: TierTable, contract_size: float = 100.0) -> MarketSpec:
+    return MarketSpec(
+        symbol="BTC/USD:BTC",
+        id="BTCUSD_PERP",
+        base="BTC",
+        quote="USD",
+        settle="BTC",
+        tiers=tiers,
+        linear=False,
+        contract_size=contract_size,
+    )
+
+
+@pytest.mark.parametrize("model", [BybitMarginModel(), KucoinMarginModel()])
+def test_inverse_maintenance_margin_at_entry_value(model):
+    # Bybit "Liquidation Price (Inverse Contract)", isolated long, derived by hand from the
+    # formula: 10,000 contracts of 1 USD at 8,000, 50x, mmr 0.5%.
+    # IM = 10,000 / 8,000 / 50 = 0.025 BTC; MM at the entry value = 1.25 BTC * 0.5% = 0.00625
+    # 1/LP = 1/8,000 + (0.025 - 0.00625) / 10,000 = 0.000126875 -> LP = 7,881.77
+    lp = model.liquidation_price(_inverse(0.005), [Leg(1.0, 10_000.0, 8_000.0)], 0.025, 8_000.0)
+    assert lp == pytest.approx(1 / 0.000126875, rel=1e-12)
+    # the Binance convention (MM at the liquidation price) gives 8,000 * 1.005 / 1.02 = 7,882.35
+    binance = TieredMarginModel().liquidation_price(
+        _inverse(0.005), [Leg(1.0, 10_000.0, 8_000.0)], 0.025, 8_000.0
+    )
+    assert binance == pytest.approx(8_000 * 1.005 / 1.02, rel=1e-12)
+    # short: 1/LP = 1/8,000 - 0.000001875 = 0.000123125 -> LP = 8,121.83
+    short = model.liquidation_price(_inverse(0.005), [Leg(-1.0, 10_000.0, 8_000.0)], 0.025, 8_000.0)
+    assert short == pytest.approx(1 / 0.000123125, rel=1e-12)
 
 
 # Hyperliquid liquidation prices as returned by its API (recorded through ccxt in freqtrade's
@@ -170,16 +293,7 @@ def test_binance_coin_m_maintenance_margin_faq():
     tiers = TierTable.from_rows(
         [0.0, 5.0], [5.0, 1e6], [0.004, 0.005], [125.0, 100.0], symbol="BTC/USD:BTC"
     )
-    spec = MarketSpec(
-        symbol="BTC/USD:BTC",
-        id="BTCUSD_PERP",
-        base="BTC",
-        quote="USD",
-        settle="BTC",
-        tiers=tiers,
-        linear=False,
-        contract_size=100.0,
-    )
+    spec = _coin_m(tiers)
     assert TieredMarginModel().maintenance_margin(spec, 100, 25_000) == pytest.approx(0.0016)
 
 
@@ -193,18 +307,8 @@ def test_binance_coin_m_user_reported_calculator_case():
         tiers = TierTable.from_rows(
             [0.0, 250.0], [250.0, 1e6], [0.1, 0.125], [10.0, 5.0], [0.0, cum], symbol="X"
         )
-        spec = MarketSpec(
-            symbol="BTC/USD:BTC",
-            id="BTCUSD_PERP",
-            base="BTC",
-            quote="USD",
-            settle="BTC",
-            tiers=tiers,
-            linear=False,
-            contract_size=100.0,
-        )
         return TieredMarginModel().liquidation_price(
-            spec, [Leg(1.0, 100_000.0, 45_000.0)], 101.0, 45_000.0
+            _coin_m(tiers), [Leg(1.0, 100_000.0, 45_000.0)], 101.0, 45_000.0
         )
 
     assert lp(11.81) == pytest.approx(33_578.859744834, rel=1e-11)

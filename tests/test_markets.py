@@ -176,3 +176,64 @@ def test_a_preset_name_is_accepted_where_markets_are_expected(binance):
     assert as_markets(binance) is binance
     with pytest.raises(InvalidInput, match=r"markets must be levalign\.load_markets"):
         as_markets(42)  # type: ignore[arg-type]
+
+
+def test_coin_margined_symbol_is_never_swapped_for_the_usdt_contract(binance):
+    # Binance's preset holds USDⓈ-M markets only: BTC/USD:BTC (COIN-M) is not BTC/USDT:USDT
+    with pytest.raises(
+        InvalidInput, match=r"unknown symbol 'BTC/USD:BTC' on binance; did you mean one of: "
+    ) as info:
+        binance.resolve("BTC/USD:BTC")
+    assert "BTC/USDT:USDT" in str(info.value)
+    assert info.value.field == "symbol"
+
+
+def test_exact_symbol_and_exchange_id_resolve(binance):
+    assert binance.resolve("BTC/USDT:USDT") == "BTC/USDT:USDT"
+    assert binance.resolve("BTCUSDT") == "BTC/USDT:USDT"
+    assert binance.resolve("BTC/USDC:USDC") == "BTC/USDC:USDC"  # same venue: no remapping
+
+
+def test_foreign_coin_margined_lead_needs_a_symbol_map(binance):
+    with pytest.raises(InvalidInput, match=r"coin-margined.*symbol_map"):
+        binance.resolve("BTC/USD:BTC", from_venue="bybit")
+    mapped = binance.with_symbol_map({"BTC/USD:BTC": "BTC/USDT:USDT"})
+    assert mapped.resolve("BTC/USD:BTC", from_venue="bybit") == "BTC/USDT:USDT"
+
+
+def test_symbol_map_to_an_unknown_market_names_both():
+    m = load_markets("binance", symbol_map={"X/USDC:USDC": "NOPE/USDT:USDT"})
+    with pytest.raises(InvalidInput, match=r"'NOPE/USDT:USDT' \(symbol_map of 'X/USDC:USDC'\)"):
+        m.resolve("X/USDC:USDC", from_venue="hyperliquid")
+
+
+@pytest.mark.parametrize(
+    ("info", "cum"),
+    [
+        ({"cum": "50"}, 50.0),  # Binance
+        ({"mmDeduction": "50"}, 50.0),  # Bybit
+        ({"deduction": "50"}, 50.0),  # Gate
+    ],
+)
+def test_stated_maintenance_amounts_are_read(info, cum):
+    tiers = {
+        "X/USDT:USDT": [
+            _tier(0, 50_000, 0.004, 125),
+            {**_tier(50_000, 1e6, 0.005, 100), "info": info},
+        ]
+    }
+    assert load_markets("bybit", tiers=tiers)["X/USDT:USDT"].tiers.cum[1] == cum
+
+
+@pytest.mark.parametrize(("exchange", "cum"), [("okx", 0.0), ("gate", 0.0), ("bybit", 50.0)])
+def test_unstated_maintenance_amounts_per_venue(exchange, cum):
+    # whole-position rate venues (OKX, Bitget, Gate, KuCoin) have no maintenance amount; Bybit's
+    # deduction is rebuilt like Binance's cum: 50,000 * (0.5% - 0.4%) = 50
+    tiers = {"X/USDT:USDT": [_tier(0, 50_000, 0.004, 125), _tier(50_000, 1e6, 0.005, 100)]}
+    assert load_markets(exchange, tiers=tiers)["X/USDT:USDT"].tiers.cum[1] == pytest.approx(cum)
+
+
+def test_taker_fee_is_read_from_ccxt_markets():
+    tiers = {"X/USDT:USDT": [_tier(0, 1e6, 0.004, 125)]}
+    m = load_markets("okx", markets={"X/USDT:USDT": {"taker": 0.0005}}, tiers=tiers)
+    assert m["X/USDT:USDT"].taker_fee == 0.0005

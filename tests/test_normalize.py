@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from decimal import Decimal
 from typing import Any, Literal
 
 import numpy as np
@@ -11,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from levalign import _normalize_kernel as nk
-from levalign._reference import reference_normalize_one
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import Markets, MarketSpec, TierTable, load_markets
 from levalign.normalize import (
@@ -23,6 +23,7 @@ from levalign.normalize import (
     Cohort,
     Reason,
     allocate_result,
+    derisk,
     event_curve,
     kernel_args,
     normalize,
@@ -33,6 +34,7 @@ from levalign.risk.curve import LiquidationCurve
 from levalign.risk.first_passage import liquidation_probability
 from levalign.samples import sample_cohort
 from levalign.schemas import LeadEvent
+from levalign.testing import reference_normalize_one
 
 SYMBOL = "BTC/USDT:USDT"
 # Real Binance BTC brackets with explicit lot rules, so hand derivations below do not depend on
@@ -92,7 +94,8 @@ def test_proportional_isolated_posts_margin_to_match_lead_distance():
     # default buffer = lead's distance d. Margin needed: R = Q p d + MM(Q p (1-d)), Q = 0.5
     o = one()
     need = 0.5 * P * LEAD_DIST + mm(0.5 * P * (1 - LEAD_DIST))
-    assert o["collateral"] == pytest.approx(need, rel=1e-12)
+    # posted rounded down to the settle currency's 1e-8
+    assert o["collateral"] == math.floor(need * 1e8) / 1e8
     assert o["liquidation_distance"] == pytest.approx(LEAD_DIST, rel=1e-9)
     assert o["leverage"] == math.ceil(10_000 / need)  # 11: the smallest setting whose IM fits
 
@@ -516,17 +519,7 @@ def random_cohort(seed: int, n: int = 40) -> dict[str, np.ndarray]:
         "entry_price": r.uniform(15_000, 25_000, n),
         "collateral": np.where(pos != 0, r.uniform(0, 5_000, n), 0.0),
         "other_notional": np.where(r.random(n) < 0.3, r.uniform(0, 20_000, n), 0.0),
-        "mode": r.choice(
-            [
-                "proportional",
-                "fixed_notional",
-                "target_leverage",
-                "risk_constant",
-                "vol_target",
-                "optimal",
-            ],
-            n,
-        ),
+        "mode": r.choice(list(MODES), n),
         "expected_return": r.choice([np.nan, -0.5, 0.3, 2.0], n),
         "leverage_setting": r.choice([np.nan, np.nan, 3.0, 20.0, 200.0], n),
         "max_liq_probability": r.choice([np.nan, np.nan, 0.001, 0.05, 0.5], n),
@@ -805,17 +798,36 @@ def test_out_of_another_length_is_refused():
         normalize(event(), random_cohort(5, 41), MARKETS, out=first)
 
 
-def test_out_sharing_memory_with_the_cohort_is_refused():
-    # a live engine feeding the last targets back in as positions: the kernel would read
-    # positions it has already overwritten
+def test_out_never_shares_memory_with_a_cohort_read_from_a_table():
+    # a live engine feeding the last targets back in as positions: the cohort copies the table
+    # into its own matrices, so the kernel never reads a position it has already overwritten
+    # and the reused result is what a fresh call gives
     cohort = random_cohort(5, 40)
     first = normalize(event(), cohort, MARKETS)
     cohort["position"] = first["target_position"]
-    with pytest.raises(
-        InvalidInput, match=r"'target_position' shares memory with 'position'"
-    ) as err:
+    fresh = normalize(event(), dict(cohort, position=first["target_position"].copy()), MARKETS)
+
+    reused = normalize(event(), cohort, MARKETS, out=first)
+
+    for name in RESULT_COLUMNS[1:]:
+        np.testing.assert_array_equal(reused[name], fresh[name], err_msg=name)
+
+
+def test_out_sharing_memory_with_the_cohort_is_refused():
+    cohort = Cohort.from_table(random_cohort(5, 40))
+    first = normalize(event(), cohort, MARKETS)
+    first.columns["amount"] = cohort.floats["scale"]
+    with pytest.raises(InvalidInput, match=r"'amount' shares memory with the cohort") as err:
         normalize(event(), cohort, MARKETS, out=first)
     assert err.value.field == "out"
+
+
+def test_out_with_columns_of_no_result_is_refused():
+    cohort = Cohort.from_table(random_cohort(5, 40))
+    first = normalize(event(), cohort, MARKETS)
+    first.columns["amount"] = first["amount"].copy()
+    with pytest.raises(InvalidInput, match=r"not the output columns of one normalize\(\) result"):
+        normalize(event(), cohort, MARKETS, out=first)
 
 
 @pytest.mark.parametrize("fault", ["read_only", "shared_column"])
@@ -949,6 +961,116 @@ def test_hyperliquid_followers_use_its_lot_and_ten_dollar_minimum(hyperliquid):
     assert {"below_min_cost", "skipped"} <= set(tiny["reasons"])
 
 
+# --------------------------------------------------------------------------- intake, updates
+
+_CODE_VALUES = st.one_of(st.sampled_from([*MODES, "nope", "Proportional", ""]), st.none())
+
+
+@given(values=st.lists(_CODE_VALUES, min_size=1, max_size=30))
+def test_text_codes_equal_a_per_row_lookup_from_every_table_type(values):
+    # the vectorized coding (Arrow's hash lookup) against the obvious loop: the index in
+    # MODES, -1 for an unknown value, the default (proportional, 0) for a missing one
+    want = np.array([0 if v is None else MODES.index(v) if v in MODES else -1 for v in values])
+    n = len(values)
+    base = {"id": np.arange(n), "equity": np.full(n, 1_000.0)}
+    tables = [
+        {**base, "mode": np.array(values, dtype=object)},
+        pa.table({**base, "mode": pa.array(values, type=pa.string())}),
+        pa.table({**base, "mode": pa.array(values, type=pa.string()).dictionary_encode()}),
+        pa.table({**base, "mode": pa.array(values, type=pa.large_string())}),
+    ]
+    if None not in values:
+        tables.append({**base, "mode": np.array(values)})  # numpy text, no missing values
+    for table in tables:
+        np.testing.assert_array_equal(Cohort.from_table(table).codes["mode"], want)
+
+
+def test_codes_mixed_with_numbers_are_coded_row_by_row():
+    # a number or NaN among the names is unknown (-1), None the default (0)
+    table = {
+        "id": np.arange(4),
+        "equity": np.full(4, 1_000.0),
+        "mode": np.array(["optimal", 3, math.nan, None], dtype=object),
+    }
+    np.testing.assert_array_equal(Cohort.from_table(table).codes["mode"], [5, -1, -1, 0])
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (np.array([1, 2, 1]), r"follower id 1 is given twice \(rows 0 and 2\)"),
+        (np.array(["a", "b", "a"]), r"follower id 'a' is given twice \(rows 0 and 2\)"),
+        (np.array(["a", None, "c"], dtype=object), r"id of row 1 is missing or empty \(None\)"),
+        (np.array(["a", "b", " "]), r"id of row 2 is missing or empty"),
+        (np.array([1.0, math.nan, 2.0]), r"id of row 1 is missing or empty \(nan\)"),
+    ],
+)
+def test_bad_follower_ids_are_refused_naming_the_row(ids, message):
+    table = pa.table({"id": pa.array(ids.tolist()), "equity": [1_000.0] * 3})
+    for followers in (table, {"id": ids, "equity": np.full(3, 1_000.0)}):
+        with pytest.raises(InvalidInput, match=message):
+            Cohort.from_table(followers)
+
+
+def test_update_in_place_sizes_like_a_cohort_built_with_the_new_state():
+    # after fills, the state written by update() gives the orders a cohort rebuilt from a
+    # table holding that state gives (two ways to the same cohort)
+    table = random_cohort(8, 40)
+    cohort = Cohort.from_table(table)
+    first = normalize(event(), cohort, MARKETS)
+    filled = first["side"] != 0
+    ids = cohort.ids[filled]
+    new_position = first["target_position"][filled]
+    new_collateral = cohort.floats["collateral"][filled] + first["collateral"][filled]
+    cohort.update(
+        ids,
+        position=new_position,
+        entry_price=20_000.0,
+        collateral=new_collateral,
+        residual=first["residual"][filled],
+    )
+    rebuilt = dict(table)
+    for name, values in (
+        ("position", new_position),
+        ("entry_price", 20_000.0),
+        ("collateral", new_collateral),
+        ("residual", first["residual"][filled]),
+    ):
+        column = np.array(rebuilt[name], dtype=float)
+        column[filled] = values
+        rebuilt[name] = column
+    rebuilt["available_balance"] = cohort.floats["available_balance"].copy()
+
+    after = normalize(event(before=5.0, after=8.0), cohort, MARKETS)
+    want = normalize(event(before=5.0, after=8.0), rebuilt, MARKETS)
+
+    for name in RESULT_COLUMNS:
+        np.testing.assert_array_equal(after[name], want[name], err_msg=name)
+
+
+def test_update_by_rows_or_mask_and_refusals_write_nothing():
+    cohort = Cohort.from_table({"id": ["a", "b", "c"], "equity": [1_000.0, 2_000.0, 3_000.0]})
+    cohort.update(rows=[2], equity=3_500.0)
+    cohort.update(rows=np.array([True, False, False]), position=0.5, entry_price=20_000.0)
+    np.testing.assert_array_equal(cohort.floats["equity"], [1_000.0, 2_000.0, 3_500.0])
+    np.testing.assert_array_equal(cohort.floats["position"], [0.5, 0.0, 0.0])
+    np.testing.assert_array_equal(cohort.rows_of(["c", "a"]), [2, 0])
+    before = cohort.float_matrix.copy()
+    refusals = [
+        # a position held with no entry price
+        ({"ids": "b", "position": 1.0}, r"follower 'b' \(row 1\) would have entry_price nan"),
+        # one bad equity among valid ones: nothing of either column is written
+        ({"ids": ["a", "c"], "equity": [5.0, -1.0], "residual": 0.1}, r"'c' \(row 2\).*equity"),
+        ({"ids": "zz", "equity": 1.0}, r"follower id 'zz' is not in the cohort"),
+        ({"rows": [3], "equity": 1.0}, r"row 3 is outside the cohort's 3 rows"),
+        ({"rows": [0, 1], "equity": [1.0, 2.0, 3.0]}, r"3 values for 2 selected followers"),
+    ]
+    for kwargs, message in refusals:
+        with pytest.raises(InvalidInput, match=message):
+            cohort.update(**kwargs)
+    np.testing.assert_array_equal(cohort.float_matrix, before)
+
+
 def test_markets_may_be_an_exchange_name():
     by_name = normalize(event(), [{"id": "a", "equity": 1_000.0}], "binance")
     loaded = normalize(event(), [{"id": "a", "equity": 1_000.0}], load_markets("binance"))
@@ -956,3 +1078,84 @@ def test_markets_may_be_an_exchange_name():
     with pytest.raises(InvalidInput, match="got a dict") as info:
         normalize(event(), [{"id": "a", "equity": 1_000.0}], {"binance": 1})  # type: ignore[arg-type]
     assert info.value.field == "markets"
+
+
+# --------------------------------------------------------------------------- exact amounts
+
+_SETTLE_GRID = Decimal("1e-8")
+
+ALL_KINDS = st.sampled_from(
+    [
+        event(),  # open
+        event(after=-3),  # open short
+        event(before=5, after=8),  # increase
+        event(before=5, after=2.9),  # reduce by 42%
+        event(before=-5, after=-1.7),  # reduce a short
+        event(before=5, after=0),  # close
+        event(before=5, after=-4.1),  # flip
+        event(before=-2, after=3.3, sigma=0.8),  # flip to long, with a volatility model
+        event(
+            before=5, after=5, lead_collateral_before=10_000.0, lead_collateral_after=13_000.0
+        ),  # margin top-up
+    ]
+).map(LeadEvent.model_validate)
+
+
+def _on_the_grid(values: np.ndarray, grid: Decimal) -> list[float]:
+    """The values (as printed: repr) that are not whole multiples of ``grid``."""
+    return [float(v) for v in values if math.isfinite(v) and Decimal(repr(float(v))) % grid != 0]
+
+
+@pytest.mark.parametrize("step", [0.001, 0.01, 0.5])
+@given(seed=st.integers(0, 2**32 - 1), ev=ALL_KINDS, price=st.floats(12_000.0, 28_000.0))
+def test_amounts_are_whole_lots_as_printed_and_margin_is_what_the_follower_has(
+    step, seed, ev, price
+):
+    # positions on the lot grid; every amount, close and target printed by repr is a whole
+    # number of lots (what ccxt's amount_to_precision keeps), and the margin to post is whole
+    # 1e-8 of the settle currency, never more than the follower's free balance (opens, top-ups)
+    # or its equity (de-risking, which also releases margin)
+    spec = dataclasses.replace(SPEC, amount_step=step, min_amount=step)
+    markets = Markets("binance", {SYMBOL: spec})
+    decimals = spec.amount_decimals
+    table = random_cohort(seed, 60)
+    lots = np.round(table["position"] / step)
+    table["position"] = np.array([round(k * step, decimals) for k in lots])
+    table["derisk_distance"] = np.where(table["position"] != 0, 0.3, np.nan)
+    cohort = Cohort.from_table(table)
+    grid = Decimal(str(step))
+
+    sized = normalize(ev, cohort, markets)
+    cut = derisk(SYMBOL, price, cohort, markets)
+
+    for res in (sized, cut):
+        for name in ("amount", "close_amount", "target_position"):
+            assert _on_the_grid(res[name], grid) == [], (res.event_kind, name)
+        assert _on_the_grid(res["collateral"], _SETTLE_GRID) == []
+        assert (res["collateral"] >= 0.0).all()
+    # (a stated NaN balance makes an invalid row, which posts nothing)
+    free = np.nan_to_num(cohort.floats["available_balance"], nan=0.0)
+    opens = sized["close_amount"] == 0.0
+    assert (sized["collateral"][opens] <= free[opens]).all()
+    assert (cut["collateral"] <= cohort.floats["equity"]).all()
+
+
+def test_a_flip_prints_the_lots_it_trades():
+    # a follower long 0.31 flips with a lead going from 5 long to 1 short on 10,000 of lead
+    # equity: close 0.31, open 1,000 / 10,000 * 1 = 0.1, amount 0.41, target -0.1; summed in
+    # floating point, 0.31 + 0.1 is 0.41000000000000003
+    res = normalize(
+        event(before=5, after=-1),
+        {
+            "id": [1],
+            "equity": [1_000.0],
+            "position": [0.31],
+            "entry_price": [20_000.0],
+            "collateral": [700.0],
+            "margin_mode": ["isolated"],
+        },
+        MARKETS,
+    )
+    assert repr(float(res["close_amount"][0])) == "0.31"
+    assert repr(float(res["amount"][0])) == "0.41"
+    assert repr(float(res["target_position"][0])) == "-0.1"

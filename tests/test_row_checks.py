@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from levalign import _normalize_kernel as nk
-from levalign._row_checks import check_ids, explain_invalid_rows
+from levalign import _codes as nk
+from levalign._columns import checked_ids
+from levalign._row_checks import explain_invalid_rows
 from levalign.errors import InvalidInput
 from levalign.markets import load_markets
 from levalign.normalize import Cohort, normalize
@@ -40,34 +41,34 @@ def markets():
 @pytest.mark.parametrize(
     ("ids", "field", "message"),
     [
-        (["a", "b", "a"], "followers[2].id", r"followers\[2\]\.id 'a' repeats followers\[0\]"),
-        (["a", None], "followers[1].id", "is missing"),
-        ([1.0, math.nan], "followers[1].id", "is missing"),
-        (["a", "  "], "followers[1].id", "is empty"),
-        (["", "b"], "followers[0].id", "is empty"),
+        (["a", "b", "a"], "followers[2].id", r"id 'a' is given twice \(rows 0 and 2\)"),
+        (["a", None], "followers[1].id", "is missing or empty"),
+        ([1.0, math.nan], "followers[1].id", "is missing or empty"),
+        (["a", "  "], "followers[1].id", "is missing or empty"),
+        (["", "b"], "followers[0].id", "is missing or empty"),
         # 1 and "1" print alike in every output: one follower twice
-        (["x", 1, "1"], "followers[2].id", "'1' repeats followers"),
-        ([7, 8, 7], "followers[2].id", "7 repeats"),
+        (["x", 1, "1"], "followers[2].id", r"id '1' is given twice \(rows 1 and 2\)"),
+        ([7, 8, 7], "followers[2].id", r"id 7 is given twice"),
     ],
 )
 def test_bad_ids_are_refused_naming_the_row(ids, field, message):
     with pytest.raises(InvalidInput, match=message) as info:
-        check_ids(np.asarray(ids, dtype=object))
+        checked_ids(np.asarray(ids, dtype=object))
     assert info.value.field == field
 
 
 def test_good_ids_pass_in_every_form():
-    check_ids(np.array(["a", "b"]))
-    check_ids(np.array([1, 2, 3]))
-    check_ids(pa.chunked_array([["a"], ["b"]]))
-    check_ids(np.array([], dtype=object))
+    checked_ids(np.array(["a", "b"]))
+    checked_ids(np.array([1, 2, 3]))
+    checked_ids(pa.chunked_array([["a"], ["b"]]))
+    checked_ids(np.array([], dtype=object))
 
 
 def test_normalize_refuses_a_repeated_id_before_sizing(markets):
     # two rows for "a" would give follower "a" two orders
-    with pytest.raises(InvalidInput, match=r"followers\[1\]\.id 'a' repeats"):
+    with pytest.raises(InvalidInput, match=r"follower id 'a' is given twice \(rows 0 and 1\)"):
         normalize(EVENT, [{"id": "a", "equity": 1_000}, {"id": "a", "equity": 2_000}], markets)
-    with pytest.raises(InvalidInput, match=r"followers\[1\]\.id is missing"):
+    with pytest.raises(InvalidInput, match=r"follower id of row 1 is missing or empty"):
         normalize(EVENT, pa.table({"id": ["a", None], "equity": [1.0, 2.0]}), markets)
 
 

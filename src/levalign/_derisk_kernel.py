@@ -37,14 +37,61 @@ from numba import njit, prange
 from numpy.typing import NDArray
 
 from levalign import _normalize_kernel as nk
+from levalign._codes import (
+    DR_ADD_MARGIN,
+    MM_ISOLATED,
+    R_AVAILABLE_MARGIN,
+    R_BELOW_MIN_AMOUNT,
+    R_DERISK,
+    R_INVALID_ROW,
+    R_MARGIN_TOPUP,
+    R_NO_LEAD_CHANGE,
+    R_ROUNDED_UP,
+    R_SYMBOL_NOT_ALLOWED,
+)
+from levalign._curve_kernel import required_distance
+from levalign._layout import (
+    B_REDUCE_ONLY,
+    B_SIDE,
+    C_ALLOWED,
+    C_DERISK,
+    C_MARGIN_MODE,
+    F_AVAILABLE,
+    F_COLLATERAL,
+    F_DERISK_DISTANCE,
+    F_ENTRY_PRICE,
+    F_EQUITY,
+    F_HORIZON_HOURS,
+    F_MAX_LIQ_PROBABILITY,
+    F_MIN_LIQ_DISTANCE,
+    F_OTHER_MM,
+    F_OTHER_NOTIONAL,
+    F_POSITION,
+    MK_AMOUNT_DECIMALS,
+    MK_AMOUNT_STEP,
+    MK_CONTRACT_SIZE,
+    MK_MIN_AMOUNT,
+    O_AMOUNT,
+    O_CLOSE_AMOUNT,
+    O_COLLATERAL,
+    O_EFF_LEV,
+    O_LEVERAGE,
+    O_LIQ,
+    O_LIQ_DIST,
+    O_RAW,
+    O_RESIDUAL,
+    O_TARGET,
+    T_CAP,
+    T_CUM,
+    T_FLOOR,
+    T_MAX_LEV,
+    T_MMR,
+)
 from levalign._margin_kernels import liquidation_price_one_leg
-from levalign.risk.curve import required_distance
 
 FloatArray = NDArray[np.float64]
-
-R_DERISK = 1 << 22
-#: ``derisk`` codes (match :data:`levalign.normalize.DERISK_ACTIONS`)
-DR_REDUCE, DR_ADD_MARGIN = 0, 1
+FloatMatrix = NDArray[np.float64]  # 2-D, one row per column (levalign._layout)
+CodeMatrix = NDArray[np.int8]
 
 _EPS = 1e-9
 
@@ -81,7 +128,7 @@ def derisk_order(
     ``NO_LEAD_CHANGE`` and no order.
     """
     if position == 0.0 or not (floor_distance > 0.0):
-        return 0, 0.0, 0.0, nk.R_NO_LEAD_CHANGE, position
+        return 0, 0.0, 0.0, R_NO_LEAD_CHANGE, position
     s = 1.0 if position > 0.0 else -1.0
     held = abs(position)
     q = held * contract_size
@@ -95,24 +142,24 @@ def derisk_order(
         balance = equity - other_mm
         lp = liquidation_price_one_leg(balance, s, q, price, True, t_floor, t_cap, t_mmr, t_cum)
     if math.isnan(lp) or s * (price - lp) / price >= floor_distance:
-        return 0, 0.0, 0.0, nk.R_NO_LEAD_CHANGE, position
+        return 0, 0.0, 0.0, R_NO_LEAD_CHANGE, position
     reasons = R_DERISK
     d = max(floor_distance, restore_distance)
     first = (t_cap[0], t_mmr[0], t_cum[0], t_max_lev[0])
     budget = balance
     if isolated and add_margin:
-        add = nk._required_balance(q, price, s, d, t_cap, t_mmr, t_cum, first) - balance
+        add = nk.required_balance(q, price, s, d, t_cap, t_mmr, t_cum, first) - balance
         if add <= available:
-            return 0, 0.0, max(add, 0.0), reasons | nk.R_MARGIN_TOPUP, position
+            return 0, 0.0, max(add, 0.0), reasons | R_MARGIN_TOPUP, position
         budget = balance + max(available, 0.0)
-        reasons |= nk.R_MARGIN_TOPUP | nk.R_AVAILABLE_MARGIN
-    keep = min(nk._max_qty_for_balance(budget, price, s, d, t_floor, t_cap, t_mmr, t_cum), q)
+        reasons |= R_MARGIN_TOPUP | R_AVAILABLE_MARGIN
+    keep = min(nk.max_qty_for_balance(budget, price, s, d, t_floor, t_cap, t_mmr, t_cum), q)
     lots = math.ceil((q - keep) / (amount_step * contract_size) - _EPS)
     unit_scale = 10.0**amount_decimals
     amount = lots * round(amount_step * unit_scale) / unit_scale
     if amount < min_amount - _EPS * amount_step:
         amount = math.ceil(min_amount / amount_step - _EPS) * amount_step
-        reasons |= nk.R_BELOW_MIN_AMOUNT | nk.R_ROUNDED_UP
+        reasons |= R_BELOW_MIN_AMOUNT | R_ROUNDED_UP
     if amount >= held - 0.5 * amount_step:
         return int(-s), held, 0.0, reasons, 0.0
     if amount <= 0.0:
@@ -121,7 +168,7 @@ def derisk_order(
     post = 0.0
     if isolated:
         rq = left * contract_size
-        need = nk._required_balance(rq, price, s, d, t_cap, t_mmr, t_cum, first)
+        need = nk.required_balance(rq, price, s, d, t_cap, t_mmr, t_cum, first)
         post = max(need - s * rq * (price - entry_price) - collateral * left / held, 0.0)
     return int(-s), amount, post, reasons, s * left
 
@@ -129,99 +176,83 @@ def derisk_order(
 @njit(cache=True, parallel=True)
 def derisk_kernel(
     price: float,
-    contract_size: float,
-    amount_step: float,
-    amount_decimals: int,
-    min_amount: float,
-    t_floor: FloatArray,
-    t_cap: FloatArray,
-    t_mmr: FloatArray,
-    t_cum: FloatArray,
-    t_max_lev: FloatArray,
+    market: FloatArray,
+    tiers: FloatMatrix,
     curve_table: FloatArray,
     curve_y: FloatArray,
     curve_h: FloatArray,
-    equity: FloatArray,
-    available: FloatArray,
-    position: FloatArray,
-    entry_price: FloatArray,
-    collateral: FloatArray,
-    other_notional: FloatArray,
-    other_mm: FloatArray,
-    min_liq_distance: FloatArray,
-    max_liq_probability: FloatArray,
-    horizon_hours: FloatArray,
-    derisk_distance: FloatArray,
-    derisk: NDArray[np.int8],
-    margin_mode: NDArray[np.int8],
-    allowed: NDArray[np.bool_],
-    # outputs (levalign.normalize.RESULT_COLUMNS)
-    o_side: NDArray[np.int8],
-    o_amount: FloatArray,
-    o_close_amount: FloatArray,
-    o_reduce_only: NDArray[np.bool_],
-    o_leverage: FloatArray,
-    o_collateral: FloatArray,
-    o_target: FloatArray,
-    o_raw: FloatArray,
+    # the cohort (levalign._layout: F_* rows of cf, C_* rows of cc)
+    cf: FloatMatrix,
+    cc: CodeMatrix,
+    # the result (levalign._layout: O_* rows of of, B_* rows of ob, reason bits)
+    of: FloatMatrix,
+    ob: CodeMatrix,
     o_reasons: NDArray[np.uint32],
-    o_eff_lev: FloatArray,
-    o_liq: FloatArray,
-    o_liq_dist: FloatArray,
-    o_residual: FloatArray,
 ) -> None:
     """:func:`derisk_order` for every follower, with the state after it (normalize's columns)."""
-    n = equity.shape[0]
+    contract_size = market[MK_CONTRACT_SIZE]
+    amount_step = market[MK_AMOUNT_STEP]
+    amount_decimals = int(market[MK_AMOUNT_DECIMALS])
+    min_amount = market[MK_MIN_AMOUNT]
+    t_floor, t_cap, t_mmr = tiers[T_FLOOR], tiers[T_CAP], tiers[T_MMR]
+    t_cum, t_max_lev = tiers[T_CUM], tiers[T_MAX_LEV]
+    unit_scale = 10.0**amount_decimals
+    n = cf.shape[1]
     for i in prange(n):
-        eq = equity[i]
-        pos = position[i]
-        ep = entry_price[i]
-        c0 = collateral[i]
-        isolated = margin_mode[i] == nk.MM_ISOLATED
-        floor_d = derisk_distance[i]
-        restore = min_liq_distance[i]
+        eq = cf[F_EQUITY, i]
+        pos = cf[F_POSITION, i]
+        ep = cf[F_ENTRY_PRICE, i]
+        c0 = cf[F_COLLATERAL, i]
+        isolated = cc[C_MARGIN_MODE, i] == MM_ISOLATED
+        floor_d = cf[F_DERISK_DISTANCE, i]
+        restore = cf[F_MIN_LIQ_DISTANCE, i]
         restore = 0.0 if math.isnan(restore) else restore
-        alpha = max_liq_probability[i]
+        alpha = cf[F_MAX_LIQ_PROBABILITY, i]
         if not math.isnan(alpha) and curve_h.shape[0] > 0 and pos != 0.0:
             d_req = required_distance(
-                curve_table, curve_y, curve_h, 0 if pos > 0.0 else 1, alpha, horizon_hours[i]
+                curve_table, curve_y, curve_h, 0 if pos > 0.0 else 1, alpha, cf[F_HORIZON_HOURS, i]
             )
             if not math.isnan(d_req):
                 restore = max(restore, d_req)
         valid = (
-            nk._valid_account(eq, pos, ep, c0, available[i], other_notional[i], other_mm[i])
+            nk.valid_account(
+                eq, pos, ep, c0, cf[F_AVAILABLE, i], cf[F_OTHER_NOTIONAL, i], cf[F_OTHER_MM, i]
+            )
             and (math.isnan(floor_d) or 0.0 <= floor_d < 1.0)
             and 0.0 <= restore < 1.0
-            and derisk[i] >= 0
-            and margin_mode[i] >= 0
+            and cc[C_DERISK, i] >= 0
+            and cc[C_MARGIN_MODE, i] >= 0
         )
-        side, amount, post, reasons, left = 0, 0.0, 0.0, nk.R_INVALID_ROW, pos
-        if valid and not allowed[i]:
-            reasons = nk.R_SYMBOL_NOT_ALLOWED
+        side, amount, post, reasons, left = 0, 0.0, 0.0, R_INVALID_ROW, pos
+        if valid and cc[C_ALLOWED, i] == 0:
+            reasons = R_SYMBOL_NOT_ALLOWED
         elif valid:
             side, amount, post, reasons, left = derisk_order(
                 price, contract_size, amount_step, amount_decimals, min_amount,
                 t_floor, t_cap, t_mmr, t_cum, t_max_lev,
-                eq, available[i], pos, ep, c0, other_mm[i], isolated,
-                floor_d, restore, derisk[i] == DR_ADD_MARGIN,
+                eq, cf[F_AVAILABLE, i], pos, ep, c0, cf[F_OTHER_MM, i], isolated,
+                floor_d, restore, cc[C_DERISK, i] == DR_ADD_MARGIN,
             )  # fmt: skip
-        o_side[i] = side
-        o_amount[i] = amount
-        o_close_amount[i] = amount
-        o_reduce_only[i] = amount > 0.0
-        o_leverage[i] = math.nan
-        o_collateral[i] = post
-        o_target[i] = left
-        o_raw[i] = amount
+        # the edge: amounts as decimals on the grid, margin within what the follower has
+        amount = nk.on_grid(amount, unit_scale)
+        post = nk.margin_to_post(post, eq)
+        ob[B_SIDE, i] = side
+        of[O_AMOUNT, i] = amount
+        of[O_CLOSE_AMOUNT, i] = amount
+        ob[B_REDUCE_ONLY, i] = amount > 0.0
+        of[O_LEVERAGE, i] = math.nan
+        of[O_COLLATERAL, i] = post
+        of[O_TARGET, i] = nk.on_grid(left, unit_scale)
+        of[O_RAW, i] = amount
         o_reasons[i] = reasons
-        o_residual[i] = 0.0
+        of[O_RESIDUAL, i] = 0.0
         if not valid:
-            o_eff_lev[i] = math.nan
-            o_liq[i] = math.nan
-            o_liq_dist[i] = math.nan
+            of[O_EFF_LEV, i] = math.nan
+            of[O_LIQ, i] = math.nan
+            of[O_LIQ_DIST, i] = math.nan
             continue
         held_q = abs(left) * contract_size
-        o_eff_lev[i] = (held_q * price + other_notional[i]) / eq
+        of[O_EFF_LEV, i] = (held_q * price + cf[F_OTHER_NOTIONAL, i]) / eq
         if held_q > 0.0:
             s = 1.0 if left > 0.0 else -1.0
             if isolated:
@@ -232,10 +263,10 @@ def derisk_kernel(
                 )
             else:
                 lp = liquidation_price_one_leg(
-                    eq - other_mm[i], s, held_q, price, True, t_floor, t_cap, t_mmr, t_cum
+                    eq - cf[F_OTHER_MM, i], s, held_q, price, True, t_floor, t_cap, t_mmr, t_cum
                 )
-            o_liq[i] = lp
-            o_liq_dist[i] = abs(price - lp) / price
+            of[O_LIQ, i] = lp
+            of[O_LIQ_DIST, i] = abs(price - lp) / price
         else:
-            o_liq[i] = math.nan
-            o_liq_dist[i] = math.nan
+            of[O_LIQ, i] = math.nan
+            of[O_LIQ_DIST, i] = math.nan

@@ -12,24 +12,111 @@ in the settle currency. Amounts leave as whole lots.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 
-import llvmlite.binding as llvm
 import numpy as np
 from numba import njit, prange
 from numpy.typing import NDArray
 
+from levalign._codes import (
+    EV_CLOSE,
+    EV_MARGIN,
+    EV_NONE,
+    EV_REDUCE,
+    M_FIXED,
+    M_OPTIMAL,
+    M_PROPORTIONAL,
+    M_RISK,
+    M_TARGET_LEV,
+    M_VOL,
+    MM_ISOLATED,
+    OPENING_KINDS,
+    P_ACCUMULATE,
+    P_ROUND_UP,
+    R_ACCOUNT_LEVERAGE,
+    R_ACCUMULATED,
+    R_AT_TARGET,
+    R_AVAILABLE_MARGIN,
+    R_BELOW_MIN_AMOUNT,
+    R_BELOW_MIN_COST,
+    R_FLIPPED,
+    R_INVALID_ROW,
+    R_LIQ_BUFFER,
+    R_LOT_ROUNDING,
+    R_MARGIN_TOPUP,
+    R_MAX_NOTIONAL,
+    R_MISSING_PARAMETER,
+    R_NO_LEAD_CHANGE,
+    R_NOTHING_TO_CLOSE,
+    R_POSITION_LEVERAGE,
+    R_RISK_MODEL_REQUIRED,
+    R_ROUNDED_UP,
+    R_SKIPPED,
+    R_SYMBOL_NOT_ALLOWED,
+    R_TIER_LIMIT,
+)
+from levalign._curve_kernel import required_distance
+from levalign._layout import (
+    B_REDUCE_ONLY,
+    B_SIDE,
+    C_ALLOWED,
+    C_MARGIN_MODE,
+    C_MODE,
+    C_POLICY,
+    F_AVAILABLE,
+    F_COLLATERAL,
+    F_ENTRY_PRICE,
+    F_EQUITY,
+    F_EXPECTED_RETURN,
+    F_FIXED_NOTIONAL,
+    F_HORIZON_HOURS,
+    F_LEVERAGE_SETTING,
+    F_MAX_LEVERAGE,
+    F_MAX_LIQ_PROBABILITY,
+    F_MAX_NOTIONAL,
+    F_MAX_POSITION_LEVERAGE,
+    F_MIN_LIQ_DISTANCE,
+    F_OTHER_MM,
+    F_OTHER_NOTIONAL,
+    F_POSITION,
+    F_RESIDUAL,
+    F_RISK_FRACTION,
+    F_SCALE,
+    F_SIGMA,
+    F_STOP_SIGMAS,
+    F_VOL_TARGET,
+    MK_AMOUNT_DECIMALS,
+    MK_AMOUNT_STEP,
+    MK_CONTRACT_SIZE,
+    MK_MIN_AMOUNT,
+    MK_MIN_COST,
+    O_AMOUNT,
+    O_CLOSE_AMOUNT,
+    O_COLLATERAL,
+    O_EFF_LEV,
+    O_LEVERAGE,
+    O_LIQ,
+    O_LIQ_DIST,
+    O_RAW,
+    O_RESIDUAL,
+    O_TARGET,
+    T_CAP,
+    T_CUM,
+    T_FLOOR,
+    T_MAX_LEV,
+    T_MMR,
+)
 from levalign._margin_kernels import _liquidation_price, tier_index, tier_root
-from levalign.risk.curve import required_distance
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int8]
+FloatMatrix = NDArray[np.float64]  # 2-D, C-contiguous: one row per column (levalign._layout)
+CodeMatrix = NDArray[np.int8]
 
-# ---- event kinds
-EV_NONE, EV_OPEN, EV_INCREASE, EV_REDUCE, EV_CLOSE, EV_FLIP, EV_MARGIN = range(7)
 # the kinds open_kernel sizes (other kinds: generic_kernel)
-FAST_PATH_KINDS = (EV_OPEN, EV_INCREASE, EV_FLIP)
+FAST_PATH_KINDS = OPENING_KINDS
 # Rows per parallel block: a block's 40-odd columns (about 270 bytes a row) stay in a core's L2
 # cache between open_kernel's vectorized pass and generic_rows' pass over the rows it left
 _BLOCK = 2048
@@ -53,41 +140,19 @@ _BLOCK = 2048
     E_SIZE,
 ) = range(15)
 
-# ---- mode, margin mode and policy codes (match normalize.MODES / POLICIES)
-M_PROPORTIONAL, M_FIXED, M_TARGET_LEV, M_RISK, M_VOL, M_OPTIMAL = range(6)
-MM_ISOLATED, MM_CROSS = 0, 1
-P_SKIP, P_ROUND_UP, P_ACCUMULATE = 0, 1, 2
-
-# ---- reason bits (match normalize.Reason)
-R_INVALID_ROW = 1 << 0
-R_SYMBOL_NOT_ALLOWED = 1 << 1
-R_MISSING_PARAMETER = 1 << 2
-R_RISK_MODEL_REQUIRED = 1 << 3
-R_POSITION_LEVERAGE = 1 << 4
-R_TIER_LIMIT = 1 << 5
-R_ACCOUNT_LEVERAGE = 1 << 6
-R_LIQ_BUFFER = 1 << 7
-R_AVAILABLE_MARGIN = 1 << 8
-R_MAX_NOTIONAL = 1 << 9
-R_LOT_ROUNDING = 1 << 10
-R_BELOW_MIN_AMOUNT = 1 << 11
-R_BELOW_MIN_COST = 1 << 12
-R_SKIPPED = 1 << 13
-R_ROUNDED_UP = 1 << 14
-R_ACCUMULATED = 1 << 15
-R_NOTHING_TO_CLOSE = 1 << 16
-R_AT_TARGET = 1 << 17
-R_MARGIN_TOPUP = 1 << 18
-R_FLIPPED = 1 << 19
-R_NO_LEAD_CHANGE = 1 << 20
-R_VEGA_LIMIT = 1 << 21  # options only (levalign.risk.options)
 
 # LLVM's loop vectorizer gives up on a loop that needs more than 128 run-time checks that its
 # arrays do not overlap; open_kernel's vectorized pass reads 26 cohort columns and the block's
 # buffers and writes 14 columns, and needs several hundred. The checks run once per block of
 # rows, not per row. The option is process-wide: it only lets loops with many arrays
 # vectorize, and cannot change what any compiled code computes.
-llvm.set_option("", "--vectorize-memory-check-threshold=4096")
+@functools.cache
+def _allow_wide_vectorization() -> None:
+    """Set the LLVM option above, once per process, before :func:`open_kernel` compiles."""
+    import llvmlite.binding as llvm
+
+    llvm.set_option("", "--vectorize-memory-check-threshold=4096")
+
 
 _HOURS_PER_YEAR = 8760.0
 _EPS = 1e-9
@@ -124,7 +189,7 @@ def _tier_max_leverage(
 
 
 @njit(cache=True, inline="always")
-def _required_balance(
+def required_balance(
     qty: float,
     price: float,
     side: float,
@@ -148,7 +213,7 @@ def _required_balance(
 def _balance_at(
     qty: float, price: float, dist: float, x_notional: float, mmr_k: float, cum_k: float
 ) -> float:
-    """:func:`_required_balance` once the tier ``k`` of the liquidation notional is known."""
+    """:func:`required_balance` once the tier ``k`` of the liquidation notional is known."""
     return qty * price * dist + x_notional * mmr_k - cum_k
 
 
@@ -175,7 +240,7 @@ def _two_tier_required_balance(
     second: FirstTier,
     last: int,
 ) -> tuple[float, bool]:
-    """:func:`_required_balance` within the first two tiers, and whether that is its tier."""
+    """:func:`required_balance` within the first two tiers, and whether that is its tier."""
     x_notional = qty * price * (1.0 - side * dist)
     in_first, in_two = _in_two_tiers(x_notional, first, second, last)
     mmr_k = first[1] if in_first else second[1]
@@ -187,7 +252,7 @@ def _two_tier_required_balance(
 def _balance_root(
     budget: float, price: float, dist: float, factor: float, mmr_k: float, cum_k: float
 ) -> float:
-    """Quantity needing ``budget`` (:func:`_required_balance`) when tier ``k`` is the tier.
+    """Quantity needing ``budget`` (:func:`required_balance`) when tier ``k`` is the tier.
 
     ``k`` is the tier of the liquidation notional; ``factor = 1 − s·dist``.
     """
@@ -204,7 +269,7 @@ def _margin_top(
 
 
 @njit(cache=True, error_model="numpy")
-def _max_qty_for_balance(
+def max_qty_for_balance(
     budget: float,
     price: float,
     side: float,
@@ -214,7 +279,7 @@ def _max_qty_for_balance(
     mmr: FloatArray,
     cum: FloatArray,
 ) -> float:
-    """Largest quantity whose :func:`_required_balance` is at most ``budget``.
+    """Largest quantity whose :func:`required_balance` is at most ``budget``.
 
     The requirement is continuous and increasing in the quantity and linear inside each tier
     of the liquidation notional, so the root lies in exactly one tier.
@@ -292,6 +357,37 @@ def _ceil_small(x: float) -> float:
     """``math.ceil(x)`` for ``|x| < 2**63`` by integer truncation, without a libm call."""
     t = int(x)  # toward zero: already the ceiling for negative x and for integers
     return float(t + 1) if t < x else float(t)
+
+
+# Margin is posted in whole units of 1e-8 of the settle currency (the precision exchanges keep
+# USDT and USDC balances in), rounded down
+_SETTLE_UNITS = 1e8
+# Past this many settle units a double cannot resolve the grid: such margin is posted as is
+_SETTLE_EXACT = 2.0**52
+
+
+@njit(cache=True, inline="always")
+def on_grid(x: float, unit_scale: float) -> float:
+    """``x`` as the decimal it stands for on the amount grid (``1 / unit_scale`` apart).
+
+    Amounts, closes and targets are whole amount units; their sums and products in floating
+    point (``0.41000000000000003``) come back as the nearest double to that decimal
+    (``0.41``), which prints and formats as the exchange expects. A value off the grid (a
+    position the follower gave that is not a whole number of units) is left as it is.
+    """
+    k = x * unit_scale
+    r = np.floor(k + 0.5)
+    return r / unit_scale if abs(k - r) <= 1e-6 else x
+
+
+@njit(cache=True, inline="always")
+def margin_to_post(margin: float, cap: float) -> float:
+    """``margin``, at most ``cap`` (what the follower has), rounded down to the settle grid."""
+    c = min(margin, cap)
+    k = np.floor(c * _SETTLE_UNITS)
+    r = k / _SETTLE_UNITS
+    r = (k - 1.0) / _SETTLE_UNITS if r > c else r
+    return c if k >= _SETTLE_EXACT else max(r, 0.0)
 
 
 @njit(cache=True, inline="always")
@@ -382,7 +478,7 @@ def _event_constants(
 
 
 @njit(cache=True, inline="always")
-def _valid_account(
+def valid_account(
     equity: float,
     position: float,
     entry_price: float,
@@ -429,7 +525,7 @@ def _valid_row(
     combined flag replaces a chain of a dozen branches.
     """
     return (
-        _valid_account(
+        valid_account(
             equity, position, entry_price, collateral, available, other_notional, other_mm
         )
         & _finite_nonnegative(scale)
@@ -507,62 +603,19 @@ def _mode_quantity(
 @njit(cache=True, error_model="numpy", _nrt=False)  # type: ignore[call-overload, untyped-decorator]
 def generic_rows(
     ev: FloatArray,
-    # market
-    contract_size: float,
-    amount_step: float,
-    amount_decimals: int,
-    min_amount: float,
-    min_cost: float,
-    t_floor: FloatArray,
-    t_cap: FloatArray,
-    t_mmr: FloatArray,
-    t_cum: FloatArray,
-    t_max_lev: FloatArray,
-    # liquidation curve of the event's volatility model (levalign.risk.curve); empty: none
+    market: FloatArray,
+    tiers: FloatMatrix,
+    # liquidation curve of the event's volatility model (levalign._curve_kernel); empty: none
     curve_table: NDArray[np.float64],
     curve_y: FloatArray,
     curve_h: FloatArray,
-    # cohort columns
-    equity: FloatArray,
-    available: FloatArray,
-    position: FloatArray,
-    entry_price: FloatArray,
-    collateral: FloatArray,
-    other_notional: FloatArray,
-    other_mm: FloatArray,
-    mode: IntArray,
-    scale: FloatArray,
-    fixed_notional: FloatArray,
-    risk_fraction: FloatArray,
-    vol_target: FloatArray,
-    sigma: FloatArray,
-    stop_sigmas: FloatArray,
-    max_leverage: FloatArray,
-    max_position_leverage: FloatArray,
-    min_liq_distance: FloatArray,
-    max_liq_probability: FloatArray,
-    horizon_hours: FloatArray,
-    max_notional: FloatArray,
-    expected_return: FloatArray,
-    leverage_setting: FloatArray,
-    margin_mode: IntArray,
-    policy: IntArray,
-    residual: FloatArray,
-    allowed: NDArray[np.bool_],
-    # outputs
-    o_side: IntArray,
-    o_amount: FloatArray,
-    o_close_amount: FloatArray,
-    o_reduce_only: NDArray[np.bool_],
-    o_leverage: FloatArray,
-    o_collateral: FloatArray,
-    o_target: FloatArray,
-    o_raw: FloatArray,
+    # the cohort (levalign._layout: F_* rows of cf, C_* rows of cc)
+    cf: FloatMatrix,
+    cc: CodeMatrix,
+    # the result (O_* rows of of, B_* rows of ob, reason bits)
+    of: FloatMatrix,
+    ob: CodeMatrix,
     o_reasons: NDArray[np.uint32],
-    o_eff_lev: FloatArray,
-    o_liq: FloatArray,
-    o_liq_dist: FloatArray,
-    o_residual: FloatArray,
     select: NDArray[np.bool_],
     start: int,
     stop: int,
@@ -577,7 +630,13 @@ def generic_rows(
     compare them with (where the compiled code divides by zero into inf or NaN, numpy's error
     model, the plain-Python run raises ZeroDivisionError).
     """
-    cs = contract_size
+    cs = market[MK_CONTRACT_SIZE]
+    amount_step = market[MK_AMOUNT_STEP]
+    amount_decimals = int(market[MK_AMOUNT_DECIMALS])
+    min_amount = market[MK_MIN_AMOUNT]
+    min_cost = market[MK_MIN_COST]
+    t_floor, t_cap, t_mmr = tiers[T_FLOOR], tiers[T_CAP], tiers[T_MMR]
+    t_cum, t_max_lev = tiers[T_CUM], tiers[T_MAX_LEV]
     (
         kind,
         s_lead,
@@ -602,13 +661,13 @@ def generic_rows(
         if selected and not select[i]:
             continue
         reasons = np.uint32(0)
-        eq = equity[i]
-        pos_c = position[i]
-        ep0 = entry_price[i]
-        c0 = collateral[i]
-        isolated = margin_mode[i] == MM_ISOLATED
-        alpha = max_liq_probability[i]
-        dist = min_liq_distance[i]
+        eq = cf[F_EQUITY, i]
+        pos_c = cf[F_POSITION, i]
+        ep0 = cf[F_ENTRY_PRICE, i]
+        c0 = cf[F_COLLATERAL, i]
+        isolated = cc[C_MARGIN_MODE, i] == MM_ISOLATED
+        alpha = cf[F_MAX_LIQ_PROBABILITY, i]
+        dist = cf[F_MIN_LIQ_DISTANCE, i]
         if math.isnan(dist):
             # unset: a probability limit replaces it, else survive whatever the lead survives
             dist = lead_dist if math.isnan(alpha) else 0.0
@@ -620,51 +679,51 @@ def generic_rows(
         lev_out = math.nan
         coll_out = 0.0
         raw = 0.0
-        pol = policy[i]
+        pol = cc[C_POLICY, i]
         accumulate = pol == P_ACCUMULATE
-        avail = available[i]
+        avail = cf[F_AVAILABLE, i]
         # read unconditionally: a select, where a load under the policy test is a branch that
         # follows the (random) policy column
-        r0 = residual[i]
+        r0 = cf[F_RESIDUAL, i]
         res_out = r0 if accumulate else 0.0
         valid = _valid_row(
             eq,
             pos_c,
             ep0,
             c0,
-            scale[i],
+            cf[F_SCALE, i],
             avail,
-            other_notional[i],
-            other_mm[i],
+            cf[F_OTHER_NOTIONAL, i],
+            cf[F_OTHER_MM, i],
             dist,
             res_out,
             alpha,
-            mode[i] | margin_mode[i] | pol,
-            max_leverage[i],
-            max_position_leverage[i],
-            max_notional[i],
-            leverage_setting[i],
+            cc[C_MODE, i] | cc[C_MARGIN_MODE, i] | pol,
+            cf[F_MAX_LEVERAGE, i],
+            cf[F_MAX_POSITION_LEVERAGE, i],
+            cf[F_MAX_NOTIONAL, i],
+            cf[F_LEVERAGE_SETTING, i],
         )
         q = pos_c * cs  # signed base quantity held
         if not valid:
-            o_side[i] = 0
-            o_amount[i] = 0.0
-            o_close_amount[i] = 0.0
-            o_reduce_only[i] = False
-            o_leverage[i] = math.nan
-            o_collateral[i] = 0.0
-            o_target[i] = pos_c if math.isfinite(pos_c) else math.nan
-            o_raw[i] = 0.0
+            ob[B_SIDE, i] = 0
+            of[O_AMOUNT, i] = 0.0
+            of[O_CLOSE_AMOUNT, i] = 0.0
+            ob[B_REDUCE_ONLY, i] = False
+            of[O_LEVERAGE, i] = math.nan
+            of[O_COLLATERAL, i] = 0.0
+            of[O_TARGET, i] = pos_c if math.isfinite(pos_c) else math.nan
+            of[O_RAW, i] = 0.0
             o_reasons[i] = R_INVALID_ROW
-            o_eff_lev[i] = math.nan
-            o_liq[i] = math.nan
-            o_liq_dist[i] = math.nan
-            o_residual[i] = 0.0
+            of[O_EFF_LEV, i] = math.nan
+            of[O_LIQ, i] = math.nan
+            of[O_LIQ_DIST, i] = math.nan
+            of[O_RESIDUAL, i] = 0.0
             continue
         s_f = 1.0 if q > 0.0 else (-1.0 if q < 0.0 else 0.0)
         # the follower's own leverage setting caps every tier's (NaN: the tier's maximum)
-        lev_cap = leverage_setting[i] if leverage_setting[i] > 0.0 else math.inf
-        if not allowed[i]:
+        lev_cap = cf[F_LEVERAGE_SETTING, i] if cf[F_LEVERAGE_SETTING, i] > 0.0 else math.inf
+        if cc[C_ALLOWED, i] == 0:
             reasons |= R_SYMBOL_NOT_ALLOWED
         elif kind == EV_NONE:
             reasons |= R_NO_LEAD_CHANGE
@@ -673,8 +732,8 @@ def generic_rows(
                 wanted = c0 * (ev[E_MARGIN_RATIO] - 1.0)
                 add = min(wanted, avail)
                 if add > 0.0:
-                    coll_out = add
-                    c0 += add
+                    coll_out = margin_to_post(add, avail)
+                    c0 += coll_out
                     reasons |= R_MARGIN_TOPUP
                     if add < wanted:
                         reasons |= R_AVAILABLE_MARGIN
@@ -724,14 +783,19 @@ def generic_rows(
                 q = 0.0
                 res_out = 0.0
             cur = abs(q)
-            m = mode[i]
+            m = cc[C_MODE, i]
             d = math.nan
             if not math.isnan(alpha):
                 # the probability limit as a buffer: the curve's smallest safe distance
                 d_req = math.nan
                 if curve_h.shape[0] > 0:
                     d_req = required_distance(
-                        curve_table, curve_y, curve_h, 0 if s > 0.0 else 1, alpha, horizon_hours[i]
+                        curve_table,
+                        curve_y,
+                        curve_h,
+                        0 if s > 0.0 else 1,
+                        alpha,
+                        cf[F_HORIZON_HOURS, i],
                     )
                 if math.isnan(d_req):
                     reasons |= R_RISK_MODEL_REQUIRED
@@ -745,15 +809,15 @@ def generic_rows(
                     eq,
                     p,
                     inv_p,
-                    scale[i],
-                    fixed_notional[i],
-                    risk_fraction[i],
-                    vol_target[i],
-                    _own_or(sigma[i], ev_sigma),
-                    stop_sigmas[i],
-                    horizon_hours[i],
-                    _own_or(expected_return[i], ev_mu),
-                    max_leverage[i],
+                    cf[F_SCALE, i],
+                    cf[F_FIXED_NOTIONAL, i],
+                    cf[F_RISK_FRACTION, i],
+                    cf[F_VOL_TARGET, i],
+                    _own_or(cf[F_SIGMA, i], ev_sigma),
+                    cf[F_STOP_SIGMAS, i],
+                    cf[F_HORIZON_HOURS, i],
+                    _own_or(cf[F_EXPECTED_RETURN, i], ev_mu),
+                    cf[F_MAX_LEVERAGE, i],
                     sizing_ev,
                 )
             if math.isnan(d) and (reasons & R_RISK_MODEL_REQUIRED) == 0:
@@ -770,8 +834,8 @@ def generic_rows(
                     upnl0 = s * cur * (p - ep0) if cur > 0.0 else 0.0
                     # -- constraints in the order of docs/design.md, "Normalization";
                     # each flags when it binds
-                    cap_pos = max_position_leverage[i] * eq * inv_p
-                    cap_acct = (max_leverage[i] * eq - other_notional[i]) * inv_p
+                    cap_pos = cf[F_MAX_POSITION_LEVERAGE, i] * eq * inv_p
+                    cap_acct = (cf[F_MAX_LEVERAGE, i] * eq - cf[F_OTHER_NOTIONAL, i]) * inv_p
                     # a cap at or above the target binds nowhere: most rows skip all three (and
                     # the plain-Python run of this kernel makes no calls for them)
                     if cap_pos < target or tier_cap_q < target or cap_acct < target:
@@ -780,13 +844,13 @@ def generic_rows(
                         target, reasons = _bind(target, cap_acct, cur, R_ACCOUNT_LEVERAGE, reasons)
                     # once the target is at or below the holding the order is zero: the
                     # remaining constraints have nothing left to limit
-                    budget = (c0 + avail + upnl0) if isolated else (eq - other_mm[i])
+                    budget = (c0 + avail + upnl0) if isolated else (eq - cf[F_OTHER_MM, i])
                     if (
                         target > cur
-                        and _required_balance(target, p, s, dist, t_cap, t_mmr, t_cum, first)
+                        and required_balance(target, p, s, dist, t_cap, t_mmr, t_cum, first)
                         > budget
                     ):
-                        cap_q = _max_qty_for_balance(
+                        cap_q = max_qty_for_balance(
                             budget, p, s, dist, t_floor, t_cap, t_mmr, t_cum
                         )
                         target, reasons = _bind(
@@ -811,7 +875,7 @@ def generic_rows(
                             im_budget, p, t_cap, t_floor, t_max_lev, lev_cap
                         )
                         target, reasons = _bind(target, cap_q, cur, R_AVAILABLE_MARGIN, reasons)
-                    cap_q = max_notional[i] * inv_p
+                    cap_q = cf[F_MAX_NOTIONAL, i] * inv_p
                     if cap_q < target:
                         target, reasons = _bind(target, cap_q, cur, R_MAX_NOTIONAL, reasons)
                     d_ok = max(target - cur, 0.0)
@@ -838,13 +902,13 @@ def generic_rows(
                             )
                             q_up = cur + lots_up * lot
                             ok = (
-                                q_up <= max_position_leverage[i] * eq * inv_p * (1.0 + 1e-12)
+                                q_up <= cf[F_MAX_POSITION_LEVERAGE, i] * eq * inv_p * (1.0 + 1e-12)
                                 and q_up * p <= last_cap
-                                and q_up * p + other_notional[i]
-                                <= max_leverage[i] * eq * (1.0 + 1e-12)
-                                and _required_balance(q_up, p, s, dist, t_cap, t_mmr, t_cum, first)
+                                and q_up * p + cf[F_OTHER_NOTIONAL, i]
+                                <= cf[F_MAX_LEVERAGE, i] * eq * (1.0 + 1e-12)
+                                and required_balance(q_up, p, s, dist, t_cap, t_mmr, t_cum, first)
                                 <= budget
-                                and q_up * p <= max_notional[i] * (1.0 + 1e-12)
+                                and q_up * p <= cf[F_MAX_NOTIONAL, i] * (1.0 + 1e-12)
                                 and _initial_margin(q_up, p, t_cap, t_max_lev, lev_cap, first)
                                 <= im_budget
                             )
@@ -874,20 +938,20 @@ def generic_rows(
                         tier_lev = min(_tier_max_leverage(n_new, t_cap, t_max_lev, first), lev_cap)
                         if isolated:
                             need = max(
-                                _required_balance(new_q, p, s, dist, t_cap, t_mmr, t_cum, first)
+                                required_balance(new_q, p, s, dist, t_cap, t_mmr, t_cum, first)
                                 - upnl0,
                                 n_new / tier_lev,
                                 c0,
                             )
-                            coll_out = need - c0
+                            coll_out = margin_to_post(need - c0, avail)
                             lev_out = (
                                 tier_lev
                                 if lev_cap < math.inf
                                 else min(tier_lev, max(1.0, _ceil_small(n_new / need - 1e-9)))
                             )
-                            c0 = need
+                            c0 += coll_out
                         else:
-                            cap_set = max_position_leverage[i]
+                            cap_set = cf[F_MAX_POSITION_LEVERAGE, i]
                             lev_out = (
                                 tier_lev
                                 if lev_cap < math.inf or not (cap_set < tier_lev)
@@ -902,23 +966,23 @@ def generic_rows(
                 reduce_only = True
         # -- state after the order
         held_q = abs(q)
-        o_side[i] = side_out
-        o_amount[i] = amount
-        o_close_amount[i] = close_amt
-        o_reduce_only[i] = reduce_only
-        o_leverage[i] = lev_out
-        o_collateral[i] = coll_out
-        o_target[i] = q * inv_cs
-        o_raw[i] = raw * inv_cs
+        ob[B_SIDE, i] = side_out
+        of[O_AMOUNT, i] = on_grid(amount, unit_scale)
+        of[O_CLOSE_AMOUNT, i] = on_grid(close_amt, unit_scale)
+        ob[B_REDUCE_ONLY, i] = reduce_only
+        of[O_LEVERAGE, i] = lev_out
+        of[O_COLLATERAL, i] = coll_out
+        of[O_TARGET, i] = on_grid(q * inv_cs, unit_scale)
+        of[O_RAW, i] = raw * inv_cs
         o_reasons[i] = reasons
-        o_residual[i] = res_out
-        o_eff_lev[i] = (held_q * p + other_notional[i]) / eq
+        of[O_RESIDUAL, i] = res_out
+        of[O_EFF_LEV, i] = (held_q * p + cf[F_OTHER_NOTIONAL, i]) / eq
         if held_q > 0.0:
             sq = 1.0 if q > 0.0 else -1.0
             # one inlined solve on selected inputs: isolated margin at the entry price, or the
             # cross balance at the mark (two call sites would inline the tier loop twice)
             lp = _liquidation_price(
-                c0 if isolated else eq - other_mm[i],
+                c0 if isolated else eq - cf[F_OTHER_MM, i],
                 sq,
                 held_q,
                 ep0 if isolated else p,
@@ -928,131 +992,46 @@ def generic_rows(
                 t_mmr,
                 t_cum,
             )
-            o_liq[i] = lp
-            o_liq_dist[i] = abs(p - lp) * inv_p
+            of[O_LIQ, i] = lp
+            of[O_LIQ_DIST, i] = abs(p - lp) * inv_p
         else:
-            o_liq[i] = math.nan
-            o_liq_dist[i] = math.nan
+            of[O_LIQ, i] = math.nan
+            of[O_LIQ_DIST, i] = math.nan
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def generic_kernel(
     ev: FloatArray,
-    # market
-    contract_size: float,
-    amount_step: float,
-    amount_decimals: int,
-    min_amount: float,
-    min_cost: float,
-    t_floor: FloatArray,
-    t_cap: FloatArray,
-    t_mmr: FloatArray,
-    t_cum: FloatArray,
-    t_max_lev: FloatArray,
-    # liquidation curve of the event's volatility model (levalign.risk.curve); empty: none
+    market: FloatArray,
+    tiers: FloatMatrix,
+    # liquidation curve of the event's volatility model (levalign._curve_kernel); empty: none
     curve_table: NDArray[np.float64],
     curve_y: FloatArray,
     curve_h: FloatArray,
-    # cohort columns
-    equity: FloatArray,
-    available: FloatArray,
-    position: FloatArray,
-    entry_price: FloatArray,
-    collateral: FloatArray,
-    other_notional: FloatArray,
-    other_mm: FloatArray,
-    mode: IntArray,
-    scale: FloatArray,
-    fixed_notional: FloatArray,
-    risk_fraction: FloatArray,
-    vol_target: FloatArray,
-    sigma: FloatArray,
-    stop_sigmas: FloatArray,
-    max_leverage: FloatArray,
-    max_position_leverage: FloatArray,
-    min_liq_distance: FloatArray,
-    max_liq_probability: FloatArray,
-    horizon_hours: FloatArray,
-    max_notional: FloatArray,
-    expected_return: FloatArray,
-    leverage_setting: FloatArray,
-    margin_mode: IntArray,
-    policy: IntArray,
-    residual: FloatArray,
-    allowed: NDArray[np.bool_],
-    # outputs
-    o_side: IntArray,
-    o_amount: FloatArray,
-    o_close_amount: FloatArray,
-    o_reduce_only: NDArray[np.bool_],
-    o_leverage: FloatArray,
-    o_collateral: FloatArray,
-    o_target: FloatArray,
-    o_raw: FloatArray,
+    # the cohort (levalign._layout: F_* rows of cf, C_* rows of cc)
+    cf: FloatMatrix,
+    cc: CodeMatrix,
+    # the result (O_* rows of of, B_* rows of ob, reason bits)
+    of: FloatMatrix,
+    ob: CodeMatrix,
     o_reasons: NDArray[np.uint32],
-    o_eff_lev: FloatArray,
-    o_liq: FloatArray,
-    o_liq_dist: FloatArray,
-    o_residual: FloatArray,
 ) -> None:
     """Every follower through :func:`generic_rows`, blocks of rows in parallel."""
-    n = equity.shape[0]
+    n = cf.shape[1]
     everyone = np.empty(0, dtype=np.bool_)
     for b in prange((n + _BLOCK - 1) // _BLOCK):
         generic_rows(
             ev,
-            contract_size,
-            amount_step,
-            amount_decimals,
-            min_amount,
-            min_cost,
-            t_floor,
-            t_cap,
-            t_mmr,
-            t_cum,
-            t_max_lev,
+            market,
+            tiers,
             curve_table,
             curve_y,
             curve_h,
-            equity,
-            available,
-            position,
-            entry_price,
-            collateral,
-            other_notional,
-            other_mm,
-            mode,
-            scale,
-            fixed_notional,
-            risk_fraction,
-            vol_target,
-            sigma,
-            stop_sigmas,
-            max_leverage,
-            max_position_leverage,
-            min_liq_distance,
-            max_liq_probability,
-            horizon_hours,
-            max_notional,
-            expected_return,
-            leverage_setting,
-            margin_mode,
-            policy,
-            residual,
-            allowed,
-            o_side,
-            o_amount,
-            o_close_amount,
-            o_reduce_only,
-            o_leverage,
-            o_collateral,
-            o_target,
-            o_raw,
+            cf,
+            cc,
+            of,
+            ob,
             o_reasons,
-            o_eff_lev,
-            o_liq,
-            o_liq_dist,
-            o_residual,
             everyone,
             b * _BLOCK,
             min(n, (b + 1) * _BLOCK),
@@ -1062,8 +1041,7 @@ def generic_kernel(
 @njit(cache=True, error_model="numpy", inline="never")
 def _required_distances(
     out: FloatArray,
-    max_liq_probability: FloatArray,
-    horizon_hours: FloatArray,
+    cf: FloatMatrix,
     start: int,
     stop: int,
     curve_table: NDArray[np.float64],
@@ -1077,69 +1055,55 @@ def _required_distances(
     the scan costs about a fifth of the vectorized pass.
     """
     for i in range(np.uint64(start), np.uint64(stop)):
-        alpha = max_liq_probability[i]
+        alpha = cf[F_MAX_LIQ_PROBABILITY, i]
         out[i - np.uint64(start)] = (
-            required_distance(curve_table, curve_y, curve_h, curve_side, alpha, horizon_hours[i])
+            required_distance(
+                curve_table, curve_y, curve_h, curve_side, alpha, cf[F_HORIZON_HOURS, i]
+            )
             if not math.isnan(alpha)
             else math.nan
         )
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
 def open_kernel(
     ev: FloatArray,
-    contract_size: float,
-    amount_step: float,
-    amount_decimals: int,
-    min_amount: float,
-    min_cost: float,
-    t_floor: FloatArray,
-    t_cap: FloatArray,
-    t_mmr: FloatArray,
-    t_cum: FloatArray,
-    t_max_lev: FloatArray,
+    market: FloatArray,
+    tiers: FloatMatrix,
     curve_table: NDArray[np.float64],
     curve_y: FloatArray,
     curve_h: FloatArray,
-    equity: FloatArray,
-    available: FloatArray,
-    position: FloatArray,
-    entry_price: FloatArray,
-    collateral: FloatArray,
-    other_notional: FloatArray,
-    other_mm: FloatArray,
-    mode: IntArray,
-    scale: FloatArray,
-    fixed_notional: FloatArray,
-    risk_fraction: FloatArray,
-    vol_target: FloatArray,
-    sigma: FloatArray,
-    stop_sigmas: FloatArray,
-    max_leverage: FloatArray,
-    max_position_leverage: FloatArray,
-    min_liq_distance: FloatArray,
-    max_liq_probability: FloatArray,
-    horizon_hours: FloatArray,
-    max_notional: FloatArray,
-    expected_return: FloatArray,
-    leverage_setting: FloatArray,
-    margin_mode: IntArray,
-    policy: IntArray,
-    residual: FloatArray,
-    allowed: NDArray[np.bool_],
-    o_side: IntArray,
-    o_amount: FloatArray,
-    o_close_amount: FloatArray,
-    o_reduce_only: NDArray[np.bool_],
-    o_leverage: FloatArray,
-    o_collateral: FloatArray,
-    o_target: FloatArray,
-    o_raw: FloatArray,
+    cf: FloatMatrix,
+    cc: CodeMatrix,
+    of: FloatMatrix,
+    ob: CodeMatrix,
     o_reasons: NDArray[np.uint32],
-    o_eff_lev: FloatArray,
-    o_liq: FloatArray,
-    o_liq_dist: FloatArray,
-    o_residual: FloatArray,
+    slow: NDArray[np.bool_],
+) -> None:
+    """:func:`_open_kernel`, with the LLVM option its vectorized pass needs.
+
+    The option is set on the first call, not at import: importing the kernels changes nothing
+    process-wide.
+    """
+    _allow_wide_vectorization()
+    _open_kernel(ev, market, tiers, curve_table, curve_y, curve_h, cf, cc, of, ob, o_reasons, slow)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _open_kernel(
+    ev: FloatArray,
+    market: FloatArray,
+    tiers: FloatMatrix,
+    # liquidation curve of the event's volatility model (levalign._curve_kernel); empty: none
+    curve_table: NDArray[np.float64],
+    curve_y: FloatArray,
+    curve_h: FloatArray,
+    # the cohort (levalign._layout: F_* rows of cf, C_* rows of cc)
+    cf: FloatMatrix,
+    cc: CodeMatrix,
+    # the result (O_* rows of of, B_* rows of ob, reason bits)
+    of: FloatMatrix,
+    ob: CodeMatrix,
+    o_reasons: NDArray[np.uint32],
     slow: NDArray[np.bool_],
 ) -> None:
     """An open, increase or flip for every follower: what :func:`generic_kernel` computes.
@@ -1161,7 +1125,13 @@ def open_kernel(
     row and applied by a select, and numpy's error model lets divisions by zero in rows bound
     for the generic path yield inf or NaN instead of raising.
     """
-    cs = contract_size
+    cs = market[MK_CONTRACT_SIZE]
+    amount_step = market[MK_AMOUNT_STEP]
+    amount_decimals = int(market[MK_AMOUNT_DECIMALS])
+    min_amount = market[MK_MIN_AMOUNT]
+    min_cost = market[MK_MIN_COST]
+    t_floor, t_cap, t_mmr = tiers[T_FLOOR], tiers[T_CAP], tiers[T_MMR]
+    t_cum, t_max_lev = tiers[T_CUM], tiers[T_MAX_LEV]
     (
         _,
         s,
@@ -1180,7 +1150,7 @@ def open_kernel(
         first,
     ) = _event_constants(ev, cs, amount_step, amount_decimals, t_cap, t_mmr, t_cum, t_max_lev)
     last = t_cap.shape[0] - 1
-    n = equity.shape[0]
+    n = cf.shape[1]
     has_curve = curve_h.shape[0] > 0
     curve_side = 0 if s > 0.0 else 1
     # the tier shortcuts take the first tier to start at 0, as TierTable.from_rows ensures; a
@@ -1224,8 +1194,7 @@ def open_kernel(
         if has_curve:
             _required_distances(
                 required,
-                max_liq_probability,
-                horizon_hours,
+                cf,
                 lo,
                 hi,
                 curve_table,
@@ -1234,14 +1203,14 @@ def open_kernel(
                 curve_side,
             )
         for i in range(lo_u, hi_u):
-            eq = equity[i]
-            pos_c = position[i]
-            ep0 = entry_price[i]
-            c0 = collateral[i]
-            mm = margin_mode[i]
+            eq = cf[F_EQUITY, i]
+            pos_c = cf[F_POSITION, i]
+            ep0 = cf[F_ENTRY_PRICE, i]
+            c0 = cf[F_COLLATERAL, i]
+            mm = cc[C_MARGIN_MODE, i]
             isolated = mm == MM_ISOLATED
-            alpha = max_liq_probability[i]
-            dist_set = min_liq_distance[i]
+            alpha = cf[F_MAX_LIQ_PROBABILITY, i]
+            dist_set = cf[F_MIN_LIQ_DISTANCE, i]
             # generic_rows' buffer: the follower's, else the lead's (none under a probability
             # limit), raised to what the limit requires
             dist_own = (
@@ -1249,23 +1218,23 @@ def open_kernel(
             )
             d_req = required[i - lo_u] if has_curve else math.nan
             dist = d_req if d_req > dist_own else dist_own
-            pol = policy[i]
+            pol = cc[C_POLICY, i]
             accumulate = pol == P_ACCUMULATE
-            avail = available[i]
-            r0 = residual[i]
+            avail = cf[F_AVAILABLE, i]
+            r0 = cf[F_RESIDUAL, i]
             res_in = r0 if accumulate else 0.0
-            m = mode[i]
-            max_lev = max_leverage[i]
-            max_pos_lev = max_position_leverage[i]
-            other = other_notional[i]
-            other_maint = other_mm[i]
-            setting = leverage_setting[i]
+            m = cc[C_MODE, i]
+            max_lev = cf[F_MAX_LEVERAGE, i]
+            max_pos_lev = cf[F_MAX_POSITION_LEVERAGE, i]
+            other = cf[F_OTHER_NOTIONAL, i]
+            other_maint = cf[F_OTHER_MM, i]
+            setting = cf[F_LEVERAGE_SETTING, i]
             valid = _valid_row(
                 eq,
                 pos_c,
                 ep0,
                 c0,
-                scale[i],
+                cf[F_SCALE, i],
                 avail,
                 other,
                 other_maint,
@@ -1275,7 +1244,7 @@ def open_kernel(
                 m | mm | pol,
                 max_lev,
                 max_pos_lev,
-                max_notional[i],
+                cf[F_MAX_NOTIONAL, i],
                 setting,
             )
             q = pos_c * cs
@@ -1289,14 +1258,14 @@ def open_kernel(
                 eq,
                 p,
                 inv_p,
-                scale[i],
-                fixed_notional[i],
-                risk_fraction[i],
-                vol_target[i],
-                _own_or(sigma[i], ev_sigma),
-                stop_sigmas[i],
-                horizon_hours[i],
-                _own_or(expected_return[i], ev_mu),
+                cf[F_SCALE, i],
+                cf[F_FIXED_NOTIONAL, i],
+                cf[F_RISK_FRACTION, i],
+                cf[F_VOL_TARGET, i],
+                _own_or(cf[F_SIGMA, i], ev_sigma),
+                cf[F_STOP_SIGMAS, i],
+                cf[F_HORIZON_HOURS, i],
+                _own_or(cf[F_EXPECTED_RETURN, i], ev_mu),
                 max_lev,
                 sizing_ev,
             )
@@ -1305,7 +1274,7 @@ def open_kernel(
             fast = (
                 tiers_from_zero
                 & valid
-                & allowed[i]
+                & (cc[C_ALLOWED, i] != 0)
                 & (math.isnan(alpha) | ~math.isnan(d_req))
                 & ((q == 0.0) | (s_f == s))
                 & (d > 0.0)
@@ -1327,7 +1296,7 @@ def open_kernel(
                 target, p, s, dist, first, second, last
             )
             buffer_binds = (target > cur) & (need_target > budget)
-            # _max_qty_for_balance's scan: the first tier's root, else the second's
+            # max_qty_for_balance's scan: the first tier's root, else the second's
             factor = 1.0 - s * dist
             q_buffer_0 = _balance_root(budget, p, dist, factor, first[1], first[2])
             n_buffer_0 = q_buffer_0 * p * factor
@@ -1367,7 +1336,9 @@ def open_kernel(
             target, reasons = _bind(
                 target, q_im if im_binds else target, cur, R_AVAILABLE_MARGIN, reasons
             )
-            target, reasons = _bind(target, max_notional[i] * inv_p, cur, R_MAX_NOTIONAL, reasons)
+            target, reasons = _bind(
+                target, cf[F_MAX_NOTIONAL, i] * inv_p, cur, R_MAX_NOTIONAL, reasons
+            )
             d_ok = max(target - cur, 0.0)
             # -- lots, exchange minimums, min-size policy (rounding up: the generic path)
             exact = d_ok * inv_lot
@@ -1415,7 +1386,8 @@ def open_kernel(
                     if (lev_cap < math.inf) | ~(max_pos_lev < tier_lev)
                     else max(1.0, math.ceil(max_pos_lev))
                 )
-            c_after = need if filled & isolated else c0
+            post = margin_to_post(need - c0, avail)
+            c_after = c0 + post if filled & isolated else c0
             ep_after = ((cur * ep0 + amt * cs * p) / new_q if cur > 0.0 else p) if filled else ep0
             q_after = s * new_q if filled else q
             held_q = abs(q_after)
@@ -1442,74 +1414,32 @@ def open_kernel(
             fast &= ~held | safe_long | root_0 | root_1
             liquidates = held & ~safe_long
             slow[i] = not fast
-            o_side[i] = int(s) if filled else 0
-            o_amount[i] = amt
-            o_close_amount[i] = 0.0
-            o_reduce_only[i] = False
-            o_leverage[i] = lev_set if filled else math.nan
-            o_collateral[i] = need - c0 if filled & isolated else 0.0
-            o_target[i] = q_after * inv_cs
-            o_raw[i] = d * inv_cs
+            ob[B_SIDE, i] = int(s) if filled else 0
+            of[O_AMOUNT, i] = amt
+            of[O_CLOSE_AMOUNT, i] = 0.0
+            ob[B_REDUCE_ONLY, i] = False
+            of[O_LEVERAGE, i] = lev_set if filled else math.nan
+            of[O_COLLATERAL, i] = post if filled & isolated else 0.0
+            of[O_TARGET, i] = on_grid(q_after * inv_cs, unit_scale)
+            of[O_RAW, i] = d * inv_cs
             o_reasons[i] = reasons
-            o_residual[i] = res_out
-            o_eff_lev[i] = (held_q * p + other) / eq
-            o_liq[i] = lp if liquidates else math.nan
-            o_liq_dist[i] = abs(p - lp) * inv_p if liquidates else math.nan
+            of[O_RESIDUAL, i] = res_out
+            of[O_EFF_LEV, i] = (held_q * p + other) / eq
+            of[O_LIQ, i] = lp if liquidates else math.nan
+            of[O_LIQ_DIST, i] = abs(p - lp) * inv_p if liquidates else math.nan
         # the rows the vectorized pass left, while the block is still in cache
         generic_rows(
             ev,
-            contract_size,
-            amount_step,
-            amount_decimals,
-            min_amount,
-            min_cost,
-            t_floor,
-            t_cap,
-            t_mmr,
-            t_cum,
-            t_max_lev,
+            market,
+            tiers,
             curve_table,
             curve_y,
             curve_h,
-            equity,
-            available,
-            position,
-            entry_price,
-            collateral,
-            other_notional,
-            other_mm,
-            mode,
-            scale,
-            fixed_notional,
-            risk_fraction,
-            vol_target,
-            sigma,
-            stop_sigmas,
-            max_leverage,
-            max_position_leverage,
-            min_liq_distance,
-            max_liq_probability,
-            horizon_hours,
-            max_notional,
-            expected_return,
-            leverage_setting,
-            margin_mode,
-            policy,
-            residual,
-            allowed,
-            o_side,
-            o_amount,
-            o_close_amount,
-            o_reduce_only,
-            o_leverage,
-            o_collateral,
-            o_target,
-            o_raw,
+            cf,
+            cc,
+            of,
+            ob,
             o_reasons,
-            o_eff_lev,
-            o_liq,
-            o_liq_dist,
-            o_residual,
             slow,
             lo,
             hi,

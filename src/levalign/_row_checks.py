@@ -1,113 +1,26 @@
 """Checks of a follower table at the edge, in plain Python and numpy (no kernel).
 
-:func:`check_ids` refuses a cohort whose ``id`` column cannot identify every follower (a
-missing, empty or repeated id: two orders for one follower) before any sizing.
 :func:`explain_invalid_rows` says, for every row a kernel marked ``INVALID_ROW``, which field
 made it invalid and why, from the row's own values; the kernels keep their single flag.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from levalign._normalize_kernel import R_INVALID_ROW
-from levalign.errors import InvalidInput
+from levalign._codes import R_INVALID_ROW
 
-__all__ = ["INVALID_COLUMNS", "check_ids", "explain_invalid_rows"]
+__all__ = ["INVALID_COLUMNS", "explain_invalid_rows"]
 
 INVALID_COLUMNS = ("invalid_field", "invalid_reason")
 """Result columns naming, for an ``invalid_row`` follower, the field at fault and why."""
 
 FloatArray = NDArray[np.float64]
 Mask = NDArray[np.bool_]
-
-
-def check_ids(ids: Any, *, field: str = "followers") -> None:
-    """Refuse follower ids that are missing (null or NaN), empty or repeated.
-
-    Integer ids are checked in numpy; text ids in one pass over a set of them (no pyarrow
-    conversion, which would import pandas). Ids of mixed types compare as text: ``1`` and
-    ``"1"`` print alike in every output, so they are one id.
-
-    Parameters
-    ----------
-    ids
-        The ``id`` column (numpy array, list, pyarrow array).
-    field
-        Name of the follower table in the error (``followers[3].id``).
-
-    Raises
-    ------
-    InvalidInput
-        Naming the first bad row and the fix.
-    """
-    arr = np.asarray(ids.to_pylist() if hasattr(ids, "to_pylist") else ids)
-    if arr.size == 0:
-        return
-    if arr.dtype.kind in "iubf":
-        nan = np.isnan(arr) if arr.dtype.kind == "f" else np.zeros(arr.size, dtype=np.bool_)
-        if nan.any():
-            _raise_missing(int(np.argmax(nan)), field)
-        if np.unique(arr).size < arr.size:
-            _raise_repeated(arr.tolist(), field)
-        return
-    _check_object_ids(arr.tolist(), field)
-
-
-def _check_object_ids(values: list[Any], field: str) -> None:
-    """:func:`check_ids` for ids held as Python objects (text, mixed types, None)."""
-    unique = set(values)
-    kinds = {type(v) for v in unique}
-    if kinds - {str, int, float}:
-        for i, v in enumerate(values):
-            if v is None:
-                _raise_missing(i, field)
-        bad = next(v for v in values if not isinstance(v, str | int | float))
-        raise InvalidInput(
-            f"{field} ids must be text or whole numbers, got {type(bad).__name__} {bad!r}",
-            field=f"{field}.id",
-        )
-    if float in kinds and any(math.isnan(v) for v in unique if type(v) is float):
-        _raise_missing(
-            next(i for i, v in enumerate(values) if type(v) is float and math.isnan(v)), field
-        )
-    if str in kinds and any(not v.strip() for v in unique if type(v) is str):
-        i = next(i for i, v in enumerate(values) if type(v) is str and not v.strip())
-        raise InvalidInput(
-            f"{field}[{i}].id is empty: give every follower a unique, non-blank id",
-            field=f"{field}[{i}].id",
-            value=values[i],
-        )
-    if len(kinds) > 1:
-        values = [str(v) for v in values]
-        unique = set(values)
-    if len(unique) < len(values):
-        _raise_repeated(values, field)
-
-
-def _raise_missing(i: int, field: str) -> None:
-    raise InvalidInput(
-        f"{field}[{i}].id is missing (null or NaN): give every follower a unique id",
-        field=f"{field}[{i}].id",
-    )
-
-
-def _raise_repeated(values: list[Any], field: str) -> None:
-    seen: dict[Any, int] = {}
-    for i, v in enumerate(values):
-        if v in seen:
-            raise InvalidInput(
-                f"{field}[{i}].id {v!r} repeats {field}[{seen[v]}].id: each follower needs "
-                "its own id (merge the rows or rename one)",
-                field=f"{field}[{i}].id",
-                value=v,
-            )
-        seen[v] = i
 
 
 def _not_finite_positive(x: FloatArray) -> Mask:
@@ -199,10 +112,10 @@ _CAP_CHECKS: tuple[_Check, ...] = (
 
 class _CohortColumns(Protocol):
     @property
-    def floats(self) -> dict[str, FloatArray]: ...
+    def floats(self) -> Mapping[str, NDArray[Any]]: ...
 
     @property
-    def codes(self) -> dict[str, NDArray[np.int8]]: ...
+    def codes(self) -> Mapping[str, NDArray[Any]]: ...
 
 
 def explain_invalid_rows(cohort: _CohortColumns, reasons: NDArray[Any]) -> dict[str, NDArray[Any]]:

@@ -637,9 +637,9 @@ def sandbox_hyperliquid(
     fund: Annotated[list[str] | None, typer.Option(help="ADDRESS=USDC to fund (repeat).")] = None,
 ) -> None:
     """Serve a local Hyperliquid (REST /info, /exchange, websocket /ws) until Ctrl-C."""
-    from levalign.sandbox.hyperliquid._cli import run
-
     try:
+        from levalign.sandbox.hyperliquid._cli import run  # checks the live extra first
+
         run(port=port, lead=lead, speed=speed, fund=fund or [])
     except LevalignError as err:
         raise _fail(err) from None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -39,25 +39,36 @@ __all__ = [
     "Markets",
     "TierTable",
     "as_markets",
+    "hyperliquid_tier_table",
     "load_markets",
     "rebuild_cum",
 ]
 
 FloatArray = NDArray[np.float64]
 
-#: exchange name (ccxt id and common spellings) -> (margin family, bundled preset or None)
+#: exchange name (ccxt id and common spellings) -> (margin family, bundled preset or None).
+#: The family names the liquidation rule (:func:`levalign.margin.margin_model`).
 EXCHANGE_FAMILIES: dict[str, tuple[str, str | None]] = {
     "binance": ("binance", "binance-usdm"),
     "binanceusdm": ("binance", "binance-usdm"),
     "binance-usdm": ("binance", "binance-usdm"),
     "binancecoinm": ("binance", None),
     "bybit": ("bybit", None),
-    "kucoinfutures": ("bybit", None),
-    "okx": ("binance", None),
-    "bitget": ("binance", None),
-    "bingx": ("binance", None),
+    "okx": ("okx", None),
+    "bitget": ("bitget", None),
+    "gate": ("gate", None),
+    "gateio": ("gate", None),
+    "kucoinfutures": ("kucoin", None),
     "hyperliquid": ("hyperliquid", "hyperliquid"),
 }
+
+#: families whose maintenance margin is the whole position at its tier's rate (no maintenance
+#: amount): a tier table without ``cum`` gets zeros there instead of the rebuilt amounts
+WHOLE_POSITION_RATE = frozenset({"okx", "bitget", "gate", "kucoin"})
+
+#: families whose tier bounds are position sizes in contracts, not notionals (OKX "position
+#: tiers": ccxt reports ``minSz`` and ``maxSz`` as ``minNotional`` and ``maxNotional``)
+TIERS_IN_CONTRACTS = frozenset({"okx"})
 
 #: bundled presets: name -> (exchange, markets file, tiers file or None)
 PRESETS: dict[str, tuple[str, str, str | None]] = {
@@ -252,9 +263,12 @@ class MarketSpec:
         Lot step and minimum amount in contracts, minimum order value in quote currency, price
         tick. ``None`` when the source does not state it.
     tiers
-        The leverage-tier table.
+        The leverage-tier table (bounds in contracts where :attr:`tiers_in_contracts`).
+    taker_fee
+        Taker fee rate (ccxt ``taker``); the venues whose liquidation threshold includes the
+        fee to close read it (:class:`levalign.margin.FeeTieredMarginModel`).
     margin_family
-        ``"binance"`` (tiered, Binance/Bybit/OKX style) or ``"hyperliquid"``.
+        The venue's liquidation rule: a key of :func:`levalign.margin.margin_model`.
     """
 
     symbol: str
@@ -270,8 +284,14 @@ class MarketSpec:
     min_cost: float | None = None
     price_tick: float | None = None
     price_significant_digits: int | None = None
+    taker_fee: float | None = None
     margin_family: str = "binance"
     source: str = ""
+
+    @property
+    def tiers_in_contracts(self) -> bool:
+        """True when the tier bounds are position sizes in contracts (OKX), not notionals."""
+        return self.margin_family in TIERS_IN_CONTRACTS
 
     @property
     def amount_decimals(self) -> int:
@@ -351,38 +371,69 @@ class Markets(Mapping[str, MarketSpec]):
         return True
 
     def resolve(self, symbol: str, *, field: str = "symbol", from_venue: str | None = None) -> str:
-        """Return this venue's symbol for ``symbol``.
+        """Return this venue's symbol for ``symbol``: exactly that market, or an error.
 
-        Tried in order: an explicit ``symbol_map`` entry, the symbol itself, the exchange id,
-        then the same base asset on this venue's linear perpetual in its main settle currency
-        (USDT on Binance, USDC on Hyperliquid). A symbol from another venue (``from_venue``)
-        goes straight to that last rule, so that a Hyperliquid lead's ``BTC/USDC:USDC`` is
-        copied to Binance's ``BTC/USDT:USDT`` unless ``symbol_map`` says otherwise.
+        Tried in order: an explicit ``symbol_map`` entry, the ccxt unified symbol itself, the
+        exchange id (``BTCUSDT``). Nothing is guessed for a symbol of this venue: a
+        coin-margined ``BTC/USD:BTC`` is never taken for the USDT contract. A symbol from
+        another venue (``from_venue``) is copied to this venue's linear perpetual of the same
+        base asset in its main settle currency (USDT on Binance, USDC on Hyperliquid), so that
+        a Hyperliquid lead's ``BTC/USDC:USDC`` is copied to Binance's ``BTC/USDT:USDT`` unless
+        ``symbol_map`` says otherwise; a foreign coin-margined symbol needs a ``symbol_map``
+        entry.
 
         Raises
         ------
         InvalidInput
-            If no market matches; the message suggests close symbols.
+            If no market matches exactly; the message names this venue's markets of the same
+            base asset.
         """
-        mapped = self.symbol_map.get(symbol, symbol)
-        foreign = from_venue not in (None, self.exchange) and symbol not in self.symbol_map
-        if mapped in self._specs and not foreign:
-            return mapped
-        if mapped in self._by_id and not foreign:
-            return self._by_id[mapped]
-        base = mapped.split("/")[0]
-        for settle in self.settle_preference:
-            candidate = f"{base}/{settle}:{settle}"
+        if symbol in self.symbol_map:
+            mapped = self.symbol_map[symbol]
+            if mapped in self._specs:
+                return mapped
+            return self._exact(mapped, field, shown=f"{mapped!r} (symbol_map of {symbol!r})")
+        foreign = from_venue not in (None, self.exchange)
+        if not foreign:
+            return self._exact(symbol, field)
+        base, _, rest = symbol.partition("/")
+        settle = rest.partition(":")[2]
+        if settle and settle == base:
+            close = self._candidates(base)
+            hint = f", for example {{{symbol!r}: {close[0]!r}}}" if close else ""
+            raise InvalidInput(
+                f"lead symbol {symbol!r} of {from_venue} is coin-margined: it is not copied to a "
+                f"{self.exchange} market by guess; name the market with a symbol_map entry{hint}",
+                field=field,
+                value=symbol,
+            )
+        for quote in self.settle_preference:
+            candidate = f"{base}/{quote}:{quote}"
             if candidate in self._specs:
                 return candidate
-        close = sorted(s for s in self._specs if s.split("/")[0].startswith(base[:3]))[:5]
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        return self._exact(symbol, field)
+
+    def _exact(self, symbol: str, field: str, shown: str | None = None) -> str:
+        if symbol in self._specs:
+            return symbol
+        if symbol in self._by_id:
+            return self._by_id[symbol]
+        close = self._candidates(symbol.partition("/")[0])
+        hint = f"; did you mean one of: {', '.join(close)}?" if close else ""
         raise InvalidInput(
-            f"unknown symbol {symbol!r} on {self.exchange}{hint} "
-            "(use a ccxt symbol such as BTC/USDT:USDT, or add it with a markets JSON)",
+            f"unknown symbol {shown or repr(symbol)} on {self.exchange}{hint} (use the ccxt "
+            "unified symbol, such as BTC/USDT:USDT, or the exchange id; add a market with a "
+            "markets JSON)",
             field=field,
             value=symbol,
         )
+
+    def _candidates(self, base: str) -> list[str]:
+        """Up to five markets of this base asset (else of a similar name), perpetuals first."""
+        same = [s for s in self._specs if s.partition("/")[0] == base]
+        if not same:
+            same = [s for s in self._specs if s.partition("/")[0].startswith(base[:3])]
+        return sorted(same, key=lambda s: ("-" in s, s))[:5]
 
     def with_symbol_map(self, symbol_map: Mapping[str, str]) -> Markets:
         """A copy that maps the given foreign symbols to this venue's symbols."""
@@ -404,8 +455,9 @@ def load_markets(
     Parameters
     ----------
     exchange
-        ``binance`` (or ``binanceusdm``), ``hyperliquid``, or another tiered exchange
-        (``bybit``, ``okx``, ``bitget``) for which ``markets`` and ``tiers`` must be given.
+        A key of ``EXCHANGE_FAMILIES``: ``binance`` (or ``binanceusdm``) and ``hyperliquid``
+        have bundled markets; ``binancecoinm``, ``bybit``, ``okx``, ``bitget``, ``gate`` and
+        ``kucoinfutures`` need ``tiers`` (and ``markets`` for lot sizes and fees).
     markets
         A preset name (``binance-usdm``, ``hyperliquid``), a path to a ccxt ``load_markets()``
         JSON, or that mapping itself. A file or mapping is layered over the exchange's preset:
@@ -464,9 +516,11 @@ def load_markets(
             specs[symbol] = spec
     if not specs:
         raise ConfigurationError(
-            f"no markets loaded for {exchange}: give `markets` (ccxt load_markets JSON) and "
-            "`tiers` (ccxt fetch_leverage_tiers JSON)",
-            field="markets",
+            f"levalign has no bundled markets for {exchange}: pass `tiers`, a JSON of ccxt's "
+            f"fetch_leverage_tiers() for {exchange}, and `markets`, a JSON of its "
+            "load_markets() (lot sizes, contract sizes, taker fee), as the account's or "
+            "request's `tiers` and `markets` fields (paths to the files)",
+            field="tiers",
         )
     return Markets(key, specs, symbol_map)
 
@@ -588,7 +642,14 @@ def _num(value: Any, where: str) -> float | None:
     return out
 
 
-def _tier_table_from_ccxt(symbol: str, rows: list[dict[str, Any]]) -> TierTable:
+def _tier_table_from_ccxt(symbol: str, rows: list[dict[str, Any]], family: str) -> TierTable:
+    """A ccxt ``fetch_leverage_tiers()`` list as a tier table.
+
+    The maintenance amount is read from ``info.cum`` (Binance), ``info.mmDeduction`` (Bybit) or
+    ``info.deduction`` (Gate) when the venue states it; otherwise it is rebuilt
+    (:func:`rebuild_cum`), or zero for venues whose rate applies to the whole position
+    (``WHOLE_POSITION_RATE``).
+    """
     rows = sorted(rows, key=lambda r: float(_get(r, "minNotional", "min_notional") or 0.0))
     floor, cap, mmr, lev, cum = [], [], [], [], []
     for i, r in enumerate(rows):
@@ -610,21 +671,49 @@ def _tier_table_from_ccxt(symbol: str, rows: list[dict[str, Any]]) -> TierTable:
         cap.append(c)
         mmr.append(m)
         lev.append(x)
-        cum.append(_num(_get(r, "info.cum", "cum"), f"{where}.info.cum"))
+        cum.append(
+            _num(
+                _get(r, "info.cum", "cum", "info.mmDeduction", "info.deduction"),
+                f"{where}.info.cum",
+            )
+        )
+    if family in WHOLE_POSITION_RATE and all(c is None for c in cum):
+        cum = [0.0] * len(cum)
     return TierTable.from_rows(floor, cap, mmr, lev, cum, symbol=symbol)
+
+
+def hyperliquid_tier_table(
+    lower_bounds: Sequence[float], max_leverages: Sequence[float], *, symbol: str = "?"
+) -> TierTable:
+    r"""Tier table from Hyperliquid's ``(lower notional bound, max leverage)`` steps.
+
+    Hyperliquid docs, "Margin tiers": the maintenance margin rate of a tier is half its initial
+    margin at maximum leverage, and the deduction makes maintenance margin continuous:
+
+    .. math:: \mathrm{mmr}_n = \frac{1}{2 L_n}, \qquad
+              \mathrm{deduction}_n = \mathrm{floor}_n (\mathrm{mmr}_n - \mathrm{mmr}_{n-1})
+              + \mathrm{deduction}_{n-1}
+
+    The last tier has no upper bound (``cap = inf``).
+    """
+    floor = [float(b) for b in lower_bounds]
+    cap = [*floor[1:], math.inf]
+    mmr = [1.0 / (2.0 * float(x)) for x in max_leverages]
+    cum: list[float | None] = list(rebuild_cum(floor, mmr))
+    return TierTable.from_rows(
+        floor, cap, mmr, [float(x) for x in max_leverages], cum, symbol=symbol
+    )
 
 
 def _hyperliquid_tiers(symbol: str, row: Mapping[str, Any]) -> TierTable:
     """Hyperliquid tiers from ``[[lower_bound, max_leverage], ...]`` (preset) or leverage max."""
-    from levalign.margin import HyperliquidMarginModel
-
     steps = row.get("margin_tiers") or [[0.0, _get(row, "limits.leverage.max") or 1.0]]
     bounds = [float(b) for b, _ in steps]
     leverages = [float(x) for _, x in steps]
     user_max = _get(row, "limits.leverage.max")
     if user_max is not None:  # what ccxt reports is the first tier's max leverage
         leverages[0] = float(user_max)
-    return HyperliquidMarginModel.tier_table(bounds, leverages, symbol=symbol)
+    return hyperliquid_tier_table(bounds, leverages, symbol=symbol)
 
 
 def _build_spec(
@@ -636,7 +725,7 @@ def _build_spec(
     if family == "hyperliquid":
         tiers = _hyperliquid_tiers(symbol, row)
     elif tier_rows:
-        tiers = _tier_table_from_ccxt(symbol, tier_rows)
+        tiers = _tier_table_from_ccxt(symbol, tier_rows, family)
     elif row:
         raise ConfigurationError(
             f"market {symbol} has no leverage tiers: add it to the tiers JSON "
@@ -666,6 +755,7 @@ def _build_spec(
         min_cost=_num(_get(row, "limits.cost.min", "min_cost"), f"{where}.limits.cost.min"),
         price_tick=_num(_get(row, "precision.price", "price_tick"), f"{where}.precision.price"),
         price_significant_digits=row.get("price_significant_digits"),
+        taker_fee=_num(_get(row, "taker", "taker_fee"), f"{where}.taker"),
         margin_family=family,
         source=str(row.get("source", "")),
     )

@@ -50,147 +50,285 @@ integer whose initial margin fits in it.
 
 from __future__ import annotations
 
-import enum
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from levalign import _derisk_kernel as _dk
+from levalign import _layout as layout
 from levalign import _normalize_kernel as nk
-from levalign._margin_kernels import liquidation_price_one_leg
-from levalign._row_checks import INVALID_COLUMNS, check_ids, explain_invalid_rows
-from levalign.errors import ConfigurationError, InvalidInput
-from levalign.markets import Markets, MarketSpec, as_markets
-from levalign.risk.curve import LiquidationCurve
-from levalign.schemas import FollowerProfile, LeadEvent, parse, unknown_key_message
-
-__all__ = ["Cohort", "NormalizeResult", "Reason", "derisk", "normalize", "prepare_event"]
-
-
-class Reason(enum.IntFlag):
-    """Why a follower's order is what it is (bits of the ``reasons`` column)."""
-
-    INVALID_ROW = nk.R_INVALID_ROW
-    SYMBOL_NOT_ALLOWED = nk.R_SYMBOL_NOT_ALLOWED
-    MISSING_PARAMETER = nk.R_MISSING_PARAMETER
-    RISK_MODEL_REQUIRED = nk.R_RISK_MODEL_REQUIRED
-    POSITION_LEVERAGE = nk.R_POSITION_LEVERAGE
-    TIER_LIMIT = nk.R_TIER_LIMIT
-    ACCOUNT_LEVERAGE = nk.R_ACCOUNT_LEVERAGE
-    LIQ_BUFFER = nk.R_LIQ_BUFFER
-    AVAILABLE_MARGIN = nk.R_AVAILABLE_MARGIN
-    MAX_NOTIONAL = nk.R_MAX_NOTIONAL
-    LOT_ROUNDING = nk.R_LOT_ROUNDING
-    BELOW_MIN_AMOUNT = nk.R_BELOW_MIN_AMOUNT
-    BELOW_MIN_COST = nk.R_BELOW_MIN_COST
-    SKIPPED = nk.R_SKIPPED
-    ROUNDED_UP = nk.R_ROUNDED_UP
-    ACCUMULATED = nk.R_ACCUMULATED
-    NOTHING_TO_CLOSE = nk.R_NOTHING_TO_CLOSE
-    AT_TARGET = nk.R_AT_TARGET
-    MARGIN_TOPUP = nk.R_MARGIN_TOPUP
-    FLIPPED = nk.R_FLIPPED
-    NO_LEAD_CHANGE = nk.R_NO_LEAD_CHANGE
-    VEGA_LIMIT = nk.R_VEGA_LIMIT  # options only (levalign.risk.options): max_vega bound the order
-    DERISK = _dk.R_DERISK  # price moved the follower inside its derisk_distance (derisk())
-
-    @classmethod
-    def names(cls, bits: int) -> list[str]:
-        """Lower-case names of the bits set in ``bits``, in pipeline order."""
-        return [str(r.name).lower() for r in cls if r.value & bits]
-
-
-EVENT_KINDS = ("none", "open", "increase", "reduce", "close", "flip", "margin")
-MODES = (
-    "proportional",
-    "fixed_notional",
-    "target_leverage",
-    "risk_constant",
-    "vol_target",
-    "optimal",
+from levalign._codes import (
+    DERISK_ACTIONS,
+    EV_FLIP,
+    EV_INCREASE,
+    EV_MARGIN,
+    EV_NONE,
+    EV_OPEN,
+    EVENT_KINDS,
+    MARGIN_MODES,
+    MM_ISOLATED,
+    MODES,
+    POLICIES,
+    Reason,
+    classify_change,
 )
-MARGIN_MODES = ("isolated", "cross")
-POLICIES = ("skip", "round_up", "accumulate")
-DERISK_ACTIONS = ("reduce", "add_margin")
+from levalign._columns import (
+    check_columns,
+    checked_ids,
+    code_column,
+    columns_of,
+    explicit_nan,
+    flag_column,
+    float_column,
+)
+from levalign._margin_kernels import liquidation_price_one_leg
+from levalign._row_checks import INVALID_COLUMNS, explain_invalid_rows
+from levalign.errors import ConfigurationError, InvalidInput
+from levalign.margin import liquidation_market
+from levalign.markets import Markets, MarketSpec, as_markets
+from levalign.schemas import FollowerProfile, LeadEvent, parse
 
-# column -> (default, dtype); None default means required
+if TYPE_CHECKING:
+    from levalign.risk.curve import LiquidationCurve
+
+__all__ = [
+    "DERISK_ACTIONS",
+    "EVENT_KINDS",
+    "MARGIN_MODES",
+    "MODES",
+    "POLICIES",
+    "Cohort",
+    "NormalizeResult",
+    "Reason",
+    "derisk",
+    "normalize",
+    "prepare_event",
+]
+
+
+# column -> default (None: required), and categorical column -> (names, default), from the
+# registry (levalign._layout.COLUMNS)
 _FLOAT_COLUMNS: dict[str, float | None] = {
-    "equity": None,
-    "available_balance": math.nan,  # NaN: defaults to equity less isolated collateral
-    "position": 0.0,
-    "entry_price": math.nan,
-    "collateral": 0.0,
-    "other_notional": 0.0,
-    "other_maintenance_margin": 0.0,
-    "scale": 1.0,
-    "fixed_notional": math.nan,
-    "risk_fraction": math.nan,
-    "vol_target": math.nan,
-    "sigma": math.nan,
-    "stop_sigmas": 2.0,
-    "max_leverage": math.inf,
-    "max_position_leverage": math.inf,
-    "min_liq_distance": math.nan,  # NaN: the lead's own liquidation distance
-    "max_liq_probability": math.nan,
-    "horizon_hours": 24.0,
-    "max_notional": math.inf,
-    "expected_return": math.nan,  # NaN: the event's
-    "leverage_setting": math.nan,  # NaN: chosen per order (isolated: from the buffer)
-    "residual": 0.0,
-    "derisk_distance": math.nan,  # NaN: no de-risking
+    c.name: None if c.default is None else float(c.default)
+    for c in layout.COLUMNS
+    if c.kind == "float"
 }
 _CATEGORY_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
-    "mode": (MODES, "proportional"),
-    "margin_mode": (MARGIN_MODES, "isolated"),
-    "min_size_policy": (POLICIES, "skip"),
-    "derisk": (DERISK_ACTIONS, "reduce"),
+    c.name: (c.names, str(c.default)) for c in layout.COLUMNS if c.kind == "code"
 }
-COHORT_COLUMNS = ("id", *_FLOAT_COLUMNS, *_CATEGORY_COLUMNS, "allowed")
+COHORT_COLUMNS = ("id", *(c.name for c in layout.COLUMNS))
 
 
-def check_columns(columns: Mapping[str, Any], known: Sequence[str]) -> None:
-    """A follower table must have ``id`` and ``equity`` and no column outside ``known``.
+class _Rows(Mapping[str, NDArray[Any]]):
+    """Named rows of a cohort matrix: reading gives a view, assigning writes into the row."""
 
-    Raises
-    ------
-    InvalidInput
-        Naming the missing or unknown column, and listing the known ones.
-    """
-    for required in ("id", "equity"):
-        if required not in columns:
-            raise InvalidInput(
-                f"the follower table has no {required!r} column; required columns are 'id' "
-                f"and 'equity' (optional: {', '.join(known[2:])})",
-                field=f"followers.{required}",
-            )
-    unknown = sorted(set(columns) - set(known))
-    if unknown:
-        raise InvalidInput(
-            unknown_key_message(unknown[0], list(known), noun="follower column"),
-            field=f"followers.{unknown[0]}",
-        )
+    def __init__(
+        self, matrix: NDArray[Any], index: Mapping[str, int], names: tuple[str, ...]
+    ) -> None:
+        self._matrix = matrix
+        self._index = index
+        self._names = names
+
+    def __getitem__(self, name: str) -> NDArray[Any]:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._matrix[self._index[name]]  # type: ignore[no-any-return]
+
+    def __setitem__(self, name: str, values: Any) -> None:
+        if name not in self._names:
+            raise KeyError(name)
+        self._matrix[self._index[name]] = values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
 
 
-@dataclass(frozen=True, eq=False)
 class Cohort:
-    """Followers of one lead in one symbol, as a struct of arrays (docs/design.md, "Normalization").
+    """Followers of one lead in one symbol, in the columnar layout of :mod:`levalign._layout`.
 
-    Build it with :meth:`from_table`; keep it across events to skip conversion. Float columns
-    are float64, categorical columns int8 codes (``-1`` marks an unknown value: that row gets
-    ``INVALID_ROW``, the rest of the cohort is unaffected).
+    Build it with :meth:`from_table`; keep it across events to skip conversion, and update
+    follower state in place with :meth:`update`. The columns live in two matrices, one row per
+    column: ``float_matrix`` (float64) and ``code_matrix`` (int8: categorical columns as codes,
+    ``-1`` marking an unknown value, whose row gets ``INVALID_ROW`` while the rest of the
+    cohort is unaffected; ``allowed`` as 0/1). ``floats[name]`` and ``codes[name]`` are views of
+    their rows (assigning to one writes into the matrix), ``allowed`` a boolean view.
+
+    ``Cohort(ids, floats, codes, allowed)`` builds one from columns (copied into the layout;
+    absent columns take their defaults).
     """
+
+    __slots__ = ("_row_index", "code_matrix", "float_matrix", "ids")
 
     ids: NDArray[Any]
-    floats: dict[str, NDArray[np.float64]]
-    codes: dict[str, NDArray[np.int8]]
-    allowed: NDArray[np.bool_]
+    float_matrix: NDArray[np.float64]
+    code_matrix: NDArray[np.int8]
+
+    def __init__(
+        self,
+        ids: Any,
+        floats: Mapping[str, Any] | None = None,
+        codes: Mapping[str, Any] | None = None,
+        allowed: Any = None,
+    ) -> None:
+        ids = np.asarray(ids)
+        n = len(ids)
+        fm = _default_floats(n)
+        cm = _default_codes(n)
+        for name, values in (floats or {}).items():
+            fm[layout.FLOAT_INDEX[name]] = values
+        for name, values in (codes or {}).items():
+            cm[layout.CODE_INDEX[name]] = values
+        if allowed is not None:
+            cm[layout.C_ALLOWED] = np.asarray(allowed, dtype=np.bool_)
+        self.ids = ids
+        self.float_matrix = fm
+        self.code_matrix = cm
+        self._row_index: dict[Any, int] | None = None
+
+    @classmethod
+    def _of_matrices(
+        cls, ids: NDArray[Any], float_matrix: NDArray[np.float64], code_matrix: NDArray[np.int8]
+    ) -> Cohort:
+        """A cohort over these matrices (not copied)."""
+        cohort = cls.__new__(cls)
+        cohort.ids = ids
+        cohort.float_matrix = float_matrix
+        cohort.code_matrix = code_matrix
+        cohort._row_index = None
+        return cohort
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def floats(self) -> _Rows:
+        """The float columns by name (views of ``float_matrix``'s rows)."""
+        return _Rows(self.float_matrix, layout.FLOAT_INDEX, layout.FLOAT_COLUMNS)
+
+    @property
+    def codes(self) -> _Rows:
+        """The categorical columns by name (views of ``code_matrix``'s rows)."""
+        return _Rows(self.code_matrix, layout.CODE_INDEX, layout.CATEGORICAL_COLUMNS)
+
+    @property
+    def allowed(self) -> NDArray[np.bool_]:
+        """Whether each follower copies the symbol (a boolean view of its code row)."""
+        view: NDArray[np.bool_] = self.code_matrix[layout.C_ALLOWED].view(np.bool_)
+        return view
+
+    def rows_of(self, ids: Any) -> NDArray[np.intp]:
+        """The row numbers of the followers ``ids`` (one id or a sequence of ids).
+
+        The id index is built on the first call (a dict over the cohort's ids) and kept.
+
+        Raises
+        ------
+        InvalidInput
+            An id is not in the cohort (the first unknown one is named).
+        """
+        if self._row_index is None:
+            self._row_index = {v: i for i, v in enumerate(self.ids.tolist())}
+        index = self._row_index
+        wanted = np.atleast_1d(np.asarray(ids, dtype=object))
+        rows = np.empty(len(wanted), dtype=np.intp)
+        for k, v in enumerate(wanted.tolist()):
+            row = index.get(v)
+            if row is None:
+                raise InvalidInput(
+                    f"follower id {v!r} is not in the cohort; update only followers it holds",
+                    field="ids",
+                    value=v,
+                )
+            rows[k] = row
+        return rows
+
+    def update(
+        self,
+        ids: Any = None,
+        *,
+        rows: Any = None,
+        position: Any = None,
+        entry_price: Any = None,
+        equity: Any = None,
+        collateral: Any = None,
+        available_balance: Any = None,
+        residual: Any = None,
+    ) -> None:
+        """Write follower state in place, after fills, without rebuilding the cohort.
+
+        Select the followers by ``ids`` (through :meth:`rows_of`) or by ``rows`` (row numbers
+        or a boolean mask), or neither for every follower; each state column given is a
+        scalar or one value per selected follower. The new state is checked first and
+        written only if every selected row is valid: ``equity`` finite and positive,
+        ``position`` and ``residual`` finite, ``entry_price`` finite and positive where a
+        position is held, ``collateral`` finite and non-negative, ``available_balance`` at
+        least 0. ``available_balance`` is not re-derived from the others: pass it when it
+        changed. Later :func:`normalize` and :func:`derisk` calls read the new state.
+
+        Raises
+        ------
+        InvalidInput
+            Both ``ids`` and ``rows`` given, an unknown id, a row out of range, a value that
+            is not numeric or not one per selected follower, or a state that is not valid
+            (the field and the follower are named); nothing is written then.
+        """
+        if ids is not None and rows is not None:
+            raise InvalidInput("pass ids or rows, not both", field="rows")
+        n = len(self)
+        if ids is not None:
+            selected = self.rows_of(ids)
+        elif rows is None:
+            selected = np.arange(n)
+        else:
+            selected = _selected_rows(rows, n)
+        given = {
+            "position": position,
+            "entry_price": entry_price,
+            "equity": equity,
+            "collateral": collateral,
+            "available_balance": available_balance,
+            "residual": residual,
+        }
+        new = {
+            name: _state_values(name, values, len(selected))
+            for name, values in given.items()
+            if values is not None
+        }
+        fm = self.float_matrix
+        state = {
+            name: new[name] if name in new else fm[layout.FLOAT_INDEX[name]][selected]
+            for name in given
+        }
+        held = state["position"] != 0.0
+        faults = {
+            "equity": ~((state["equity"] > 0.0) & np.isfinite(state["equity"])),
+            "position": ~np.isfinite(state["position"]),
+            "entry_price": held
+            & ~((state["entry_price"] > 0.0) & np.isfinite(state["entry_price"])),
+            "collateral": ~((state["collateral"] >= 0.0) & np.isfinite(state["collateral"])),
+            "available_balance": ~(state["available_balance"] >= 0.0),
+            "residual": ~np.isfinite(state["residual"]),
+        }
+        for name, bad in faults.items():
+            if bad.any():
+                k = int(np.argmax(bad))
+                i = int(selected[k])
+                follower = self.ids[i : i + 1].tolist()[0]
+                raise InvalidInput(
+                    f"follower {follower!r} (row {i}) would have {name} {float(state[name][k])!r}, "
+                    "not a valid state (see Cohort.update for the rules); nothing was updated",
+                    field=name,
+                    value=float(state[name][k]),
+                )
+        for name, values in new.items():
+            fm[layout.FLOAT_INDEX[name], selected] = values
 
     def grouped_by_profile(self) -> Cohort:
         """The same followers, rows reordered so that followers of one profile sit together.
@@ -218,11 +356,10 @@ class Cohort:
                 c["mode"],
             )
         )
-        return Cohort(
-            ids=self.ids[order],
-            floats={k: np.ascontiguousarray(v[order]) for k, v in f.items()},
-            codes={k: np.ascontiguousarray(v[order]) for k, v in c.items()},
-            allowed=np.ascontiguousarray(self.allowed[order]),
+        return Cohort._of_matrices(
+            self.ids[order],
+            np.ascontiguousarray(self.float_matrix[:, order]),
+            np.ascontiguousarray(self.code_matrix[:, order]),
         )
 
     @classmethod
@@ -237,117 +374,97 @@ class Cohort:
         """
         if isinstance(table, Cohort):
             return table
-        columns = _columns_of(table)
+        columns = columns_of(table, FollowerProfile)
         check_columns(columns, COHORT_COLUMNS)
-        ids = np.asarray(columns["id"])
-        check_ids(ids)
+        ids = checked_ids(columns["id"])
         n = len(ids)
-        floats: dict[str, NDArray[np.float64]] = {}
-        for name, default in _FLOAT_COLUMNS.items():
+        fm = np.empty((len(layout.FLOAT_COLUMNS), n))
+        for k, name in enumerate(layout.FLOAT_COLUMNS):
+            default = layout.BY_NAME[name].default
             if name in columns:
-                floats[name] = _float_column(columns[name], name, n, default)
+                fm[k] = float_column(
+                    columns[name], name, n, None if default is None else float(default)
+                )
             else:
-                floats[name] = np.full(n, default if default is not None else math.nan)
-        codes: dict[str, NDArray[np.int8]] = {}
+                fm[k] = math.nan if default is None else float(default)
+        cm = np.empty((len(layout.CODE_COLUMNS), n), dtype=np.int8)
         for name, (names, fallback) in _CATEGORY_COLUMNS.items():
-            codes[name] = _code_column(columns.get(name), names, fallback, n)
-        allowed = np.ones(n, dtype=np.bool_)
-        if "allowed" in columns:
-            raw = np.asarray(columns["allowed"], dtype=object)
-            allowed = np.array([bool(v) if v is not None else True for v in raw], dtype=np.bool_)
-        avail = floats["available_balance"]
-        missing = np.isnan(avail) & ~_explicit_nan(columns.get("available_balance"), n)
-        if missing.any():
-            isolated = codes["margin_mode"] == 0
-            default_avail = floats["equity"] - np.where(isolated, floats["collateral"], 0.0)
-            avail = np.where(missing, np.maximum(default_avail, 0.0), avail)
-            floats["available_balance"] = avail
-        return cls(ids=ids, floats=floats, codes=codes, allowed=allowed)
+            cm[layout.CODE_INDEX[name]] = code_column(columns.get(name), names, fallback, n)
+        cm[layout.C_ALLOWED] = flag_column(columns.get("allowed"), "allowed", n, True)
+        _default_available(fm, cm, explicit_nan(columns.get("available_balance"), n))
+        return cls._of_matrices(ids, fm, cm)
 
 
-def _columns_of(table: Any) -> dict[str, Any]:
-    """Column name -> array-like for every supported table type."""
-    if isinstance(table, Mapping):
-        return dict(table)
-    if isinstance(table, Sequence) and not isinstance(table, str | bytes):
-        rows = [
-            r
-            if isinstance(r, FollowerProfile)
-            else parse(FollowerProfile, r, root=f"followers[{i}]")
-            for i, r in enumerate(table)
-        ]
-        if not rows:
-            return {"id": [], "equity": []}
-        dumped = [r.model_dump(exclude_unset=True) for r in rows]
-        names = {k for d in dumped for k in d}
-        out: dict[str, Any] = {k: np.array([d.get(k) for d in dumped], dtype=object) for k in names}
-        out.setdefault("id", [r.id for r in rows])
-        return out
-    module = type(table).__module__.split(".")[0]
-    if module == "pyarrow":
-        return {
-            name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names
-        }
-    if module == "pandas":
-        return {str(c): table[c].to_numpy() for c in table.columns}
-    if module == "polars":
-        return {c: table.get_column(c).to_numpy() for c in table.columns}
-    raise InvalidInput(
-        f"cannot read followers from a {type(table).__name__}; pass a pyarrow Table, a pandas or "
-        "polars DataFrame, a dict of columns or a list of follower rows",
-        field="followers",
-    )
+def _default_available(
+    fm: NDArray[np.float64], cm: NDArray[np.int8], stated_nan: NDArray[np.bool_]
+) -> None:
+    """Set the unset ``available_balance`` cells (NaN, not stated NaN) to their default.
+
+    The default is equity less isolated collateral, at least 0.
+    """
+    avail = fm[layout.F_AVAILABLE]
+    missing = np.isnan(avail)
+    missing &= ~stated_nan
+    if not missing.any():
+        return
+    free = np.where(cm[layout.C_MARGIN_MODE] == MM_ISOLATED, fm[layout.F_COLLATERAL], 0.0)
+    np.subtract(fm[layout.F_EQUITY], free, out=free)
+    np.maximum(free, 0.0, out=free)
+    np.copyto(avail, free, where=missing)
 
 
-def _float_column(values: Any, name: str, n: int, default: float | None) -> NDArray[np.float64]:
-    arr = np.asarray(values)
-    if arr.dtype == object:
-        fill = math.nan if default is None else default
-        try:
-            arr = np.array([fill if v is None else float(v) for v in arr], dtype=np.float64)
-        except (TypeError, ValueError) as exc:
+def _selected_rows(rows: Any, n: int) -> NDArray[np.intp]:
+    """Row numbers from ``rows``: row numbers or a boolean mask of ``n``."""
+    arr = np.asarray(rows)
+    if arr.dtype == np.bool_:
+        if arr.shape != (n,):
             raise InvalidInput(
-                f"follower column {name!r} must be numeric: {exc}", field=f"followers.{name}"
-            ) from exc
-    elif not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+                f"a row mask must have one value per follower ({n}), got shape {arr.shape}",
+                field="rows",
+            )
+        return np.flatnonzero(arr)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidInput("rows must be row numbers or a boolean mask", field="rows")
+    arr = np.atleast_1d(arr).astype(np.intp)
+    out = (arr < 0) | (arr >= n)
+    if out.any():
         raise InvalidInput(
-            f"follower column {name!r} must be numeric, got dtype {arr.dtype}",
-            field=f"followers.{name}",
+            f"row {int(arr[np.argmax(out)])} is outside the cohort's {n} rows", field="rows"
         )
-    out = np.ascontiguousarray(arr, dtype=np.float64)
-    if out.shape != (n,):
+    return arr
+
+
+def _state_values(name: str, values: Any, k: int) -> NDArray[np.float64]:
+    """``values`` for ``k`` selected followers as float64 (a scalar is broadcast)."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{name} must be numeric: {exc}", field=name) from exc
+    if arr.ndim == 0:
+        return np.full(k, float(arr))
+    if arr.shape != (k,):
         raise InvalidInput(
-            f"follower column {name!r} has {out.shape[0]} rows, 'id' has {n}",
-            field=f"followers.{name}",
+            f"{name} has {arr.size} values for {k} selected followers; give one per follower "
+            "or a single value",
+            field=name,
         )
-    return out
+    return arr
 
 
-def _explicit_nan(values: Any, n: int) -> NDArray[np.bool_]:
-    """True where a user stated NaN (bad data), False where the value is absent (use default)."""
-    if values is None:
-        return np.zeros(n, dtype=np.bool_)
-    arr = np.asarray(values)
-    if arr.dtype == object:
-        return np.array([isinstance(v, float) and math.isnan(v) for v in arr], dtype=np.bool_)
-    if np.issubdtype(arr.dtype, np.floating):
-        return np.asarray(np.isnan(arr), dtype=np.bool_)
-    return np.zeros(n, dtype=np.bool_)
+def _default_floats(n: int) -> NDArray[np.float64]:
+    """The float matrix of ``n`` followers with every column at its default (NaN if required)."""
+    defaults = np.array([math.nan if v is None else v for v in _FLOAT_COLUMNS.values()])
+    return np.repeat(defaults[:, None], n, axis=1)
 
 
-def _code_column(values: Any, names: tuple[str, ...], default: str, n: int) -> NDArray[np.int8]:
-    if values is None:
-        return np.full(n, names.index(default), dtype=np.int8)
-    arr = np.asarray(values)
-    if np.issubdtype(arr.dtype, np.integer):
-        out = arr.astype(np.int8)
-        out[(out < 0) | (out >= len(names))] = -1
-        return out
-    lookup = {name: i for i, name in enumerate(names)}
-    return np.array(
-        [lookup.get(str(v), -1) if v is not None else names.index(default) for v in arr],
-        dtype=np.int8,
-    )
+def _default_codes(n: int) -> NDArray[np.int8]:
+    """The code matrix of ``n`` followers with every column at its default."""
+    defaults = [
+        c.names.index(str(c.default)) if c.kind == "code" else int(bool(c.default))
+        for c in layout.COLUMNS
+        if c.kind != "float"
+    ]
+    return np.repeat(np.array(defaults, dtype=np.int8)[:, None], n, axis=1)
 
 
 # --------------------------------------------------------------------------- event
@@ -361,8 +478,8 @@ def prepare_event(
     p = event.price
     before = lead_market.base_quantity(event.lead_position_before, p)
     after = lead_market.base_quantity(event.lead_position_after, p)
-    sb, sa = np.sign(before), np.sign(after)
-    if before == after:
+    kind, side, phi = classify_change(before, after)
+    if kind == EV_NONE:
         c_before, c_after = event.lead_collateral_before, event.lead_collateral_after
         if after != 0 and c_after is not None and c_before is not None and c_after != c_before:
             if c_before <= 0:
@@ -371,29 +488,17 @@ def prepare_event(
                     field="event.lead_collateral_before",
                     value=c_before,
                 )
-            kind, side = nk.EV_MARGIN, sa
+            kind = EV_MARGIN
             ev[nk.E_MARGIN_RATIO] = c_after / c_before
-        else:
-            kind, side = nk.EV_NONE, sa
-    elif before == 0:
-        kind, side = nk.EV_OPEN, sa
-    elif after == 0:
-        kind, side = nk.EV_CLOSE, sb
-    elif sb != sa:
-        kind, side = nk.EV_FLIP, sa
-    elif abs(after) > abs(before):
-        kind, side = nk.EV_INCREASE, sa
-    else:
-        kind, side = nk.EV_REDUCE, sb
-        ev[nk.E_PHI] = 1.0 - abs(after) / abs(before)
-    opened = abs(after) if kind in (nk.EV_OPEN, nk.EV_FLIP) else abs(after) - abs(before)
+    ev[nk.E_PHI] = phi
+    opened = abs(after) if kind in (EV_OPEN, EV_FLIP) else abs(after) - abs(before)
     ev[nk.E_KIND] = kind
     ev[nk.E_SIDE] = side
     ev[nk.E_PRICE] = p
-    if kind in (nk.EV_OPEN, nk.EV_INCREASE, nk.EV_FLIP):
+    if kind in (EV_OPEN, EV_INCREASE, EV_FLIP):
         ev[nk.E_UNITS] = opened / event.lead_equity
         ev[nk.E_OPEN_FRAC] = opened / abs(after)
-        ev[nk.E_GROWTH] = opened / abs(before) if kind == nk.EV_INCREASE else 0.0
+        ev[nk.E_GROWTH] = opened / abs(before) if kind == EV_INCREASE else 0.0
         symbol_notional = abs(after) * p
         total = max(event.lead_total_notional or symbol_notional, symbol_notional)
         ev[nk.E_LEV_TOTAL] = total / event.lead_equity
@@ -414,6 +519,8 @@ def event_curve(event: LeadEvent, cohort: Cohort) -> LiquidationCurve | None:
     """
     if event.sigma is None or np.isnan(cohort.floats["max_liq_probability"]).all():
         return None
+    from levalign.risk.curve import LiquidationCurve
+
     return LiquidationCurve.gbm(event.sigma, event.expected_return or 0.0)
 
 
@@ -422,7 +529,8 @@ def _lead_liquidation_distance(event: LeadEvent, market: MarketSpec, after: floa
 
     Isolated leads (``lead_collateral_after`` given) are liquidated by that margin, cross leads
     by their equity; PnL already in the position and other symbols' maintenance margin are not
-    known from one event and are left out. NaN when the lead ends flat.
+    known from one event and are left out. NaN when the lead ends flat; the largest buffer
+    when no price liquidates the lead.
     """
     if after == 0:
         return math.nan
@@ -437,28 +545,18 @@ def _lead_liquidation_distance(event: LeadEvent, market: MarketSpec, after: floa
         balance, side, abs(after), event.price, True, t.floor, t.cap, t.mmr, t.cum
     )
     if math.isnan(lp):
-        return math.nan
-    return min(max(abs(event.price - lp) / event.price, 0.0), 0.99)
+        # no price liquidates the lead: its followers mirror that as closely as a buffer can
+        return _MAX_BUFFER
+    return min(max(abs(event.price - lp) / event.price, 0.0), _MAX_BUFFER)
+
+
+# The largest liquidation buffer (a fraction of price below 1): liquidation at 1% of the price
+_MAX_BUFFER = 0.99
 
 
 # --------------------------------------------------------------------------- result
 
-RESULT_COLUMNS = (
-    "id",
-    "side",
-    "amount",
-    "close_amount",
-    "reduce_only",
-    "leverage",
-    "collateral",
-    "target_position",
-    "raw_amount",
-    "reasons",
-    "effective_leverage",
-    "liquidation_price",
-    "liquidation_distance",
-    "residual",
-)
+RESULT_COLUMNS = layout.RESULT_COLUMNS
 
 
 @dataclass(frozen=True, eq=False)
@@ -467,8 +565,12 @@ class NormalizeResult:
 
     ``side`` is +1 buy / −1 sell / 0 no order; ``amount`` is in contracts, whole lots except a
     close, which is the follower's exact position. ``close_amount`` is the reduce-only part of
-    ``amount`` (a flip is this close, then an open of the rest). ``collateral`` is the isolated
-    margin to post with the order. ``reasons`` holds :class:`Reason` bits.
+    ``amount`` (a flip is this close, then an open of the rest). ``amount``, ``close_amount``
+    and ``target_position`` are the nearest doubles to their decimals on the lot grid, so that
+    ``repr`` prints whole lots (for a follower whose position is on the grid). ``collateral``
+    is the isolated margin to post with the order, rounded down to 1e-8 of the settle currency
+    and never more than the follower has (its free balance, plus what a flip's close releases;
+    its equity when de-risking). ``reasons`` holds :class:`Reason` bits.
     """
 
     event_id: str
@@ -621,6 +723,7 @@ def normalize(
         markets.resolve(ev_model.symbol, field="event.symbol", from_venue=venue),
         "event.symbol",
     )
+    spec = liquidation_market(spec, ev_model.price)  # the follower venue's liquidation rule
     ev = prepare_event(ev_model, lead_spec, spec)
     cols = allocate_result(len(cohort)) if out is None else _reused_columns(out, cohort)
     run_kernel(ev, spec, cohort, cols, curve or event_curve(ev_model, cohort))
@@ -690,41 +793,10 @@ def derisk(
     markets = as_markets(markets)
     cohort = Cohort.from_table(followers)
     spec = _linear_spec(markets, markets.resolve(symbol, field="symbol"), "symbol")
+    spec = liquidation_market(spec, float(price))  # the follower venue's liquidation rule
     cols = allocate_result(len(cohort))
-    f, t = cohort.floats, spec.tiers
-    args: tuple[Any, ...] = (
-        float(price),
-        spec.contract_size,
-        float(spec.amount_step or 0.0),
-        spec.amount_decimals,
-        float(spec.min_amount or 0.0),
-        t.floor,
-        t.cap,
-        t.mmr,
-        t.cum,
-        t.max_leverage,
-        *_curve_arrays(curve),
-        *(
-            f[name]
-            for name in (
-                "equity",
-                "available_balance",
-                "position",
-                "entry_price",
-                "collateral",
-                "other_notional",
-                "other_maintenance_margin",
-                "min_liq_distance",
-                "max_liq_probability",
-                "horizon_hours",
-                "derisk_distance",
-            )
-        ),
-        cohort.codes["derisk"],
-        cohort.codes["margin_mode"],
-        cohort.allowed,
-        *(cols[name] for name in RESULT_COLUMNS[1:]),
-    )
+    # the normalization kernels' arguments, the price in place of the event vector
+    args: tuple[Any, ...] = (float(price), *kernel_args(_NO_EVENT, spec, cohort, cols, curve)[1:])
     _dk.derisk_kernel(*args)
     return NormalizeResult(
         event_id=event_id or f"derisk:{spec.symbol}@{price:g}",
@@ -757,15 +829,12 @@ def _linear_spec(markets: Markets, symbol: str, field: str) -> MarketSpec:
 def _reused_columns(out: NormalizeResult, cohort: Cohort) -> dict[str, NDArray[Any]]:
     """``out``'s output columns, checked against what the kernel writes for ``cohort``.
 
-    The kernel reads each block's inputs after writing some of its outputs, so an output
-    column may share memory with no input column and no other output column.
+    They must be the views of one earlier result's matrices
+    (:class:`levalign._layout.ResultArrays`) for as many followers, writable; the kernel reads
+    each block's inputs after writing some of its outputs, so no output may share memory with
+    another or with the cohort.
     """
     n = len(cohort)
-    inputs = {
-        **cohort.floats,
-        **cohort.codes,
-        "allowed": cohort.allowed,
-    }
     cols: dict[str, NDArray[Any]] = {}
     for name, like in allocate_result(0).items():
         col = out.columns.get(name)
@@ -777,9 +846,13 @@ def _reused_columns(out: NormalizeResult, cohort: Cohort) -> dict[str, NDArray[A
         elif not (col.flags.writeable and col.flags.c_contiguous):
             fault = "is read-only or not contiguous"
         else:
-            shared = [k for k, v in {**inputs, **cols}.items() if np.may_share_memory(col, v)]
+            shared = [k for k, v in cols.items() if np.may_share_memory(col, v)]
             if shared:
-                fault = f"shares memory with {shared[0]!r}: copy that column into the cohort"
+                fault = f"shares memory with {shared[0]!r}"
+            elif np.may_share_memory(col, cohort.float_matrix) or np.may_share_memory(
+                col, cohort.code_matrix
+            ):
+                fault = "shares memory with the cohort's columns"
         if col is None or fault is not None:
             raise InvalidInput(
                 f"out must be an earlier result for these {n} followers, and its column "
@@ -788,26 +861,51 @@ def _reused_columns(out: NormalizeResult, cohort: Cohort) -> dict[str, NDArray[A
                 field="out",
             )
         cols[name] = col
+    if layout.ResultArrays.of_columns(cols) is None:
+        raise InvalidInput(
+            f"out must be an earlier result for these {n} followers: its columns are not the "
+            "output columns of one normalize() result; pass such a result, or no out",
+            field="out",
+        )
     return cols
 
 
 def allocate_result(n: int) -> dict[str, NDArray[Any]]:
-    """Uninitialized output columns for ``n`` followers (every one is written by the kernel)."""
-    return {
-        "side": np.empty(n, np.int8),
-        "amount": np.empty(n),
-        "close_amount": np.empty(n),
-        "reduce_only": np.empty(n, np.bool_),
-        "leverage": np.empty(n),
-        "collateral": np.empty(n),
-        "target_position": np.empty(n),
-        "raw_amount": np.empty(n),
-        "reasons": np.empty(n, np.uint32),
-        "effective_leverage": np.empty(n),
-        "liquidation_price": np.empty(n),
-        "liquidation_distance": np.empty(n),
-        "residual": np.empty(n),
-    }
+    """Uninitialized output columns for ``n`` followers (every one is written by the kernel).
+
+    Views of one :class:`levalign._layout.ResultArrays`: :func:`run_kernel` writes them through
+    its matrices.
+    """
+    return layout.ResultArrays.empty(n).columns()
+
+
+def _market_vector(spec: MarketSpec) -> NDArray[np.float64]:
+    """The market's scalars in the kernels' ``MK_*`` layout."""
+    vec = np.empty(layout.MK_SIZE)
+    vec[layout.MK_CONTRACT_SIZE] = spec.contract_size
+    vec[layout.MK_AMOUNT_STEP] = float(spec.amount_step or 0.0)
+    vec[layout.MK_AMOUNT_DECIMALS] = spec.amount_decimals
+    vec[layout.MK_MIN_AMOUNT] = float(spec.min_amount or 0.0)
+    vec[layout.MK_MIN_COST] = float(spec.min_cost or 0.0)
+    return vec
+
+
+def _tier_matrix(spec: MarketSpec) -> NDArray[np.float64]:
+    """The market's tier table in the kernels' ``T_*`` rows."""
+    t = spec.tiers
+    return np.ascontiguousarray(np.stack((t.floor, t.cap, t.mmr, t.cum, t.max_leverage)))
+
+
+_NO_EVENT = np.empty(0)
+CurveArrays = tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]
+_NO_CURVE: CurveArrays = (np.empty((2, 0, 0)), np.empty(0), np.empty(0))
+
+
+def _curve_arrays(curve: LiquidationCurve | None) -> CurveArrays:
+    """The curve's (table, log distances, horizons) kernel arguments; empty without a curve."""
+    if curve is None:
+        return _NO_CURVE
+    return (curve.table, curve.log_distance, curve.horizon_hours)
 
 
 def kernel_args(
@@ -817,66 +915,31 @@ def kernel_args(
     cols: Mapping[str, NDArray[Any]],
     curve: LiquidationCurve | None = None,
 ) -> tuple[Any, ...]:
-    """The cohort kernel's positional arguments, in its order (outputs from ``cols``)."""
-    f, c, t = cohort.floats, cohort.codes, spec.tiers
+    """The cohort kernels' arguments, in their order (outputs: the matrices behind ``cols``).
+
+    ``cols`` are columns from :func:`allocate_result` or an earlier result.
+
+    Raises
+    ------
+    InvalidInput
+        ``cols`` are not views of one result's matrices.
+    """
+    arrays = layout.ResultArrays.of_columns(dict(cols))
+    if arrays is None:
+        raise InvalidInput(
+            "output columns must come from allocate_result() or an earlier result", field="out"
+        )
     return (
         ev,
-        spec.contract_size,
-        float(spec.amount_step or 0.0),
-        spec.amount_decimals,
-        float(spec.min_amount or 0.0),
-        float(spec.min_cost or 0.0),
-        t.floor,
-        t.cap,
-        t.mmr,
-        t.cum,
-        t.max_leverage,
+        _market_vector(spec),
+        _tier_matrix(spec),
         *_curve_arrays(curve),
-        *(f[name] for name in _KERNEL_FLOATS[:7]),
-        c["mode"],
-        *(f[name] for name in _KERNEL_FLOATS[7:]),
-        c["margin_mode"],
-        c["min_size_policy"],
-        f["residual"],
-        cohort.allowed,
-        *(cols[name] for name in RESULT_COLUMNS[1:]),
+        cohort.float_matrix,
+        cohort.code_matrix,
+        arrays.floats,
+        arrays.bytes,
+        arrays.reasons,
     )
-
-
-_NO_CURVE = (np.empty((2, 0, 0)), np.empty(0), np.empty(0))
-
-
-def _curve_arrays(curve: LiquidationCurve | None) -> tuple[NDArray[np.float64], ...]:
-    """The curve's (table, log distances, horizons) kernel arguments; empty without a curve."""
-    if curve is None:
-        return _NO_CURVE
-    return (curve.table, curve.log_distance, curve.horizon_hours)
-
-
-# float columns in the kernel's argument order (``mode`` sits after the first seven)
-_KERNEL_FLOATS = (
-    "equity",
-    "available_balance",
-    "position",
-    "entry_price",
-    "collateral",
-    "other_notional",
-    "other_maintenance_margin",
-    "scale",
-    "fixed_notional",
-    "risk_fraction",
-    "vol_target",
-    "sigma",
-    "stop_sigmas",
-    "max_leverage",
-    "max_position_leverage",
-    "min_liq_distance",
-    "max_liq_probability",
-    "horizon_hours",
-    "max_notional",
-    "expected_return",
-    "leverage_setting",
-)
 
 
 def run_kernel(
@@ -895,7 +958,7 @@ def run_kernel(
     block by block. Other events, and ``fast_path=False``, run
     :func:`~levalign._normalize_kernel.generic_kernel`. The results are identical either way
     (tested). ``None`` takes the fast path for cohorts of at least ``FAST_PATH_MIN_ROWS``
-    followers.
+    followers. ``cols`` come from :func:`allocate_result` or an earlier result.
     """
     args = kernel_args(ev, spec, cohort, cols, curve)
     if fast_path is None:

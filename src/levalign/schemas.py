@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel, to_snake
 from pydantic_core import PydanticCustomError
 
+from levalign._layout import BY_NAME
 from levalign.errors import InvalidInput
 
 __all__ = [
@@ -164,7 +165,7 @@ CCXT_POSITION_KEYS = frozenset(
         "collateral", "entryPrice", "markPrice", "lastPrice", "liquidationPrice", "marginMode",
         "marginType", "hedged", "maintenanceMargin", "maintenanceMarginPercentage",
         "initialMargin", "initialMarginPercentage", "marginRatio", "stopLossPrice",
-        "takeProfitPrice", "percentage",
+        "takeProfitPrice", "percentage", "isolated", "exitPrice",
     }
 )  # fmt: skip
 """Keys of ccxt's unified position structure (``fetch_positions``), camelCase as ccxt sends
@@ -177,7 +178,14 @@ class Position(Schema):
     """An open position, as ccxt's ``fetch_positions`` reports it.
 
     ``contracts`` is positive with ``side``; a signed ``contracts`` without ``side`` is also
-    accepted (negative is short). ``collateral`` is the isolated margin.
+    accepted (negative is short). The margin of an isolated position is read as ccxt defines
+    its unified fields: ``position_margin`` is the margin held in the position, unrealized PnL
+    excluded (the margin at the entry price, which the liquidation formulas take);
+    ``collateral`` is that margin plus the unrealized PnL at the mark (``unrealized_pnl`` when
+    given, else computed). An isolated position needs one of the two, or a venue ``info``
+    payload that states it (:meth:`levalign.margin.TieredMarginModel.position_margin`).
+    Other ccxt fields (``CCXT_POSITION_KEYS``) and ``info`` are accepted; an unknown key is
+    refused, naming the closest valid one.
     """
 
     # ccxt positions carry many more keys: those are accepted and ignored, any other refused
@@ -189,10 +197,16 @@ class Position(Schema):
     contracts: Finite
     entry_price: Positive
     mark_price: Positive
-    margin_mode: MarginMode = "cross"
-    collateral: NonNegative | None = None
+    margin_mode: MarginMode = Field(
+        default="cross",
+        validation_alias=AliasChoices("margin_mode", "marginMode", "marginType"),
+    )
+    position_margin: NonNegative | None = None
+    collateral: Finite | None = None
+    unrealized_pnl: Finite | None = None
     leverage: Positive | None = None
-    hedged: bool = False
+    hedged: bool | None = None
+    info: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Position:
@@ -203,8 +217,16 @@ class Position(Schema):
             object.__setattr__(self, "contracts", abs(self.contracts))
         elif self.contracts <= 0:
             raise ValueError(f"contracts must be positive when side is given, got {self.contracts}")
-        if self.margin_mode == "isolated" and self.collateral is None:
-            raise ValueError("an isolated position needs its collateral (isolated margin)")
+        if (
+            self.margin_mode == "isolated"
+            and self.position_margin is None
+            and self.collateral is None
+            and not self.info
+        ):
+            raise ValueError(
+                "an isolated position needs its margin: position_margin (margin held, PnL "
+                "excluded) or collateral (margin plus unrealized PnL, as ccxt reports it)"
+            )
         _check_notional("contracts", self.contracts, max(self.entry_price, self.mark_price))
         return self
 
@@ -301,40 +323,60 @@ class LeadEvent(Schema):
         return self
 
 
+def _column_default(name: str) -> Any:
+    """The schema default of follower column ``name``, from the one registry of defaults.
+
+    :data:`levalign._layout.COLUMNS` defines every follower column's default once; the schema
+    states it as is, or as None where it is NaN or infinite (JSON has neither): None and an
+    absent field both mean the column's default (its meaning in the registry).
+    """
+    default = BY_NAME[name].default
+    if isinstance(default, float) and not math.isfinite(default):
+        return None
+    return default
+
+
 class FollowerProfile(Schema):
-    """One cohort row given as JSON (small requests); large cohorts come as Arrow tables."""
+    """One cohort row given as JSON (small requests); large cohorts come as Arrow tables.
+
+    Every default is the cohort column's (:data:`levalign._layout.COLUMNS`, the README's
+    cohort table): a profile sized as given, or after a round trip through
+    ``model_validate`` and ``model_dump`` (Python or JSON mode), gets the same order. A field
+    whose default is NaN or infinite (``min_liq_distance``: the lead's liquidation distance;
+    ``max_notional``: no cap) is None here, and None means that default.
+    """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=True)
 
     id: str | int
     equity: float
-    available_balance: float | None = None
-    position: float = 0.0
-    entry_price: float | None = None
-    collateral: float = 0.0
-    other_notional: float = 0.0
-    other_maintenance_margin: float = 0.0
-    mode: SizingMode = "proportional"
-    scale: float = 1.0
-    fixed_notional: float | None = None
-    risk_fraction: float | None = None
-    vol_target: float | None = None
-    sigma: float | None = None
-    stop_sigmas: float = 2.0
-    max_leverage: float | None = None
-    max_position_leverage: float | None = None
-    min_liq_distance: float = 0.0
-    max_liq_probability: float | None = None
-    horizon_hours: float = 24.0
-    max_notional: float | None = None
-    expected_return: float | None = None
-    leverage_setting: float | None = None
-    margin_mode: MarginMode = "isolated"
-    min_size_policy: MinSizePolicy = "skip"
-    residual: float = 0.0
-    allowed: bool = True
-    derisk_distance: float | None = None
-    derisk: DeriskAction = "reduce"
+    available_balance: float | None = _column_default("available_balance")
+    position: float = _column_default("position")
+    entry_price: float | None = _column_default("entry_price")
+    collateral: float = _column_default("collateral")
+    other_notional: float = _column_default("other_notional")
+    other_maintenance_margin: float = _column_default("other_maintenance_margin")
+    mode: SizingMode = _column_default("mode")
+    scale: float = _column_default("scale")
+    fixed_notional: float | None = _column_default("fixed_notional")
+    risk_fraction: float | None = _column_default("risk_fraction")
+    vol_target: float | None = _column_default("vol_target")
+    sigma: float | None = _column_default("sigma")
+    stop_sigmas: float = _column_default("stop_sigmas")
+    max_leverage: float | None = _column_default("max_leverage")
+    max_position_leverage: float | None = _column_default("max_position_leverage")
+    min_liq_distance: float | None = _column_default("min_liq_distance")
+    max_liq_probability: float | None = _column_default("max_liq_probability")
+    horizon_hours: float = _column_default("horizon_hours")
+    max_notional: float | None = _column_default("max_notional")
+    expected_return: float | None = _column_default("expected_return")
+    leverage_setting: float | None = _column_default("leverage_setting")
+    margin_mode: MarginMode = _column_default("margin_mode")
+    min_size_policy: MinSizePolicy = _column_default("min_size_policy")
+    residual: float = _column_default("residual")
+    allowed: bool = _column_default("allowed")
+    derisk_distance: float | None = _column_default("derisk_distance")
+    derisk: DeriskAction = _column_default("derisk")
 
 
 class _CohortRequest(Schema):
@@ -374,8 +416,8 @@ MAX_PATHS = 2_000_000
 the per-path outcomes alone take 32 bytes a path."""
 
 MAX_PATH_STEPS = 1_000_000_000
-"""Most paths x steps one run may ask for: about 3 s of simulation at the README's benchmark
-rate, under half a minute on a machine eight times slower."""
+"""Most paths x steps one run may ask for: one billion path-steps (the README's "Benchmarks"
+gives the rate at which they run)."""
 
 
 class _RiskSpec(Schema):

@@ -9,17 +9,29 @@ from levalign.engine.client_ids import (
     binance_client_id,
     binance_from_cloid,
     cloid,
+    event_cloids,
 )
 
 
 def test_known_vectors():
-    # hashlib.sha256(b"levalign/client-id/v1" + (7).to_bytes(4, "big") + b"hl:0xab"
-    #                + (2).to_bytes(4, "big") + b"f1" + (4).to_bytes(4, "big") + b"open")
-    #        .hexdigest()[:32] == "d6b13322b85b36b3f59e6d831b25b7ed"
-    assert cloid("hl:0xab", "f1", "open") == "0xd6b13322b85b36b3f59e6d831b25b7ed"
-    assert binance_client_id("hl:0xab", "f1", "open") == "lv-d6b13322b85b36b3f59e6d831b25b7ed"
-    # the same over (b"e", b"", b"close") with lengths 1, 0, 5: "05ace30c40e4562d805ef7240f7ecc80"
-    assert cloid("e", "", "close") == "0x05ace30c40e4562d805ef7240f7ecc80"
+    # with enc(s) = len(s).to_bytes(4, "big") + s:
+    # hashlib.sha256(b"levalign/client-event/v1" + enc(b"hl:0xab")).hexdigest()[:12]
+    #     == "54875a825caa"
+    # hashlib.sha256(b"levalign/client-id/v1" + enc(b"hl:0xab") + enc(b"f1") + enc(b"open"))
+    #     .hexdigest()[:20] == "d6b13322b85b36b3f59e"
+    assert cloid("hl:0xab", "f1", "open") == "0x54875a825caad6b13322b85b36b3f59e"
+    assert binance_client_id("hl:0xab", "f1", "open") == "lv-54875a825caad6b13322b85b36b3f59e"
+    # the same over (b"e", b"", b"close"): "2fff9d63b947" + "05ace30c40e4562d805e"
+    assert cloid("e", "", "close") == "0x2fff9d63b94705ace30c40e4562d805e"
+
+
+def test_orders_of_one_event_share_the_event_prefix():
+    ids = event_cloids("hl:0xab:7", [("f1", "open"), ("f2", "close"), ("f3", "open")])
+    assert ids == [
+        cloid("hl:0xab:7", f, leg) for f, leg in (("f1", "open"), ("f2", "close"), ("f3", "open"))
+    ]
+    assert len({i[:14] for i in ids}) == 1  # 0x + 12 hex of the event
+    assert cloid("hl:0xab:8", "f1", "open")[:14] != ids[0][:14]
 
 
 def test_length_prefix_separates_fields():

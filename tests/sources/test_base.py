@@ -5,7 +5,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from levalign.sources.base import Backoff, Cursor, FileCursorStore, MemoryCursorStore
+from levalign.sources.base import Backoff, FileCursorStore, MemoryCursorStore
 
 
 @given(
@@ -48,8 +48,3 @@ def test_memory_cursor_store_holds_the_last_cursor():
     store.save("a")
     store.save("b")
     assert store.load() == "b"
-
-
-def test_history_cursors_order_by_time_then_sequence():
-    assert Cursor(1_000, 5) < Cursor(1_001, 0) < Cursor(1_001, 1)
-    assert max(Cursor(2, 9), Cursor(3, 0)) == Cursor(3, 0)

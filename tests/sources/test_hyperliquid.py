@@ -145,6 +145,22 @@ def test_order_fills_sorts_by_time_and_chains_within_a_millisecond():
     assert [f.tid for f in ordered] == [4, 2, 9, 3, 1]
 
 
+def test_order_fills_finds_the_chain_root_when_the_position_is_unknown():
+    # after a restart nothing is tracked: 0 -> 3 -> 2 -> 1 is found from the fill that starts
+    # where no other one ends (0), whatever the arrival order
+    fills = [
+        fill(3, 10, 5, "A", "1", "2"),
+        fill(1, 10, 5, "B", "3", "0"),
+        fill(2, 10, 5, "A", "1", "3"),
+    ]
+    assert [f.tid for f in order_fills(fills, {})] == [1, 2, 3]
+
+
+def test_group_fills_keeps_apart_fills_already_processed():
+    fills = [fill(1, 10, 5, "B", "1", "0"), fill(2, 10, 5, "B", "1", "1")]
+    assert [[f.tid for f in g] for g in group_fills(fills, {1})] == [[1], [2]]
+
+
 def test_source_rejects_a_bad_lead_address():
     with pytest.raises(InvalidInput, match="lead address must be 0x followed by 40 hex"):
         HyperliquidSource("0x1234", "http://127.0.0.1:1")
@@ -422,6 +438,36 @@ def test_restart_resumes_from_the_persisted_cursor(sandbox, tmp_path):
     assert cursor.newest == fills[-1]["time"]
     assert cursor.start >= fills[-1]["time"] - 10_000
     assert {(f["time"], f["tid"]) for f in fills if f["time"] >= cursor.start} == cursor.fills
+
+
+def test_restart_from_the_newest_fill_only_repeats_events_with_their_ids(sandbox):
+    # a store that keeps (time, tid) of the newest fill: the window comes again, nothing is
+    # lost, and what repeats has the event ids already recorded
+    store = MemoryCursorStore()
+
+    async def first():
+        run = Run(make_source(sandbox, store), store)
+        await run.until(lambda r: r.items)
+        await step(sandbox, 3)
+        await run.until(lambda r: len(r.events) >= 3)
+        await run.stop()
+        return run
+
+    async def second(cursor: str, last_tid: int):
+        run = Run(make_source(sandbox, MemoryCursorStore(cursor)))
+        await run.until(lambda r: any(last_tid in e.trade_ids for e in r.events))
+        await run.stop()
+        return run
+
+    one = asyncio.run(first())
+    sandbox.step(fills=2)
+    last = one.events[-1]
+    lossy = SourceCursor.resume(int(last.event.timestamp or 0), last.trade_ids[-1])
+    two = asyncio.run(second(lossy.to_text(), lead_fills(sandbox)[-1]["tid"]))
+    recorded = {e.event.event_id for e in one.events}
+    fresh = [e for e in two.events if e.event.event_id not in recorded]
+    expect_exactly_once_in_order(one.events + fresh, lead_fills(sandbox))
+    assert two.gaps == []
 
 
 def test_backfill_retries_429_and_5xx(sandbox):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
 import gzip
@@ -17,7 +18,7 @@ from levalign.backtest import LotSizeWarning, load_lead_history, write_lead_hist
 from levalign.errors import InvalidInput
 from levalign.markets import Markets, load_markets
 from levalign.normalize import EVENT_KINDS, prepare_event
-from levalign.sources.base import Cursor, HistorySource
+from levalign.sources.base import LeadSource, LeadState
 from levalign.sources.replay import LeadHistorySource, history_text, parse_timestamp
 
 BTC, XRP = "BTC/USDT:USDT", "XRP/USDT:USDT"
@@ -398,17 +399,33 @@ def test_documented_example_is_valid_and_marked_to_market(markets):
     assert two == load_lead_history(four_rows()[:2])
 
 
-def test_history_source_resumes_after_its_cursor(markets):
+def collect(source: LeadHistorySource) -> list[Any]:
+    async def run() -> list[Any]:
+        return [item async for item in source.events()]
+
+    return asyncio.run(run())
+
+
+def test_history_source_yields_state_then_events_and_resumes_after_a_cursor(markets):
     history = load_lead_history(four_rows())
     source = LeadHistorySource(history, markets)
-    assert isinstance(source, HistorySource)
-    everything = list(source.events())
-    assert [e.event_id for e, _ in everything] == [e.event_id for e in history.events(markets)]
-    # row j's cursor: its time in ms and j
-    assert [c for _, c in everything] == [
-        Cursor(int(t) // 1_000_000, j) for j, t in enumerate(history.timestamp)
-    ]
-    # after the second event's cursor come the third and the fourth, and nothing after the last
-    rest = list(source.events(everything[1][1]))
-    assert [e.event_id for e, _ in rest] == [e.event_id for e, _ in everything[2:]]
-    assert list(source.events(everything[-1][1])) == []
+    assert isinstance(source, LeadSource)
+    state, *items = collect(source)
+    # the lead before its first fill: flat, with the first row's equity plus its fee
+    assert state == LeadState(T0_MS + 59_999, 9_991.2 + 8.8, {}, True)
+    assert [i.event.event_id for i in items] == [e.event_id for e in history.events(markets)]
+    assert [(i.cursor, i.trade_ids) for i in items] == [(str(j), (j,)) for j in range(4)]
+    # after the second event's cursor: the lead holds 2 BTC bought last at 22,100
+    resumed = LeadHistorySource(history, markets, cursor=items[1].cursor)
+    state, *rest = collect(resumed)
+    assert state == LeadState(T0_MS + 60_000 + 59_999, 10_082.36, {BTC: 2.0}, True, {BTC: 22_100.0})
+    assert [i.event.event_id for i in rest] == [i.event.event_id for i in items[2:]]
+    assert collect(LeadHistorySource(history, markets, cursor="3"))[1:] == []
+
+
+def test_history_source_rejects_a_foreign_cursor(markets):
+    history = load_lead_history(four_rows())
+    for cursor in ("4", "-1", "abc"):
+        with pytest.raises(InvalidInput, match="is not a row of this lead history") as info:
+            LeadHistorySource(history, markets, cursor=cursor)
+        assert info.value.field == "cursor"

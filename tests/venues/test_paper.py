@@ -18,6 +18,7 @@ from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.normalize import NormalizeResult, Reason, allocate_result, normalize
 from levalign.risk.ohlc import ohlc_from_arrays
 from levalign.venues import _paper_kernels as vk
+from levalign.venues.base import Ack, Lookup, OrderRequest, OrderVenue
 from levalign.venues.paper import ExecutionReport, PaperVenue, SlippageModel
 
 SYMBOL = "BTC/USDT:USDT"
@@ -783,3 +784,94 @@ def test_bad_cohort_rows_and_parameters():
         PaperVenue.from_cohort({"id": [1], "equity": [1.0]}, SPEC).update_cohort(
             {"id": [9], "equity": [1.0]}
         )
+
+
+# ---------------------------------------------------------------- the order venue protocol
+
+
+def order_venue() -> PaperVenue:
+    # two cross-margin followers of 10,000 USDT, mark 20,000, no fee, no slippage, clock at 1 ms
+    return PaperVenue.from_cohort(
+        {"id": ["a", "b"], "equity": [10_000.0, 10_000.0], "margin_mode": ["cross", "cross"]},
+        SPEC,
+        taker_fee=0.0,
+        slippage=NO_SLIP,
+        mark=20_000.0,
+        timestamp=1_000_000,
+    )
+
+
+def request(client_id: str, **changes: Any) -> OrderRequest:
+    fields: dict[str, Any] = {
+        "client_id": client_id,
+        "venue_client_id": client_id,
+        "account": "a",
+        "credentials_ref": "env:NONE",
+        "symbol": SYMBOL,
+        "side": "buy",
+        "amount": "0.1",
+        "price_limit": None,
+        "reduce_only": False,
+        "time_in_force": "ioc",
+        "expires_at_ms": 60_000,
+    }
+    return OrderRequest(**{**fields, **changes})
+
+
+def test_paper_venue_is_an_order_venue():
+    assert isinstance(order_venue(), OrderVenue)
+
+
+def test_an_order_fills_at_the_mark():
+    v = order_venue()
+    ack = v.submit(request("0x01"))
+    # 0.1 BTC at the 20,000 mark, no fee or slippage
+    assert ack == Ack("0x01", "filled", exchange_id="0x01", filled="0.1", average_price="20000.0")
+    assert v.position.tolist() == [0.1, 0.0]
+    assert v.entry_price[0] == 20_000.0
+
+
+def test_a_client_id_fills_once_and_is_found_by_lookup():
+    v = order_venue()
+    first = v.submit(request("0x02"))
+    assert v.submit(request("0x02", amount="0.3")) == first
+    assert v.position[0] == 0.1
+    assert v.lookup(request("0x02")) == Lookup("0x02", "filled", exchange_id="0x02")
+    assert v.lookup(request("0x03")) == Lookup("0x03", "not_found")
+
+
+def test_refusals_are_rejected_acks_with_a_reason():
+    v = order_venue()
+    cases = {
+        "0x10": (request("0x10", side="sell", reduce_only=True), "nothing to reduce"),
+        "0x11": (request("0x11", symbol="ETH/USDT:USDT"), "not ETH/USDT:USDT"),
+        # a buy capped at 19,990 cannot match at the 20,000 mark; a sell floored at 20,010 either
+        "0x12": (request("0x12", price_limit="19990"), "could not match"),
+        "0x13": (request("0x13", side="sell", price_limit="20010"), "could not match"),
+        # the clock (1 ms) is past an expiry at 0 ms
+        "0x14": (request("0x14", expires_at_ms=0), "after its expiry"),
+    }
+    for client_id, (order, reason) in cases.items():
+        ack = v.submit(order)
+        assert ack.status == "rejected", client_id
+        assert ack.reason is not None
+        assert reason in ack.reason
+        assert v.lookup(order).status == "rejected"
+    assert v.position.tolist() == [0.0, 0.0]
+    # a limit the mark satisfies fills
+    assert v.submit(request("0x15", price_limit="20010")).status == "filled"
+
+
+def test_a_reduce_only_order_larger_than_the_position_fills_the_position():
+    v = order_venue()
+    v.submit(request("0x20", amount="0.05"))
+    ack = v.submit(request("0x21", side="sell", amount="0.2", reduce_only=True))
+    assert (ack.status, ack.filled) == ("filled", "0.050")
+    assert v.position[0] == 0.0
+
+
+def test_unknown_account_and_malformed_amount():
+    with pytest.raises(InvalidInput, match="account 'z' is not a follower"):
+        order_venue().submit(request("0x30", account="z"))
+    with pytest.raises(InvalidInput, match="amount must be a positive decimal"):
+        order_venue().submit(request("0x31", amount="-1"))

@@ -122,7 +122,9 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from levalign import _layout as layout
 from levalign import _normalize_kernel as nk
+from levalign._columns import columns_of
 from levalign._progress import progress_bar
 from levalign.backtest.strategies import FundingRates, load_funding
 from levalign.engine.decide import CopyRules, decide
@@ -130,16 +132,12 @@ from levalign.errors import InvalidInput
 from levalign.exposure import effective_leverage, liquidation_distance
 from levalign.markets import Markets, MarketSpec
 from levalign.normalize import (
-    _FLOAT_COLUMNS as _FLOAT_DEFAULTS,
-)
-from levalign.normalize import (
     MARGIN_MODES,
     MODES,
     POLICIES,
     Cohort,
     NormalizeResult,
     Reason,
-    _columns_of,
     allocate_result,
     prepare_event,
 )
@@ -147,7 +145,7 @@ from levalign.risk.first_passage import touch_probability
 from levalign.risk.ohlc import OHLC, load_ohlc, ohlc_from_arrays
 from levalign.risk.volatility import close_to_close
 from levalign.samples import sample_cohort
-from levalign.schemas import LeadEvent
+from levalign.schemas import FollowerProfile, LeadEvent
 from levalign.sources.replay import LeadHistory, format_timestamp, load_lead_history
 from levalign.venues import _paper_kernels as vk
 from levalign.venues.paper import DEFAULT_SLIPPAGE, ExecutionReport, PaperVenue, SlippageModel
@@ -255,7 +253,7 @@ def naive_cohort(n: int, seed: int) -> dict[str, NDArray[Any]]:
     out["expected_return"] = np.where(optimal, 0.5, math.nan)
     out["max_liq_probability"] = np.where(optimal, 0.05, math.nan)
     for name, value in _NAIVE_FLOATS.items():
-        current = out[name] if name in out else np.full(n, _FLOAT_DEFAULTS[name])
+        current = out[name] if name in out else np.full(n, layout.BY_NAME[name].default)
         out[name] = np.where(naive, value, current)
     for name, label in _NAIVE_CODES.items():
         out[name] = np.where(naive, label, out[name])
@@ -640,7 +638,7 @@ def _on_grid(ohlc: OHLC, gaps: Literal["error", "ffill"]) -> tuple[OHLC, int]:
 
 def _followers_of(followers: Any) -> tuple[dict[str, Any], NDArray[np.str_]]:
     """The cohort's columns without ``group``, and each row's group label (default: mode)."""
-    columns = _columns_of(followers)
+    columns = columns_of(followers, FollowerProfile)
     group_raw = columns.pop("group", None)
     if "position" in columns:
         pos = np.asarray(columns["position"], dtype=object)

@@ -2,11 +2,11 @@
 
 =======================  ==============================================================
 :mod:`.decide`           one lead event (or a price) to every follower's order, pure
-:mod:`.store`            the durable store: lead events, follower state, the order outbox
+:mod:`.store`            the durable store (SQLAlchemy 2, Alembic migrations)
+:mod:`.outbox`           lead event, order intents and cursor in one transaction
 :mod:`.client_ids`       client order ids derived from (lead event, follower, leg)
-:mod:`.dispatcher`       sends outbox orders, risk-reducing first, within rate limits
+:mod:`.dispatcher`       sends the outbox's orders through a venue, resolves unknowns
 =======================  ==============================================================
 
-Import the submodules; this package imports nothing heavy. See docs/design.md, "Live engine",
-and docs/live.md.
+Import the submodules; see docs/design.md, "Live engine".
 """

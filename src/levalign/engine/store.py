@@ -57,7 +57,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from levalign.engine.client_ids import binance_from_cloid
+from levalign.engine.client_ids import binance_from_cloid, event_cloids
 from levalign.engine.outbox import (
     TRANSITIONS,
     Cursor,
@@ -86,6 +86,8 @@ DEFAULT_URL = "sqlite:///levalign.db"
 FollowerStatus = Literal["active", "paused", "stopped", "unfollowed"]
 _STATUSES = ("active", "paused", "stopped", "unfollowed")
 _SQLITE_BUSY_MS = 10_000
+_READ_ONLY = "levalign_read_only"  # execution option: a read transaction (SQLite: deferred)
+_SQLITE_CACHE_KIB = 32_768  # page cache per connection: the orders index of many events fits
 
 
 def now_ms() -> int:
@@ -410,6 +412,18 @@ class Store:
         with self._translate(what), self.engine.begin() as conn:
             yield conn
 
+    @contextmanager
+    def _read(self, what: str) -> Iterator[Connection]:
+        """Open a read-only transaction: on SQLite a deferred ``BEGIN``.
+
+        It never waits for the write lock: WAL readers see the last commit while a writer
+        works.
+        """
+        with self._translate(what), self.engine.connect() as conn:
+            conn.execution_options(**{_READ_ONLY: True})
+            with conn.begin():
+                yield conn
+
     def _insert_sql(self, table: str, columns: Sequence[str], suffix: str = "") -> str:
         marks = ", ".join([self._param] * len(columns))
         # table and column names are this module's constants; values go as parameters
@@ -503,7 +517,7 @@ class Store:
 
     def follower(self, follower_id: str) -> dict[str, Any] | None:
         """A follower's row and positions as JSON-ready data, or None."""
-        with self._begin("reading a follower") as conn:
+        with self._read("reading a follower") as conn:
             row = conn.execute(select(Follower).where(Follower.id == follower_id)).mappings()
             found = row.one_or_none()
             if found is None:
@@ -521,7 +535,7 @@ class Store:
 
     def cursor(self, lead_id: int) -> Cursor | None:
         """The lead's durable source cursor, or None before its first event."""
-        with self._begin("reading a source cursor") as conn:
+        with self._read("reading a source cursor") as conn:
             row = conn.execute(
                 select(SourceCursor.fill_time_ms, SourceCursor.tid).where(
                     SourceCursor.lead_id == lead_id
@@ -588,9 +602,10 @@ class Store:
         """
         stamp = now_ms()
         ev_id = lead_event.id
+        ids = event_cloids(ev_id, [(o.follower_id, o.leg) for o in orders])
         rows = [
             (
-                o.client_id(ev_id),
+                ids[seq],
                 ev_id,
                 o.follower_id,
                 o.leg,
@@ -638,6 +653,8 @@ class Store:
             if inserted != 1:
                 return False
             if rows:
+                # ascending client ids: one event's orders fill one run of index pages
+                rows.sort()
                 self._bulk_insert_orders(conn, rows)
             if residuals:
                 self._write_residuals(conn, str(lead_event.symbol), residuals, stamp)
@@ -646,10 +663,16 @@ class Store:
         return True
 
     def _bulk_insert_orders(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Insert the rows with the driver itself, in the connection's transaction.
+
+        PostgreSQL: COPY; SQLite: one prepared ``executemany``. Going past SQLAlchemy's
+        statement layer saves its per-row parameter handling (most of the call's time for
+        10,000 rows).
+        """
+        raw = conn.connection.driver_connection
+        if raw is None:  # the pooled connection was closed under us
+            raise Retryable("the store connection closed while recording", field="store.url")
         if self.dialect == "postgresql":
-            raw = conn.connection.driver_connection
-            if raw is None:  # the pooled connection was closed under us
-                raise Retryable("the store connection closed while recording", field="store.url")
             with (
                 raw.cursor() as cur,
                 cur.copy(f"COPY orders ({', '.join(_ORDER_COLUMNS)}) FROM STDIN") as copy,
@@ -657,7 +680,11 @@ class Store:
                 for row in rows:
                     copy.write_row(row)
         else:
-            conn.exec_driver_sql(self._insert_orders_sql, rows)
+            cur = raw.cursor()
+            try:
+                cur.executemany(self._insert_orders_sql, rows)
+            finally:
+                cur.close()
 
     def _write_residuals(
         self, conn: Connection, symbol: str, residuals: Mapping[str, float], stamp: int
@@ -674,7 +701,7 @@ class Store:
 
     def event_recorded(self, event_id: str) -> bool:
         """Whether lead event ``event_id`` is in the store."""
-        with self._begin("reading a lead event") as conn:
+        with self._read("reading a lead event") as conn:
             found = conn.execute(select(LeadEvent.id).where(LeadEvent.id == event_id)).first()
         return found is not None
 
@@ -689,6 +716,7 @@ class Store:
         accept: Callable[[Candidate], bool] | None = None,
         scan: int | None = None,
         now: int | None = None,
+        lead_id: int | None = None,
     ) -> list[OrderRequest]:
         """Move up to ``limit`` pending orders to ``sent`` and return them to be sent.
 
@@ -716,6 +744,9 @@ class Store:
             How many candidates to read (default ``4 * limit``).
         now
             The claim time, epoch ms (default: the wall clock).
+        lead_id
+            Claim only orders of this lead's followers (a dispatcher per lead, or per shard
+            of followers in its own process); None claims from every lead.
         """
         if limit <= 0:
             return []
@@ -734,6 +765,8 @@ class Store:
                 .limit(scan or 4 * limit)
                 .with_for_update(skip_locked=True, of=Order)
             )
+            if lead_id is not None:
+                query = query.where(Follower.lead_id == lead_id)
             chosen: list[str] = []
             for cid, priority, reduce_only, address in conn.execute(query):
                 if len(chosen) >= limit:
@@ -938,7 +971,7 @@ class Store:
 
     def unknown_orders(self, limit: int = 100) -> list[OrderRequest]:
         """Orders whose outcome is unknown, oldest first, to look up at the venue."""
-        with self._begin("reading unknown orders") as conn:
+        with self._read("reading unknown orders") as conn:
             ids = conn.execute(
                 select(Order.client_id)
                 .where(Order.state == "unknown")
@@ -964,7 +997,7 @@ class Store:
 
     def order(self, client_id: str) -> dict[str, Any] | None:
         """One order's row as a dict, or None."""
-        with self._begin("reading an order") as conn:
+        with self._read("reading an order") as conn:
             row = (
                 conn.execute(select(Order).where(Order.client_id == client_id))
                 .mappings()
@@ -972,20 +1005,27 @@ class Store:
             )
         return None if row is None else dict(row)
 
-    def backlog(self, *, now: int | None = None) -> Backlog:
-        """Counts of orders waiting or in flight, and the oldest pending order's age."""
+    def backlog(self, *, now: int | None = None, lead_id: int | None = None) -> Backlog:
+        """Counts of orders waiting or in flight, and the oldest pending order's age.
+
+        ``lead_id`` counts only that lead's followers' orders.
+        """
         stamp = now_ms() if now is None else now
-        with self._begin("reading the backlog") as conn:
+        counting = select(Order.state, Order.reduce_only, func.count()).where(
+            Order.state.in_(("pending", "sent", "unknown", "acknowledged"))
+        )
+        oldest_query = select(func.min(Order.created_ms)).where(Order.state == "pending")
+        if lead_id is not None:
+            mine = Order.follower_id.in_(select(Follower.id).where(Follower.lead_id == lead_id))
+            counting = counting.where(mine)
+            oldest_query = oldest_query.where(mine)
+        with self._read("reading the backlog") as conn:
             counts: dict[tuple[str, bool], int] = {}
             for state, reducing, n in conn.execute(
-                select(Order.state, Order.reduce_only, func.count())
-                .where(Order.state.in_(("pending", "sent", "unknown", "acknowledged")))
-                .group_by(Order.state, Order.reduce_only)
+                counting.group_by(Order.state, Order.reduce_only)
             ):
                 counts[(str(state), bool(reducing))] = int(n)
-            oldest = conn.execute(
-                select(func.min(Order.created_ms)).where(Order.state == "pending")
-            ).scalar_one_or_none()
+            oldest = conn.execute(oldest_query).scalar_one_or_none()
 
         def total(state: str) -> int:
             return counts.get((state, True), 0) + counts.get((state, False), 0)
@@ -1116,43 +1156,70 @@ class Store:
         Pass it to :func:`levalign.normalize` or :meth:`levalign.normalize.Cohort.from_table`,
         so that the next event is sized on the store's state.
         """
-        with self._begin("reading the cohort") as conn:
-            rows = conn.execute(
-                select(
-                    Follower.id,
-                    Follower.equity,
-                    Follower.profile,
-                    Position.position,
-                    Position.entry_price,
-                    Position.collateral,
-                    Position.residual,
-                )
-                .outerjoin(
-                    Position,
-                    (Position.follower_id == Follower.id) & (Position.symbol == symbol),
-                )
-                .where(Follower.lead_id == lead_id, Follower.status == "active")
-                .order_by(Follower.id)
-            ).all()
-        n = len(rows)
-        cols: dict[str, NDArray[Any]] = {
-            "id": np.array([r[0] for r in rows], dtype=object),
-            "equity": np.array([r[1] for r in rows], dtype=np.float64),
-            "position": np.array(
-                [float(r[3]) if r[3] is not None else 0.0 for r in rows], dtype=np.float64
-            ),
-            "entry_price": np.array(
-                [r[4] if r[4] is not None else math.nan for r in rows], dtype=np.float64
-            ),
-            "collateral": np.array([r[5] or 0.0 for r in rows], dtype=np.float64),
-            "residual": np.array([r[6] or 0.0 for r in rows], dtype=np.float64),
-        }
-        names = sorted({k for r in rows for k in r[2]} - set(cols))
+        where = (Follower.lead_id == lead_id) & (Follower.status == "active")
+        rows = self._state_rows("reading the cohort", symbol, where, with_profile=True)
+        cols = _state_columns(rows)
+        names = sorted({k for r in rows for k in r[6]} - set(cols))
         for name in names:
-            column = np.empty(n, dtype=object)
-            column[:] = [r[2].get(name) for r in rows]
+            column = np.empty(len(rows), dtype=object)
+            column[:] = [r[6].get(name) for r in rows]
             cols[name] = column
         return cols
+
+    def follower_states(self, follower_ids: Sequence[str], symbol: str) -> dict[str, NDArray[Any]]:
+        """The stored state of these followers in ``symbol``, after fills.
+
+        Columns ``id``, ``equity``, ``position``, ``entry_price``, ``collateral``,
+        ``residual`` (as in :meth:`cohort_table`), in ``follower_ids`` order for those
+        stored: hand them to :meth:`levalign.normalize.Cohort.update` to refresh a cohort
+        kept in memory instead of rebuilding it.
+        """
+        ids = list(dict.fromkeys(follower_ids))
+        rows = self._state_rows("reading follower state", symbol, Follower.id.in_(ids))
+        order = {fid: i for i, fid in enumerate(ids)}
+        return _state_columns(sorted(rows, key=lambda r: order[r[0]]))
+
+    def _state_rows(
+        self, what: str, symbol: str, where: Any, *, with_profile: bool = False
+    ) -> list[Any]:
+        columns: list[Any] = [
+            Follower.id,
+            Follower.equity,
+            Position.position,
+            Position.entry_price,
+            Position.collateral,
+            Position.residual,
+        ]
+        if with_profile:
+            columns.append(Follower.profile)
+        with self._read(what) as conn:
+            return list(
+                conn.execute(
+                    select(*columns)
+                    .outerjoin(
+                        Position,
+                        (Position.follower_id == Follower.id) & (Position.symbol == symbol),
+                    )
+                    .where(where)
+                    .order_by(Follower.id)
+                ).all()
+            )
+
+
+def _state_columns(rows: Sequence[Any]) -> dict[str, NDArray[Any]]:
+    """State columns of rows (id, equity, position, entry, collateral, residual, ...)."""
+    return {
+        "id": np.array([r[0] for r in rows], dtype=object),
+        "equity": np.array([r[1] for r in rows], dtype=np.float64),
+        "position": np.array(
+            [float(r[2]) if r[2] is not None else 0.0 for r in rows], dtype=np.float64
+        ),
+        "entry_price": np.array(
+            [r[3] if r[3] is not None else math.nan for r in rows], dtype=np.float64
+        ),
+        "collateral": np.array([r[4] or 0.0 for r in rows], dtype=np.float64),
+        "residual": np.array([r[5] or 0.0 for r in rows], dtype=np.float64),
+    }
 
 
 _STATE_FIELDS = ("position", "entry_price", "collateral", "residual")
@@ -1216,7 +1283,7 @@ def _json(payload: Mapping[str, Any]) -> str:
 
 
 def _configure_sqlite(engine: Engine) -> None:
-    """Set WAL, ``synchronous=FULL``, busy timeout and foreign keys on every connection.
+    """Set WAL, ``synchronous=FULL``, busy timeout, foreign keys, 32 MiB page cache.
 
     Every transaction begins ``BEGIN IMMEDIATE``: it takes the write lock at once, so one
     writer at a time runs and a claim's read and update see no other writer between them.
@@ -1230,11 +1297,13 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA cache_size=-{_SQLITE_CACHE_KIB}")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get(_READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def migrations_dir() -> Path:

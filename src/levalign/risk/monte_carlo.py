@@ -41,8 +41,10 @@ currency; equity is the margin balance (wallet balance plus unrealized PnL). All
 the account are driven by **one common price factor** :math:`F` (each symbol's price is its
 mark times :math:`F`'s gross return since the start): symbols are assumed perfectly
 correlated, which makes each group's margin a piecewise-linear function of :math:`F` whose
-liquidation levels are solved exactly. On Bybit-family venues the maintenance margin of a
-linear position is taken at its entry notional, as in :class:`levalign.margin.BybitMarginModel`.
+liquidation levels are solved exactly. Each position is held to its venue's liquidation
+schedule (:meth:`levalign.margin.TieredMarginModel.position_tiers`: the taker fee to close
+included on OKX, Bitget and Gate); on Bybit and KuCoin the maintenance margin is taken at the
+entry value, as in :class:`levalign.margin.BybitMarginModel`.
 
 Funding: a rate per 8 hours, constant or one per step, paid on the notional held into each
 step: :math:`W \mathrel{-}= \text{rate} \cdot \tfrac{\Delta_h}{8} \cdot s \cdot N` (a long pays a
@@ -78,7 +80,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from levalign._progress import progress_bar
 from levalign.errors import InvalidInput
-from levalign.margin import margin_report
+from levalign.margin import BybitMarginModel, margin_model, margin_report
 from levalign.markets import Markets, load_markets
 from levalign.risk import _mc_kernels as mck
 from levalign.risk.first_passage import liquidation_probability
@@ -638,24 +640,32 @@ def _account_book(account: Account | Mapping[str, Any]) -> _Book:
             field="account.positions",
         )
     linear = specs[0].linear
-    bybit = markets.family == "bybit"
+    model = margin_model(markets.family)
+    entry_mm = isinstance(model, BybitMarginModel)
     cross: list[_Leg] = []
     isolated: list[tuple[float, _Leg]] = []
-    for pos, spec in zip(acct.positions, specs, strict=True):
+    for pos, spec, row in zip(acct.positions, specs, report.positions, strict=True):
         qty = pos.contracts * spec.contract_size
         m, ep, s = pos.mark_price, pos.entry_price, pos.sign
         if linear:
             n, c, r = qty * m, s * qty * m, ep / m
         else:
             n, c, r = qty / m, -s * qty / m, m / ep
-        t = spec.tiers
-        if bybit and linear:
-            floor, cap, mmr, cum = _one_tier(t.maintenance_margin(qty * ep))
+        held = 0.0
+        if pos.margin_mode == "isolated":
+            held = model.position_margin(pos, row.unrealized_pnl)
+        if entry_mm:
+            # what the margin holds beyond the formula's balance (Bybit's fee to close) is lost
+            # at liquidation like maintenance margin
+            reserve = held - model.liquidation_balance(spec, pos, held) if held else 0.0
+            mm_entry = model.maintenance_margin(spec, pos.contracts, ep)
+            floor, cap, mmr, cum = _one_tier(mm_entry + reserve)
         else:
+            t = model.position_tiers(spec, pos.contracts)
             floor, cap, mmr, cum = t.floor, t.cap, t.mmr, t.cum
         leg = _Leg(c=c, r=r, n=n, floor=floor, cap=cap, mmr=mmr, cum=cum)
         if pos.margin_mode == "isolated":
-            isolated.append((float(pos.collateral or 0.0), leg))
+            isolated.append((held, leg))
         else:
             cross.append(leg)
     cross_wallet = acct.wallet_balance - sum(w for w, _ in isolated)

@@ -79,8 +79,9 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
 
-from levalign import _normalize_kernel as nk
-from levalign._row_checks import check_ids
+from levalign import _codes as codes
+from levalign._codes import POLICIES, classify_change
+from levalign._columns import check_columns, checked_ids, code_column, columns_of, float_column
 from levalign.errors import InvalidInput
 from levalign.risk.greeks import Greeks, greeks, implied_volatility
 from levalign.schemas import CCXT_POSITION_KEYS_ANY_CASE, Finite, Positive, Schema, parse
@@ -104,7 +105,7 @@ Kind = Literal["call", "put"]
 Model = Literal["black_scholes", "black76", "inverse"]
 Side = Literal["long", "short"]
 
-VEGA_LIMIT = nk.R_VEGA_LIMIT  # = levalign.normalize.Reason.VEGA_LIMIT
+VEGA_LIMIT = codes.R_VEGA_LIMIT  # = levalign.normalize.Reason.VEGA_LIMIT
 """Reason bit: the follower's vega per unit of equity cap (``max_vega``) bound the order."""
 
 _SECONDS_PER_YEAR = 365.0 * 86_400.0  # ACT/365, as Deribit quotes time to expiry
@@ -532,7 +533,6 @@ _FLOAT_COLUMNS: dict[str, float | None] = {
     "residual": 0.0,
 }
 _CAP_COLUMNS = ("max_leverage", "max_position_leverage", "max_vega")
-_POLICIES = ("skip", "round_up", "accumulate")  # codes nk.P_SKIP, nk.P_ROUND_UP, nk.P_ACCUMULATE
 OPTION_COHORT_COLUMNS = ("id", *_FLOAT_COLUMNS, "min_size_policy")
 
 
@@ -566,37 +566,21 @@ class OptionCohort:
             A missing ``id`` or ``equity`` column, an unknown or non-numeric column, or a
             malformed JSON row (named as ``followers[i].field``).
         """
-        from levalign.normalize import _code_column, _columns_of, _float_column, check_columns
-
         if isinstance(table, OptionCohort):
             return table
-        if isinstance(table, Sequence) and not isinstance(table, str | bytes):
-            rows = [
-                r
-                if isinstance(r, OptionFollower)
-                else parse(OptionFollower, r, root=f"followers[{i}]")
-                for i, r in enumerate(table)
-            ]
-            dumped = [r.model_dump(exclude_unset=True) for r in rows]
-            names = {k for d in dumped for k in d} | {"id", "equity"}
-            columns: dict[str, Any] = {
-                k: np.array([d.get(k) for d in dumped], dtype=object) for k in names
-            }
-        else:
-            columns = _columns_of(table)
+        columns = columns_of(table, OptionFollower)
         check_columns(columns, OPTION_COHORT_COLUMNS)
-        ids = np.asarray(columns["id"])
-        check_ids(ids)
+        ids = checked_ids(columns["id"])
         n = len(ids)
         floats = {
-            name: _float_column(columns[name], name, n, default)
+            name: float_column(columns[name], name, n, default)
             if name in columns
             else np.full(n, math.nan if default is None else default)
             for name, default in _FLOAT_COLUMNS.items()
         }
         for cap in _CAP_COLUMNS:  # a null cap (NaN in Arrow/pandas) is no cap
             floats[cap] = np.where(np.isnan(floats[cap]), math.inf, floats[cap])
-        policy = _code_column(columns.get("min_size_policy"), _POLICIES, "skip", n)
+        policy = code_column(columns.get("min_size_policy"), POLICIES, "skip", n)
         return cls(ids=ids, floats=floats, policy=policy)
 
 
@@ -604,7 +588,7 @@ class OptionCohort:
 class _Event:
     """A digested options lead event: everything the cohort kernel needs, as scalars."""
 
-    kind: int  # nk.EV_*
+    kind: int  # levalign._codes.EV_*
     side: float  # lead side after an open/increase/flip, before a reduce/close
     units: float  # lead contracts opened per USD of lead equity
     phi: float  # fraction of its position the lead cut (reduce)
@@ -619,24 +603,11 @@ class _Event:
 
 def _digest(ev: OptionLeadEvent, priced: _Priced) -> _Event:
     before, after = ev.lead_position_before, ev.lead_position_after
-    sb, sa = math.copysign(1.0, before), math.copysign(1.0, after)
-    phi, units = math.nan, 0.0
-    if before == after:
-        kind, side = nk.EV_NONE, sa
-    elif before == 0:
-        kind, side = nk.EV_OPEN, sa
-    elif after == 0:
-        kind, side = nk.EV_CLOSE, sb
-    elif sb != sa:
-        kind, side = nk.EV_FLIP, sa
-    elif abs(after) > abs(before):
-        kind, side = nk.EV_INCREASE, sa
-    else:
-        kind, side = nk.EV_REDUCE, sb
-        phi = 1.0 - abs(after) / abs(before)
-    if kind in (nk.EV_OPEN, nk.EV_FLIP):
+    kind, side, phi = classify_change(before, after)
+    units = 0.0
+    if kind in (codes.EV_OPEN, codes.EV_FLIP):
         units = abs(after) / ev.lead_equity
-    elif kind == nk.EV_INCREASE:
+    elif kind == codes.EV_INCREASE:
         units = (abs(after) - abs(before)) / ev.lead_equity
     return _Event(
         kind=kind,
@@ -647,8 +618,6 @@ def _digest(ev: OptionLeadEvent, priced: _Priced) -> _Event:
         vega=priced.vega,
     )
 
-
-_EVENT_KINDS = ("none", "open", "increase", "reduce", "close", "flip")
 
 RESULT_COLUMNS = (
     "id",
@@ -830,7 +799,7 @@ def normalize_options(
     cols = _cohort_kernel(digest, lots, cohort.floats, cohort.policy)
     return OptionNormalizeResult(
         event_id=ev.event_id,
-        event_kind=_EVENT_KINDS[digest.kind],
+        event_kind=codes.EVENT_KINDS[digest.kind],
         symbol=ev.option.symbol,
         sigma=priced.sigma,
         delta=priced.g.delta,
@@ -857,7 +826,7 @@ def _cohort_kernel(
     n = eq.shape[0]
     a = ev.abs_delta_notional
     step, min_amount = lots.step, lots.min_amount
-    acc = policy == nk.P_ACCUMULATE
+    acc = policy == codes.P_ACCUMULATE
     side = np.zeros(n, np.int8)
     amount = np.zeros(n)
     close_amt = np.zeros(n)
@@ -886,12 +855,12 @@ def _cohort_kernel(
         held = np.abs(pos)
         s_f = np.sign(pos)
         s = ev.side
-        if ev.kind == nk.EV_NONE:
-            reasons |= nk.R_NO_LEAD_CHANGE
-        elif ev.kind in (nk.EV_REDUCE, nk.EV_CLOSE):
+        if ev.kind == codes.EV_NONE:
+            reasons |= codes.R_NO_LEAD_CHANGE
+        elif ev.kind in (codes.EV_REDUCE, codes.EV_CLOSE):
             holds = (held > 0.0) & (s_f == s)
-            reasons[~holds] |= nk.R_NOTHING_TO_CLOSE
-            if ev.kind == nk.EV_CLOSE:
+            reasons[~holds] |= codes.R_NOTHING_TO_CLOSE
+            if ev.kind == codes.EV_CLOSE:
                 amt = held
                 residual = np.zeros(n)
             else:
@@ -899,13 +868,13 @@ def _cohort_kernel(
                 full = amt >= held - 0.5 * step
                 amt = np.where(full, held, amt)
                 small = holds & ~full & (amt < min_amount - _EPS * step)
-                reasons[small] |= nk.R_BELOW_MIN_AMOUNT
-                up = small & (policy == nk.P_ROUND_UP)
+                reasons[small] |= codes.R_BELOW_MIN_AMOUNT
+                up = small & (policy == codes.P_ROUND_UP)
                 lots_min = math.ceil(min_amount / step - _EPS)
                 amt = np.where(up, np.minimum(lots_min * lots.units / lots.scale, held), amt)
                 amt = np.where(small & ~up, 0.0, amt)
-                reasons[up] |= nk.R_ROUNDED_UP
-                reasons[small & ~up] |= nk.R_SKIPPED
+                reasons[up] |= codes.R_ROUNDED_UP
+                reasons[small & ~up] |= codes.R_SKIPPED
                 residual = residual * (1.0 - ev.phi)
             sells = holds & (amt > 0.0)
             side[sells] = -s
@@ -916,19 +885,19 @@ def _cohort_kernel(
         else:  # open, increase, flip
             flips = (held > 0.0) & (s_f != s)
             close_amt = np.where(flips, held, 0.0)
-            reasons[flips] |= nk.R_FLIPPED
-            if ev.kind == nk.EV_FLIP:
+            reasons[flips] |= codes.R_FLIPPED
+            if ev.kind == codes.EV_FLIP:
                 residual = np.zeros(n)
             residual = np.where(flips, 0.0, residual)
             cur = np.where(flips, 0.0, held)
             d = scale * ev.units * eq + np.where(acc, residual, 0.0)
             raw = d
             at_target = d <= 0.0
-            reasons[at_target] |= nk.R_AT_TARGET
+            reasons[at_target] |= codes.R_AT_TARGET
             want = cur + np.maximum(d, 0.0)
             caps = (
-                (_contracts_cap(max_pos_lev * eq, a), nk.R_POSITION_LEVERAGE),
-                (_contracts_cap(max_lev * eq - d_other, a), nk.R_ACCOUNT_LEVERAGE),
+                (_contracts_cap(max_pos_lev * eq, a), codes.R_POSITION_LEVERAGE),
+                (_contracts_cap(max_lev * eq - d_other, a), codes.R_ACCOUNT_LEVERAGE),
                 (_contracts_cap(max_vega * eq - w_other, ev.vega), VEGA_LIMIT),
             )
             for cap_q, flag in caps:
@@ -938,22 +907,22 @@ def _cohort_kernel(
             d_ok = np.where(at_target, 0.0, np.maximum(want - cur, 0.0))
             exact = d_ok / step
             n_lots = np.floor(exact + _EPS)
-            reasons[(exact - n_lots) > _EPS * np.maximum(1.0, exact)] |= nk.R_LOT_ROUNDING
+            reasons[(exact - n_lots) > _EPS * np.maximum(1.0, exact)] |= codes.R_LOT_ROUNDING
             amt = n_lots * lots.units / lots.scale
             small = (d_ok > 0.0) & ((n_lots == 0.0) | (amt < min_amount - _EPS * step))
-            reasons[small] |= nk.R_BELOW_MIN_AMOUNT
+            reasons[small] |= codes.R_BELOW_MIN_AMOUNT
             lots_up = max(1.0, math.ceil(min_amount / step - _EPS))
             q_up = cur + lots_up * step
             fits = np.ones(n, np.bool_)
             for cap_q, _ in caps:
                 fits &= q_up <= cap_q * _SLACK
-            up = small & (policy == nk.P_ROUND_UP) & fits
+            up = small & (policy == codes.P_ROUND_UP) & fits
             accumulated = small & acc
             skipped = small & ~up & ~accumulated
             amt = np.where(up, lots_up * lots.units / lots.scale, np.where(small, 0.0, amt))
-            reasons[up] |= nk.R_ROUNDED_UP
-            reasons[accumulated] |= nk.R_ACCUMULATED
-            reasons[skipped] |= nk.R_SKIPPED
+            reasons[up] |= codes.R_ROUNDED_UP
+            reasons[accumulated] |= codes.R_ACCUMULATED
+            reasons[skipped] |= codes.R_SKIPPED
             residual = np.where(
                 at_target,
                 0.0,
@@ -972,7 +941,7 @@ def _cohort_kernel(
         vega_pe = (ev.vega * q + w_other) / eq
     bad = ~valid
     side[bad] = 0
-    reasons[bad] = nk.R_INVALID_ROW
+    reasons[bad] = codes.R_INVALID_ROW
     return {
         "side": side,
         "amount": np.where(bad, 0.0, amount),
@@ -1023,7 +992,7 @@ def reference_normalize_one(ev: _Event, lots: _Lots, row: Mapping[str, Any]) -> 
             math.isfinite(row[c]) and row[c] >= 0 for c in ("other_delta_notional", "other_vega")
         )
         and math.isfinite(row["residual"])
-        and policy in _POLICIES
+        and policy in POLICIES
     )
     out: dict[str, Any] = {
         "side": 0,
@@ -1036,30 +1005,36 @@ def reference_normalize_one(ev: _Event, lots: _Lots, row: Mapping[str, Any]) -> 
     }
     if not ok_row:
         nan = dict.fromkeys(after(0.0), math.nan)
-        return {**out, **nan, "target_position": pos, "reasons": nk.R_INVALID_ROW, "residual": 0.0}
+        return {
+            **out,
+            **nan,
+            "target_position": pos,
+            "reasons": codes.R_INVALID_ROW,
+            "residual": 0.0,
+        }
     s_f = (pos > 0) - (pos < 0)
     held = abs(pos)
     s = ev.side
     target = pos
-    if ev.kind == nk.EV_NONE:
-        out["reasons"] = nk.R_NO_LEAD_CHANGE
-    elif ev.kind in (nk.EV_REDUCE, nk.EV_CLOSE):
-        out["residual"] = 0.0 if ev.kind == nk.EV_CLOSE else out["residual"] * (1.0 - ev.phi)
+    if ev.kind == codes.EV_NONE:
+        out["reasons"] = codes.R_NO_LEAD_CHANGE
+    elif ev.kind in (codes.EV_REDUCE, codes.EV_CLOSE):
+        out["residual"] = 0.0 if ev.kind == codes.EV_CLOSE else out["residual"] * (1.0 - ev.phi)
         if held == 0 or s_f != s:
-            out["reasons"] = nk.R_NOTHING_TO_CLOSE
+            out["reasons"] = codes.R_NOTHING_TO_CLOSE
         else:
             amt = held
-            if ev.kind == nk.EV_REDUCE:
+            if ev.kind == codes.EV_REDUCE:
                 amt = decimal(math.floor(ev.phi * held / step + 0.5))
                 if amt >= held - step / 2:
                     amt = held
                 elif amt < least - _EPS * step:
                     if policy == "round_up":
                         amt = min(decimal(math.ceil(least / step - _EPS)), held)
-                        out["reasons"] = nk.R_BELOW_MIN_AMOUNT | nk.R_ROUNDED_UP
+                        out["reasons"] = codes.R_BELOW_MIN_AMOUNT | codes.R_ROUNDED_UP
                     else:
                         amt = 0.0
-                        out["reasons"] = nk.R_BELOW_MIN_AMOUNT | nk.R_SKIPPED
+                        out["reasons"] = codes.R_BELOW_MIN_AMOUNT | codes.R_SKIPPED
             if amt > 0:
                 out.update(side=-s_f, amount=amt, close_amount=amt, reduce_only=True)
                 target = s_f * (held - amt)
@@ -1080,26 +1055,29 @@ def _reference_open(
     s = ev.side
     reasons = 0
     close = 0.0
-    if ev.kind == nk.EV_FLIP:
+    if ev.kind == codes.EV_FLIP:
         residual = 0.0
     if held > 0 and s_f != s:
         close, held, pos = held, 0.0, 0.0
-        reasons |= nk.R_FLIPPED
+        reasons |= codes.R_FLIPPED
         residual = 0.0
     wanted = row["scale"] * ev.units * eq + (residual if policy == "accumulate" else 0.0)
     out: dict[str, Any] = {"raw_amount": wanted}
     buy = 0.0
     if wanted <= 0:
-        reasons |= nk.R_AT_TARGET
+        reasons |= codes.R_AT_TARGET
         residual = 0.0
     else:
         # the largest position each cap allows, in the order they are applied
         a = abs(ev.delta_notional)
         caps = [
-            (row["max_position_leverage"] * eq / a if a > 0 else math.inf, nk.R_POSITION_LEVERAGE),
+            (
+                row["max_position_leverage"] * eq / a if a > 0 else math.inf,
+                codes.R_POSITION_LEVERAGE,
+            ),
             (
                 (row["max_leverage"] * eq - row["other_delta_notional"]) / a if a > 0 else math.inf,
-                nk.R_ACCOUNT_LEVERAGE,
+                codes.R_ACCOUNT_LEVERAGE,
             ),
             (
                 (row["max_vega"] * eq - row["other_vega"]) / ev.vega if ev.vega > 0 else math.inf,
@@ -1115,17 +1093,17 @@ def _reference_open(
         room = max(goal - held, 0.0)
         n_lots = math.floor(room / step + _EPS)
         if room / step - n_lots > _EPS * max(1.0, room / step):
-            reasons |= nk.R_LOT_ROUNDING
+            reasons |= codes.R_LOT_ROUNDING
         buy = n_lots * lots.units / lots.scale
         if room > 0 and (n_lots == 0 or buy < least - _EPS * step):
-            reasons |= nk.R_BELOW_MIN_AMOUNT
+            reasons |= codes.R_BELOW_MIN_AMOUNT
             up = max(1, math.ceil(least / step - _EPS))
             if policy == "round_up" and all(held + up * step <= c * _SLACK for c, _ in caps):
                 buy = up * lots.units / lots.scale
-                reasons |= nk.R_ROUNDED_UP
+                reasons |= codes.R_ROUNDED_UP
             else:
                 buy = 0.0
-                reasons |= nk.R_ACCUMULATED if policy == "accumulate" else nk.R_SKIPPED
+                reasons |= codes.R_ACCUMULATED if policy == "accumulate" else codes.R_SKIPPED
         carried = max(room - buy, 0.0) if policy == "accumulate" else 0.0
         residual = carried if buy > 0 else room  # carried (accumulate) or recorded (skip)
     out.update(reasons=reasons, residual=residual, target_position=pos)
@@ -1163,7 +1141,7 @@ def reference_normalize_options(
     for i in range(len(cohort)):
         row: dict[str, Any] = {k: float(v[i]) for k, v in cohort.floats.items()}
         code = int(cohort.policy[i])
-        row["min_size_policy"] = _POLICIES[code] if code >= 0 else "?"
+        row["min_size_policy"] = POLICIES[code] if code >= 0 else "?"
         rows.append(reference_normalize_one(digest, lots, row))
     dtypes = {"side": np.int8, "reduce_only": np.bool_, "reasons": np.uint32}
     columns: dict[str, NDArray[Any]] = {"id": cohort.ids}
@@ -1171,7 +1149,7 @@ def reference_normalize_options(
         columns[name] = np.array([r[name] for r in rows], dtype=dtypes.get(name, np.float64))
     return OptionNormalizeResult(
         event_id=ev.event_id,
-        event_kind=_EVENT_KINDS[digest.kind],
+        event_kind=codes.EVENT_KINDS[digest.kind],
         symbol=ev.option.symbol,
         sigma=priced.sigma,
         delta=priced.g.delta,

@@ -1,8 +1,7 @@
-"""Lead sources: where a lead trader's events come from.
+"""Lead sources: where lead events come from.
 
 =======================  ================================================================
-:mod:`.base`             the live ``LeadSource`` protocol (state, event, gap, cursor
-                         stores) and the ``HistorySource`` protocol of finite histories
+:mod:`.base`             the ``LeadSource`` protocol, state, event, gap and cursor stores
 :mod:`.replay`           lead-history files: format, loading, and a source over them
 :mod:`.hyperliquid`      a Hyperliquid wallet: websocket ``userFills`` + REST backfill
 =======================  ================================================================

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -29,10 +29,8 @@ from levalign.schemas import LeadEvent
 
 __all__ = [
     "Backoff",
-    "Cursor",
     "CursorStore",
     "FileCursorStore",
-    "HistorySource",
     "LeadSource",
     "LeadState",
     "MemoryCursorStore",
@@ -102,7 +100,9 @@ class SourceGap:
         A code: ``history_truncated`` (the venue's history no longer reaches the cursor),
         ``page_overflow`` (more fills in one millisecond than a history page holds),
         ``position_mismatch`` (a fill's start position differs from the position the earlier
-        fills add up to, even after a backfill).
+        fills add up to, even after a backfill), ``malformed_fill`` (a fill that could not be
+        read), ``equity_not_positive`` (the lead's equity is not positive: the fills cannot be
+        sized and no event is yielded for them).
     message
         What happened and what it means, for a person.
     since_ms, until_ms
@@ -220,36 +220,3 @@ class Backoff:
     def delay(self, attempt: int) -> float:
         """A delay drawn uniformly from ``[0, bound(attempt)]``."""
         return self.rng.uniform(0.0, self.bound(attempt))
-
-
-@dataclass(frozen=True, order=True)
-class Cursor:
-    """A position in a lead's stream of fills; cursors order as the fills do.
-
-    Attributes
-    ----------
-    time_ms
-        Time of the last fill taken, milliseconds since the Unix epoch (ccxt's unit).
-    seq
-        Tie-break among fills of the same millisecond: the venue's trade id (Hyperliquid
-        ``tid``), or the row of a lead-history file.
-    """
-
-    time_ms: int
-    seq: int
-
-
-@runtime_checkable
-class HistorySource(Protocol):
-    """A finite lead history read in order (a lead-history file): what the backtest replays.
-
-    Live sources are :class:`LeadSource` (asynchronous, with state and gaps).
-    """
-
-    def events(self, after: Cursor | None = None) -> Iterator[tuple[LeadEvent, Cursor]]:
-        """The lead's events after ``after`` (from the start when None), oldest first.
-
-        Each event comes with its own cursor: storing it marks the event and every earlier
-        one done. A live source blocks for the next event; a file source ends at its last.
-        """
-        ...

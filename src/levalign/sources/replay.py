@@ -2,7 +2,7 @@ r"""Lead-trader histories: the file format, loading, validation, and a lead sour
 
 A lead history lists the lead's position changes, one row per fill. The documented format,
 with examples, is ``docs/lead_history.md``. :class:`LeadHistorySource` replays a history as
-a :class:`~levalign.sources.base.HistorySource`.
+a :class:`~levalign.sources.base.LeadSource`.
 
 Positions form (primary)
 ------------------------
@@ -52,10 +52,11 @@ flat and this row states a collateral). ``timestamp`` is epoch milliseconds, as 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import AsyncIterator
 
+from levalign.errors import InvalidInput
 from levalign.markets import Markets
-from levalign.schemas import LeadEvent
 from levalign.sources._lead_history import (
     COLUMNS,
     FILL_COLUMNS,
@@ -68,7 +69,7 @@ from levalign.sources._lead_history import (
     parse_timestamp,
     write_lead_history,
 )
-from levalign.sources.base import Cursor
+from levalign.sources.base import LeadState, SourceEvent, SourceItem
 
 __all__ = [
     "COLUMNS",
@@ -88,10 +89,12 @@ _MS_NS = 1_000_000  # ns per ms
 
 
 class LeadHistorySource:
-    """A lead history as a :class:`~levalign.sources.base.HistorySource`, row by row.
+    """A lead history as a :class:`~levalign.sources.base.LeadSource`, row by row.
 
-    Row ``j`` (time order) is the event ``f"{name}-{j}"`` with cursor
-    ``Cursor(timestamp in ms, j)``; the events after a cursor are the rows after its ``seq``.
+    It yields a :class:`~levalign.sources.base.LeadState` (the lead before the first event it
+    yields: flat at the start of the history), then row ``j`` (time order) as the event
+    ``f"{name}-{j}"`` with cursor ``str(j)`` and trade id ``j``. Given the cursor of a
+    committed event, it resumes after that row. A file has no gaps.
 
     Parameters
     ----------
@@ -99,24 +102,71 @@ class LeadHistorySource:
         The lead's history (:func:`load_lead_history`).
     markets
         The lead venue's markets (see :meth:`LeadHistory.events`).
+    cursor
+        The last committed cursor, or None to start from the first row.
     lot_check
         See :meth:`LeadHistory.validate`.
 
     Raises
     ------
     InvalidInput
-        What :meth:`LeadHistory.validate` rejects.
+        What :meth:`LeadHistory.validate` rejects; a cursor that is not a row of the history.
     """
 
     def __init__(
-        self, history: LeadHistory, markets: Markets, *, lot_check: LotCheck = "error"
+        self,
+        history: LeadHistory,
+        markets: Markets,
+        *,
+        cursor: str | None = None,
+        lot_check: LotCheck = "error",
     ) -> None:
         self.history = history
         self._events = list(history.events(markets, lot_check=lot_check))
+        self._start = 0 if cursor is None else _row_of(cursor, len(history)) + 1
+        self._closed = False
 
-    def events(self, after: Cursor | None = None) -> Iterator[tuple[LeadEvent, Cursor]]:
-        """The history's events after ``after``, oldest first, each with its cursor."""
-        start = 0 if after is None else after.seq + 1
-        ts = self.history.timestamp
-        for j in range(start, len(self._events)):
-            yield self._events[j], Cursor(int(ts[j]) // _MS_NS, j)
+    def state(self) -> LeadState:
+        """The lead just before the first event this source yields (its positions, equity)."""
+        h, start = self.history, self._start
+        if start == 0:
+            fee = float(h.fee[0]) if math.isfinite(h.fee[0]) else 0.0
+            return LeadState(int(h.timestamp[0]) // _MS_NS, float(h.equity[0]) + fee, {}, True)
+        positions: dict[str, float] = {}
+        prices: dict[str, float] = {}
+        for j in range(start):
+            symbol = str(h.symbol[j])
+            positions[symbol] = float(h.position_after[j])
+            prices[symbol] = float(h.price[j])
+        held = {s: q for s, q in positions.items() if q != 0.0}
+        return LeadState(
+            int(h.timestamp[start - 1]) // _MS_NS,
+            float(h.equity[start - 1]),
+            held,
+            True,
+            {s: prices[s] for s in held},
+        )
+
+    async def events(self) -> AsyncIterator[SourceItem]:
+        """The lead's state, then the history's events after the cursor, oldest first."""
+        yield self.state()
+        for j in range(self._start, len(self._events)):
+            if self._closed:
+                return
+            yield SourceEvent(self._events[j], str(j), (j,), "stream")
+
+    async def close(self) -> None:
+        """Stop: :meth:`events` ends before its next event."""
+        self._closed = True
+
+
+def _row_of(cursor: str, rows: int) -> int:
+    """The history row a cursor names."""
+    row = int(cursor) if cursor.isdigit() else -1
+    if not 0 <= row < rows:
+        raise InvalidInput(
+            f"cursor {cursor!r} is not a row of this lead history (0 to {rows - 1})",
+            field="cursor",
+            value=cursor,
+        )
+    return row

@@ -1,9 +1,8 @@
 """Venues: where follower orders go.
 
-=======================  ==============================================================
-:mod:`.base`             ``OrderVenue`` (what the dispatcher sends through) and
-                         ``Venue`` (an in-process venue with positions and balances)
+=======================  ================================================================
+:mod:`.base`             the ``OrderVenue`` protocol: submit an order, look it up by client id
 :mod:`.paper`            the paper venue: fills, fees, slippage, funding, liquidation
-:mod:`.hyperliquid`      Hyperliquid's ``/exchange`` through the official SDK
-=======================  ==============================================================
+:mod:`.hyperliquid`      Hyperliquid's ``/exchange`` and ``/info`` through the official SDK
+=======================  ================================================================
 """

@@ -99,21 +99,20 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from levalign import _derisk_kernel as _dk
+from levalign._codes import DR_ADD_MARGIN
 from levalign.errors import ConfigurationError, InvalidInput
 from levalign.markets import MarketSpec
 from levalign.normalize import MARGIN_MODES, Cohort, NormalizeResult, Reason, allocate_result
 from levalign.risk.ohlc import OHLC, timestamps_ns
-from levalign.schemas import Position
 from levalign.venues import _paper_kernels as vk
-from levalign.venues.base import Balance, OrderIntent, OrderReport
+from levalign.venues.base import Ack, Lookup, OrderRequest
 
 __all__ = [
     "AdvanceResult",
@@ -126,6 +125,7 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 _ISOLATED = MARGIN_MODES.index("isolated")
+_NS_PER_MS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -277,7 +277,7 @@ class PaperVenue:
     last_bar_time: int | None = None
     clock: int | None = None
     _cohort: Cohort | None = field(default=None, repr=False)
-    _orders: dict[tuple[str, str], OrderReport] = field(default_factory=dict, repr=False)
+    _orders: dict[str, Ack] = field(default_factory=dict, repr=False)
     _rows: dict[str, int] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ construction
@@ -420,7 +420,7 @@ class PaperVenue:
             unrealized_start=upnl,
             derisk_distance=floor,
             derisk_restore=np.where(np.isnan(floor), math.nan, np.fmax(floor, buffer)),
-            derisk_add_margin=cohort.codes["derisk"] == _dk.DR_ADD_MARGIN,
+            derisk_add_margin=cohort.codes["derisk"] == DR_ADD_MARGIN,
             derisks=np.zeros(n, dtype=np.int64),
             mark_price=ref,
             clock=None if timestamp is None else _as_ns(timestamp, "timestamp"),
@@ -726,65 +726,67 @@ class PaperVenue:
             flags=out_flags,
         )
 
-    # ------------------------------------------------------------------ the Venue protocol
+    # ------------------------------------------------------------------ the order venue
 
-    def submit(self, intents: Sequence[OrderIntent]) -> list[OrderReport]:
-        """Fill order intents one at a time (:class:`levalign.venues.base.Venue`).
+    def submit(self, order: OrderRequest) -> Ack:
+        """Fill one order at once (:class:`levalign.venues.base.OrderVenue`).
 
-        Each intent fills through :meth:`execute` at its ``price``, or at the last mark for a
-        market order, with the venue's fee and slippage, at the venue's clock. An intent whose
-        client id this account already used returns the first order's report. A reduce-only
-        order with nothing to reduce, an intent for another market and a market order before
-        any mark are ``rejected`` with the reason.
+        The order fills through :meth:`execute` at the venue's last mark, with its fee and
+        slippage, at the venue's clock. It is ``rejected`` with the reason when it is for
+        another market, when no mark is known yet, when the mark is beyond its
+        ``price_limit`` (a buy limited below the mark, a sell above it: an immediate-or-cancel
+        order that cannot match), when the clock is past its ``expires_at_ms``, and when it
+        is reduce-only with nothing to reduce. A client id the venue has seen returns the
+        first answer; no second order is filled.
 
         Raises
         ------
         InvalidInput
-            An account that is not one of the venue's followers.
+            An account that is not one of the venue's followers, or an amount or price limit
+            that is not a positive decimal.
         """
-        return [self._submit_one(intent) for intent in intents]
-
-    def _submit_one(self, intent: OrderIntent) -> OrderReport:
-        key = (intent.account, intent.client_order_id)
-        seen = self._orders.get(key)
+        seen = self._orders.get(order.client_id)
         if seen is not None:
             return seen
-        row = self._row(intent.account)
-        price = self.mark_price if intent.price is None else intent.price
+        row = self._row(order.account)
+        amount = _positive_decimal(order.amount, "amount")
+        limit = None if order.price_limit is None else _positive_decimal(order.price_limit, "price")
+        mark = self.mark_price
         reason = None
-        if intent.symbol != self.market.symbol:
-            reason = f"this venue trades {self.market.symbol}, not {intent.symbol}"
-        elif math.isnan(price):
-            reason = "no mark price is known yet for a market order: give a price"
-        if reason is not None:
-            report = OrderReport(
-                intent.client_order_id, intent.account, intent.symbol, "rejected", reason=reason
-            )
-        else:
-            report = self._fill_intent(intent, row, price)
-        self._orders[key] = report
-        return report
+        if order.symbol != self.market.symbol:
+            reason = f"this venue trades {self.market.symbol}, not {order.symbol}"
+        elif math.isnan(mark):
+            reason = "no mark price is known yet"
+        elif limit is not None and (mark > limit if order.side == "buy" else mark < limit):
+            reason = f"could not match at the price limit {order.price_limit} (mark {mark})"
+        elif self.clock is not None and self.clock > order.expires_at_ms * _NS_PER_MS:
+            reason = "the order arrived after its expiry"
+        ack = (
+            Ack(order.client_id, "rejected", reason=reason)
+            if reason is not None
+            else self._fill_order(order, row, amount, mark)
+        )
+        self._orders[order.client_id] = ack
+        return ack
 
-    def _fill_intent(self, intent: OrderIntent, row: int, price: float) -> OrderReport:
-        n = len(self)
-        cols = allocate_result(n)
+    def _fill_order(self, order: OrderRequest, row: int, amount: float, mark: float) -> Ack:
+        cols = allocate_result(len(self))
         for column in cols.values():
             column[:] = 0
         cols["leverage"][:] = math.nan
         cols["residual"][:] = self.residual
-        cols["side"][row] = int(intent.sign)
-        cols["amount"][row] = intent.amount
-        cols["reduce_only"][row] = intent.reduce_only
-        cols["leverage"][row] = math.nan if intent.leverage is None else intent.leverage
-        order = NormalizeResult(
-            event_id=intent.client_order_id,
+        cols["side"][row] = 1 if order.side == "buy" else -1
+        cols["amount"][row] = amount
+        cols["reduce_only"][row] = order.reduce_only
+        result = NormalizeResult(
+            event_id=order.client_id,
             event_kind="order",
             symbol=self.market.symbol,
-            price=price,
+            price=mark,
             columns={"id": self.ids, **cols},
         )
         before = float(self.position[row])
-        out = self.execute(order, price, 0 if self.clock is None else self.clock)
+        out = self.execute(result, mark, 0 if self.clock is None else self.clock)
         flags = int(out.flags[row])
         if not flags & vk.X_FILLED:
             reason = (
@@ -792,64 +794,26 @@ class PaperVenue:
                 if flags & vk.X_REDUCE_ONLY_REJECTED
                 else "not filled"
             )
-            return OrderReport(
-                intent.client_order_id, intent.account, intent.symbol, "rejected", reason=reason
-            )
-        return OrderReport(
-            intent.client_order_id,
-            intent.account,
-            intent.symbol,
-            "closed",
-            filled=abs(before) if flags & vk.X_REDUCE_ONLY_CLIPPED else intent.amount,
-            average=float(out.fill_price[row]),
-            id=intent.client_order_id,
+            return Ack(order.client_id, "rejected", reason=reason)
+        filled = (
+            f"{abs(before):.{self.market.amount_decimals}f}"
+            if flags & vk.X_REDUCE_ONLY_CLIPPED
+            else order.amount
+        )
+        return Ack(
+            order.client_id,
+            "filled",
+            exchange_id=order.client_id,
+            filled=filled,
+            average_price=repr(float(out.fill_price[row])),
         )
 
-    def order(self, account: str, client_order_id: str) -> OrderReport | None:
-        """The report of the order with this client id on this account, or None."""
-        return self._orders.get((account, client_order_id))
-
-    def positions(self, account: str) -> list[Position]:
-        """The account's position in the venue's market, as ccxt reports it (none when flat).
-
-        Raises
-        ------
-        InvalidInput
-            An account that is not one of the venue's followers.
-        """
-        i = self._row(account)
-        q = float(self.position[i])
-        if q == 0.0:
-            return []
-        isolated = bool(self.isolated[i])
-        entry = float(self.entry_price[i])
-        leverage = float(self.leverage[i])
-        return [
-            Position(
-                symbol=self.market.symbol,
-                contracts=q,
-                entry_price=entry,
-                mark_price=entry if math.isnan(self.mark_price) else self.mark_price,
-                margin_mode="isolated" if isolated else "cross",
-                collateral=float(self.collateral[i]) if isolated else None,
-                leverage=leverage if math.isfinite(leverage) and leverage > 0 else None,
-            )
-        ]
-
-    def balance(self, account: str) -> Balance:
-        """The account's equity at the last mark (``total``), free balance and the rest (used).
-
-        Raises
-        ------
-        InvalidInput
-            An account that is not one of the venue's followers.
-        """
-        i = self._row(account)
-        m = self.mark_price
-        equity = self.wallet_balance + self._unrealized_at(m)
-        free = self._available(equity, m) if math.isfinite(m) else self.wallet_balance
-        total = float(equity[i])
-        return Balance(self.market.settle, float(free[i]), total - float(free[i]), total)
+    def lookup(self, order: OrderRequest) -> Lookup:
+        """The venue's answer to the order with this client id, or ``not_found``."""
+        ack = self._orders.get(order.client_id)
+        if ack is None:
+            return Lookup(order.client_id, "not_found")
+        return Lookup(order.client_id, ack.status, exchange_id=ack.exchange_id, reason=ack.reason)
 
     def _row(self, account: str) -> int:
         if not self._rows:
@@ -1310,3 +1274,16 @@ def _track(track: ArrayLike | None, n: int) -> tuple[IntArray, int]:
         raise InvalidInput("track lists a follower twice", field="track")
     row[idx] = np.arange(idx.size)
     return row, int(idx.size)
+
+
+def _positive_decimal(text: str, name: str) -> float:
+    """A decimal string of an order as a positive float."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidInput(
+            f"{name} must be a positive decimal, got {text!r}", field=name, value=text
+        )
+    return value

@@ -210,3 +210,62 @@ def test_lead_fill_sets_position_and_equity(engine: Engine):
     assert state["assetPositions"][0]["position"]["szi"] == "1.5"
     assert state["marginSummary"]["accountValue"] == "5000.25"
     assert engine.all_mids()["BTC"] == "23000.0"
+
+
+def test_lead_fill_in_parts_is_one_order(engine: Engine):
+    lead = "0x1ead000000000000000000000000000000000001"
+    # 1.5 in 4 parts on the 0.1 grid: 15 units -> 3, 3, 3 and the remaining 6
+    fills = engine.lead_fill(lead, "BTC", Decimal(23000), Decimal("1.5"), parts=4)
+    assert [f["sz"] for f in fills] == ["0.3", "0.3", "0.3", "0.6"]
+    assert len({f["oid"] for f in fills}) == 1
+    assert [f["startPosition"] for f in fills] == ["0.0", "0.3", "0.6", "0.9"]
+
+
+def test_cross_position_is_liquidated_at_its_liquidation_price():
+    engine = Engine()
+    engine.set_mid("BTC", Decimal(20000))
+    engine.fund(USER, Decimal(100))
+    # 0.1 BTC at 20000, 20x: margin 100 (all of it); fee 0.9 -> cash 99.1
+    assert "filled" in engine.place(USER, wire("0.1", "20000"))[0]
+    # maintenance rate 1 / (2 * 40) = 0.0125; liquidation where
+    # 99.1 + 0.1 (x - 20000) = 0.1 x 0.0125  ->  x = 1900.9 / 0.09875 = 19249.62025316...
+    pos = engine.clearinghouse_state(USER)["assetPositions"][0]["position"]
+    assert pos["liquidationPx"] == "19249.62025316"
+    engine.set_mid("BTC", Decimal(19300))  # above it: nothing happens
+    assert engine.clearinghouse_state(USER)["assetPositions"] != []
+    engine.set_mid("BTC", Decimal(19200))
+    fill = engine.user_fills(USER)[0]
+    # closed at the mid: PnL 0.1 * (19200 - 20000) = -80; fee 19200 * 0.1 * 0.00045 = 0.864
+    assert (fill["side"], fill["px"], fill["closedPnl"], fill["fee"]) == (
+        "A",
+        "19200.0",
+        "-80.0",
+        "0.864",
+    )
+    assert fill["liquidation"]["liquidatedUser"] == USER
+    state = engine.clearinghouse_state(USER)
+    assert state["assetPositions"] == []
+    assert state["marginSummary"]["accountValue"] == "18.236"  # 99.1 - 80 - 0.864
+
+
+def test_isolated_position_is_liquidated_alone(engine: Engine):
+    engine.update_leverage(USER, 0, False, 10)
+    engine.place(USER, wire("0.01", "20000"))
+    # isolated margin 20: 20 + 0.01 (x - 20000) = 0.01 x 0.0125  ->  x = 180 / 0.009875
+    # = 18227.85...
+    engine.set_mid("BTC", Decimal(18300))
+    assert engine.clearinghouse_state(USER)["assetPositions"] != []
+    engine.set_mid("BTC", Decimal(18200))
+    assert engine.clearinghouse_state(USER)["assetPositions"] == []
+    # 1000 - 0.09 (open fee) - 18 (PnL) - 0.0819 (fee at 18200)
+    assert engine.clearinghouse_state(USER)["marginSummary"]["accountValue"] == "981.8281"
+
+
+def test_exempt_accounts_are_never_liquidated():
+    engine = Engine()
+    engine.exempt.add(USER)
+    engine.set_mid("BTC", Decimal(20000))
+    engine.fund(USER, Decimal(100))
+    engine.place(USER, wire("0.1", "20000"))
+    engine.set_mid("BTC", Decimal(15000))
+    assert engine.clearinghouse_state(USER)["assetPositions"] != []

@@ -15,11 +15,14 @@ from hyperliquid.utils.error import ClientError, ServerError
 from hyperliquid.utils.signing import get_timestamp_ms, sign_l1_action
 from hyperliquid.utils.types import Cloid
 
-from levalign.sandbox.hyperliquid import HyperliquidSandbox
+from levalign.sandbox.hyperliquid import HyperliquidSandbox, SandboxConfig
 
 from .conftest import STRANGER_KEY
 
 CLOID = Cloid.from_int(42)
+# handed to Info so that its constructor makes no request against a tight rate limit
+META: Any = {"universe": [{"name": "BTC", "szDecimals": 5, "maxLeverage": 40}]}
+SPOT_META: Any = {"universe": [], "tokens": []}
 GTC: Any = {"limit": {"tif": "Gtc"}}
 
 
@@ -38,6 +41,11 @@ def test_info_at_start(info: Info, alice: LocalAccount):
     ctxs = info.meta_and_asset_ctxs()
     assert ctxs[1][0]["markPx"] == "20000.0"
     assert info.spot_meta()["tokens"][0]["name"] == "USDC"
+    book = info.l2_snapshot("BTC")
+    assert [[level["px"] for level in side] for side in book["levels"]] == [
+        ["20000.0"],
+        ["20000.0"],
+    ]
 
 
 def test_order_with_cloid_fills_and_is_found_by_cloid(
@@ -248,3 +256,48 @@ def test_control_plane_over_http(sandbox: HyperliquidSandbox, info: Info):
     status = requests.get(f"{base}/status", timeout=10).json()
     assert status["accounts"] == 2
     assert json.loads(requests.get(f"{base}/orders", timeout=10).text) == []
+
+
+def test_http_delay_holds_the_response_back_once(sandbox: HyperliquidSandbox, info: Info):
+    sandbox.inject("http_delay", delay_ms=200, action="allMids")
+    assert info.all_mids()["BTC"] == "20000.0"
+    assert info.meta()["universe"][0]["name"] == "BTC"  # not an allMids request: not delayed
+    assert [(f["kind"], f["fired"]) for f in sandbox.faults()] == [("http_delay", 1)]
+
+
+def test_agent_approved_through_the_control_plane(
+    sandbox: HyperliquidSandbox, info: Info, alice: LocalAccount
+):
+    agent = eth_account.Account.from_key(STRANGER_KEY)
+    url = f"{sandbox.base_url}/_sandbox/agent"
+    requests.post(url, json={"user": alice.address, "agent": agent.address}, timeout=10)
+    result = Exchange(agent, sandbox.base_url).order("BTC", False, 0.01, 19000, GTC)
+    assert "filled" in result["response"]["data"]["statuses"][0]
+    assert info.user_state(alice.address)["assetPositions"][0]["position"]["szi"] == "-0.01"
+
+
+def test_order_log_paging_and_receive_times(sandbox: HyperliquidSandbox, exchange: Exchange):
+    exchange.order("BTC", True, 0.01, 20000, GTC, cloid=Cloid.from_int(1))
+    stepped = sandbox.step(1)  # no script: nothing plays, but the publish time is reported
+    exchange.order("BTC", True, 0.01, 20000, GTC, cloid=Cloid.from_int(2))
+    assert [e["seq"] for e in sandbox.orders()] == [1, 2]
+    later = sandbox.orders(after=1)
+    assert [e["cloid"] for e in later] == [Cloid.from_int(2).to_raw()]
+    # the second order was sent after step() returned: received after the publish
+    assert later[0]["received_at"] >= stepped["published_at"]
+    over_http = requests.get(f"{sandbox.base_url}/_sandbox/orders?after=1", timeout=10).json()
+    assert over_http == later
+
+
+def test_rest_weight_limit(alice: LocalAccount):
+    # budget 10: allMids weighs 2 (five fit), an unbatched order 1
+    config = SandboxConfig(fund={alice.address: 1000}, rest_weight_per_minute=10)
+    with HyperliquidSandbox(config) as sb:
+        info = Info(sb.base_url, skip_ws=True, meta=META, spot_meta=SPOT_META)
+        for _ in range(5):
+            info.all_mids()
+        with pytest.raises(ClientError) as limited:
+            info.all_mids()
+        assert limited.value.status_code == 429
+        payload = _signed_order(alice, "0.01")
+        assert requests.post(f"{sb.base_url}/exchange", json=payload, timeout=10).status_code == 429

@@ -12,7 +12,7 @@ from hyperliquid.info import Info
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from levalign.sandbox.hyperliquid import HyperliquidSandbox
+from levalign.sandbox.hyperliquid import HyperliquidSandbox, SandboxConfig
 
 from .conftest import Inbox
 
@@ -133,3 +133,32 @@ def test_ws_duplicate_and_delay(
         exchange.order("BTC", True, 0.01, 20000, GTC)
         tids = [recv(ws)["data"]["fills"][0]["tid"] for _ in range(2)]
         assert tids == [3, 2]
+
+
+def test_unsubscribe_stops_the_channel(
+    sandbox: HyperliquidSandbox, exchange: Exchange, alice: LocalAccount
+):
+    with connect(ws_url(sandbox)) as ws:
+        ws.recv(timeout=20)
+        sub = {"type": "userFills", "user": alice.address}
+        subscribe(ws, sub)
+        recv(ws)  # snapshot
+        ws.send(json.dumps({"method": "unsubscribe", "subscription": sub}))
+        assert recv(ws)["data"]["method"] == "unsubscribe"
+        exchange.order("BTC", True, 0.01, 20000, GTC)
+        ws.send(json.dumps({"method": "ping"}))
+        assert recv(ws) == {"channel": "pong"}  # no userFills message came before it
+
+
+def test_idle_connection_is_closed_and_pings_keep_it_open():
+    with HyperliquidSandbox(SandboxConfig(ws_idle_timeout_s=2.0)) as sb:
+        with connect(ws_url(sb)) as busy:
+            busy.recv(timeout=20)
+            # each ping resets the idle timer and gets its pong
+            for _ in range(3):
+                busy.send(json.dumps({"method": "ping"}))
+                assert recv(busy) == {"channel": "pong"}
+        with connect(ws_url(sb)) as idle:
+            idle.recv(timeout=20)
+            with pytest.raises(ConnectionClosed):
+                idle.recv(timeout=20)  # nothing sent: closed by the server

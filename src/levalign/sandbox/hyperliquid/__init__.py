@@ -12,7 +12,11 @@ of every order received. See docs/sandbox.md.
 ...     info = Info(sb.base_url, skip_ws=True)
 """
 
-from levalign.sandbox.hyperliquid._server import (
+from levalign._extras import require
+
+require("live", "aiohttp", "eth_account", "eth_utils", "msgpack", "coincurve")
+
+from levalign.sandbox.hyperliquid._server import (  # noqa: E402 (after the check above)
     DEFAULT_LEAD,
     FAULT_KINDS,
     HyperliquidSandbox,

@@ -216,6 +216,9 @@ class Engine:
         Fee rates (Hyperliquid's base tier: 0.045% taker, 0.015% maker).
     slippage_bps
         Taker fills are this many basis points worse than the mid (capped at the limit).
+    liquidations
+        Close a position at the mid when the mid reaches its liquidation price (cross: every
+        cross position of the account), except for accounts in :attr:`exempt`.
     """
 
     def __init__(
@@ -226,6 +229,7 @@ class Engine:
         taker_fee: Decimal = Decimal("0.00045"),
         maker_fee: Decimal = Decimal("0.00015"),
         slippage_bps: Decimal = ZERO,
+        liquidations: bool = True,
     ) -> None:
         markets = markets if markets is not None else load_markets("hyperliquid")
         self.clock = clock or Clock()
@@ -251,6 +255,10 @@ class Engine:
         self.accounts: dict[str, Account] = {}
         self.agents: dict[str, str] = {}
         self.resting: dict[int, OrderRecord] = {}
+        self.liquidations = liquidations
+        self.exempt: set[str] = set()
+        self._liq: dict[str, dict[int, float]] = {}
+        self._holders: dict[int, set[str]] = {a.index: set() for a in self.assets}
         self.outbox: list[tuple[str, str, Any]] = []
         self._next_oid = 1
         self._next_tid = 1
@@ -266,6 +274,7 @@ class Engine:
         key = user.lower()
         acct = self.accounts.setdefault(key, Account(address=key))
         acct.cash = usd(acct.cash + usdc)
+        self._refresh(acct)
         return acct
 
     def approve_agent(self, user: str, agent: str) -> None:
@@ -291,6 +300,69 @@ class Engine:
         for order in reached:  # in time priority: oids increase
             self._fill(self.accounts[order.user], order, order.limit_px, order.sz, crossed=False)
             self._finish(order, "filled")
+        if self.liquidations:
+            self._liquidate(asset, mid)
+
+    def _liquidate(self, asset: Asset, mid: Decimal) -> None:
+        for user in sorted(self._holders[asset.index]):
+            acct = self.accounts[user]
+            if sum(1 for p in acct.positions.values() if p.szi) > 1:
+                self._refresh(acct)  # a cross price moves with the account's other coins
+            liq = self._liq.get(user, {}).get(asset.index)
+            pos = acct.positions[asset.index]
+            if liq is None or not pos.szi or (mid > liq if pos.szi > 0 else mid < liq):
+                continue
+            doomed = [
+                i
+                for i, p in acct.positions.items()
+                if p.szi and (p.is_cross if pos.is_cross else i == asset.index)
+            ]
+            for index in doomed:
+                self._close_at_mid(acct, index)
+            acct.cash = max(acct.cash, ZERO)
+            self._refresh(acct)
+
+    def _close_at_mid(self, acct: Account, index: int) -> None:
+        asset = self.assets[index]
+        pos = acct.positions[index]
+        px = self.mids[asset.coin]
+        now = self.clock.now_ms()
+        order = OrderRecord(
+            oid=self._new_oid(),
+            user=acct.address,
+            asset=asset,
+            is_buy=pos.szi < 0,
+            limit_px=px,
+            orig_sz=abs(pos.szi),
+            sz=abs(pos.szi),
+            tif="Ioc",
+            reduce_only=True,
+            cloid=None,
+            timestamp=now,
+            status_timestamp=now,
+        )
+        acct.orders[order.oid] = order
+        fill = self._fill(acct, order, px, abs(pos.szi), crossed=True)
+        fill["liquidation"] = {
+            "liquidatedUser": acct.address,
+            "markPx": fmt(px),
+            "method": "market",
+        }
+        self._finish(order, "filled")
+
+    def _refresh(self, acct: Account) -> None:
+        """Recompute the cached liquidation prices of ``acct`` and the holders index."""
+        prices: dict[int, float] = {}
+        for index, pos in acct.positions.items():
+            holders = self._holders[index]
+            if not pos.szi or acct.address in self.exempt:
+                holders.discard(acct.address)
+                continue
+            holders.add(acct.address)
+            liq = self.liquidation_price(acct, index)
+            if liq is not None:
+                prices[index] = liq
+        self._liq[acct.address] = prices
 
     def mid(self, asset: Asset) -> Decimal:
         """The asset's mid; an asset never priced has no mid (orders on it are refused)."""
@@ -323,6 +395,8 @@ class Engine:
             asset, is_buy, px, sz, tif, reduce_only, cloid = self._parse_wire(wire)
         except OrderError as exc:
             return {"error": exc.message}, None
+        if cloid is not None and cloid in acct.by_cloid:
+            return {"error": f"Duplicate cloid. asset={asset.index}"}, None
         now = self.clock.now_ms()
         order = OrderRecord(
             oid=self._new_oid(),
@@ -338,8 +412,6 @@ class Engine:
             timestamp=now,
             status_timestamp=now,
         )
-        if cloid is not None and cloid in acct.by_cloid:
-            return {"error": f"Duplicate cloid. asset={asset.index}"}, None
         acct.orders[order.oid] = order
         if cloid is not None:
             acct.by_cloid[cloid] = order
@@ -494,6 +566,7 @@ class Engine:
                 pos.isolated_margin = usd(max(pos.isolated_margin, needed))
         pos.is_cross = is_cross
         pos.leverage = leverage
+        self._refresh(acct)
         return None
 
     def update_isolated_margin(self, user: str, index: int, ntli: int) -> str | None:
@@ -515,6 +588,7 @@ class Engine:
             if self._position_margin(pos, asset) + amount < floor:
                 return "Insufficient margin to remove from isolated position."
         pos.isolated_margin = usd(pos.isolated_margin + amount)
+        self._refresh(acct)
         return None
 
     def _upnl(self, pos: Position, asset: Asset) -> Decimal:
@@ -585,6 +659,7 @@ class Engine:
             pos.isolated_margin = usd(pos.isolated_margin + opening * px / Decimal(pos.leverage))
         pos.szi = new
         acct.cash = usd(acct.cash + closed_pnl - fee)
+        self._refresh(acct)
         tid = self._next_tid
         self._next_tid += 1
         fill: dict[str, Any] = {
@@ -619,13 +694,16 @@ class Engine:
         equity: Decimal | None = None,
         fee: Decimal = ZERO,
         leverage: int | None = None,
-    ) -> dict[str, Any] | None:
+        parts: int = 1,
+    ) -> list[dict[str, Any]]:
         """Trade ``user`` to ``position_after`` at ``px`` (a scripted lead's fill).
 
-        The mid moves to ``px``; the fill needs no margin and makes no order checks. With
-        ``equity``, the account's USDC balance is set so that its account value equals it
-        (the lead file's equity after the fill). Returns the fill, or None when the position
-        does not change.
+        The mid moves to ``px``; the trade needs no margin and makes no order checks. It is
+        one order filled in ``parts`` fills of equal size (the last takes the remainder of the
+        lot grid), as a large order fills against several makers. With ``equity``, the
+        account's USDC balance is then set so that its account value equals it (the lead
+        file's equity after the fill). Returns the fills (none when the position does not
+        change).
         """
         acct = self.fund(user, ZERO)
         asset = self.by_coin[coin]
@@ -636,7 +714,7 @@ class Engine:
         if leverage is not None and pos.szi == 0:
             pos.leverage = max(1, min(int(leverage), asset.max_leverage))
         delta = position_after - pos.szi
-        fill = None
+        fills = []
         if delta:
             now = self.clock.now_ms()
             order = OrderRecord(
@@ -654,11 +732,14 @@ class Engine:
                 status_timestamp=now,
             )
             acct.orders[order.oid] = order
-            fill = self.apply_fill(acct, order, px, abs(delta), fee=usd(fee), crossed=True)
+            for sz in _split(abs(delta), max(1, parts)):
+                part_fee = usd(fee * sz / abs(delta))
+                fills.append(self.apply_fill(acct, order, px, sz, fee=part_fee, crossed=True))
             self._finish(order, "filled")
         if equity is not None:
             acct.cash = usd(acct.cash + equity - self.account_value(acct))
-        return fill
+        self._refresh(acct)
+        return fills
 
     # ------------------------------------------------------------------ info views
 
@@ -713,6 +794,18 @@ class Engine:
             )
         return out
 
+    def l2_book(self, coin: str) -> dict[str, Any]:
+        """``{"type": "l2Book"}``: one level a side, both at the mid, with unlimited size.
+
+        Raises
+        ------
+        KeyError
+            An unknown coin.
+        """
+        px = fmt(self.mids[self.by_coin[coin].coin])
+        level = [{"px": px, "sz": "1000000000.0", "n": 1}]
+        return {"coin": coin, "time": self.clock.now_ms(), "levels": [level, list(level)]}
+
     def all_mids(self) -> dict[str, str]:
         """``{"type": "allMids"}``: coin -> mid string."""
         return {coin: fmt(px) for coin, px in self.mids.items()}
@@ -739,7 +832,8 @@ class Engine:
             leverage["value"] = pos.leverage
             if not pos.is_cross:
                 leverage["rawUsd"] = fmt(usd(pos.isolated_margin - pos.szi * pos.entry_px))
-            liq = self._liquidation_price(acct, index, pos, mid)
+            liq_px = self.liquidation_price(acct, index)
+            liq = None if liq_px is None else fmt(Decimal(repr(liq_px)).quantize(Decimal("1e-8")))
             positions.append(
                 {
                     "type": "oneWay",
@@ -778,10 +872,17 @@ class Engine:
             "time": self.clock.now_ms(),
         }
 
-    def _liquidation_price(
-        self, acct: Account, index: int, pos: Position, mid: Decimal
-    ) -> str | None:
+    def liquidation_price(self, acct: Account, index: int) -> float | None:
+        """The price of asset ``index`` at which ``acct``'s position there is liquidated.
+
+        Cross: the account value less this position's PnL and the other positions'
+        maintenance margin backs it; isolated: its isolated margin. levalign's
+        :class:`~levalign.margin.HyperliquidMarginModel` solves the price (None: no price
+        liquidates it).
+        """
+        pos = acct.positions[index]
         asset = self.assets[index]
+        mid = self.mids.get(asset.coin, pos.entry_px)
         if pos.is_cross:
             others = ZERO
             for i, p in acct.positions.items():
@@ -799,10 +900,7 @@ class Engine:
             contracts=float(abs(pos.szi)),
             entry_price=float(pos.entry_px),
         )
-        liq = _MARGIN.liquidation_price(asset.spec, [leg], float(balance), float(mid))
-        if liq is None:
-            return None
-        return fmt(Decimal(repr(liq)).quantize(Decimal("1e-8")))
+        return _MARGIN.liquidation_price(asset.spec, [leg], float(balance), float(mid))
 
     def user_fills(
         self, user: str, start: int | None = None, end: int | None = None, limit: int = 2000
@@ -858,6 +956,16 @@ def _bundled_order() -> dict[str, int]:
     text = resources.files("levalign.data").joinpath("hyperliquid_markets.json").read_text()
     rows = json.loads(text)["markets"].values()
     return {str(row["id"]): n for n, row in enumerate(rows)}
+
+
+def _split(size: Decimal, parts: int) -> list[Decimal]:
+    """``size`` in ``parts`` positive pieces on its own decimal grid (fewer if it is too small)."""
+    step = Decimal(1).scaleb(min(0, int(size.normalize().as_tuple().exponent)))
+    units = int(size / step)
+    parts = min(parts, units)
+    base = units // parts
+    pieces = [base * step] * (parts - 1)
+    return [*pieces, size - sum(pieces, ZERO)]
 
 
 def _direction(start: Decimal, new: Decimal) -> str:

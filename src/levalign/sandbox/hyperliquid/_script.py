@@ -5,7 +5,8 @@ to Hyperliquid's coin of the same base asset) with the bundled candles of the co
 (their closes move the mids between fills). One *step* is one timeline entry: a candle close
 sets the mid; a lead fill sets the mid to the fill's price (rounded to a valid price), trades
 the lead account to the row's ``position_after`` and sets its USDC balance so that its account
-value is the row's ``equity``. Candles before the first fill and after the last are skipped.
+value is the row's ``equity``. Candles more than a minute before the first fill or after the
+last are left out.
 """
 
 from __future__ import annotations
@@ -96,7 +97,12 @@ class LeadScript:
         fills: list[Step] = []
         coins: set[str] = set()
         for i in range(len(history)):
-            coin = markets[markets.resolve(str(history.symbol[i]), field=f"rows[{i}].symbol")].id
+            # the lead history's symbols are another venue's (the bundled leads trade Binance's
+            # BTC/USDT:USDT): copied to the Hyperliquid perpetual of the same base asset
+            symbol = markets.resolve(
+                str(history.symbol[i]), field=f"rows[{i}].symbol", from_venue="the lead history"
+            )
+            coin = markets[symbol].id
             coins.add(coin)
             lev = float(history.leverage_setting[i])
             fee = float(history.fee[i])

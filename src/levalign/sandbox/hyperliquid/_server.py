@@ -8,12 +8,15 @@ Every request runs on one asyncio event loop; the engine is only ever touched fr
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import json
 import math
+import signal
 import socket
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +44,16 @@ NONCE_PAST_MS = 2 * 86_400_000
 NONCE_FUTURE_MS = 86_400_000
 NONCES_KEPT = 100
 CONNECTED = "Websocket connection established."
+#: /info request weights (Hyperliquid docs, "Rate limits and user limits"); others weigh 20
+INFO_WEIGHTS = {
+    "l2Book": 2,
+    "allMids": 2,
+    "clearinghouseState": 2,
+    "orderStatus": 2,
+    "spotClearinghouseState": 2,
+    "exchangeStatus": 2,
+    "userRole": 60,
+}
 
 #: placeholder mids of the coins that have no bundled candles (set real ones with /_sandbox/mids)
 PLACEHOLDER_MIDS = {
@@ -95,6 +108,14 @@ class SandboxConfig:
         See :class:`levalign.sandbox.hyperliquid._engine.Engine`.
     check_nonce_window
         Refuse nonces more than 2 days before or 1 day after the sandbox clock.
+    lead_fill_parts
+        Each lead row fills as one order in this many fills (of equal size).
+    rest_weight_per_minute
+        Enforce Hyperliquid's REST rate limit (docs, "Rate limits and user limits": 1200 a
+        minute on the exchange) with its request weights: HTTP 429 past it; None: no limit.
+    ws_idle_timeout_s
+        Close a websocket connection from which nothing (not even a ping) came for this long,
+        as the exchange does after 60 s; None: never.
     """
 
     host: str = "127.0.0.1"
@@ -109,6 +130,9 @@ class SandboxConfig:
     maker_fee: Decimal = Decimal("0.00015")
     slippage_bps: Decimal = Decimal(0)
     check_nonce_window: bool = True
+    lead_fill_parts: int = 1
+    ws_idle_timeout_s: float | None = None
+    rest_weight_per_minute: int | None = None
 
 
 @dataclass
@@ -178,6 +202,7 @@ class _Server:
             slippage_bps=config.slippage_bps,
         )
         self.lead_address = config.lead_address.lower()
+        self.engine.exempt.add(self.lead_address)  # the lead file dictates its state
         self.script = (
             LeadScript.from_file(config.lead, _markets())
             if config.lead is not None
@@ -201,6 +226,8 @@ class _Server:
         self._fault_ids = 0
         self.nonces: dict[str, list[int]] = defaultdict(list)
         self.order_log: list[dict[str, Any]] = []
+        self._received_at = 0.0
+        self._spent: collections.deque[tuple[float, int]] = collections.deque()
         self.script_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ app
@@ -302,13 +329,26 @@ class _Server:
             return web.json_response(None, status=429)
         return web.Response(status=fault.status, text="sandbox: injected server error")
 
+    def _over_limit(self, weight: int) -> bool:
+        """Charge ``weight`` to the last minute's budget; True (nothing charged) when over."""
+        limit = self.config.rest_weight_per_minute
+        if limit is None:
+            return False
+        now = time.monotonic()
+        while self._spent and self._spent[0][0] <= now - 60:
+            self._spent.popleft()
+        if sum(w for _, w in self._spent) + weight > limit:
+            return True
+        self._spent.append((now, weight))
+        return False
+
     async def _respond(
         self, request: web.Request, payload: Any, *, action: str | None, user: str | None
     ) -> web.StreamResponse:
+        self.publish()  # websocket subscribers hear of the request's effects at once
         delay = self._take_fault(("http_delay",), path=request.path, action=action, user=user)
         if delay is not None:
             await asyncio.sleep(delay.delay_ms / 1000)
-        self.publish()
         if request.path == "/exchange" and self._take_fault(
             ("lose_response",), path=request.path, action=action, user=user
         ):
@@ -332,10 +372,14 @@ class _Server:
         handler = self._info_handlers().get(kind)
         if handler is None:
             return _bad(f"Failed to deserialize the JSON body into the target type: {kind}")
+        if self._over_limit(INFO_WEIGHTS.get(kind, 20)):
+            return web.json_response(None, status=429)
         try:
             result = handler(body)
         except (KeyError, TypeError, ValueError):
             return _bad("Failed to deserialize the JSON body into the target type")
+        if kind in ("userFills", "userFillsByTime") and isinstance(result, list):
+            self._over_limit(len(result) // 20)  # charged after the fact, as items are counted
         return await self._respond(request, result, action=kind, user=user)
 
     def _info_handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
@@ -346,6 +390,7 @@ class _Server:
             "metaAndAssetCtxs": lambda _: [e.meta(), e.asset_ctxs()],
             "perpDexs": lambda _: [None],
             "allMids": lambda _: e.all_mids(),
+            "l2Book": lambda b: e.l2_book(str(b["coin"])),
             "clearinghouseState": lambda b: e.clearinghouse_state(str(b["user"])),
             "spotClearinghouseState": lambda _: {"balances": []},
             "userFills": lambda b: e.user_fills(str(b["user"])),
@@ -362,6 +407,7 @@ class _Server:
     # ------------------------------------------------------------------ /exchange
 
     async def exchange(self, request: web.Request) -> web.StreamResponse:
+        received_at = time.time()
         try:
             body = await request.json()
             action = body["action"]
@@ -373,6 +419,10 @@ class _Server:
         injected = await self._http_fault("/exchange", kind, None)
         if injected is not None:
             return injected
+        batch = action.get("orders") or action.get("cancels") or []
+        if self._over_limit(1 + len(batch) // 40):
+            return web.json_response(None, status=429)
+        self._received_at = received_at  # read by _log_order within this synchronous call
         result, user = self._exchange(body, action, kind, nonce, signature)
         return await self._respond(request, result, action=kind, user=user)
 
@@ -499,6 +549,7 @@ class _Server:
             {
                 "seq": len(self.order_log) + 1,
                 "time": self.clock.now_ms(),
+                "received_at": self._received_at,
                 "user": user,
                 "signer": signer,
                 "nonce": nonce,
@@ -525,10 +576,16 @@ class _Server:
         writer = asyncio.get_running_loop().create_task(conn.writer())
         conn.queue.put_nowait(CONNECTED)
         try:
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                self._on_ws_message(conn, msg.data)
+            while True:
+                try:
+                    msg = await ws.receive(timeout=self.config.ws_idle_timeout_s)
+                except TimeoutError:
+                    await ws.close()
+                    break
+                if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                    break
+                if msg.type == WSMsgType.TEXT:
+                    self._on_ws_message(conn, msg.data)
         finally:
             self.connections.discard(conn)
             conn.queue.put_nowait(None)
@@ -631,7 +688,7 @@ class _Server:
                 self._apply(step)
             taken += 1
         self.publish()
-        return self.status()
+        return {**self.status(), "published_at": time.time()}
 
     def _apply(self, step: Step) -> None:
         if step.position_after is None:
@@ -645,6 +702,7 @@ class _Server:
             equity=step.equity,
             fee=step.fee,
             leverage=step.leverage,
+            parts=self.config.lead_fill_parts,
         )
 
     def status(self) -> dict[str, Any]:
@@ -672,11 +730,13 @@ class _Server:
         self.publish()
         return self.engine.all_mids()
 
-    def orders(self, user: str | None = None, cloid: str | None = None) -> list[dict[str, Any]]:
-        """The order log, optionally for one user or cloid."""
+    def orders(
+        self, user: str | None = None, cloid: str | None = None, after: int = 0
+    ) -> list[dict[str, Any]]:
+        """The order log, optionally for one user or cloid, from sequence number ``after + 1``."""
         return [
             entry
-            for entry in self.order_log
+            for entry in self.order_log[max(0, after) :]
             if (user is None or entry["user"] == user.lower())
             and (cloid is None or entry["cloid"] == cloid.lower())
         ]
@@ -732,7 +792,9 @@ class _Server:
 
     async def ctl_orders(self, request: web.Request) -> web.Response:
         q = request.query
-        return web.json_response(self.orders(q.get("user"), q.get("cloid")))
+        return await self._control(
+            request, lambda _: self.orders(q.get("user"), q.get("cloid"), int(q.get("after", 0)))
+        )
 
     async def ctl_status(self, _: web.Request) -> web.Response:
         return web.json_response(self.status())
@@ -781,8 +843,8 @@ class HyperliquidSandbox:
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
         self._server = _Server(self.config)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -804,9 +866,17 @@ class HyperliquidSandbox:
         self.stop()
 
     def start(self) -> None:
-        """Start serving (idempotent only in the sense that it must be called once)."""
-        self._thread.start()
+        """Start serving; call once.
+
+        Raises
+        ------
+        ConfigurationError
+            The port is taken.
+        """
         sock = _bind(self.config.host, self.config.port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
         self.port = sock.getsockname()[1]
         self._runner = web.AppRunner(self._server.app(), handle_signals=False)
         self._run(self._start(self._runner, sock))
@@ -820,21 +890,30 @@ class HyperliquidSandbox:
         if self._runner is not None:
             self._run(self._runner.cleanup())
             self._runner = None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+            self._loop = self._thread = None
 
     def _run(self, coro: Awaitable[T]) -> T:
         async def wrap() -> T:
             return await coro
 
-        return asyncio.run_coroutine_threadsafe(wrap(), self._loop).result()
+        return asyncio.run_coroutine_threadsafe(wrap(), self._running_loop()).result()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise ConfigurationError(
+                "the sandbox is not running: use it as a context manager or call start()"
+            )
+        return self._loop
 
     def _call(self, fn: Callable[[], T]) -> T:
         async def wrap() -> T:
             return fn()
 
-        return asyncio.run_coroutine_threadsafe(wrap(), self._loop).result()
+        return asyncio.run_coroutine_threadsafe(wrap(), self._running_loop()).result()
 
     def fund(self, user: str, usdc: Decimal | float | str) -> dict[str, Any]:
         """Credit USDC to ``user`` (creating the account)."""
@@ -889,9 +968,11 @@ class HyperliquidSandbox:
         """Close every websocket connection now."""
         return self._call(self._server.drop_websockets)
 
-    def orders(self, user: str | None = None, cloid: str | None = None) -> list[dict[str, Any]]:
+    def orders(
+        self, user: str | None = None, cloid: str | None = None, after: int = 0
+    ) -> list[dict[str, Any]]:
         """The order log: every order wire received, in order, with its outcome."""
-        return self._call(lambda: self._server.orders(user, cloid))
+        return self._call(lambda: self._server.orders(user, cloid, after))
 
     def status(self) -> dict[str, Any]:
         """Script position, lead address, clock, counts."""
@@ -915,18 +996,23 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def serve(config: SandboxConfig, *, ready: Callable[[str, str], None] | None = None) -> None:
-    """Serve until interrupted (the CLI command); ``ready(base_url, lead)`` once listening."""
+    """Serve until SIGINT or SIGTERM (the CLI command); ``ready(base_url, lead)`` once listening."""
 
     async def main() -> None:
         server = _Server(config)
-        runner = web.AppRunner(server.app())
+        runner = web.AppRunner(server.app(), handle_signals=False)
         await runner.setup()
         sock = _bind(config.host, config.port)
         await web.SockSite(runner, sock).start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)  # the main thread of a Unix process
         if ready is not None:
             ready(f"http://{config.host}:{sock.getsockname()[1]}", server.lead_address)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await runner.cleanup()
 
