@@ -15,6 +15,8 @@ LEAD = "0x1ead000000000000000000000000000000000001"
 def write_lead(path: Path, fills: int, seed: int) -> Path:
     """A SOL lead with ``fills`` fills: opens, adds, partial closes, closes and flips.
 
+    Positions stay within 800 SOL, so that the orders of small followers stay rare.
+
     Equity stays 100,000 and fees are 0, so every event's ``lead_equity`` is 100,000 whenever
     the source reads the lead's state (a restart reads it at another time), and SOL has no
     bundled candles, so only the lead's fills move its mid: the copies are deterministic.
@@ -26,7 +28,10 @@ def write_lead(path: Path, fills: int, seed: int) -> Path:
         price = round(max(5.0, price * (1 + rng.uniform(-0.01, 0.01))), 3)
         kind = rng.random()
         if pos == 0 or kind < 0.45:
-            pos = round(pos + rng.choice([-1, 1]) * rng.uniform(50, 800), 2)
+            # at most 800 SOL either way: a 40 USDC follower's copy stays under the minimum
+            pos = round(
+                max(-800.0, min(800.0, pos + rng.choice([-1, 1]) * rng.uniform(50, 800))), 2
+            )
         elif kind < 0.75:
             pos = round(pos * rng.uniform(0.2, 0.8), 2)
         elif kind < 0.9:
@@ -78,6 +83,7 @@ def write_config(
         f'followers_file = "followers.csv"\n\n[lead]\naddress = "{LEAD}"\n\n'
         f'[venue]\nbase_url = "{base_url}"\n\n'
         "[engine]\nsend_expiry_seconds = 15\ndispatch_batch = 2\n"
+        "ip_weight_per_minute = 1000000\n"
         f"fills_poll_seconds = 0.05\n{extra}",
         encoding="utf-8",
     )

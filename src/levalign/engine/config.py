@@ -94,6 +94,9 @@ class EngineSection(_Section):
         and send is resent only after it.
     dispatch_batch
         Orders claimed at once; all must be sent within ``send_expiry_seconds``.
+    ip_weight_per_minute
+        The REST weight budget of this IP (Hyperliquid: 1,200 a minute); raise it only for
+        a server without that limit (the sandbox).
     worker
         The dispatcher's name in the store.
     """
@@ -104,6 +107,7 @@ class EngineSection(_Section):
     fills_poll_seconds: float = Field(default=0.2, gt=0)
     send_expiry_seconds: float = Field(default=10.0, gt=0)
     dispatch_batch: int = Field(default=16, ge=1, le=1000)
+    ip_weight_per_minute: float = Field(default=1200.0, gt=0)
     worker: str = "copier"
 
 

@@ -134,7 +134,7 @@ class Copier:
 
         self.config = config
         self.store = store if store is not None else Store(config.store_url)
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(capacity=config.engine.ip_weight_per_minute)
         self.credentials = CredentialResolver(config.base_dir)
         self.venue = (
             venue
