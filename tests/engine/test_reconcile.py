@@ -31,7 +31,8 @@ def test_drift_inside_the_band_gives_nothing_and_is_reported():
     r = run([book("f1", btc="0.1")], {"f1": {BTC: 0.1005}})
     assert r.intents == []
     assert r.report.within_band == [Drift("f1", BTC, 0.1, 0.1005)]
-    assert r.report.corrected == [] and r.report.orphans == []
+    assert r.report.corrected == []
+    assert r.report.orphans == []
 
 
 def test_equal_positions_report_nothing():
@@ -172,7 +173,8 @@ def test_reconcile_corrects_the_venue_once_through_the_outbox(store, live):
     assert not again.recorded  # the same run: the same client id, no second order
     # another run while r1's order is pending leaves the symbol alone
     other = reconcile(store, venue, lead, "r2", band=0.01, unfollow="close", now_ms=3)
-    assert other.intents == [] and other.report.in_flight == [("f1", BTC)]
+    assert other.intents == []
+    assert other.report.in_flight == [("f1", BTC)]
 
     Dispatcher(store, venue, worker="d").dispatch_once()
     client_id = cloid("reconcile:r1", "f1", "reduce:" + BTC)
@@ -190,11 +192,12 @@ def test_reconcile_corrects_the_venue_once_through_the_outbox(store, live):
 
 
 def test_an_unfollowed_followers_position_is_closed_or_kept(store, live):
-    sandbox, venue, lead, address = live
+    _sandbox, venue, lead, address = live
     _buy(store, venue, lead, "setup", "0.002")
     store.set_status("f1", "unfollowed", "asked to")
     kept = reconcile(store, venue, lead, "k1", band=0.01, unfollow="keep", now_ms=1)
-    assert kept.intents == [] and not kept.recorded
+    assert kept.intents == []
+    assert not kept.recorded
     assert kept.report.orphans == [Orphan("f1", BTC, 0.002, "follower unfollowed", "keep")]
     closed = reconcile(store, venue, lead, "c1", band=0.01, unfollow="close", now_ms=2)
     assert [(o.side, o.amount, o.reduce_only) for o in closed.intents] == [("sell", "0.002", True)]
