@@ -25,14 +25,10 @@ LAYERS = {
     "sandbox": 3,
     "demo": 3,
     "testing": 3,
-    "_reference": 3,
 }
-#: upward imports tolerated until the numba curve lookup sits at kernel level
-KNOWN = {
-    ("levalign._derisk_kernel", "levalign.risk.curve"),
-    ("levalign._normalize_kernel", "levalign.risk.curve"),
-    ("levalign.normalize", "levalign.risk.curve"),
-}
+#: upward imports tolerated, each named: normalize builds an event's liquidation curve with
+#: the risk engine (a lazy import, only when a follower has a max_liq_probability)
+KNOWN = {("levalign.normalize", "levalign.risk.curve")}
 LAYER_NAMES = ("core", "risk/venues/sources", "engine/backtest", "cli/api/sandbox/demo/testing")
 
 

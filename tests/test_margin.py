@@ -636,10 +636,12 @@ def test_bybit_linear_payload_fee_to_close():
 
 def test_unknown_position_key_is_refused_with_the_closest_name(binance):
     with pytest.raises(
-        InvalidInput, match=r"unknown key 'levrage'; did you mean 'leverage'\?"
+        InvalidInput, match=r"unknown field 'levrage': did you mean 'leverage'\?"
     ) as info:
         margin_report(_account(_pos(levrage=10)), binance)
-    assert info.value.field == "account.positions[0]"
+    assert info.value.field == "account.positions[0].levrage"
+    # ccxt's own fields and info are accepted as they come
+    margin_report(_account(_pos(info={"x": 1}, liquidationPrice=1.0, marginRatio=0.1)), binance)
 
 
 def test_isolated_position_without_margin_is_invalid(binance):

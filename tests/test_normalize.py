@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from decimal import Decimal
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from levalign import _normalize_kernel as nk
@@ -22,6 +23,7 @@ from levalign.normalize import (
     Cohort,
     Reason,
     allocate_result,
+    derisk,
     event_curve,
     kernel_args,
     normalize,
@@ -92,7 +94,8 @@ def test_proportional_isolated_posts_margin_to_match_lead_distance():
     # default buffer = lead's distance d. Margin needed: R = Q p d + MM(Q p (1-d)), Q = 0.5
     o = one()
     need = 0.5 * P * LEAD_DIST + mm(0.5 * P * (1 - LEAD_DIST))
-    assert o["collateral"] == pytest.approx(need, rel=1e-12)
+    # posted rounded down to the settle currency's 1e-8
+    assert o["collateral"] == math.floor(need * 1e8) / 1e8
     assert o["liquidation_distance"] == pytest.approx(LEAD_DIST, rel=1e-9)
     assert o["leverage"] == math.ceil(10_000 / need)  # 11: the smallest setting whose IM fits
 
@@ -552,6 +555,9 @@ events = st.sampled_from(
 
 
 @given(seed=st.integers(0, 2**32 - 1), ev=events)
+# an order at exactly the first tier's cap, whose margin at the second tier's leverage is more
+# than the follower's free balance: the margin posted is capped at that balance
+@example(seed=73039, ev=LeadEvent.model_validate(event()))
 def test_kernel_equals_plain_python_reference(seed, ev):
     cols = random_cohort(seed)
     res = normalize(ev, cols, MARKETS)
@@ -1075,3 +1081,84 @@ def test_markets_may_be_an_exchange_name():
     with pytest.raises(InvalidInput, match="got a dict") as info:
         normalize(event(), [{"id": "a", "equity": 1_000.0}], {"binance": 1})  # type: ignore[arg-type]
     assert info.value.field == "markets"
+
+
+# --------------------------------------------------------------------------- exact amounts
+
+_SETTLE_GRID = Decimal("1e-8")
+
+ALL_KINDS = st.sampled_from(
+    [
+        event(),  # open
+        event(after=-3),  # open short
+        event(before=5, after=8),  # increase
+        event(before=5, after=2.9),  # reduce by 42%
+        event(before=-5, after=-1.7),  # reduce a short
+        event(before=5, after=0),  # close
+        event(before=5, after=-4.1),  # flip
+        event(before=-2, after=3.3, sigma=0.8),  # flip to long, with a volatility model
+        event(
+            before=5, after=5, lead_collateral_before=10_000.0, lead_collateral_after=13_000.0
+        ),  # margin top-up
+    ]
+).map(LeadEvent.model_validate)
+
+
+def _on_the_grid(values: np.ndarray, grid: Decimal) -> list[float]:
+    """The values (as printed: repr) that are not whole multiples of ``grid``."""
+    return [float(v) for v in values if math.isfinite(v) and Decimal(repr(float(v))) % grid != 0]
+
+
+@pytest.mark.parametrize("step", [0.001, 0.01, 0.5])
+@given(seed=st.integers(0, 2**32 - 1), ev=ALL_KINDS, price=st.floats(12_000.0, 28_000.0))
+def test_amounts_are_whole_lots_as_printed_and_margin_is_what_the_follower_has(
+    step, seed, ev, price
+):
+    # positions on the lot grid; every amount, close and target printed by repr is a whole
+    # number of lots (what ccxt's amount_to_precision keeps), and the margin to post is whole
+    # 1e-8 of the settle currency, never more than the follower's free balance (opens, top-ups)
+    # or its equity (de-risking, which also releases margin)
+    spec = dataclasses.replace(SPEC, amount_step=step, min_amount=step)
+    markets = Markets("binance", {SYMBOL: spec})
+    decimals = spec.amount_decimals
+    table = random_cohort(seed, 60)
+    lots = np.round(table["position"] / step)
+    table["position"] = np.array([round(k * step, decimals) for k in lots])
+    table["derisk_distance"] = np.where(table["position"] != 0, 0.3, np.nan)
+    cohort = Cohort.from_table(table)
+    grid = Decimal(str(step))
+
+    sized = normalize(ev, cohort, markets)
+    cut = derisk(SYMBOL, price, cohort, markets)
+
+    for res in (sized, cut):
+        for name in ("amount", "close_amount", "target_position"):
+            assert _on_the_grid(res[name], grid) == [], (res.event_kind, name)
+        assert _on_the_grid(res["collateral"], _SETTLE_GRID) == []
+        assert (res["collateral"] >= 0.0).all()
+    # (a stated NaN balance makes an invalid row, which posts nothing)
+    free = np.nan_to_num(cohort.floats["available_balance"], nan=0.0)
+    opens = sized["close_amount"] == 0.0
+    assert (sized["collateral"][opens] <= free[opens]).all()
+    assert (cut["collateral"] <= cohort.floats["equity"]).all()
+
+
+def test_a_flip_prints_the_lots_it_trades():
+    # a follower long 0.31 flips with a lead going from 5 long to 1 short on 10,000 of lead
+    # equity: close 0.31, open 1,000 / 10,000 * 1 = 0.1, amount 0.41, target -0.1; summed in
+    # floating point, 0.31 + 0.1 is 0.41000000000000003
+    res = normalize(
+        event(before=5, after=-1),
+        {
+            "id": [1],
+            "equity": [1_000.0],
+            "position": [0.31],
+            "entry_price": [20_000.0],
+            "collateral": [700.0],
+            "margin_mode": ["isolated"],
+        },
+        MARKETS,
+    )
+    assert repr(float(res["close_amount"][0])) == "0.31"
+    assert repr(float(res["amount"][0])) == "0.41"
+    assert repr(float(res["target_position"][0])) == "-0.1"

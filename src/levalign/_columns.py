@@ -278,21 +278,12 @@ def checked_ids(values: Any) -> NDArray[Any]:
         if not unique:
             s = np.sort(ids)
             unique = not bool(np.any(s[1:] == s[:-1]))
+    elif len(ids) <= _SMALL_TEXT_IDS:
+        missing, unique = _text_ids_checked_in_python(ids.tolist())
+        _refuse_missing(ids, missing)
     else:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        try:
-            arr = pa.array(ids)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            arr = pa.array([v if v is None else str(v) for v in ids.tolist()])
-        blank = arr.is_null()
-        if pa.types.is_floating(arr.type):
-            blank = pc.or_(blank, pc.is_nan(arr))
-        elif _is_text(arr.type):
-            blank = pc.or_kleene(blank, pc.equal(pc.utf8_trim_whitespace(arr), ""))
-        _refuse_missing(ids, np.asarray(blank.to_numpy(zero_copy_only=False), dtype=np.bool_))
-        unique = len(pc.unique(arr)) == len(ids)
+        missing, unique = _text_ids_checked_by_arrow(ids)
+        _refuse_missing(ids, missing)
     if not unique:
         first: dict[Any, int] = {}
         for i, v in enumerate(ids.tolist()):
@@ -307,6 +298,51 @@ def checked_ids(values: Any) -> NDArray[Any]:
                 )
             first[key] = i
     return ids
+
+
+# Text ids of small cohorts (JSON requests) are checked in Python: the first conversion to
+# Arrow in a process imports pandas, which costs a command more start-up time than the check.
+_SMALL_TEXT_IDS = 10_000
+
+
+def _text_ids_checked_in_python(values: list[Any]) -> tuple[NDArray[np.bool_], bool]:
+    """(missing or blank mask, all distinct as text) of ids held as Python objects."""
+    missing = np.array(
+        [
+            v is None
+            or (isinstance(v, float) and math.isnan(v))
+            or (isinstance(v, str) and not v.strip())
+            for v in values
+        ],
+        dtype=np.bool_,
+    )
+    return missing, len({str(v) for v in values}) == len(values)
+
+
+def _text_ids_checked_by_arrow(ids: NDArray[Any]) -> tuple[NDArray[np.bool_], bool]:
+    """:func:`_text_ids_checked_in_python` by Arrow's kernels, for large cohorts."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(ids)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # ids of mixed types: as text, NaN missing
+        arr = pa.array(
+            [
+                None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                for v in ids.tolist()
+            ],
+            type=pa.string(),
+        )
+    blank = arr.is_null()
+    if pa.types.is_floating(arr.type):
+        blank = pc.or_kleene(blank, pc.is_nan(arr))
+    elif _is_text(arr.type):
+        blank = pc.or_kleene(blank, pc.equal(pc.utf8_trim_whitespace(arr), ""))
+    if not (_is_text(arr.type) or pa.types.is_null(arr.type)):
+        arr = pc.cast(arr, pa.string())  # ids of mixed types compare as text
+    missing = np.asarray(blank.to_numpy(zero_copy_only=False), dtype=np.bool_)
+    return missing, len(pc.unique(arr)) == len(ids)
 
 
 def _refuse_missing(ids: NDArray[Any], missing: NDArray[np.bool_] | None) -> None:

@@ -196,6 +196,7 @@ def derisk_kernel(
     min_amount = market[MK_MIN_AMOUNT]
     t_floor, t_cap, t_mmr = tiers[T_FLOOR], tiers[T_CAP], tiers[T_MMR]
     t_cum, t_max_lev = tiers[T_CUM], tiers[T_MAX_LEV]
+    unit_scale = 10.0**amount_decimals
     n = cf.shape[1]
     for i in prange(n):
         eq = cf[F_EQUITY, i]
@@ -232,13 +233,16 @@ def derisk_kernel(
                 eq, cf[F_AVAILABLE, i], pos, ep, c0, cf[F_OTHER_MM, i], isolated,
                 floor_d, restore, cc[C_DERISK, i] == DR_ADD_MARGIN,
             )  # fmt: skip
+        # the edge: amounts as decimals on the grid, margin within what the follower has
+        amount = nk.on_grid(amount, unit_scale)
+        post = nk.margin_to_post(post, eq)
         ob[B_SIDE, i] = side
         of[O_AMOUNT, i] = amount
         of[O_CLOSE_AMOUNT, i] = amount
         ob[B_REDUCE_ONLY, i] = amount > 0.0
         of[O_LEVERAGE, i] = math.nan
         of[O_COLLATERAL, i] = post
-        of[O_TARGET, i] = left
+        of[O_TARGET, i] = nk.on_grid(left, unit_scale)
         of[O_RAW, i] = amount
         o_reasons[i] = reasons
         of[O_RESIDUAL, i] = 0.0

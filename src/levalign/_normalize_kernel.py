@@ -359,6 +359,37 @@ def _ceil_small(x: float) -> float:
     return float(t + 1) if t < x else float(t)
 
 
+# Margin is posted in whole units of 1e-8 of the settle currency (the precision exchanges keep
+# USDT and USDC balances in), rounded down
+_SETTLE_UNITS = 1e8
+# Past this many settle units a double cannot resolve the grid: such margin is posted as is
+_SETTLE_EXACT = 2.0**52
+
+
+@njit(cache=True, inline="always")
+def on_grid(x: float, unit_scale: float) -> float:
+    """``x`` as the decimal it stands for on the amount grid (``1 / unit_scale`` apart).
+
+    Amounts, closes and targets are whole amount units; their sums and products in floating
+    point (``0.41000000000000003``) come back as the nearest double to that decimal
+    (``0.41``), which prints and formats as the exchange expects. A value off the grid (a
+    position the follower gave that is not a whole number of units) is left as it is.
+    """
+    k = x * unit_scale
+    r = np.floor(k + 0.5)
+    return r / unit_scale if abs(k - r) <= 1e-6 else x
+
+
+@njit(cache=True, inline="always")
+def margin_to_post(margin: float, cap: float) -> float:
+    """``margin``, at most ``cap`` (what the follower has), rounded down to the settle grid."""
+    c = min(margin, cap)
+    k = np.floor(c * _SETTLE_UNITS)
+    r = k / _SETTLE_UNITS
+    r = (k - 1.0) / _SETTLE_UNITS if r > c else r
+    return c if k >= _SETTLE_EXACT else max(r, 0.0)
+
+
 @njit(cache=True, inline="always")
 def _initial_margin(
     qty: float, price: float, cap: FloatArray, max_lev: FloatArray, lev_cap: float, first: FirstTier
@@ -701,8 +732,8 @@ def generic_rows(
                 wanted = c0 * (ev[E_MARGIN_RATIO] - 1.0)
                 add = min(wanted, avail)
                 if add > 0.0:
-                    coll_out = add
-                    c0 += add
+                    coll_out = margin_to_post(add, avail)
+                    c0 += coll_out
                     reasons |= R_MARGIN_TOPUP
                     if add < wanted:
                         reasons |= R_AVAILABLE_MARGIN
@@ -912,13 +943,13 @@ def generic_rows(
                                 n_new / tier_lev,
                                 c0,
                             )
-                            coll_out = need - c0
+                            coll_out = margin_to_post(need - c0, avail)
                             lev_out = (
                                 tier_lev
                                 if lev_cap < math.inf
                                 else min(tier_lev, max(1.0, _ceil_small(n_new / need - 1e-9)))
                             )
-                            c0 = need
+                            c0 += coll_out
                         else:
                             cap_set = cf[F_MAX_POSITION_LEVERAGE, i]
                             lev_out = (
@@ -936,12 +967,12 @@ def generic_rows(
         # -- state after the order
         held_q = abs(q)
         ob[B_SIDE, i] = side_out
-        of[O_AMOUNT, i] = amount
-        of[O_CLOSE_AMOUNT, i] = close_amt
+        of[O_AMOUNT, i] = on_grid(amount, unit_scale)
+        of[O_CLOSE_AMOUNT, i] = on_grid(close_amt, unit_scale)
         ob[B_REDUCE_ONLY, i] = reduce_only
         of[O_LEVERAGE, i] = lev_out
         of[O_COLLATERAL, i] = coll_out
-        of[O_TARGET, i] = q * inv_cs
+        of[O_TARGET, i] = on_grid(q * inv_cs, unit_scale)
         of[O_RAW, i] = raw * inv_cs
         o_reasons[i] = reasons
         of[O_RESIDUAL, i] = res_out
@@ -1355,7 +1386,8 @@ def _open_kernel(
                     if (lev_cap < math.inf) | ~(max_pos_lev < tier_lev)
                     else max(1.0, math.ceil(max_pos_lev))
                 )
-            c_after = need if filled & isolated else c0
+            post = margin_to_post(need - c0, avail)
+            c_after = c0 + post if filled & isolated else c0
             ep_after = ((cur * ep0 + amt * cs * p) / new_q if cur > 0.0 else p) if filled else ep0
             q_after = s * new_q if filled else q
             held_q = abs(q_after)
@@ -1387,8 +1419,8 @@ def _open_kernel(
             of[O_CLOSE_AMOUNT, i] = 0.0
             ob[B_REDUCE_ONLY, i] = False
             of[O_LEVERAGE, i] = lev_set if filled else math.nan
-            of[O_COLLATERAL, i] = need - c0 if filled & isolated else 0.0
-            of[O_TARGET, i] = q_after * inv_cs
+            of[O_COLLATERAL, i] = post if filled & isolated else 0.0
+            of[O_TARGET, i] = on_grid(q_after * inv_cs, unit_scale)
             of[O_RAW, i] = d * inv_cs
             o_reasons[i] = reasons
             of[O_RESIDUAL, i] = res_out

@@ -99,11 +99,9 @@ def _info_number(info: Mapping[str, Any], *path: str) -> float | None:
 class TieredMarginModel:
     r"""Binance USDⓈ-M and COIN-M tiered margin: maintenance margin at the liquidation price.
 
-    Source: Binance, "How to Calculate Liquidation Price of USDⓈ-M Contracts" and "How to
-    Calculate Liquidation Price of COIN-M Contracts"
-    (https://www.binance.com/en/support/faq/b3c689c1f50a44cabb3a84e663b81d93,
-    https://www.binance.com/en/support/faq/c36d29a3a1864b5ba0ceeb8c2e3b3bd0); brackets from
-    ``GET /fapi/v1/leverageBracket`` (ccxt ``fetch_leverage_tiers``).
+    Source: Binance FAQ, "How to Calculate Liquidation Price of USDⓈ-M Contracts" and "How to
+    Calculate Liquidation Price of COIN-M Contracts" (binance.com, Support, FAQ); brackets
+    from ``GET /fapi/v1/leverageBracket`` (ccxt ``fetch_leverage_tiers``).
 
     For a notional :math:`N` (quote currency for linear, coin for inverse contracts) in tier
     :math:`n` of the leverage-bracket table:
@@ -565,9 +563,9 @@ class HyperliquidMarginModel(TieredMarginModel):
 class BybitMarginModel(TieredMarginModel):
     r"""Bybit: maintenance margin taken at the position's *entry* value.
 
-    Sources: Bybit Help Center, "Liquidation Price (USDT Contract)" and "Liquidation Price
-    (Inverse Contract)" (https://www.bybit.com/en/help-center/article/Liquidation-Price-USDT-Contract,
-    https://www.bybit.com/en/help-center/article/Liquidation-Price-Inverse-Contract), isolated
+    Sources: Bybit Help Center, "Liquidation Price (USDT Contract)"
+    (https://www.bybithelp.com/HelpCenterKnowledge/bybitHC_Article?language=en_US&id=000001067,
+    as freqtrade's bybit.py cites it) and "Liquidation Price (Inverse Contract)"; isolated
     margin, one-way mode:
 
     .. math::
@@ -640,8 +638,8 @@ class BybitMarginModel(TieredMarginModel):
 class KucoinMarginModel(BybitMarginModel):
     r"""KuCoin Futures: maintenance margin at the entry value, as Bybit.
 
-    Source: KuCoin Help Center, "How to Calculate Futures Liquidation Price"
-    (https://www.kucoin.com/support/900004613143), isolated margin:
+    Source: KuCoin Help Center, "How to Calculate Futures Liquidation Price" (kucoin.com,
+    Support), isolated margin:
 
     .. math::
 
@@ -696,8 +694,9 @@ class FeeTieredMarginModel(TieredMarginModel):
 class OkxMarginModel(FeeTieredMarginModel):
     r"""OKX perpetual and expiry swaps, isolated or cross (single-currency margin).
 
-    Source: OKX Help Center, "Isolated margin mode" liquidation price
-    (https://www.okx.com/help/iv-introduction-to-the-isolated-mode-of-single-multi-currency-portfolio-margin):
+    Source: OKX Help Center, "VI. Introduction to the isolated mode of Single/Multi-currency
+    Portfolio margin"
+    (https://www.okx.com/support/hc/en-us/articles/360053909592, as freqtrade cites it):
 
     .. math::
 

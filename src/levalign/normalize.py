@@ -565,8 +565,12 @@ class NormalizeResult:
 
     ``side`` is +1 buy / −1 sell / 0 no order; ``amount`` is in contracts, whole lots except a
     close, which is the follower's exact position. ``close_amount`` is the reduce-only part of
-    ``amount`` (a flip is this close, then an open of the rest). ``collateral`` is the isolated
-    margin to post with the order. ``reasons`` holds :class:`Reason` bits.
+    ``amount`` (a flip is this close, then an open of the rest). ``amount``, ``close_amount``
+    and ``target_position`` are the nearest doubles to their decimals on the lot grid, so that
+    ``repr`` prints whole lots (for a follower whose position is on the grid). ``collateral``
+    is the isolated margin to post with the order, rounded down to 1e-8 of the settle currency
+    and never more than the follower has (its free balance, plus what a flip's close releases;
+    its equity when de-risking). ``reasons`` holds :class:`Reason` bits.
     """
 
     event_id: str

@@ -416,8 +416,8 @@ MAX_PATHS = 2_000_000
 the per-path outcomes alone take 32 bytes a path."""
 
 MAX_PATH_STEPS = 1_000_000_000
-"""Most paths x steps one run may ask for: about 3 s of simulation at the README's benchmark
-rate, under half a minute on a machine eight times slower."""
+"""Most paths x steps one run may ask for: one billion path-steps (the README's "Benchmarks"
+gives the rate at which they run)."""
 
 
 class _RiskSpec(Schema):

@@ -715,6 +715,13 @@ def _required_distance(
         return math.nan
 
 
+def _margin_posted(margin: float, available: float) -> float:
+    """Margin to post: at most what the follower has, rounded down to 1e-8 of the currency."""
+    x = min(margin, available)
+    posted = math.floor(x * 1e8) / 1e8
+    return posted if posted <= x else (math.floor(x * 1e8) - 1) / 1e8
+
+
 def reference_normalize_one(
     ev: list[float],
     spec: MarketSpec,
@@ -787,7 +794,7 @@ def reference_normalize_one(
         ratio = ev[nk.E_MARGIN_RATIO]
         if isolated and q != 0 and s_f == s and ratio > 1:
             wanted = c0 * (ratio - 1)
-            out["collateral"] = min(wanted, avail)
+            out["collateral"] = _margin_posted(min(wanted, avail), avail)
             c0 += out["collateral"]
             if out["collateral"] > 0:
                 reasons |= cd.R_MARGIN_TOPUP | (cd.R_AVAILABLE_MARGIN if avail < wanted else 0)
@@ -983,13 +990,13 @@ def reference_normalize_one(
                             else:
                                 lo = mid
                         need = max(need, n_new / tier_lev, c0)
-                        out["collateral"] = need - c0
+                        out["collateral"] = _margin_posted(need - c0, avail)
                         out["leverage"] = (
                             tier_lev
                             if setting > 0
                             else min(tier_lev, max(1.0, math.ceil(n_new / need - 1e-9)))
                         )
-                        c0 = need
+                        c0 += out["collateral"]
                     else:
                         cap = row["max_position_leverage"]
                         out["leverage"] = (

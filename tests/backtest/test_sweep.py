@@ -201,7 +201,9 @@ def test_a_lead_file_without_bars_is_an_error_naming_its_bars(tmp_path):
 
 
 def test_unknown_grid_key_is_an_error():
-    with pytest.raises(InvalidInput, match="unknown grid key") as info:
+    with pytest.raises(
+        InvalidInput, match="unknown grid key 'profile': did you mean 'profiles'"
+    ) as info:
         load_grid(grid(profile=[PROFILE]))
 
     assert info.value.field == "profile"

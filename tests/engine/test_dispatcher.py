@@ -253,3 +253,18 @@ def test_no_interleaving_sends_a_client_id_twice(backend: str, request: pytest.F
         prop()
     finally:
         store.close()
+
+
+def test_a_dispatcher_for_one_lead_sends_only_its_followers_orders(store: Store, lead: int):
+    other = store.add_lead("hyperliquid", "0xother")
+    store.add_followers(other, [{**r, "id": f"g{i}"} for i, r in enumerate(followers(1))])
+    store.record_event(_event(lead, 0), _intents(0, 1))
+    mine = OrderIntent("g0", "open", "ETH/USDC:USDC", "buy", "0.1", False, PRIORITY_OPEN)
+    store.record_event(LeadEventRecord("other0", other, "fill", {}, created_ms=0), [mine])
+    venue = MemoryVenue(now_ms=Clock().t)
+    d = Dispatcher(store, venue, worker="d", clock_ms=Clock(), lead_id=other)
+    assert d.dispatch_once().claimed == 1
+    assert list(venue.submissions) == [cloid("other0", "g0", "open")]
+    assert store.backlog().pending_reducing == 1  # the first lead's order waits for its own
+    assert d.backlog().pending_reducing == 0  # not in this dispatcher's backlog
+    assert store.backlog(lead_id=lead).pending_reducing == 1

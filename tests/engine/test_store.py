@@ -33,6 +33,16 @@ def _event(lead_id: int, i: int, symbol: str = "BTC/USDC:USDC") -> LeadEventReco
     )
 
 
+LEAD_CLOSES = {
+    "event_id": "e",
+    "symbol": "BTC/USDC:USDC",
+    "price": 100_000.0,
+    "lead_equity": 10_000.0,
+    "lead_position_before": 1.0,
+    "lead_position_after": 0.0,
+}
+
+
 def _intent(fid: str, leg: str = "open", *, reduce: bool = False) -> OrderIntent:
     return OrderIntent(
         follower_id=fid,
@@ -226,14 +236,7 @@ def test_cohort_table_sizes_the_next_event_on_store_state(store: Store, lead: in
     assert list(cols["id"]) == ["f0", "f1", "f2"]  # f3 is paused
     assert list(cols["position"]) == [0.0, 0.01, 0.0]
     # the lead closes: only f1, which holds 0.01 in the store, sells, and exactly 0.01
-    event = {
-        "event_id": "e",
-        "symbol": sym,
-        "price": 100_000.0,
-        "lead_equity": 10_000.0,
-        "lead_position_before": 1.0,
-        "lead_position_after": 0.0,
-    }
+    event = LEAD_CLOSES
     result = normalize(event, cols, hyperliquid)
     assert list(result["side"]) == [0, -1, 0]
     assert result["amount"][1] == 0.01
@@ -388,3 +391,27 @@ def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path):
     assert f0 is not None
     assert f0["equity"] == 5.0
     s.close()
+
+
+def test_follower_states_refresh_a_cohort_in_place(store: Store, lead: int, hyperliquid):
+    from levalign.normalize import Cohort, normalize
+
+    sym = "BTC/USDC:USDC"
+    cohort = Cohort.from_table(store.cohort_table(lead, sym))
+    store.record_fills([FillRecord("f2", "t1", sym, "buy", "0.02", "100000", 1, fee=1.0)])
+    states = store.follower_states(["f2"], sym)
+    assert list(states["id"]) == ["f2"]
+    cohort.update(
+        states["id"],
+        position=states["position"],
+        entry_price=states["entry_price"],
+        equity=states["equity"],
+        collateral=states["collateral"],
+        residual=states["residual"],
+    )
+    # the lead closes: f2 sells exactly the 0.02 the store holds; equity 1000 - fee 1
+    event = LEAD_CLOSES
+    result = normalize(event, cohort, hyperliquid)
+    row = list(result["id"]).index("f2")
+    assert (result["side"][row], result["amount"][row]) == (-1, 0.02)
+    assert states["equity"][0] == 999.0

@@ -145,6 +145,22 @@ def test_order_fills_sorts_by_time_and_chains_within_a_millisecond():
     assert [f.tid for f in ordered] == [4, 2, 9, 3, 1]
 
 
+def test_order_fills_finds_the_chain_root_when_the_position_is_unknown():
+    # after a restart nothing is tracked: 0 -> 3 -> 2 -> 1 is found from the fill that starts
+    # where no other one ends (0), whatever the arrival order
+    fills = [
+        fill(3, 10, 5, "A", "1", "2"),
+        fill(1, 10, 5, "B", "3", "0"),
+        fill(2, 10, 5, "A", "1", "3"),
+    ]
+    assert [f.tid for f in order_fills(fills, {})] == [1, 2, 3]
+
+
+def test_group_fills_keeps_apart_fills_already_processed():
+    fills = [fill(1, 10, 5, "B", "1", "0"), fill(2, 10, 5, "B", "1", "1")]
+    assert [[f.tid for f in g] for g in group_fills(fills, {1})] == [[1], [2]]
+
+
 def test_source_rejects_a_bad_lead_address():
     with pytest.raises(InvalidInput, match="lead address must be 0x followed by 40 hex"):
         HyperliquidSource("0x1234", "http://127.0.0.1:1")
@@ -262,6 +278,16 @@ def make_source(sb, store=None) -> HyperliquidSource:
 
 async def step(sb, fills: int) -> None:
     await asyncio.to_thread(sb.step, fills=fills)
+
+
+async def run_for(sb, store: CursorStore, fills: int) -> Run:
+    """A source that takes the initial state, then ``fills`` lead fills, then stops."""
+    run = Run(make_source(sb, store), store)
+    await run.until(lambda r: r.items)
+    await step(sb, fills)
+    await run.until(lambda r: len(r.events) >= fills)
+    await run.stop()
+    return run
 
 
 def expect_exactly_once_in_order(events: list[SourceEvent], fills: list[dict[str, Any]]) -> None:
@@ -393,14 +419,6 @@ def test_duplicated_and_delayed_messages_are_each_taken_once_in_order(sandbox):
 def test_restart_resumes_from_the_persisted_cursor(sandbox, tmp_path):
     store = FileCursorStore(tmp_path / "cursor.json")
 
-    async def first():
-        run = Run(make_source(sandbox, store), store)
-        await run.until(lambda r: r.items)
-        await step(sandbox, 3)
-        await run.until(lambda r: len(r.events) >= 3)
-        await run.stop()
-        return run
-
     async def second():
         run = Run(make_source(sandbox, store), store)
         await run.until(lambda r: len(r.events) >= 4)
@@ -409,7 +427,7 @@ def test_restart_resumes_from_the_persisted_cursor(sandbox, tmp_path):
         await run.stop()
         return run
 
-    one = asyncio.run(first())
+    one = asyncio.run(run_for(sandbox, store, 3))
     sandbox.step(fills=4)  # while the copier is down
     two = asyncio.run(second())
     fills = lead_fills(sandbox)
@@ -424,15 +442,69 @@ def test_restart_resumes_from_the_persisted_cursor(sandbox, tmp_path):
     assert {(f["time"], f["tid"]) for f in fills if f["time"] >= cursor.start} == cursor.fills
 
 
+def test_restart_from_the_newest_fill_only_repeats_events_with_their_ids(sandbox):
+    # a store that keeps (time, tid) of the newest fill: the window comes again, nothing is
+    # lost, and what repeats has the event ids already recorded
+    async def second(cursor: str, last_tid: int):
+        run = Run(make_source(sandbox, MemoryCursorStore(cursor)))
+        await run.until(lambda r: any(last_tid in e.trade_ids for e in r.events))
+        await run.stop()
+        return run
+
+    one = asyncio.run(run_for(sandbox, MemoryCursorStore(), 3))
+    sandbox.step(fills=2)
+    last = one.events[-1]
+    lossy = SourceCursor.resume(int(last.event.timestamp or 0), last.trade_ids[-1])
+    two = asyncio.run(second(lossy.to_text(), lead_fills(sandbox)[-1]["tid"]))
+    recorded = {e.event.event_id for e in one.events}
+    fresh = [e for e in two.events if e.event.event_id not in recorded]
+    expect_exactly_once_in_order(one.events + fresh, lead_fills(sandbox))
+    assert two.gaps == []
+
+
+def test_backfill_pages_through_more_than_one_page(tmp_path):
+    # 2,100 fills while the copier is down: more than one userFillsByTime page (2,000)
+    rows = [
+        f"2023-03-01T{4 + k // 3600:02d}:{k // 60 % 60:02d}:{k % 60:02d}.000Z,"
+        f"BTC/USDT:USDT,23500,{0.001 * (1 + k % 2)},10000"
+        for k in range(2101)
+    ]
+    lead = tmp_path / "lead.csv"
+    lead.write_text("timestamp,symbol,price,position_after,equity\n" + "\n".join(rows) + "\n")
+    store = MemoryCursorStore()
+    with HyperliquidSandbox(SandboxConfig(lead=str(lead))) as sb:
+
+        async def second():
+            run = Run(make_source(sb, store), store)
+            await run.until(lambda r: len(r.events) >= 2100)
+            await run.stop()
+            return run
+
+        one = asyncio.run(run_for(sb, store, 1))
+        sb.step(fills=2100)
+        two = asyncio.run(second())
+        fills = lead_fills_all(sb)
+    expect_exactly_once_in_order(one.events + two.events, fills)
+    assert two.source.metrics.backfill_pages == 2
+    assert two.gaps == []
+
+
+def lead_fills_all(sb) -> list[dict[str, Any]]:
+    """Every fill of the lead, paging userFillsByTime as the source does (2,000 a page)."""
+    info = Info(sb.base_url, skip_ws=True)
+    found: dict[int, dict[str, Any]] = {}
+    start = 0
+    while True:
+        page = info.user_fills_by_time(sb.lead_address, start)
+        for f in page:
+            found.setdefault(f["tid"], f)
+        if len(page) < 2000:
+            return sorted(found.values(), key=lambda f: (f["time"], f["tid"]))
+        start = page[-1]["time"]
+
+
 def test_backfill_retries_429_and_5xx(sandbox):
     store = MemoryCursorStore()
-
-    async def first():
-        run = Run(make_source(sandbox, store), store)
-        await run.until(lambda r: r.items)
-        await step(sandbox, 2)
-        await run.until(lambda r: len(r.events) >= 2)
-        await run.stop()
 
     async def second():
         run = Run(make_source(sandbox, store), store)
@@ -440,7 +512,7 @@ def test_backfill_retries_429_and_5xx(sandbox):
         await run.stop()
         return run
 
-    asyncio.run(first())
+    asyncio.run(run_for(sandbox, store, 2))
     sandbox.step(fills=3)
     sandbox.inject("http_429", count=2, path="/info", action="userFillsByTime")
     sandbox.inject("http_5xx", count=1, status=502, path="/info", action="userFillsByTime")

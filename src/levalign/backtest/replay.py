@@ -122,6 +122,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from levalign import _layout as layout
 from levalign import _normalize_kernel as nk
 from levalign._columns import columns_of
 from levalign._progress import progress_bar
@@ -130,9 +131,6 @@ from levalign.engine.decide import CopyRules, decide
 from levalign.errors import InvalidInput
 from levalign.exposure import effective_leverage, liquidation_distance
 from levalign.markets import Markets, MarketSpec
-from levalign.normalize import (
-    _FLOAT_COLUMNS as _FLOAT_DEFAULTS,
-)
 from levalign.normalize import (
     MARGIN_MODES,
     MODES,
@@ -255,7 +253,7 @@ def naive_cohort(n: int, seed: int) -> dict[str, NDArray[Any]]:
     out["expected_return"] = np.where(optimal, 0.5, math.nan)
     out["max_liq_probability"] = np.where(optimal, 0.05, math.nan)
     for name, value in _NAIVE_FLOATS.items():
-        current = out[name] if name in out else np.full(n, _FLOAT_DEFAULTS[name])
+        current = out[name] if name in out else np.full(n, layout.BY_NAME[name].default)
         out[name] = np.where(naive, value, current)
     for name, label in _NAIVE_CODES.items():
         out[name] = np.where(naive, label, out[name])

@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from levalign import _layout as layout
 from levalign._extras import require
 from levalign._paths import beside
 from levalign._progress import progress_bar
@@ -60,9 +61,10 @@ from levalign.backtest.strategies import (
 )
 from levalign.errors import ConfigurationError, InvalidInput, Retryable
 from levalign.markets import Markets, load_markets
-from levalign.normalize import _CATEGORY_COLUMNS, _FLOAT_COLUMNS, MODES, Cohort
+from levalign.normalize import MODES, Cohort
 from levalign.risk.ohlc import OHLC, load_ohlc
 from levalign.samples import data_path, sample_cohort
+from levalign.schemas import unknown_key_message
 from levalign.sources.replay import LeadHistory, load_lead_history
 
 __all__ = [
@@ -83,7 +85,7 @@ __all__ = [
 #: follower columns a profile may set (every cohort column but the per-follower state)
 PROFILE_COLUMNS: tuple[str, ...] = tuple(
     c
-    for c in (*_FLOAT_COLUMNS, *_CATEGORY_COLUMNS)
+    for c in (*layout.FLOAT_COLUMNS, *layout.CATEGORICAL_COLUMNS)
     if c
     not in (
         "equity",
@@ -287,8 +289,8 @@ def _check_profiles(profiles: Sequence[Mapping[str, Any]]) -> list[tuple[tuple[s
                     field=f"{where}.{key}",
                     value=key,
                 )
-            if key in _CATEGORY_COLUMNS:
-                names = _CATEGORY_COLUMNS[key][0]
+            if key in layout.CATEGORICAL_COLUMNS:
+                names = layout.BY_NAME[key].names
                 if value not in names:
                     raise InvalidInput(
                         f"{where}.{key} must be one of {', '.join(names)}, got {value!r}",
@@ -770,7 +772,7 @@ def load_grid(grid: Mapping[str, Any], base: Path | None = None) -> SweepGrid:
     unknown = sorted(set(grid) - known)
     if unknown:
         raise InvalidInput(
-            f"unknown grid key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+            unknown_key_message(str(unknown[0]), sorted(known), noun="grid key"),
             field=unknown[0],
         )
     for required in ("leads", "profiles", "modes"):

@@ -211,6 +211,8 @@ class Dispatcher:
         died) and looked up; longer than any send's timeout.
     clock_ms
         Epoch milliseconds (default: the wall clock).
+    lead_id
+        Send only the orders of this lead's followers (None: every lead's).
     """
 
     def __init__(  # noqa: PLR0913  (store and venue, then keyword-only options)
@@ -224,6 +226,7 @@ class Dispatcher:
         expires_in_ms: int = 10_000,
         lease_ms: int = 30_000,
         clock_ms: Callable[[], int] = now_ms,
+        lead_id: int | None = None,
     ) -> None:
         self.store = store
         self.venue = venue
@@ -233,6 +236,7 @@ class Dispatcher:
         self.expires_in_ms = expires_in_ms
         self.lease_ms = lease_ms
         self.clock_ms = clock_ms
+        self.lead_id = lead_id
 
     def dispatch_once(self) -> DispatchReport:
         """Claim up to ``batch`` pending orders (risk-reducing first), send and record each."""
@@ -243,6 +247,7 @@ class Dispatcher:
             expires_in_ms=self.expires_in_ms,
             accept=None if self.limiter is None else self.limiter.accept,
             now=self.clock_ms(),
+            lead_id=self.lead_id,
         )
         report.claimed = len(orders)
         for order in orders:
@@ -296,7 +301,7 @@ class Dispatcher:
 
     def backlog(self) -> Backlog:
         """Orders waiting or in flight (see :class:`levalign.engine.store.Backlog`)."""
-        return self.store.backlog(now=self.clock_ms())
+        return self.store.backlog(now=self.clock_ms(), lead_id=self.lead_id)
 
     def run(
         self, stop: threading.Event, *, idle_s: float = 0.02, resolve_every_s: float = 1.0

@@ -183,17 +183,38 @@ def decimal_amount(value: float, step: float) -> str:
             field="amount",
             value=value,
         )
+    return _grid_text(value, step, _decimals(step))
+
+
+def _decimals(step: float) -> int:
+    """Digits after the point in the shortest decimal form of ``step`` (0.001 -> 3).
+
+    Raises
+    ------
+    InvalidInput
+        ``step`` is not a positive number.
+    """
     if not (math.isfinite(step) and step > 0):
         raise InvalidInput(
             f"amount step must be positive, got {step}", field="amount_step", value=step
         )
+    exponent = Decimal(repr(step)).normalize().as_tuple().exponent
+    return max(-exponent, 0) if isinstance(exponent, int) else 0
+
+
+def _grid_text(value: float, step: float, decimals: int) -> str:
     lots = round(value / step)
-    if abs(lots * step - value) <= 1e-9 * max(abs(value), step):
-        out = Decimal(repr(step)) * lots
+    if abs(lots * step - value) <= 1e-9 * max(value, step):
+        # lots * step is within far less than half a unit of the last decimal of the exact
+        # grid value, so rounding to that many decimals gives exactly that value
+        text = f"{lots * step:.{decimals}f}"
     else:
-        out = Decimal(repr(value))
-    text = format(out.normalize(), "f")
-    return "0" if text in ("-0", "0E-0") else text
+        text = repr(value)
+        if "e" in text or "E" in text:
+            text = format(Decimal(text), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
 
 
 def intents_from_result(
@@ -211,48 +232,48 @@ def intents_from_result(
     (closes always go).
     """
     cols = result.columns
-    ids = cols["id"]
-    side = cols["side"]
-    amount = cols["amount"]
-    close = cols["close_amount"]
-    reduce_only = cols["reduce_only"]
-    target = cols["target_position"]
-    leverage = cols["leverage"]
-    collateral = cols["collateral"]
+    ids = cols["id"].tolist()
+    side = cols["side"].tolist()
+    amount = cols["amount"].tolist()
+    close = cols["close_amount"].tolist()
+    reduce_only = cols["reduce_only"].tolist()
+    target = cols["target_position"].tolist()
+    leverage = cols["leverage"].tolist()
+    collateral = cols["collateral"].tolist()
     symbol = result.symbol
+    decimals = _decimals(amount_step)
     out: list[OrderIntent] = []
-    for i in range(len(ids)):
-        s = int(side[i])
+    for i, s in enumerate(side):
         if s == 0:
             continue
         fid = str(ids[i])
         side_name: Literal["buy", "sell"] = "buy" if s > 0 else "sell"
-        amt = float(amount[i])
-        closing = amt if bool(reduce_only[i]) else min(max(float(close[i]), 0.0), amt)
+        amt = amount[i]
+        closing = amt if reduce_only[i] else min(max(close[i], 0.0), amt)
         if closing > 0:
-            leg = "close" if float(target[i]) == 0.0 or amt > closing else "reduce"
+            leg = "close" if target[i] == 0.0 or amt > closing else "reduce"
             out.append(
                 OrderIntent(
                     follower_id=fid,
                     leg=leg,
                     symbol=symbol,
                     side=side_name,
-                    amount=decimal_amount(closing, amount_step),
+                    amount=_grid_text(closing, amount_step, decimals),
                     reduce_only=True,
                     priority=PRIORITY_REDUCE,
                 )
             )
         rest = amt - closing
         if rest > 0:
-            lev = float(leverage[i])
-            col = float(collateral[i])
+            lev = leverage[i]
+            col = collateral[i]
             out.append(
                 OrderIntent(
                     follower_id=fid,
                     leg="open",
                     symbol=symbol,
                     side=side_name,
-                    amount=decimal_amount(rest, amount_step),
+                    amount=_grid_text(rest, amount_step, decimals),
                     reduce_only=False,
                     priority=PRIORITY_OPEN,
                     price_limit=price_limit,

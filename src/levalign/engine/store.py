@@ -717,6 +717,7 @@ class Store:
         accept: Callable[[Candidate], bool] | None = None,
         scan: int | None = None,
         now: int | None = None,
+        lead_id: int | None = None,
     ) -> list[OrderRequest]:
         """Move up to ``limit`` pending orders to ``sent`` and return them to be sent.
 
@@ -744,6 +745,9 @@ class Store:
             How many candidates to read (default ``4 * limit``).
         now
             The claim time, epoch ms (default: the wall clock).
+        lead_id
+            Claim only orders of this lead's followers (a dispatcher per lead, or per shard
+            of followers in its own process); None claims from every lead.
         """
         if limit <= 0:
             return []
@@ -762,6 +766,8 @@ class Store:
                 .limit(scan or 4 * limit)
                 .with_for_update(skip_locked=True, of=Order)
             )
+            if lead_id is not None:
+                query = query.where(Follower.lead_id == lead_id)
             chosen: list[str] = []
             for cid, priority, reduce_only, address in conn.execute(query):
                 if len(chosen) >= limit:
@@ -1041,20 +1047,27 @@ class Store:
             )
         return None if row is None else dict(row)
 
-    def backlog(self, *, now: int | None = None) -> Backlog:
-        """Counts of orders waiting or in flight, and the oldest pending order's age."""
+    def backlog(self, *, now: int | None = None, lead_id: int | None = None) -> Backlog:
+        """Counts of orders waiting or in flight, and the oldest pending order's age.
+
+        ``lead_id`` counts only that lead's followers' orders.
+        """
         stamp = now_ms() if now is None else now
+        counting = select(Order.state, Order.reduce_only, func.count()).where(
+            Order.state.in_(("pending", "sent", "unknown", "acknowledged"))
+        )
+        oldest_query = select(func.min(Order.created_ms)).where(Order.state == "pending")
+        if lead_id is not None:
+            mine = Order.follower_id.in_(select(Follower.id).where(Follower.lead_id == lead_id))
+            counting = counting.where(mine)
+            oldest_query = oldest_query.where(mine)
         with self._read("reading the backlog") as conn:
             counts: dict[tuple[str, bool], int] = {}
             for state, reducing, n in conn.execute(
-                select(Order.state, Order.reduce_only, func.count())
-                .where(Order.state.in_(("pending", "sent", "unknown", "acknowledged")))
-                .group_by(Order.state, Order.reduce_only)
+                counting.group_by(Order.state, Order.reduce_only)
             ):
                 counts[(str(state), bool(reducing))] = int(n)
-            oldest = conn.execute(
-                select(func.min(Order.created_ms)).where(Order.state == "pending")
-            ).scalar_one_or_none()
+            oldest = conn.execute(oldest_query).scalar_one_or_none()
 
         def total(state: str) -> int:
             return counts.get((state, True), 0) + counts.get((state, False), 0)
@@ -1185,43 +1198,70 @@ class Store:
         Pass it to :func:`levalign.normalize` or :meth:`levalign.normalize.Cohort.from_table`,
         so that the next event is sized on the store's state.
         """
-        with self._read("reading the cohort") as conn:
-            rows = conn.execute(
-                select(
-                    Follower.id,
-                    Follower.equity,
-                    Follower.profile,
-                    Position.position,
-                    Position.entry_price,
-                    Position.collateral,
-                    Position.residual,
-                )
-                .outerjoin(
-                    Position,
-                    (Position.follower_id == Follower.id) & (Position.symbol == symbol),
-                )
-                .where(Follower.lead_id == lead_id, Follower.status == "active")
-                .order_by(Follower.id)
-            ).all()
-        n = len(rows)
-        cols: dict[str, NDArray[Any]] = {
-            "id": np.array([r[0] for r in rows], dtype=object),
-            "equity": np.array([r[1] for r in rows], dtype=np.float64),
-            "position": np.array(
-                [float(r[3]) if r[3] is not None else 0.0 for r in rows], dtype=np.float64
-            ),
-            "entry_price": np.array(
-                [r[4] if r[4] is not None else math.nan for r in rows], dtype=np.float64
-            ),
-            "collateral": np.array([r[5] or 0.0 for r in rows], dtype=np.float64),
-            "residual": np.array([r[6] or 0.0 for r in rows], dtype=np.float64),
-        }
-        names = sorted({k for r in rows for k in r[2]} - set(cols))
+        where = (Follower.lead_id == lead_id) & (Follower.status == "active")
+        rows = self._state_rows("reading the cohort", symbol, where, with_profile=True)
+        cols = _state_columns(rows)
+        names = sorted({k for r in rows for k in r[6]} - set(cols))
         for name in names:
-            column = np.empty(n, dtype=object)
-            column[:] = [r[2].get(name) for r in rows]
+            column = np.empty(len(rows), dtype=object)
+            column[:] = [r[6].get(name) for r in rows]
             cols[name] = column
         return cols
+
+    def follower_states(self, follower_ids: Sequence[str], symbol: str) -> dict[str, NDArray[Any]]:
+        """The stored state of these followers in ``symbol``, after fills.
+
+        Columns ``id``, ``equity``, ``position``, ``entry_price``, ``collateral``,
+        ``residual`` (as in :meth:`cohort_table`), in ``follower_ids`` order for those
+        stored: hand them to :meth:`levalign.normalize.Cohort.update` to refresh a cohort
+        kept in memory instead of rebuilding it.
+        """
+        ids = list(dict.fromkeys(follower_ids))
+        rows = self._state_rows("reading follower state", symbol, Follower.id.in_(ids))
+        order = {fid: i for i, fid in enumerate(ids)}
+        return _state_columns(sorted(rows, key=lambda r: order[r[0]]))
+
+    def _state_rows(
+        self, what: str, symbol: str, where: Any, *, with_profile: bool = False
+    ) -> list[Any]:
+        columns: list[Any] = [
+            Follower.id,
+            Follower.equity,
+            Position.position,
+            Position.entry_price,
+            Position.collateral,
+            Position.residual,
+        ]
+        if with_profile:
+            columns.append(Follower.profile)
+        with self._read(what) as conn:
+            return list(
+                conn.execute(
+                    select(*columns)
+                    .outerjoin(
+                        Position,
+                        (Position.follower_id == Follower.id) & (Position.symbol == symbol),
+                    )
+                    .where(where)
+                    .order_by(Follower.id)
+                ).all()
+            )
+
+
+def _state_columns(rows: Sequence[Any]) -> dict[str, NDArray[Any]]:
+    """State columns of rows (id, equity, position, entry, collateral, residual, ...)."""
+    return {
+        "id": np.array([r[0] for r in rows], dtype=object),
+        "equity": np.array([r[1] for r in rows], dtype=np.float64),
+        "position": np.array(
+            [float(r[2]) if r[2] is not None else 0.0 for r in rows], dtype=np.float64
+        ),
+        "entry_price": np.array(
+            [r[3] if r[3] is not None else math.nan for r in rows], dtype=np.float64
+        ),
+        "collateral": np.array([r[4] or 0.0 for r in rows], dtype=np.float64),
+        "residual": np.array([r[5] or 0.0 for r in rows], dtype=np.float64),
+    }
 
 
 _STATE_FIELDS = ("position", "entry_price", "collateral", "residual")

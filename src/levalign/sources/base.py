@@ -100,7 +100,9 @@ class SourceGap:
         A code: ``history_truncated`` (the venue's history no longer reaches the cursor),
         ``page_overflow`` (more fills in one millisecond than a history page holds),
         ``position_mismatch`` (a fill's start position differs from the position the earlier
-        fills add up to, even after a backfill).
+        fills add up to, even after a backfill), ``malformed_fill`` (a fill that could not be
+        read), ``equity_not_positive`` (the lead's equity is not positive: the fills cannot be
+        sized and no event is yielded for them).
     message
         What happened and what it means, for a person.
     since_ms, until_ms

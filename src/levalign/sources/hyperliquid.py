@@ -32,10 +32,13 @@ Backfill
     millisecond cannot be paged past: a ``page_overflow`` gap.
 
 De-duplication and order
-    A fill already processed (by the cursor) or seen recently (by ``tid``) is dropped, so
-    duplicated messages, the snapshot's overlap with the backfill, and a delayed message are
-    harmless. Fills are processed in time order; within one millisecond of one coin, in the
-    order in which each fill's ``startPosition`` continues the previous fill's position.
+    A fill already processed (by the cursor) or seen recently (by ``tid``) is not an event
+    again, so duplicated messages, the snapshot's overlap with the backfill, and a delayed
+    message are harmless; the processed fills of the cursor's window that a backfill brings
+    again only move the tracked positions. Fills are processed in time order; within one
+    millisecond of one coin, in the order in which each fill's ``startPosition`` continues
+    the previous fill's position (from the tracked position, or else from the fill that
+    starts where no other one ends).
 
 Grouping rule (one lead event per lead order and arrival)
     The fills of one batch (one websocket message; or the snapshot, the backfill and the
@@ -43,7 +46,8 @@ Grouping rule (one lead event per lead order and arrival)
     above; then each run of consecutive fills with the same ``coin``, ``oid`` and ``time``
     becomes one lead event. An order that crosses several resting orders in one block, or a
     resting order hit by several takers in one block, is one event; the fills of one order in
-    different blocks (different times) are separate events.
+    different blocks (different times) are separate events; two orders interleaved in one
+    block stay separate runs, so that every event's positions are exact.
 
 Event fields
     ``symbol``: levalign's market symbol for the coin (``BTC`` -> ``BTC/USDC:USDC``; the
@@ -65,9 +69,16 @@ Heartbeat and reconnects
     ``{"method": "ping"}`` every ``ping_interval`` seconds (Hyperliquid closes a connection
     that has sent nothing for 60 s); no message at all (a pong included) for ``stale_timeout``
     seconds means the connection is dead: it is closed and reopened. Reconnects wait with
-    exponential backoff and full jitter (:class:`levalign.sources.base.Backoff`). REST calls
-    that meet a 429, a 5xx or a network error are retried with the same backoff, up to
+    exponential backoff and full jitter (:class:`levalign.sources.base.Backoff`), reset by a
+    connection that lived a minute; a source that never connected gives up after
+    :data:`FIRST_CONNECT_ATTEMPTS` attempts (``ConfigurationError`` naming ``base_url``). REST
+    calls that meet a 429, a 5xx or a network error are retried with the same backoff, up to
     ``rest_retries`` times, before the connection is restarted.
+
+Gaps
+    Never silent: logged at ERROR, counted in :attr:`HyperliquidSource.metrics` and yielded as
+    :class:`~levalign.sources.base.SourceGap` (``history_truncated``, ``page_overflow``,
+    ``position_mismatch``, ``malformed_fill``, ``equity_not_positive``).
 """
 
 from __future__ import annotations
@@ -78,7 +89,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Protocol
@@ -255,6 +266,17 @@ class SourceCursor:
         start = max(self.start, max(t for t, _ in held) - window_ms)
         return SourceCursor(start, frozenset(f for f in held if f[0] >= start))
 
+    @classmethod
+    def resume(cls, time_ms: int, tid: int, window_ms: int = 10_000) -> SourceCursor:
+        """A cursor rebuilt from the newest fill only (a store that keeps ``(time, tid)``).
+
+        It starts ``window_ms`` before that fill and holds only it, so the fills of the window
+        come again: every one not yet processed is found, and those already processed come
+        back as events with the same ``event_id``, which the store must ignore (it does:
+        an event is recorded once). The exact cursor is :meth:`to_text`'s.
+        """
+        return cls(time_ms - window_ms, frozenset({(time_ms, tid)}))
+
     def to_text(self) -> str:
         """JSON text, stable (fills sorted)."""
         data = {"start": self.start, "fills": sorted(self.fills)}
@@ -306,7 +328,11 @@ def _chain(batch: Sequence[Fill], coin: str, start: Decimal | None) -> list[Fill
     if len(rest) == 1:
         return rest
     out: list[Fill] = []
-    here = start if start is not None else rest[0].start_position
+    if start is None:  # the chain's root: the fill that starts where no other one ends
+        ends = {f.end_position for f in rest}
+        here = next((f for f in rest if f.start_position not in ends), rest[0]).start_position
+    else:
+        here = start
     while rest:
         nxt = next((f for f in rest if f.start_position == here), rest[0])
         rest.remove(nxt)
@@ -315,13 +341,21 @@ def _chain(batch: Sequence[Fill], coin: str, start: Decimal | None) -> list[Fill
     return out
 
 
-def group_fills(fills: Sequence[Fill]) -> list[list[Fill]]:
-    """Runs of consecutive fills with the same coin, ``oid`` and time: one lead event each."""
+def group_fills(fills: Sequence[Fill], apart: Container[int] = frozenset()) -> list[list[Fill]]:
+    """Runs of consecutive fills with the same coin, ``oid`` and time: one lead event each.
+
+    Fills whose ``tid`` is in ``apart`` never share a run with fills whose ``tid`` is not.
+    """
     groups: list[list[Fill]] = []
     for f in fills:
         if groups:
             last = groups[-1][-1]
-            if (last.coin, last.oid, last.time) == (f.coin, f.oid, f.time):
+            if (last.coin, last.oid, last.time, last.tid in apart) == (
+                f.coin,
+                f.oid,
+                f.time,
+                f.tid in apart,
+            ):
                 groups[-1].append(f)
                 continue
         groups.append([f])
@@ -534,6 +568,7 @@ class HyperliquidSource:
         if self.cursor is None and self._cursor_store is not None:
             text = self._cursor_store.load()
             self.cursor = SourceCursor.from_text(text) if text else None
+        self.symbol("BTC")  # the market table, loaded now rather than on the first event
         attempt = 0
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
         async with aiohttp.ClientSession(timeout=timeout) as http:
@@ -858,10 +893,15 @@ class HyperliquidSource:
         while len(self._seen) > self._seen_max:
             self._seen.popitem(last=False)
 
-    def _fresh(self, fills: Iterable[Fill], origin: str) -> list[Fill]:
-        """The fills not processed yet; see the module docstring, "De-duplication"."""
+    def _fresh(self, fills: Iterable[Fill], origin: str) -> tuple[list[Fill], list[Fill]]:
+        """The fills not processed yet, and those of the cursor's window fetched again.
+
+        See the module docstring, "De-duplication". The second list (fills a backfill or a
+        snapshot brings again, processed before a restart) only moves the tracked positions.
+        """
         cursor = self.cursor
         out: list[Fill] = []
+        again: list[Fill] = []
         batch: set[int] = set()
         for f in fills:
             if f.tid in self._seen or f.tid in batch:
@@ -871,6 +911,9 @@ class HyperliquidSource:
                 if origin != "stream" or f.tid in cursor.tids or f.time < self._floor:
                     self.metrics.duplicates += 1
                     self._remember(f.tid)
+                    if origin != "stream" and f.time >= cursor.start:
+                        batch.add(f.tid)
+                        again.append(f)
                     continue
                 self.metrics.late_fills += 1
                 log.warning(
@@ -881,7 +924,15 @@ class HyperliquidSource:
                 )
             batch.add(f.tid)
             out.append(f)
-        return out
+        return out, again
+
+    def _ordered(self, fills: Sequence[Fill], origin: str) -> tuple[list[Fill], frozenset[int]]:
+        """New and re-fetched fills in processing order, and the trade ids of the latter."""
+        fresh, again = self._fresh(fills, origin)
+        taken = {id(f) for f in fresh} | {id(f) for f in again}
+        arrived = [f for f in fills if id(f) in taken]  # arrival order, for ties
+        ordered = self._past_boundary(order_fills(arrived, self._book.positions))
+        return ordered, frozenset(f.tid for f in again)
 
     def _past_boundary(self, fills: list[Fill]) -> list[Fill]:
         """Drop the fills of the first start's millisecond that its state already holds."""
@@ -916,18 +967,22 @@ class HyperliquidSource:
     ) -> AsyncIterator[SourceItem]:
         while self._pending_gaps:
             yield self._gap(self._pending_gaps.pop(0))
-        fresh = self._past_boundary(order_fills(self._fresh(fills, origin), self._book.positions))
-        if not fresh:
+        ordered, again = self._ordered(fills, origin)
+        if not ordered:
             return
-        if origin == "stream" and self._breaks_chain(fresh):
+        if origin == "stream" and self._breaks_chain(ordered):
             log.warning("source %s: position chain broken; backfilling", self.address)
             backfilled, gaps = await self._backfill(http)
             for gap in gaps:
                 yield self._gap(gap)
-            fresh = order_fills(self._fresh([*backfilled, *fills], origin), self._book.positions)
+            ordered, again = self._ordered([*backfilled, *fills], "backfill")
             origin = "backfill"
-        for group in group_fills(fresh):
+        for group in group_fills(ordered, again):
             head = group[0]
+            if head.tid in again:  # processed before a restart: it only moves the positions
+                if head.is_perp:
+                    self._book.positions[head.coin] = group[-1].end_position
+                continue
             if head.is_perp:
                 known = self._book.positions.get(head.coin)
                 if known is not None and known != head.start_position:

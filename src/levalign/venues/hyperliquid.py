@@ -461,7 +461,7 @@ class HyperliquidVenue:
         self.limiter = limiter
         self.timeout = timeout
         self.market_slippage = market_slippage
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._meta: tuple[Any, Any] | None = None
         self._sz_decimals: dict[str, int] = {}
         self._clients: dict[tuple[str, str], tuple[Exchange, threading.Lock]] = {}
@@ -504,9 +504,14 @@ class HyperliquidVenue:
 
     def _client(self, account: str, credentials_ref: str) -> tuple[Exchange, threading.Lock]:
         key = (account.lower(), credentials_ref)
-        found = self._clients.get(key)
-        if found is not None:
+        with self._lock:
+            found = self._clients.get(key)
+            if found is None:
+                found = self._new_client(account, credentials_ref)
+                self._clients[key] = found
             return found
+
+    def _new_client(self, account: str, credentials_ref: str) -> tuple[Exchange, threading.Lock]:
         if not _ADDRESS.match(account):
             raise ConfigurationError(
                 f"account must be 0x and 40 hex digits, got {account!r}",
@@ -534,9 +539,7 @@ class HyperliquidVenue:
             account_address=account,
             timeout=self.timeout,
         )
-        found = (client, threading.Lock())
-        self._clients[key] = found
-        return found
+        return client, threading.Lock()
 
     def coin(self, symbol: str) -> str:
         """Hyperliquid's coin for a levalign symbol: ``BTC/USDC:USDC`` -> ``BTC``."""
@@ -638,6 +641,10 @@ class HyperliquidVenue:
                 price = format_price(order.price_limit, decimals, "down" if is_buy else "up")
         except InvalidInput as exc:
             raise Rejected(exc.message, field=exc.field, value=exc.value) from None
+        if size != Decimal(order.amount):
+            log.warning(
+                "order %s: amount %s rounded down to %s (szDecimals)", cid, order.amount, size
+            )
         client, lock = self._client(order.account, order.credentials_ref)
         self._wait(exchange_weight(1))
         log.info(

@@ -130,7 +130,8 @@ def test_cli_without_the_live_extra_says_which_extra():
     assert "pip install 'levalign[live]'" in error["message"]
 
 
-def test_cli_serves_in_its_own_process_until_interrupted():
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_cli_serves_in_its_own_process_until_interrupted(stop: signal.Signals):
     command = [sys.executable, "-c", "from levalign.cli import main; main()"]
     args = ["sandbox", "hyperliquid", "--port", "0", "--speed", "0", "--lead", str(SCALPER)]
     fund = ["--fund", "0x" + "ab" * 20 + "=500"]
@@ -150,7 +151,7 @@ def test_cli_serves_in_its_own_process_until_interrupted():
             ).json()
             assert state["marginSummary"]["accountValue"] == "500.0"
         finally:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop)
             returncode = proc.wait(timeout=60)
     assert returncode == 0
 

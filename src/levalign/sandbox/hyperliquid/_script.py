@@ -5,7 +5,8 @@ to Hyperliquid's coin of the same base asset) with the bundled candles of the co
 (their closes move the mids between fills). One *step* is one timeline entry: a candle close
 sets the mid; a lead fill sets the mid to the fill's price (rounded to a valid price), trades
 the lead account to the row's ``position_after`` and sets its USDC balance so that its account
-value is the row's ``equity``. Candles before the first fill and after the last are skipped.
+value is the row's ``equity``. Candles more than a minute before the first fill or after the
+last are left out.
 """
 
 from __future__ import annotations

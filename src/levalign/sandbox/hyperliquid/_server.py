@@ -13,6 +13,7 @@ import contextlib
 import heapq
 import json
 import math
+import signal
 import socket
 import threading
 import time
@@ -995,18 +996,23 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def serve(config: SandboxConfig, *, ready: Callable[[str, str], None] | None = None) -> None:
-    """Serve until interrupted (the CLI command); ``ready(base_url, lead)`` once listening."""
+    """Serve until SIGINT or SIGTERM (the CLI command); ``ready(base_url, lead)`` once listening."""
 
     async def main() -> None:
         server = _Server(config)
-        runner = web.AppRunner(server.app())
+        runner = web.AppRunner(server.app(), handle_signals=False)
         await runner.setup()
         sock = _bind(config.host, config.port)
         await web.SockSite(runner, sock).start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)  # the main thread of a Unix process
         if ready is not None:
             ready(f"http://{config.host}:{sock.getsockname()[1]}", server.lead_address)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await runner.cleanup()
 
