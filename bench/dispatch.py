@@ -79,7 +79,7 @@ def run() -> dict[str, Any]:
             venue.sz_decimals(BTC)
             d = Dispatcher(store, venue, worker="bench")
             for i, a in enumerate(addresses):  # SDK clients built before timing, as the loop
-                venue._client(a, f"env:LEVALIGN_BENCH_AGENT_{i}")  # noqa: SLF001
+                venue._client(a, f"env:LEVALIGN_BENCH_AGENT_{i}")
             start = time.perf_counter()
             sent = 0
             while sent < ORDERS:
@@ -93,9 +93,7 @@ def run() -> dict[str, Any]:
             ]
             start = time.perf_counter()
             for n in range(ORDERS):
-                exchanges[n % FOLLOWERS].order(
-                    "BTC", True, 0.001, 20200, {"limit": {"tif": "Ioc"}}
-                )
+                exchanges[n % FOLLOWERS].order("BTC", True, 0.001, 20200, {"limit": {"tif": "Ioc"}})
             sdk_rates.append(ORDERS / (time.perf_counter() - start))
     dispatcher = statistics.median(dispatcher_rates)
     sdk = statistics.median(sdk_rates)

@@ -117,7 +117,7 @@ def test_bad_rules_are_refused_by_name():
     with pytest.raises(InvalidInput, match="reconciliation band must be a finite fraction"):
         run([], {}, band=-0.1)
     with pytest.raises(InvalidInput, match="unfollow policy must be close or keep"):
-        run([], {}, unfollow="sell")  # type: ignore[arg-type]
+        run([], {}, unfollow="sell")
     with pytest.raises(InvalidInput, match="no lot size for 'XRP/USDC:USDC'"):
         plan("r", [book("f1")], {"f1": {"XRP/USDC:USDC": 1.0}}, band=0, unfollow="keep", steps={})
 
@@ -184,11 +184,14 @@ def test_reconcile_corrects_the_venue_once_through_the_outbox(store, live):
     while venue.account(address).positions != {BTC: 0.002} and time.monotonic() < deadline:
         time.sleep(0.05)
     assert venue.account(address).positions == {BTC: 0.002}
-    assert store.order(client_id)["state"] == "filled"  # type: ignore[index]
+    row = store.order(client_id)
+    assert row is not None
+    assert row["state"] == "filled"
 
     clean = reconcile(store, venue, lead, "r3", band=0.01, unfollow="close", now_ms=4)
     assert clean.intents == []
-    assert clean.report.corrected == clean.report.orphans == []
+    assert clean.report.corrected == []
+    assert clean.report.orphans == []
 
 
 def test_an_unfollowed_followers_position_is_closed_or_kept(store, live):
