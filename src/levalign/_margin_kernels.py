@@ -37,6 +37,36 @@ def maintenance_margin(cap: FloatArray, mmr: FloatArray, cum: FloatArray, notion
     return abs(notional) * mmr[k] - cum[k]
 
 
+@njit(cache=True, inline="always")
+def entry_value_liquidation_price(
+    balance: float,
+    side: float,
+    qty: float,
+    ref_price: float,
+    entry_price: float,
+    cap: FloatArray,
+    mmr: FloatArray,
+    cum: FloatArray,
+) -> float:
+    r"""Liquidation price of one linear position with maintenance margin at its entry value.
+
+    Bybit's and KuCoin's rule (:class:`levalign.margin.BybitMarginModel`), with ``balance``
+    the margin balance when the price is ``ref_price``:
+
+    .. math:: LP = x_{ref} - s\,\frac{B - \mathrm{MM}(Q\,EP)}{Q}
+
+    With ``ref_price`` the entry price and ``balance`` the isolated margin this is Bybit's
+    formula as published; with the mark and the margin balance there (cross) it is the same
+    price, the PnL since entry moved from the balance to the reference. NaN when the price is
+    not positive (no price liquidates the position).
+    """
+    if qty <= 0.0:
+        return math.nan
+    mm = maintenance_margin(cap, mmr, cum, qty * entry_price)
+    lp = ref_price - side * (balance - mm) / qty
+    return lp if lp > 0.0 else math.nan
+
+
 @njit(cache=True)
 def liquidation_price_one_leg(
     balance: float,
