@@ -30,9 +30,12 @@ EVENT = {
 }
 
 
+MARKETS = load_markets("binance")
+
+
 @pytest.fixture(scope="module")
 def markets():
-    return load_markets("binance")
+    return MARKETS
 
 
 @pytest.mark.parametrize(
@@ -143,9 +146,8 @@ def test_the_python_checks_and_the_kernel_agree_on_every_row(rows):
     # Two implementations: the kernel's INVALID_ROW flag against the plain checks run on
     # every row. With min_liq_distance NaN the buffer is the lead's distance (9.6%, valid), so
     # a row is invalid exactly when a stated value fails a check.
-    markets = load_markets("binance")
     table = pa.Table.from_pylist([{"id": str(i), **r} for i, r in enumerate(rows)])
-    result = normalize(EVENT, table, markets)
+    result = normalize(EVENT, table, MARKETS)
     kernel_invalid = (result["reasons"] & nk.R_INVALID_ROW) != 0
     everything = np.full(len(rows), nk.R_INVALID_ROW, dtype=np.uint32)
     fields = explain_invalid_rows(Cohort.from_table(table), everything)["invalid_reason"]

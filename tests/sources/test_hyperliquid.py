@@ -280,6 +280,16 @@ async def step(sb, fills: int) -> None:
     await asyncio.to_thread(sb.step, fills=fills)
 
 
+async def run_for(sb, store: CursorStore, fills: int) -> Run:
+    """A source that takes the initial state, then ``fills`` lead fills, then stops."""
+    run = Run(make_source(sb, store), store)
+    await run.until(lambda r: r.items)
+    await step(sb, fills)
+    await run.until(lambda r: len(r.events) >= fills)
+    await run.stop()
+    return run
+
+
 def expect_exactly_once_in_order(events: list[SourceEvent], fills: list[dict[str, Any]]) -> None:
     """One event per lead fill (each scripted fill is its own order), same order, exact."""
     assert [e.trade_ids for e in events] == [(f["tid"],) for f in fills]
@@ -409,14 +419,6 @@ def test_duplicated_and_delayed_messages_are_each_taken_once_in_order(sandbox):
 def test_restart_resumes_from_the_persisted_cursor(sandbox, tmp_path):
     store = FileCursorStore(tmp_path / "cursor.json")
 
-    async def first():
-        run = Run(make_source(sandbox, store), store)
-        await run.until(lambda r: r.items)
-        await step(sandbox, 3)
-        await run.until(lambda r: len(r.events) >= 3)
-        await run.stop()
-        return run
-
     async def second():
         run = Run(make_source(sandbox, store), store)
         await run.until(lambda r: len(r.events) >= 4)
@@ -425,7 +427,7 @@ def test_restart_resumes_from_the_persisted_cursor(sandbox, tmp_path):
         await run.stop()
         return run
 
-    one = asyncio.run(first())
+    one = asyncio.run(run_for(sandbox, store, 3))
     sandbox.step(fills=4)  # while the copier is down
     two = asyncio.run(second())
     fills = lead_fills(sandbox)
@@ -443,23 +445,13 @@ def test_restart_resumes_from_the_persisted_cursor(sandbox, tmp_path):
 def test_restart_from_the_newest_fill_only_repeats_events_with_their_ids(sandbox):
     # a store that keeps (time, tid) of the newest fill: the window comes again, nothing is
     # lost, and what repeats has the event ids already recorded
-    store = MemoryCursorStore()
-
-    async def first():
-        run = Run(make_source(sandbox, store), store)
-        await run.until(lambda r: r.items)
-        await step(sandbox, 3)
-        await run.until(lambda r: len(r.events) >= 3)
-        await run.stop()
-        return run
-
     async def second(cursor: str, last_tid: int):
         run = Run(make_source(sandbox, MemoryCursorStore(cursor)))
         await run.until(lambda r: any(last_tid in e.trade_ids for e in r.events))
         await run.stop()
         return run
 
-    one = asyncio.run(first())
+    one = asyncio.run(run_for(sandbox, MemoryCursorStore(), 3))
     sandbox.step(fills=2)
     last = one.events[-1]
     lossy = SourceCursor.resume(int(last.event.timestamp or 0), last.trade_ids[-1])
@@ -470,15 +462,49 @@ def test_restart_from_the_newest_fill_only_repeats_events_with_their_ids(sandbox
     assert two.gaps == []
 
 
+def test_backfill_pages_through_more_than_one_page(tmp_path):
+    # 2,100 fills while the copier is down: more than one userFillsByTime page (2,000)
+    rows = [
+        f"2023-03-01T{4 + k // 3600:02d}:{k // 60 % 60:02d}:{k % 60:02d}.000Z,"
+        f"BTC/USDT:USDT,23500,{0.001 * (1 + k % 2)},10000"
+        for k in range(2101)
+    ]
+    lead = tmp_path / "lead.csv"
+    lead.write_text("timestamp,symbol,price,position_after,equity\n" + "\n".join(rows) + "\n")
+    store = MemoryCursorStore()
+    with HyperliquidSandbox(SandboxConfig(lead=str(lead))) as sb:
+
+        async def second():
+            run = Run(make_source(sb, store), store)
+            await run.until(lambda r: len(r.events) >= 2100)
+            await run.stop()
+            return run
+
+        one = asyncio.run(run_for(sb, store, 1))
+        sb.step(fills=2100)
+        two = asyncio.run(second())
+        fills = lead_fills_all(sb)
+    expect_exactly_once_in_order(one.events + two.events, fills)
+    assert two.source.metrics.backfill_pages == 2
+    assert two.gaps == []
+
+
+def lead_fills_all(sb) -> list[dict[str, Any]]:
+    """Every fill of the lead, paging userFillsByTime as the source does (2,000 a page)."""
+    info = Info(sb.base_url, skip_ws=True)
+    found: dict[int, dict[str, Any]] = {}
+    start = 0
+    while True:
+        page = info.user_fills_by_time(sb.lead_address, start)
+        for f in page:
+            found.setdefault(f["tid"], f)
+        if len(page) < 2000:
+            return sorted(found.values(), key=lambda f: (f["time"], f["tid"]))
+        start = page[-1]["time"]
+
+
 def test_backfill_retries_429_and_5xx(sandbox):
     store = MemoryCursorStore()
-
-    async def first():
-        run = Run(make_source(sandbox, store), store)
-        await run.until(lambda r: r.items)
-        await step(sandbox, 2)
-        await run.until(lambda r: len(r.events) >= 2)
-        await run.stop()
 
     async def second():
         run = Run(make_source(sandbox, store), store)
@@ -486,7 +512,7 @@ def test_backfill_retries_429_and_5xx(sandbox):
         await run.stop()
         return run
 
-    asyncio.run(first())
+    asyncio.run(run_for(sandbox, store, 2))
     sandbox.step(fills=3)
     sandbox.inject("http_429", count=2, path="/info", action="userFillsByTime")
     sandbox.inject("http_5xx", count=1, status=502, path="/info", action="userFillsByTime")
