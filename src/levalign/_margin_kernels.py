@@ -94,11 +94,11 @@ def liquidation_price_one_leg(
     (a fully collateralized long, or an inverse short), and ``ref_price`` when every price does
     (the balance is already below maintenance margin).
     """
-    return _liquidation_price(balance, side, qty, ref_price, linear, floor, cap, mmr, cum)
+    return liquidation_price_tiered(balance, side, qty, ref_price, linear, floor, cap, mmr, cum)
 
 
 @njit(cache=True, inline="always")
-def _liquidation_price(
+def liquidation_price_tiered(
     balance: float,
     side: float,
     qty: float,

@@ -109,8 +109,8 @@ from levalign._layout import (
     T_MMR,
 )
 from levalign._margin_kernels import (
-    _liquidation_price,
     entry_value_liquidation_price,
+    liquidation_price_tiered,
     maintenance_margin,
     tier_index,
     tier_root,
@@ -369,7 +369,7 @@ def max_qty_for_buffer(
 
 
 @njit(cache=True, error_model="numpy")
-def _max_qty_for_initial_margin(
+def max_qty_for_initial_margin(
     margin: float,
     price: float,
     cap_arr: FloatArray,
@@ -948,7 +948,7 @@ def generic_rows(
                         target > cur
                         and _initial_margin(target, p, t_cap, t_max_lev, lev_cap, first) > im_budget
                     ):
-                        cap_q = _max_qty_for_initial_margin(
+                        cap_q = max_qty_for_initial_margin(
                             im_budget, p, t_cap, t_floor, t_max_lev, lev_cap
                         )
                         target, reasons = _bind(target, cap_q, cur, R_AVAILABLE_MARGIN, reasons)
@@ -1069,7 +1069,7 @@ def generic_rows(
                     balance_liq, sq, held_q, ref_liq, ep0, t_cap, t_mmr, t_cum
                 )
             else:
-                lp = _liquidation_price(
+                lp = liquidation_price_tiered(
                     balance_liq, sq, held_q, ref_liq, True, t_floor, t_cap, t_mmr, t_cum
                 )
             of[O_LIQ, i] = lp
@@ -1264,7 +1264,7 @@ def _open_kernel(
     # A long whose first-tier liquidation root is not positive is safe at every price when
     # cum starts at 0 and never falls and every mmr is in [0, 1): each tier's root numerator
     # is then at least the first's (>= 0) over a denominator q·mmr_k − q <= 0, so
-    # _liquidation_price skips every tier, and _no_root finds the balance (>= q·price) at or
+    # liquidation_price_tiered skips every tier, and _no_root finds the balance (>= q·price) at or
     # above every tier's maintenance margin (q·price·mmr_k − cum_k): NaN
     no_liq_if_first_root_fails = t_cum[0] == 0.0
     for k in range(last + 1):
@@ -1413,7 +1413,7 @@ def _open_kernel(
             fast &= ~(target > cur) | target_n_in_two
             target_lev = first[3] if target_first else second[3]
             im_binds = (target > cur) & (n_target / min(target_lev, lev_cap) > im_budget)
-            # _max_qty_for_initial_margin's scan from the top: the third tier unreachable, the
+            # max_qty_for_initial_margin's scan from the top: the third tier unreachable, the
             # second tier's bound if it reaches the second floor, else the first's
             top_2 = _margin_top(im_budget, p, cap_2, max_lev_2, lev_cap)
             fast &= ~im_binds | (im_budget <= 0.0) | (lev_falls & ~(top_2 * p >= floor_2))
@@ -1479,7 +1479,7 @@ def _open_kernel(
             q_after = s * new_q if filled else q
             held_q = abs(q_after)
             held = held_q > 0.0
-            # _liquidation_price's scan: the first tier's root, else the second's
+            # liquidation_price_tiered's scan: the first tier's root, else the second's
             c_liq = (1.0 if q_after > 0.0 else -1.0) * held_q
             balance_liq = c_after if isolated else eq - other_maint
             ref_liq = ep_after if isolated else p

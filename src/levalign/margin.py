@@ -321,7 +321,7 @@ class TieredMarginModel:
             does (the balance is already below maintenance margin).
         """
         tables = [self.position_tiers(market, leg.contracts) for leg in legs]
-        return _solve_liquidation(market, legs, balance, mark_price, tables)
+        return solve_liquidation(market, legs, balance, mark_price, tables)
 
     # ------------------------------------------------------------------ position payloads
 
@@ -874,7 +874,7 @@ def maintenance_margins(market: MarketSpec, notional: FloatArray) -> FloatArray:
 # ------------------------------------------------------------------ exact solver
 
 
-def _solve_liquidation(
+def solve_liquidation(
     market: MarketSpec,
     legs: Sequence[Leg],
     balance: float,

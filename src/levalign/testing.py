@@ -26,7 +26,7 @@ from levalign._codes import MARGIN_MODES, MODES, POLICIES
 from levalign._derisk_kernel import derisk_order
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign.errors import InvalidInput
-from levalign.margin import BybitMarginModel, Leg, _solve_liquidation
+from levalign.margin import BybitMarginModel, Leg, solve_liquidation
 from levalign.markets import MarketSpec, TierTable
 from levalign.risk import _mc_kernels as mck
 from levalign.risk.curve import LiquidationCurve
@@ -712,7 +712,7 @@ def _liquidation(
     legs = [Leg(side, qty / spec.contract_size, entry)]
     if at_entry:
         return _ENTRY_VALUE_RULE.liquidation_price(spec, legs, balance, price)
-    return _solve_liquidation(spec, legs, balance, price)
+    return solve_liquidation(spec, legs, balance, price)
 
 
 def _distance(lp: float | None, side: float, price: float) -> float:
@@ -1047,7 +1047,7 @@ def reference_normalize_one(
             cross = eq - row["other_maintenance_margin"] - side * abs(q) * (p - ep)
             lp = _liquidation(spec, side, abs(q), ep, cross, p, at_entry)
         else:
-            lp = _solve_liquidation(
+            lp = solve_liquidation(
                 spec, [Leg(side, abs(q) / cs, p)], eq - row["other_maintenance_margin"], p
             )
         out["liquidation_price"] = math.nan if lp is None else lp
