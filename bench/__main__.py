@@ -8,7 +8,7 @@ import platform
 import sys
 from pathlib import Path
 
-from bench import align, monte_carlo, normalize_million, outbox, replay, startup, venue
+from bench import align, dispatch, monte_carlo, normalize_million, outbox, replay, startup, venue
 
 
 def _row(label: str, value: str, ratio: str = "") -> None:
@@ -199,6 +199,19 @@ def main() -> None:
             + (" (target p99 <= 50 ms)" if backend == "sqlite" else ""),
         )
     _row("order intents from the normalize result", f"{o['intents_ms']:.1f} ms")
+
+    dp = dispatch.run()
+    results["dispatch"] = dp
+    print(
+        f"\ndispatcher throughput on loopback, sandbox rate limits off ({dp['dispatch_orders']} "
+        f"orders, median of {dp['dispatch_runs']} runs)"
+    )
+    _row(
+        "outbox -> dispatcher -> HyperliquidVenue -> sandbox",
+        f"{dp['dispatcher_orders_per_s']:.0f} orders/s",
+        f"{dp['dispatcher_over_sdk']:.2f}x the bare SDK Exchange.order loop "
+        f"({dp['sdk_orders_per_s']:.0f} orders/s)",
+    )
 
     if len(sys.argv) > 1:
         Path(sys.argv[1]).write_text(json.dumps(results, indent=2), encoding="utf-8")

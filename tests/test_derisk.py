@@ -22,6 +22,10 @@ SPEC: MarketSpec = dataclasses.replace(
     load_markets("binance")[SYMBOL], amount_step=0.001, min_amount=0.001, min_cost=100.0
 )
 MARKETS = Markets("binance", {SYMBOL: SPEC})
+# Bybit takes maintenance margin at the entry value (BybitMarginModel), taker 0.055%
+BYBIT = Markets(
+    "bybit", {SYMBOL: dataclasses.replace(SPEC, margin_family="bybit", taker_fee=0.00055)}
+)
 MINUTE = 60_000_000_000
 
 
@@ -42,11 +46,24 @@ def long_btc(**row: Any) -> dict[str, list[Any]]:
 
 
 def engine_distance(
-    side: str, contracts: float, entry: float, mark: float, mode: str, collateral: float
+    side: str,
+    contracts: float,
+    entry: float,
+    mark: float,
+    mode: str,
+    collateral: float,
+    markets: Markets = MARKETS,
 ) -> float:
     """Liquidation distance at ``mark`` by the scalar margin engine (an independent path)."""
+    sign = 1.0 if side == "long" else -1.0
+    margin = collateral
+    if markets.family == "bybit":
+        # Bybit reports the margin plus the fee to close at the bankruptcy price
+        # (BybitMarginModel's docstring): PM = B (1 - s f) + f Q EP
+        fee = markets[SYMBOL].taker_fee or 0.0
+        margin = collateral * (1.0 - sign * fee) + fee * contracts * entry
     account = {
-        "exchange": "binance",
+        "exchange": markets.exchange,
         # an isolated position's liquidation depends on its collateral only; the wallet
         # behind it is made large so that the account itself is never bankrupt
         "wallet_balance": collateral + 1e12 if mode == "isolated" else collateral,
@@ -58,13 +75,12 @@ def engine_distance(
                 "entry_price": entry,
                 "mark_price": mark,
                 "margin_mode": mode,
-                "position_margin": collateral if mode == "isolated" else None,
+                "position_margin": margin if mode == "isolated" else None,
             }
         ],
     }
-    lp = margin_report(account, MARKETS).positions[0].liquidation_price
+    lp = margin_report(account, markets).positions[0].liquidation_price
     # signed: negative when the mark is already past the liquidation price
-    sign = 1.0 if side == "long" else -1.0
     return math.inf if lp is None else sign * (mark - lp) / mark
 
 
@@ -105,6 +121,21 @@ def test_add_margin_short_of_free_balance_reduces_the_rest():
     assert r["amount"][0] == pytest.approx(0.333)
     assert r["reasons"][0] & Reason.AVAILABLE_MARGIN
     assert r["liquidation_distance"][0] >= 0.05 - 1e-12
+
+
+def test_bybit_reduce_prices_maintenance_margin_at_the_entry_value():
+    # The long of the test above on Bybit: liquidation where the margin balance meets
+    # MM(Q EP) = 20,000 * 0.004 = 80 per BTC (Bybit's rule): LP = 20,000 - (1,000 - 80) =
+    # 19,080, 2.15% below 19,500, inside the 3% floor. Restoring 5% needs, per BTC kept,
+    # 19,500 * 0.05 + 80 = 1,055 of the 500 balance: keep 500 / 1,055 = 0.47393 BTC, cut
+    # 0.52607 -> 0.527 (rounded up), 0.473 left. Its margin after the pro-rata release, 473,
+    # plus the 0.473 * -500 = -236.5 PnL must be 0.473 * 1,055 = 499.015: post back
+    # 499.015 + 236.5 - 473 = 262.515; liquidation then exactly 5% below 19,500: 18,525.
+    r = derisk(SYMBOL, 19_500.0, long_btc(), BYBIT)
+    assert r["amount"][0] == pytest.approx(0.527)
+    assert r["target_position"][0] == pytest.approx(0.473)
+    assert r["collateral"][0] == pytest.approx(262.515)
+    assert r["liquidation_price"][0] == pytest.approx(18_525.0)
 
 
 def test_cross_short_is_cut_until_liquidation_is_back_at_the_floor():
@@ -166,6 +197,7 @@ def test_unknown_symbol_is_rejected():
         derisk("DOGE/EUR:EUR", 1.0, long_btc(), MARKETS)
 
 
+@pytest.mark.parametrize("markets", [MARKETS, BYBIT], ids=["binance", "bybit"])
 @given(
     side=st.sampled_from([1.0, -1.0]),
     lots=st.integers(1, 50_000),
@@ -178,11 +210,12 @@ def test_unknown_symbol_is_rejected():
     free=st.floats(0.0, 5e5),
 )
 def test_after_derisking_liquidation_is_at_least_the_restore_distance_away(
-    side, lots, leverage, move, floor, extra, cross, add_margin, free
+    markets, side, lots, leverage, move, floor, extra, cross, add_margin, free
 ):
     # Any position, any move: when the follower is cut or topped up, what is left (priced by
     # the scalar margin engine) is at least max(floor, buffer) from liquidation; amounts are
     # whole lots, reduce-only, never beyond the position; no order when outside the floor.
+    # On Bybit, by its rule: maintenance margin at the entry value.
     contracts = lots * 0.001
     entry = 20_000.0
     mark = entry * (1.0 + move)
@@ -201,7 +234,7 @@ def test_after_derisking_liquidation_is_at_least_the_restore_distance_away(
         min_liq_distance=floor + extra,
         derisk="add_margin" if add_margin else "reduce",
     )
-    r = derisk(SYMBOL, mark, rows, MARKETS)
+    r = derisk(SYMBOL, mark, rows, markets)
     mode = "cross" if cross else "isolated"
     before = engine_distance(
         "long" if side > 0 else "short",
@@ -210,6 +243,7 @@ def test_after_derisking_liquidation_is_at_least_the_restore_distance_away(
         mark,
         mode,
         equity - upnl if cross else margin,
+        markets,
     )
     amount, left = float(r["amount"][0]), float(r["target_position"][0])
     event("derisked" if r["reasons"][0] & Reason.DERISK else "outside the floor")
@@ -234,7 +268,9 @@ def test_after_derisking_liquidation_is_at_least_the_restore_distance_away(
         if cross
         else margin * kept / contracts + float(r["collateral"][0])
     )
-    after = engine_distance("long" if side > 0 else "short", kept, entry, mark, mode, behind)
+    after = engine_distance(
+        "long" if side > 0 else "short", kept, entry, mark, mode, behind, markets
+    )
     # the isolated post is rounded down to 1e-8 of the settle currency: at most 1e-8 less
     # margin behind kept * mark of notional moves liquidation 1e-8 / (kept * mark) nearer
     settle = 0.0 if cross else 1e-8 / (kept * mark)

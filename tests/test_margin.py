@@ -686,13 +686,36 @@ def _venue(exchange: str) -> tuple[Any, str]:
         # deduction_1 = 1M * (0.75% - 0.5%) = 2,500
         market = {**_LOT, "taker": 0.0005}
         tiers = _tier_rows([0, 1e6], [1e6, 1e9], [0.005, 0.0075], [100, 50], [0, 2_500])
+    elif exchange == "bybit":
+        # risk limits with Bybit's deduction (continuous), taker 0.055%:
+        # deduction_1 = 2M * (1% - 0.5%) = 10,000
+        market = {**_LOT, "taker": 0.00055}
+        tiers = _tier_rows([0, 2e6], [2e6, 1e9], [0.005, 0.01], [100, 50], [0, 10_000])
+    elif exchange == "kucoinfutures":
+        # risk-limit levels: a whole-position rate with no deduction
+        market = dict(_LOT)
+        tiers = _tier_rows([0, 1e6], [1e6, 1e9], [0.004, 0.006], [125, 75])
     else:  # bitget: a whole-position rate with no deduction, the default taker rate
         market = dict(_LOT)
         tiers = _tier_rows([0, 150_000], [150_000, 1e9], [0.004, 0.005], [125, 100])
     return load_markets(exchange, markets={symbol: market}, tiers={symbol: tiers}), symbol
 
 
-@pytest.mark.parametrize("exchange", ["binance", "hyperliquid", "okx", "bitget", "gate"])
+def _reported_margin(exchange: str, spec: Any, side: float, qty: float, price: float, b: float):
+    """The position margin a venue reports for margin ``b`` behind a position entered at price.
+
+    Bybit's also holds the fee to close at the bankruptcy price (BybitMarginModel's docstring):
+    PM = B + f Q x_bust with x_bust = EP - s B / Q, that is B (1 - s f) + f Q EP.
+    """
+    if exchange != "bybit":
+        return b
+    f = spec.taker_fee
+    return b * (1.0 - side * f) + f * qty * price
+
+
+@pytest.mark.parametrize(
+    "exchange", ["binance", "hyperliquid", "okx", "bitget", "gate", "bybit", "kucoinfutures"]
+)
 @given(
     equity=st.floats(50.0, 2e6),
     lead_size=st.floats(0.01, 40.0),
@@ -703,7 +726,8 @@ def _venue(exchange: str) -> tuple[Any, str]:
 def test_normalize_liquidation_is_the_venues(exchange, equity, lead_size, side, price, scale):
     # a follower opened by normalize, taken to the margin engine as the isolated position it
     # holds (entry at the event price, margin = the collateral posted): the same liquidation
-    # price, by the venue's own rule (the taker fee to close on OKX, Bitget and Gate)
+    # price, by the venue's own rule (the taker fee to close on OKX, Bitget and Gate;
+    # maintenance margin at the entry value on Bybit and KuCoin)
     from levalign.normalize import normalize
 
     markets, symbol = _venue(exchange)
@@ -735,7 +759,14 @@ def test_normalize_liquidation_is_the_venues(exchange, equity, lead_size, side, 
         price,
         price,
         margin_mode="isolated",
-        position_margin=float(r["collateral"][0]),
+        position_margin=_reported_margin(
+            exchange,
+            spec,
+            math.copysign(1.0, held),
+            abs(held) * spec.contract_size,
+            price,
+            float(r["collateral"][0]),
+        ),
         leverage=float(r["leverage"][0]),
     )
     report = margin_report(_account(position, wallet=equity, exchange=exchange), markets)
@@ -750,6 +781,40 @@ def test_normalize_liquidation_is_the_venues(exchange, equity, lead_size, side, 
         assert math.isnan(kernel)
     else:
         assert kernel == pytest.approx(engine, rel=1e-9)
+
+
+@pytest.mark.parametrize("margin_mode", ["isolated", "cross"])
+def test_normalize_on_bybit_takes_maintenance_margin_at_the_entry_value(margin_mode):
+    # A follower with 10,000 copies 3x a lead's 5 BTC on 100,000: 1.5 BTC long at 20,000,
+    # notional 30,000 in the first risk limit (mmr 0.5%): MM(N_entry) = 150. Isolated, 5% away:
+    # R = 30,000 * 0.05 + 150 = 1,650 posted, LP = 20,000 - (1,650 - 150) / 1.5 = 19,000
+    # (Bybit's formula); the Binance convention (MM at 19,000) would give 18,994.97.
+    # Cross on the whole 10,000: LP = 20,000 - (10,000 - 150) / 1.5 = 13,433.33.
+    from levalign.normalize import normalize
+
+    markets, symbol = _venue("bybit")
+    event = {
+        "event_id": "e",
+        "symbol": symbol,
+        "price": 20_000.0,
+        "lead_equity": 100_000.0,
+        "lead_position_before": 0.0,
+        "lead_position_after": 5.0,
+    }
+    follower = {
+        "id": ["f"],
+        "equity": [10_000.0],
+        "scale": [3.0],
+        "margin_mode": [margin_mode],
+        "min_liq_distance": [0.05],
+    }
+    r = normalize(event, follower, markets)
+    assert r["target_position"][0] == pytest.approx(1.5)
+    if margin_mode == "isolated":
+        assert r["collateral"][0] == pytest.approx(1_650.0)
+        assert r["liquidation_price"][0] == pytest.approx(19_000.0, rel=1e-12)
+    else:
+        assert r["liquidation_price"][0] == pytest.approx(20_000 - 9_850 / 1.5, rel=1e-12)
 
 
 def test_normalize_refuses_an_inverse_market_and_never_swaps_it():

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from levalign import _normalize_kernel as nk
 from levalign.errors import ConfigurationError, InvalidInput
+from levalign.margin import liquidation_market
 from levalign.markets import Markets, MarketSpec, TierTable, load_markets
 from levalign.normalize import (
     DERISK_ACTIONS,
@@ -600,6 +601,82 @@ def test_kernel_equals_plain_python_reference(seed, ev):
                 want,
                 got,
             )
+
+
+def _entry_value_markets(exchange: str) -> Markets:
+    """SPEC's lots and Binance's BTC brackets on a venue taking maintenance margin at entry.
+
+    Bybit's risk limits carry a deduction (the brackets' cum as they are); KuCoin's levels a
+    whole-position rate (no deduction: the maintenance amounts are zeros, and the kernels get
+    the table up to the first rate jump).
+    """
+    t = SPEC.tiers
+    loaded = load_markets(
+        exchange,
+        markets={SYMBOL: {"precision": {"amount": STEP}, "limits": {"amount": {"min": STEP}}}},
+        tiers={
+            SYMBOL: [
+                {"minNotional": f, "maxNotional": c, "maintenanceMarginRate": m, "maxLeverage": x}
+                for f, c, m, x in zip(
+                    t.floor.tolist(),
+                    t.cap.tolist(),
+                    t.mmr.tolist(),
+                    t.max_leverage.tolist(),
+                    strict=True,
+                )
+            ]
+        },
+    )
+    return Markets(exchange, {SYMBOL: dataclasses.replace(loaded[SYMBOL], min_cost=MIN_COST)})
+
+
+@pytest.mark.parametrize("exchange", ["bybit", "kucoinfutures"])
+@given(seed=st.integers(0, 2**32 - 1), ev=events)
+def test_entry_value_kernel_equals_plain_python_reference(exchange, seed, ev):
+    # Bybit and KuCoin take maintenance margin at the entry value: the kernel's buffer solve
+    # and liquidation price against the reference's bisection on Bybit's scalar formula, for
+    # every event kind, opens from flat and increases of a holding, isolated and cross
+    markets = _entry_value_markets(exchange)
+    spec = liquidation_market(markets[SYMBOL], ev.price)
+    cols = random_cohort(seed)
+    res = normalize(ev, cols, markets)
+    cohort = Cohort.from_table(cols)
+    vec = prepare_event(ev, spec, spec)
+    assert vec[nk.E_MM_AT_ENTRY] == 1.0
+    curve = event_curve(ev, cohort)
+    names = {"mode": MODES, "margin_mode": MARGIN_MODES, "min_size_policy": POLICIES}
+    for i in range(len(cohort)):
+        row: dict[str, object] = {k: float(v[i]) for k, v in cohort.floats.items()}
+        row.update({k: names[k][int(v[i])] for k, v in cohort.codes.items() if k in names})
+        row["allowed"] = bool(cohort.allowed[i])
+        want = reference_normalize_one(list(vec), spec, row, curve)
+        got = {k: res[k][i] for k in want}
+        assert int(got["side"]) == want["side"], (i, row, want, got)
+        assert got["amount"] == pytest.approx(want["amount"], rel=1e-9, abs=1e-12), (i, row)
+        assert Reason(int(got["reasons"])) == Reason(want["reasons"]), (i, row, want, got)
+        for k in ("target_position", "collateral", "leverage", "liquidation_price"):
+            assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-9, nan_ok=True), (
+                k,
+                i,
+                row,
+                want,
+                got,
+            )
+
+
+@pytest.mark.parametrize("exchange", ["bybit", "kucoinfutures"])
+def test_an_entry_value_venue_takes_the_generic_kernel_on_the_open_path(exchange):
+    # the vectorized pass models maintenance margin at the liquidation notional only: on a
+    # venue taking it at the entry value every row goes to the generic row code, same bits
+    markets = _entry_value_markets(exchange)
+    spec = liquidation_market(markets[SYMBOL], P)
+    cohort = Cohort.from_table(random_cohort(7, 300))
+    vec = prepare_event(LeadEvent.model_validate(event()), spec, spec)
+    fast, generic = allocate_result(len(cohort)), allocate_result(len(cohort))
+    run_kernel(vec, spec, cohort, fast, fast_path=True)
+    run_kernel(vec, spec, cohort, generic, fast_path=False)
+    for k in fast:
+        np.testing.assert_array_equal(fast[k], generic[k], err_msg=k)
 
 
 @given(seed=st.integers(0, 2**32 - 1), ev=events)

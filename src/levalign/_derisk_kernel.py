@@ -11,6 +11,8 @@ A follower whose liquidation distance at price :math:`p` has fallen below its ha
 
 .. math:: R(Q) = Q\,p\,d + \mathrm{MM}\big(Q\,p\,(1 - s\,d)\big),
 
+or :math:`R(Q) = Q\,p\,d + \mathrm{MM}(Q\,EP)` where the venue takes maintenance margin at the
+entry value (Bybit, KuCoin: ``mm_at_entry``),
 and the follower keeps the largest quantity :math:`Q^*` with :math:`R(Q^*) \le B`:
 
 * cross: :math:`B = E - \mathrm{MM}_\text{other}` (equity at :math:`p` less the other
@@ -87,13 +89,58 @@ from levalign._layout import (
     T_MAX_LEV,
     T_MMR,
 )
-from levalign._margin_kernels import liquidation_price_one_leg
+from levalign._margin_kernels import entry_value_liquidation_price, liquidation_price_one_leg
 
 FloatArray = NDArray[np.float64]
 FloatMatrix = NDArray[np.float64]  # 2-D, one row per column (levalign._layout)
 CodeMatrix = NDArray[np.int8]
 
 _EPS = 1e-9
+
+
+@njit(cache=True, inline="always")
+def _liquidation(
+    balance: float,
+    side: float,
+    qty: float,
+    ref_price: float,
+    entry_price: float,
+    mm_at_entry: bool,
+    t_floor: FloatArray,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+) -> float:
+    """Liquidation price of one leg whose margin balance is ``balance`` at ``ref_price``.
+
+    Maintenance margin at the liquidation price, or at the entry value (``mm_at_entry``).
+    """
+    if mm_at_entry:
+        return entry_value_liquidation_price(
+            balance, side, qty, ref_price, entry_price, t_cap, t_mmr, t_cum
+        )
+    return liquidation_price_one_leg(
+        balance, side, qty, ref_price, True, t_floor, t_cap, t_mmr, t_cum
+    )
+
+
+@njit(cache=True, inline="always")
+def _required(
+    mm_at_entry: bool,
+    qty: float,
+    price: float,
+    side: float,
+    dist: float,
+    entry_price: float,
+    t_cap: FloatArray,
+    t_mmr: FloatArray,
+    t_cum: FloatArray,
+    first: nk.FirstTier,
+) -> float:
+    """:func:`levalign._normalize_kernel.buffer_balance` of a position kept at its entry."""
+    return nk.buffer_balance(
+        mm_at_entry, qty, price, side, dist, entry_price, 0.0, t_cap, t_mmr, t_cum, first
+    )
 
 
 @njit(cache=True)
@@ -118,8 +165,11 @@ def derisk_order(
     floor_distance: float,
     restore_distance: float,
     add_margin: bool,
+    mm_at_entry: bool,
 ) -> tuple[int, float, float, int, float]:
     """One follower's de-risking order at ``price`` (module docstring).
+
+    ``mm_at_entry``: the venue takes maintenance margin at the entry value (Bybit, KuCoin).
 
     Returns ``(side, amount, collateral, reasons, position_after)``: side −1/+1 for a
     reduce-only order of ``amount`` contracts (0 with no order), the isolated margin to post
@@ -133,14 +183,19 @@ def derisk_order(
     held = abs(position)
     q = held * contract_size
     upnl = s * q * (price - entry_price)
-    if isolated:
-        balance = collateral + upnl
-        lp = liquidation_price_one_leg(
-            collateral, s, q, entry_price, True, t_floor, t_cap, t_mmr, t_cum
-        )
-    else:
-        balance = equity - other_mm
-        lp = liquidation_price_one_leg(balance, s, q, price, True, t_floor, t_cap, t_mmr, t_cum)
+    balance = collateral + upnl if isolated else equity - other_mm
+    lp = _liquidation(
+        collateral if isolated else balance,
+        s,
+        q,
+        entry_price if isolated else price,
+        entry_price,
+        mm_at_entry,
+        t_floor,
+        t_cap,
+        t_mmr,
+        t_cum,
+    )
     if math.isnan(lp) or s * (price - lp) / price >= floor_distance:
         return 0, 0.0, 0.0, R_NO_LEAD_CHANGE, position
     reasons = R_DERISK
@@ -148,12 +203,18 @@ def derisk_order(
     first = (t_cap[0], t_mmr[0], t_cum[0], t_max_lev[0])
     budget = balance
     if isolated and add_margin:
-        add = nk.required_balance(q, price, s, d, t_cap, t_mmr, t_cum, first) - balance
+        add = _required(mm_at_entry, q, price, s, d, entry_price, t_cap, t_mmr, t_cum, first)
+        add -= balance
         if add <= available:
             return 0, 0.0, max(add, 0.0), reasons | R_MARGIN_TOPUP, position
         budget = balance + max(available, 0.0)
         reasons |= R_MARGIN_TOPUP | R_AVAILABLE_MARGIN
-    keep = min(nk.max_qty_for_balance(budget, price, s, d, t_floor, t_cap, t_mmr, t_cum), q)
+    keep = min(
+        nk.max_qty_for_buffer(
+            mm_at_entry, budget, price, s, d, entry_price, 0.0, t_floor, t_cap, t_mmr, t_cum
+        ),
+        q,
+    )
     lots = math.ceil((q - keep) / (amount_step * contract_size) - _EPS)
     unit_scale = 10.0**amount_decimals
     amount = lots * round(amount_step * unit_scale) / unit_scale
@@ -168,7 +229,7 @@ def derisk_order(
     post = 0.0
     if isolated:
         rq = left * contract_size
-        need = nk.required_balance(rq, price, s, d, t_cap, t_mmr, t_cum, first)
+        need = _required(mm_at_entry, rq, price, s, d, entry_price, t_cap, t_mmr, t_cum, first)
         post = max(need - s * rq * (price - entry_price) - collateral * left / held, 0.0)
     return int(-s), amount, post, reasons, s * left
 
@@ -188,6 +249,8 @@ def derisk_kernel(
     of: FloatMatrix,
     ob: CodeMatrix,
     o_reasons: NDArray[np.uint32],
+    # the venue takes maintenance margin at the entry value (Bybit, KuCoin)
+    mm_at_entry: bool,
 ) -> None:
     """:func:`derisk_order` for every follower, with the state after it (normalize's columns)."""
     contract_size = market[MK_CONTRACT_SIZE]
@@ -231,7 +294,7 @@ def derisk_kernel(
                 price, contract_size, amount_step, amount_decimals, min_amount,
                 t_floor, t_cap, t_mmr, t_cum, t_max_lev,
                 eq, cf[F_AVAILABLE, i], pos, ep, c0, cf[F_OTHER_MM, i], isolated,
-                floor_d, restore, cc[C_DERISK, i] == DR_ADD_MARGIN,
+                floor_d, restore, cc[C_DERISK, i] == DR_ADD_MARGIN, mm_at_entry,
             )  # fmt: skip
         # the edge: amounts as decimals on the grid, margin within what the follower has
         amount = nk.on_grid(amount, unit_scale)
@@ -255,16 +318,19 @@ def derisk_kernel(
         of[O_EFF_LEV, i] = (held_q * price + cf[F_OTHER_NOTIONAL, i]) / eq
         if held_q > 0.0:
             s = 1.0 if left > 0.0 else -1.0
-            if isolated:
-                # pro-rata release of the cut, then what the order posts
-                c_after = c0 * abs(left) / abs(pos) + post
-                lp = liquidation_price_one_leg(
-                    c_after, s, held_q, ep, True, t_floor, t_cap, t_mmr, t_cum
-                )
-            else:
-                lp = liquidation_price_one_leg(
-                    eq - cf[F_OTHER_MM, i], s, held_q, price, True, t_floor, t_cap, t_mmr, t_cum
-                )
+            # isolated: pro-rata release of the cut, then what the order posts
+            lp = _liquidation(
+                c0 * abs(left) / abs(pos) + post if isolated else eq - cf[F_OTHER_MM, i],
+                s,
+                held_q,
+                ep if isolated else price,
+                ep,
+                mm_at_entry,
+                t_floor,
+                t_cap,
+                t_mmr,
+                t_cum,
+            )
             of[O_LIQ, i] = lp
             of[O_LIQ_DIST, i] = abs(price - lp) / price
         else:

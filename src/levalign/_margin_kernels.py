@@ -37,6 +37,36 @@ def maintenance_margin(cap: FloatArray, mmr: FloatArray, cum: FloatArray, notion
     return abs(notional) * mmr[k] - cum[k]
 
 
+@njit(cache=True, inline="always")
+def entry_value_liquidation_price(
+    balance: float,
+    side: float,
+    qty: float,
+    ref_price: float,
+    entry_price: float,
+    cap: FloatArray,
+    mmr: FloatArray,
+    cum: FloatArray,
+) -> float:
+    r"""Liquidation price of one linear position with maintenance margin at its entry value.
+
+    Bybit's and KuCoin's rule (:class:`levalign.margin.BybitMarginModel`), with ``balance``
+    the margin balance when the price is ``ref_price``:
+
+    .. math:: LP = x_{ref} - s\,\frac{B - \mathrm{MM}(Q\,EP)}{Q}
+
+    With ``ref_price`` the entry price and ``balance`` the isolated margin this is Bybit's
+    formula as published; with the mark and the margin balance there (cross) it is the same
+    price, the PnL since entry moved from the balance to the reference. NaN when the price is
+    not positive (no price liquidates the position).
+    """
+    if qty <= 0.0:
+        return math.nan
+    mm = maintenance_margin(cap, mmr, cum, qty * entry_price)
+    lp = ref_price - side * (balance - mm) / qty
+    return lp if lp > 0.0 else math.nan
+
+
 @njit(cache=True)
 def liquidation_price_one_leg(
     balance: float,
@@ -64,11 +94,11 @@ def liquidation_price_one_leg(
     (a fully collateralized long, or an inverse short), and ``ref_price`` when every price does
     (the balance is already below maintenance margin).
     """
-    return _liquidation_price(balance, side, qty, ref_price, linear, floor, cap, mmr, cum)
+    return liquidation_price_tiered(balance, side, qty, ref_price, linear, floor, cap, mmr, cum)
 
 
 @njit(cache=True, inline="always")
-def _liquidation_price(
+def liquidation_price_tiered(
     balance: float,
     side: float,
     qty: float,

@@ -108,7 +108,13 @@ from levalign._layout import (
     T_MAX_LEV,
     T_MMR,
 )
-from levalign._margin_kernels import _liquidation_price, tier_index, tier_root
+from levalign._margin_kernels import (
+    entry_value_liquidation_price,
+    liquidation_price_tiered,
+    maintenance_margin,
+    tier_index,
+    tier_root,
+)
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int8]
@@ -137,8 +143,9 @@ _BLOCK = 2048
     E_SIGMA,  # event volatility (annualized) or NaN
     E_LEAD_DIST,  # lead's liquidation distance after the event (default follower buffer)
     E_MU,  # event expected return of the price (annualized drift) or NaN
+    E_MM_AT_ENTRY,  # 1.0: the venue takes maintenance margin at the entry value (Bybit, KuCoin)
     E_SIZE,
-) = range(15)
+) = range(16)
 
 
 # LLVM's loop vectorizer gives up on a loop that needs more than 128 run-time checks that its
@@ -296,8 +303,73 @@ def max_qty_for_balance(
     return 0.0
 
 
+@njit(cache=True, inline="always")
+def buffer_balance(
+    at_entry: bool,
+    qty: float,
+    price: float,
+    side: float,
+    dist: float,
+    entry_slope: float,
+    entry_shift: float,
+    cap: FloatArray,
+    mmr: FloatArray,
+    cum: FloatArray,
+    first: FirstTier,
+) -> float:
+    r"""Margin balance at ``price`` needed so that liquidation is ``dist`` away, by venue rule.
+
+    :func:`required_balance` (maintenance margin at the liquidation notional), or, where the
+    venue takes it at the entry value (``at_entry``: Bybit, KuCoin), with the entry notional
+    of ``qty`` linear in it, :math:`N_e(Q) = a\,Q + b`:
+
+    .. math:: R(Q) = Q\,p\,d + \mathrm{MM}(a\,Q + b)
+
+    An open from flat has :math:`a = p, b = 0`; an increase of a holding ``cur`` entered at
+    :math:`EP_0` has :math:`a = p, b = cur\,(EP_0 - p)`; a position kept at its entry
+    :math:`EP` (de-risking) has :math:`a = EP, b = 0`.
+    """
+    if at_entry:
+        return qty * price * dist + maintenance_margin(
+            cap, mmr, cum, qty * entry_slope + entry_shift
+        )
+    return required_balance(qty, price, side, dist, cap, mmr, cum, first)
+
+
 @njit(cache=True, error_model="numpy")
-def _max_qty_for_initial_margin(
+def max_qty_for_buffer(
+    at_entry: bool,
+    budget: float,
+    price: float,
+    side: float,
+    dist: float,
+    entry_slope: float,
+    entry_shift: float,
+    floor: FloatArray,
+    cap: FloatArray,
+    mmr: FloatArray,
+    cum: FloatArray,
+) -> float:
+    """Largest quantity whose :func:`buffer_balance` is at most ``budget``.
+
+    :func:`max_qty_for_balance`, or with maintenance margin at the entry value: the root of
+    ``Q·p·d + (a·Q + b)·mmr_k − cum_k = budget`` in the tier ``k`` its entry notional lies in.
+    """
+    if not at_entry:
+        return max_qty_for_balance(budget, price, side, dist, floor, cap, mmr, cum)
+    if budget <= 0.0:
+        return 0.0
+    last = cap.shape[0] - 1
+    for k in range(last + 1):
+        q = (budget + cum[k] - entry_shift * mmr[k]) / (price * dist + entry_slope * mmr[k])
+        n = q * entry_slope + entry_shift
+        if (n <= cap[k] * (1.0 + 1e-12) or k == last) and n >= floor[k] * (1.0 - 1e-12):
+            return q
+    return 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def max_qty_for_initial_margin(
     margin: float,
     price: float,
     cap_arr: FloatArray,
@@ -655,6 +727,7 @@ def generic_rows(
         first,
     ) = _event_constants(ev, cs, amount_step, amount_decimals, t_cap, t_mmr, t_cum, t_max_lev)
     last_cap = t_cap[t_cap.shape[0] - 1]
+    at_entry = ev[E_MM_AT_ENTRY] == 1.0
     selected = select.shape[0] > 0
     # an unsigned index: a signed one makes every column read test for a negative index
     for i in range(np.uint64(start), np.uint64(stop)):
@@ -832,6 +905,8 @@ def generic_rows(
                 else:
                     target = cur + d
                     upnl0 = s * cur * (p - ep0) if cur > 0.0 else 0.0
+                    # entry notional after an order: target·p + cur·(EP0 − p)
+                    shift = cur * (ep0 - p) if cur > 0.0 else 0.0
                     # -- constraints in the order of docs/design.md, "Normalization";
                     # each flags when it binds
                     cap_pos = cf[F_MAX_POSITION_LEVERAGE, i] * eq * inv_p
@@ -847,11 +922,13 @@ def generic_rows(
                     budget = (c0 + avail + upnl0) if isolated else (eq - cf[F_OTHER_MM, i])
                     if (
                         target > cur
-                        and required_balance(target, p, s, dist, t_cap, t_mmr, t_cum, first)
+                        and buffer_balance(
+                            at_entry, target, p, s, dist, p, shift, t_cap, t_mmr, t_cum, first
+                        )
                         > budget
                     ):
-                        cap_q = max_qty_for_balance(
-                            budget, p, s, dist, t_floor, t_cap, t_mmr, t_cum
+                        cap_q = max_qty_for_buffer(
+                            at_entry, budget, p, s, dist, p, shift, t_floor, t_cap, t_mmr, t_cum
                         )
                         target, reasons = _bind(
                             target,
@@ -871,7 +948,7 @@ def generic_rows(
                         target > cur
                         and _initial_margin(target, p, t_cap, t_max_lev, lev_cap, first) > im_budget
                     ):
-                        cap_q = _max_qty_for_initial_margin(
+                        cap_q = max_qty_for_initial_margin(
                             im_budget, p, t_cap, t_floor, t_max_lev, lev_cap
                         )
                         target, reasons = _bind(target, cap_q, cur, R_AVAILABLE_MARGIN, reasons)
@@ -906,7 +983,9 @@ def generic_rows(
                                 and q_up * p <= last_cap
                                 and q_up * p + cf[F_OTHER_NOTIONAL, i]
                                 <= cf[F_MAX_LEVERAGE, i] * eq * (1.0 + 1e-12)
-                                and required_balance(q_up, p, s, dist, t_cap, t_mmr, t_cum, first)
+                                and buffer_balance(
+                                    at_entry, q_up, p, s, dist, p, shift, t_cap, t_mmr, t_cum, first
+                                )
                                 <= budget
                                 and q_up * p <= cf[F_MAX_NOTIONAL, i] * (1.0 + 1e-12)
                                 and _initial_margin(q_up, p, t_cap, t_max_lev, lev_cap, first)
@@ -937,9 +1016,11 @@ def generic_rows(
                         n_new = new_q * p
                         tier_lev = min(_tier_max_leverage(n_new, t_cap, t_max_lev, first), lev_cap)
                         if isolated:
+                            need_buffer = buffer_balance(
+                                at_entry, new_q, p, s, dist, p, shift, t_cap, t_mmr, t_cum, first
+                            )
                             need = max(
-                                required_balance(new_q, p, s, dist, t_cap, t_mmr, t_cum, first)
-                                - upnl0,
+                                need_buffer - upnl0,
                                 n_new / tier_lev,
                                 c0,
                             )
@@ -981,17 +1062,16 @@ def generic_rows(
             sq = 1.0 if q > 0.0 else -1.0
             # one inlined solve on selected inputs: isolated margin at the entry price, or the
             # cross balance at the mark (two call sites would inline the tier loop twice)
-            lp = _liquidation_price(
-                c0 if isolated else eq - cf[F_OTHER_MM, i],
-                sq,
-                held_q,
-                ep0 if isolated else p,
-                True,
-                t_floor,
-                t_cap,
-                t_mmr,
-                t_cum,
-            )
+            balance_liq = c0 if isolated else eq - cf[F_OTHER_MM, i]
+            ref_liq = ep0 if isolated else p
+            if at_entry:
+                lp = entry_value_liquidation_price(
+                    balance_liq, sq, held_q, ref_liq, ep0, t_cap, t_mmr, t_cum
+                )
+            else:
+                lp = liquidation_price_tiered(
+                    balance_liq, sq, held_q, ref_liq, True, t_floor, t_cap, t_mmr, t_cum
+                )
             of[O_LIQ, i] = lp
             of[O_LIQ_DIST, i] = abs(p - lp) * inv_p
         else:
@@ -1082,8 +1162,15 @@ def open_kernel(
     """:func:`_open_kernel`, with the LLVM option its vectorized pass needs.
 
     The option is set on the first call, not at import: importing the kernels changes nothing
-    process-wide.
+    process-wide. An event whose venue takes maintenance margin at the entry value
+    (``E_MM_AT_ENTRY``) runs :func:`generic_kernel`, every row marked in ``slow``.
     """
+    if ev[E_MM_AT_ENTRY] == 1.0:
+        # maintenance margin at the entry value: the vectorized pass does not model it, every
+        # row takes the generic row code
+        slow[:] = True
+        generic_kernel(ev, market, tiers, curve_table, curve_y, curve_h, cf, cc, of, ob, o_reasons)
+        return
     _allow_wide_vectorization()
     _open_kernel(ev, market, tiers, curve_table, curve_y, curve_h, cf, cc, of, ob, o_reasons, slow)
 
@@ -1177,7 +1264,7 @@ def _open_kernel(
     # A long whose first-tier liquidation root is not positive is safe at every price when
     # cum starts at 0 and never falls and every mmr is in [0, 1): each tier's root numerator
     # is then at least the first's (>= 0) over a denominator q·mmr_k − q <= 0, so
-    # _liquidation_price skips every tier, and _no_root finds the balance (>= q·price) at or
+    # liquidation_price_tiered skips every tier, and _no_root finds the balance (>= q·price) at or
     # above every tier's maintenance margin (q·price·mmr_k − cum_k): NaN
     no_liq_if_first_root_fails = t_cum[0] == 0.0
     for k in range(last + 1):
@@ -1326,7 +1413,7 @@ def _open_kernel(
             fast &= ~(target > cur) | target_n_in_two
             target_lev = first[3] if target_first else second[3]
             im_binds = (target > cur) & (n_target / min(target_lev, lev_cap) > im_budget)
-            # _max_qty_for_initial_margin's scan from the top: the third tier unreachable, the
+            # max_qty_for_initial_margin's scan from the top: the third tier unreachable, the
             # second tier's bound if it reaches the second floor, else the first's
             top_2 = _margin_top(im_budget, p, cap_2, max_lev_2, lev_cap)
             fast &= ~im_binds | (im_budget <= 0.0) | (lev_falls & ~(top_2 * p >= floor_2))
@@ -1392,7 +1479,7 @@ def _open_kernel(
             q_after = s * new_q if filled else q
             held_q = abs(q_after)
             held = held_q > 0.0
-            # _liquidation_price's scan: the first tier's root, else the second's
+            # liquidation_price_tiered's scan: the first tier's root, else the second's
             c_liq = (1.0 if q_after > 0.0 else -1.0) * held_q
             balance_liq = c_after if isolated else eq - other_maint
             ref_liq = ep_after if isolated else p

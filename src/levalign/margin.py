@@ -150,6 +150,9 @@ class TieredMarginModel:
 
     family: ClassVar[str] = "binance"
     supports_hedge_mode: ClassVar[bool] = True
+    #: whether the liquidation rule takes maintenance margin at the entry value (Bybit,
+    #: KuCoin) instead of at the liquidation price; the normalization kernels read it
+    mm_at_entry: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ per position
 
@@ -318,7 +321,7 @@ class TieredMarginModel:
             does (the balance is already below maintenance margin).
         """
         tables = [self.position_tiers(market, leg.contracts) for leg in legs]
-        return _solve_liquidation(market, legs, balance, mark_price, tables)
+        return solve_liquidation(market, legs, balance, mark_price, tables)
 
     # ------------------------------------------------------------------ position payloads
 
@@ -595,6 +598,7 @@ class BybitMarginModel(TieredMarginModel):
     """
 
     family: ClassVar[str] = "bybit"
+    mm_at_entry: ClassVar[bool] = True
     #: Bybit's base taker rate for perpetuals (Bybit "Trading Fee Structure", non-VIP)
     default_taker_fee: ClassVar[float] = 0.00055
     reserves_fee_to_close: ClassVar[bool] = True
@@ -798,12 +802,16 @@ def liquidation_market(market: MarketSpec, price: float) -> MarketSpec:
     and Gate (OKX: its first tier). The normalization kernels size on it, so that a sized
     position's liquidation price is the one :func:`margin_report` gives.
 
-    Two limits, both where the venue's rule is not the kernels' form: Bybit and KuCoin take
-    maintenance margin at the entry value, which no tier table expresses (their table is
-    returned unchanged, and the kernels price them with maintenance margin at the liquidation
-    price); and a whole-position rate that jumps at a tier bound (no maintenance amount,
-    Bitget and KuCoin tables) is handed over only up to that bound, so a short whose
-    liquidation notional crosses it is priced at the lower tier's rate.
+    Bybit and KuCoin take maintenance margin at the *entry* value, which no tier table
+    expresses: their table is returned unchanged, and the kernels read the model's
+    :attr:`~TieredMarginModel.mm_at_entry` (a flag of the event vector) and solve the buffer
+    and the liquidation price with maintenance margin at the entry notional, by
+    :meth:`BybitMarginModel.liquidation_price`'s formula.
+
+    One limit, where the venue's rule is not the kernels' form: a whole-position rate that
+    jumps at a tier bound (no maintenance amount, Bitget and KuCoin tables) is handed over
+    only up to that bound, so a short whose liquidation notional crosses it (or, on KuCoin, a
+    position whose entry notional does) is priced at the lower tier's rate.
     """
     model = margin_model(market.margin_family)
     tiers = model.liquidation_tiers(market, price)
@@ -866,7 +874,7 @@ def maintenance_margins(market: MarketSpec, notional: FloatArray) -> FloatArray:
 # ------------------------------------------------------------------ exact solver
 
 
-def _solve_liquidation(
+def solve_liquidation(
     market: MarketSpec,
     legs: Sequence[Leg],
     balance: float,

@@ -43,7 +43,11 @@ at price :math:`p` for liquidation to be a fraction :math:`d` away is
 
 continuous and increasing in :math:`Q` and linear within a tier, so the largest :math:`Q`
 with :math:`R(Q) \le` budget (isolated: collateral + available + PnL; cross: equity − other
-positions' maintenance margin) has a closed form in one tier. The isolated margin to post is
+positions' maintenance margin) has a closed form in one tier. Where the follower's venue
+takes maintenance margin at the entry value (Bybit, KuCoin: the margin model's
+``mm_at_entry``), the maintenance term is :math:`\mathrm{MM}(N_e)` at the entry notional after
+the order (:math:`N_e = Q\,p` from flat) and the liquidation price is the venue's
+(:meth:`levalign.margin.BybitMarginModel.liquidation_price`). The isolated margin to post is
 :math:`\max(R(Q) - \text{PnL}, N / \text{maxLev}(N))`, and the leverage setting the smallest
 integer whose initial margin fits in it.
 """
@@ -88,7 +92,7 @@ from levalign._columns import (
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign._row_checks import INVALID_COLUMNS, explain_invalid_rows
 from levalign.errors import ConfigurationError, InvalidInput
-from levalign.margin import liquidation_market
+from levalign.margin import liquidation_market, margin_model
 from levalign.markets import Markets, MarketSpec, as_markets
 from levalign.schemas import FollowerProfile, LeadEvent, parse
 
@@ -507,7 +511,13 @@ def prepare_event(
     ev[nk.E_STOP] = event.lead_stop_price if event.lead_stop_price is not None else math.nan
     ev[nk.E_SIGMA] = event.sigma if event.sigma is not None else math.nan
     ev[nk.E_MU] = event.expected_return if event.expected_return is not None else math.nan
+    ev[nk.E_MM_AT_ENTRY] = 1.0 if _mm_at_entry(market) else 0.0
     return ev
+
+
+def _mm_at_entry(market: MarketSpec) -> bool:
+    """Whether the market's venue takes maintenance margin at the entry value (Bybit, KuCoin)."""
+    return margin_model(market.margin_family).mm_at_entry
 
 
 def event_curve(event: LeadEvent, cohort: Cohort) -> LiquidationCurve | None:
@@ -757,7 +767,9 @@ def derisk(
     .. math:: Q\,p\,d + \mathrm{MM}\big(Q\,p\,(1 - s\,d)\big) \le B,
 
     with :math:`B` the cross equity less the other positions' maintenance margin, or the
-    isolated position's own margin balance (plus the free balance for ``add_margin``).
+    isolated position's own margin balance (plus the free balance for ``add_margin``); on a
+    venue that takes maintenance margin at the entry value (Bybit, KuCoin) the maintenance
+    term is :math:`\mathrm{MM}(Q\,EP)`.
     Details in :mod:`levalign._derisk_kernel`. The rows are :class:`NormalizeResult` rows:
     ``reasons`` has ``DERISK`` on every follower the price triggered, ``NO_LEAD_CHANGE`` on
     the others; ``collateral`` is the isolated margin to post after the cut (or the top-up).
@@ -796,7 +808,11 @@ def derisk(
     spec = liquidation_market(spec, float(price))  # the follower venue's liquidation rule
     cols = allocate_result(len(cohort))
     # the normalization kernels' arguments, the price in place of the event vector
-    args: tuple[Any, ...] = (float(price), *kernel_args(_NO_EVENT, spec, cohort, cols, curve)[1:])
+    args: tuple[Any, ...] = (
+        float(price),
+        *kernel_args(_NO_EVENT, spec, cohort, cols, curve)[1:],
+        _mm_at_entry(spec),
+    )
     _dk.derisk_kernel(*args)
     return NormalizeResult(
         event_id=event_id or f"derisk:{spec.symbol}@{price:g}",

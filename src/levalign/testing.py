@@ -26,7 +26,7 @@ from levalign._codes import MARGIN_MODES, MODES, POLICIES
 from levalign._derisk_kernel import derisk_order
 from levalign._margin_kernels import liquidation_price_one_leg
 from levalign.errors import InvalidInput
-from levalign.margin import Leg, _solve_liquidation
+from levalign.margin import BybitMarginModel, Leg, solve_liquidation
 from levalign.markets import MarketSpec, TierTable
 from levalign.risk import _mc_kernels as mck
 from levalign.risk.curve import LiquidationCurve
@@ -254,7 +254,7 @@ class DeriskSetup:
         side, amount, post, _, _ = derisk_order.py_func(
             m, contract_size, step, decimals, min_amount, *self.tiers,
             w + pos * contract_size * (m - ep), w - c if iso else 0.0, pos, ep, c, 0.0, iso,
-            float(self.floor[i]), float(self.restore[i]), bool(self.add_margin[i]),
+            float(self.floor[i]), float(self.restore[i]), bool(self.add_margin[i]), False,
         )  # fmt: skip
         if side == 0 and not (iso and post > 0.0):
             if iso and c > w:
@@ -691,12 +691,32 @@ def _largest(ok: Callable[[float], bool], lo: float, hi: float) -> float:
     return lo
 
 
-def _liq_distance(
-    spec: MarketSpec, side: float, qty: float, entry: float, balance: float, price: float
-) -> float:
-    """Liquidation distance (fraction of price) of one leg with ``balance`` behind it."""
+#: the rule of the venues taking maintenance margin at the entry value (KuCoin's is Bybit's)
+_ENTRY_VALUE_RULE = BybitMarginModel()
+
+
+def _liquidation(
+    spec: MarketSpec,
+    side: float,
+    qty: float,
+    entry: float,
+    balance: float,
+    price: float,
+    at_entry: bool,
+) -> float | None:
+    """Liquidation price of one leg entered at ``entry`` with ``balance`` behind it there.
+
+    Maintenance margin at the liquidation price (the exact solver), or at the entry value
+    (``at_entry``: Bybit's scalar formula).
+    """
     legs = [Leg(side, qty / spec.contract_size, entry)]
-    lp = _solve_liquidation(spec, legs, balance, price)
+    if at_entry:
+        return _ENTRY_VALUE_RULE.liquidation_price(spec, legs, balance, price)
+    return solve_liquidation(spec, legs, balance, price)
+
+
+def _distance(lp: float | None, side: float, price: float) -> float:
+    """Liquidation distance (fraction of price) of a liquidation price (None: infinite)."""
     return math.inf if lp is None else (price - lp) * side / price
 
 
@@ -730,6 +750,9 @@ def reference_normalize_one(
 ) -> dict[str, Any]:
     """Normalize one follower (row of cohort fields, codes as names) for a digested event."""
     kind, s, p = int(ev[nk.E_KIND]), ev[nk.E_SIDE], ev[nk.E_PRICE]
+    # maintenance margin at the entry value (Bybit, KuCoin): the balance behind a leg is then
+    # taken at its entry price, the PnL since entry moved out of it
+    at_entry = ev[nk.E_MM_AT_ENTRY] == 1.0
     step = float(spec.amount_step or 0.0)
     cs = spec.contract_size
     lot = step * cs
@@ -908,12 +931,15 @@ def reference_normalize_one(
                 def buffer_ok(qty: float) -> bool:
                     if qty <= 0:
                         return True
-                    if isolated:  # all of the budget posted as isolated margin
-                        return bool(
-                            _liq_distance(spec, s, qty, entry_after(qty), budget - upnl0, p)
-                            >= dist - 1e-12
+                    if isolated or at_entry:
+                        # isolated: all of the budget posted as isolated margin; at the entry
+                        # value: the budget less the PnL since entry, at the entry after
+                        lp = _liquidation(
+                            spec, s, qty, entry_after(qty), budget - upnl0, p, at_entry
                         )
-                    return bool(_liq_distance(spec, s, qty, p, budget, p) >= dist - 1e-12)
+                    else:
+                        lp = _liquidation(spec, s, qty, p, budget, p, at_entry)
+                    return bool(_distance(lp, s, p) >= dist - 1e-12)
 
                 def im_ok(qty: float) -> bool:
                     need = im(qty) - c0 if isolated else im(qty) - im(cur)
@@ -977,9 +1003,8 @@ def reference_normalize_one(
                     if isolated:
                         # smallest collateral keeping liquidation `dist` away, by bisection
                         def far_enough(c: float, qty: float = new_q) -> bool:
-                            return bool(
-                                _liq_distance(spec, s, qty, entry_after(qty), c, p) >= dist - 1e-12
-                            )
+                            lp = _liquidation(spec, s, qty, entry_after(qty), c, p, at_entry)
+                            return bool(_distance(lp, s, p) >= dist - 1e-12)
 
                         hi = n_new * 2 + abs(upnl0) + 1
                         lo, need = 0.0, hi
@@ -1017,9 +1042,12 @@ def reference_normalize_one(
     if q != 0:
         side = 1.0 if q > 0 else -1.0
         if isolated:
-            lp = _solve_liquidation(spec, [Leg(side, abs(q) / cs, ep)], c0, p)
+            lp = _liquidation(spec, side, abs(q), ep, c0, p, at_entry)
+        elif at_entry:  # the cross balance at the entry price
+            cross = eq - row["other_maintenance_margin"] - side * abs(q) * (p - ep)
+            lp = _liquidation(spec, side, abs(q), ep, cross, p, at_entry)
         else:
-            lp = _solve_liquidation(
+            lp = solve_liquidation(
                 spec, [Leg(side, abs(q) / cs, p)], eq - row["other_maintenance_margin"], p
             )
         out["liquidation_price"] = math.nan if lp is None else lp

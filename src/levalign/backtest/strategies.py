@@ -60,7 +60,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from levalign._margin_kernels import liquidation_price_one_leg
-from levalign._normalize_kernel import _max_qty_for_initial_margin
+from levalign._normalize_kernel import max_qty_for_initial_margin
 from levalign.errors import InvalidInput
 from levalign.markets import Markets, MarketSpec, load_markets
 from levalign.risk.ohlc import OHLC, load_ohlc
@@ -560,7 +560,7 @@ class _Lead:
 def _max_contracts(equity: float, price: float, setting: float, market: MarketSpec) -> float:
     """Largest position whose initial margin at ``min(setting, tier max)`` fits in ``equity``."""
     t = market.tiers
-    by_tier = _max_qty_for_initial_margin(equity, price, t.cap, t.floor, t.max_leverage, math.inf)
+    by_tier = max_qty_for_initial_margin(equity, price, t.cap, t.floor, t.max_leverage, math.inf)
     return min(equity * setting / price, float(by_tier)) / market.contract_size
 
 

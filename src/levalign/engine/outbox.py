@@ -33,6 +33,7 @@ __all__ = [
     "TRANSITIONS",
     "Cursor",
     "FillRecord",
+    "FollowerBook",
     "LeadEventRecord",
     "OrderIntent",
     "OrderState",
@@ -152,6 +153,21 @@ class FillRecord:
     client_id: str | None = None
     exchange_id: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerBook:
+    """A follower as the store knows it, for reconciliation.
+
+    ``positions`` the stored non-zero positions by symbol (exact decimals); ``in_flight`` the
+    symbols with an order whose outcome is not final yet.
+    """
+
+    id: str
+    address: str
+    status: str
+    positions: Mapping[str, Decimal]
+    in_flight: frozenset[str] = frozenset()
 
 
 def decimal_amount(value: float, step: float) -> str:

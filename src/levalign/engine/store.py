@@ -63,6 +63,7 @@ from levalign.engine.outbox import (
     TRANSITIONS,
     Cursor,
     FillRecord,
+    FollowerBook,
     LeadEventRecord,
     OrderIntent,
     OrderState,
@@ -1105,6 +1106,47 @@ class Store:
         with self._begin("canceling pending orders") as conn:
             result = conn.execute(query.values(state="canceled", reason=reason, updated_ms=stamp))
             return max(int(result.rowcount), 0)
+
+    def books(self, lead_id: int) -> list[FollowerBook]:
+        """Every follower of ``lead_id``: its stored positions, its symbols with orders in flight.
+
+        In flight: an order ``pending``, ``sent``, ``acknowledged`` (resting) or ``unknown``,
+        whose outcome can still move the venue's position (reconciliation leaves those
+        symbols alone until it is final). All read in one transaction.
+        """
+        live = ("pending", "sent", "acknowledged", "unknown")
+        with self._read("reading follower books") as conn:
+            rows = conn.execute(
+                select(Follower.id, Follower.address, Follower.status)
+                .where(Follower.lead_id == lead_id)
+                .order_by(Follower.id)
+            ).all()
+            positions: dict[str, dict[str, Decimal]] = {}
+            for fid, symbol, text in conn.execute(
+                select(Position.follower_id, Position.symbol, Position.position)
+                .join(Follower, Follower.id == Position.follower_id)
+                .where(Follower.lead_id == lead_id)
+            ):
+                if Decimal(text) != 0:
+                    positions.setdefault(fid, {})[symbol] = Decimal(text)
+            flying: dict[str, set[str]] = {}
+            for fid, symbol in conn.execute(
+                select(Order.follower_id, Order.symbol)
+                .join(Follower, Follower.id == Order.follower_id)
+                .where(Follower.lead_id == lead_id, Order.state.in_(live))
+                .distinct()
+            ):
+                flying.setdefault(fid, set()).add(symbol)
+        return [
+            FollowerBook(
+                id=fid,
+                address=address,
+                status=status,
+                positions=positions.get(fid, {}),
+                in_flight=frozenset(flying.get(fid, ())),
+            )
+            for fid, address, status in rows
+        ]
 
     def order(self, client_id: str) -> dict[str, Any] | None:
         """One order's row as a dict, or None."""

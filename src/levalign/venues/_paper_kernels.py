@@ -460,6 +460,7 @@ def _derisk_fill(
         m, contract_size, fill[FILL_AMOUNT_STEP], decimals, fill[FILL_MIN_AMOUNT],
         t_floor, t_cap, t_mmr, t_cum, t_max_lev,
         equity, w - c if iso else 0.0, pos, ep, c, 0.0, iso, floor, restore, add_margin,
+        False,  # the paper venue's rule: maintenance margin at the liquidation price
     )  # fmt: skip
     fee = slip_cost = pnl = 0.0
     acted = False
