@@ -107,8 +107,10 @@ class _Launcher:
 
     def close(self) -> None:
         assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.close()
         self.proc.wait(timeout=60)
+        self.proc.stdout.close()
         self.log.close()
 
 
@@ -193,7 +195,7 @@ def test_kill_9_at_random_moments_sends_every_order_once_and_ends_as_uninterrupt
         ref_thread.join(timeout=60)
         log = requests.get(f"{base_url}/_sandbox/orders", timeout=30).json()
         sandbox.send_signal(signal.SIGINT)
-        sandbox.wait(timeout=30)
+        sandbox.communicate(timeout=30)  # reads and closes its pipes
     elapsed = time.monotonic() - started
 
     # Assert: every intended order of the killed copier reached the sandbox exactly once
