@@ -72,6 +72,7 @@ def _start_sandbox(lead: Path, accounts: list[Follower]) -> tuple[subprocess.Pop
         text=True,
     )  # fmt: skip
     assert proc.stdout is not None
+    assert proc.stderr is not None
     line = proc.stdout.readline()
     assert line.startswith("Hyperliquid sandbox on "), line + proc.stderr.read()
     return proc, line.split()[3]

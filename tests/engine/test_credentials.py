@@ -47,14 +47,8 @@ def test_a_wrong_or_missing_key_is_a_configuration_error_without_the_secret(
     # Arrange
     file_key = new_file_key()
     encrypt_keys({"alice": KEY}, tmp_path / "keys.enc", file_key)
-    environ = (
-        {
-            "same": {KEYFILE_ENV: file_key},
-            "other": {KEYFILE_ENV: new_file_key()},
-        }.get(env, env)
-        if isinstance(env, str)
-        else env
-    )
+    named = {"same": {KEYFILE_ENV: file_key}, "other": {KEYFILE_ENV: new_file_key()}}
+    environ = named[env] if isinstance(env, str) else env
 
     # Act / Assert
     with pytest.raises(ConfigurationError, match=match) as info:
