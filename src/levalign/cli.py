@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -718,6 +719,15 @@ def _store_for(store: str | None, config: Path | None) -> Any:
         raise _fail(err) from None
 
 
+def _read_store(store: str | None, config: Path | None, read: Callable[[Any], Any]) -> Any:
+    """``read(db)`` on the copier's store, a store error ending the command with its code."""
+    with _store_for(store, config) as db:
+        try:
+            return read(db)
+        except LevalignError as err:
+            raise _fail(err) from None
+
+
 _StoreOpt = Annotated[
     str | None, typer.Option("--store", help="Store URL (default: the config's, or levalign.db).")
 ]
@@ -746,11 +756,7 @@ def orders(
     json_out: _JsonOpt = False,
 ) -> None:
     """The copier's orders, newest first (from its store)."""
-    with _store_for(store, config) as db:
-        try:
-            rows = db.orders(state=state, limit=limit)
-        except LevalignError as err:
-            raise _fail(err) from None
+    rows = _read_store(store, config, lambda db: db.orders(state=state, limit=limit))
     if json_out:
         _print_json(rows)
         return
@@ -765,11 +771,7 @@ def followers(
     json_out: _JsonOpt = False,
 ) -> None:
     """The followers, their status, equity and positions (from the copier's store)."""
-    with _store_for(store, config) as db:
-        try:
-            rows = db.followers()
-        except LevalignError as err:
-            raise _fail(err) from None
+    rows = _read_store(store, config, lambda db: db.followers())
     if json_out:
         _print_json(rows)
         return
@@ -788,6 +790,25 @@ def followers(
     _table("followers", ["id", "status", "equity", "positions", "reason"], table)
 
 
+def _status_of(db: Any) -> dict[str, Any]:
+    """What ``levalign status`` shows, read from the store ``db``."""
+    backlog = db.backlog()
+    followers: dict[str, int] = {}
+    for r in db.followers():
+        followers[r["status"]] = followers.get(r["status"], 0) + 1
+    return {
+        "store": db.safe_url,
+        "events": db.event_count(),
+        "orders": db.order_counts(),
+        "backlog": {
+            "pending_reducing": backlog.pending_reducing,
+            "pending_opening": backlog.pending_opening,
+            "oldest_pending_ms": backlog.oldest_pending_ms,
+        },
+        "followers": followers,
+    }
+
+
 @app.command()
 def status(
     store: _StoreOpt = None,
@@ -795,24 +816,7 @@ def status(
     json_out: _JsonOpt = False,
 ) -> None:
     """Lead events, orders by state, the backlog and followers by status."""
-    with _store_for(store, config) as db:
-        try:
-            backlog = db.backlog()
-            data = {
-                "store": db.safe_url,
-                "events": db.event_count(),
-                "orders": db.order_counts(),
-                "backlog": {
-                    "pending_reducing": backlog.pending_reducing,
-                    "pending_opening": backlog.pending_opening,
-                    "oldest_pending_ms": backlog.oldest_pending_ms,
-                },
-                "followers": {},
-            }
-            for r in db.followers():
-                data["followers"][r["status"]] = data["followers"].get(r["status"], 0) + 1
-        except LevalignError as err:
-            raise _fail(err) from None
+    data = _read_store(store, config, _status_of)
     if json_out:
         _print_json(data)
         return
